@@ -1,0 +1,408 @@
+//! `mqtt-proxy-agent`: announces a node on the broker and, for every session
+//! a client opens, connects to the configured target (sshd) and runs a
+//! tunnel between that TCP stream and MQTT.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Result};
+use bytes::Bytes;
+use rumqttc::{LastWill, Publish, QoS};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::config::{random_u64, Broker, BrokerArgs};
+use crate::mqtt::{self, Announce, LinkState, Mqtt};
+use crate::protocol::{self, Frame, Kind, Presence, RefuseCode, Topics};
+use crate::stream::{self, Stream};
+use crate::tunnel::{self, MqttSink, TunnelError};
+
+/// How long the agent waits for its target to accept a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Incoming messages buffered between the MQTT task and the dispatcher.
+const INCOMING_CAPACITY: usize = 4096;
+/// Frames buffered per session between dispatcher and session task: a full
+/// window of chunks plus acknowledgements.
+const SESSION_QUEUE: usize = 256;
+
+/// `mqtt-proxy-agent` settings.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "mqtt-proxy-agent",
+    version,
+    about = "Expose this host's sshd through an MQTT broker, for `mqtt-proxy`."
+)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// This node's id (letters, digits, '.', '_', '-'); default: the host name.
+    #[arg(long, env = "MQTT_ID")]
+    pub node_id: Option<String>,
+
+    /// Where sessions are forwarded; clients cannot choose another target.
+    #[arg(
+        long,
+        env = "MQTT_TARGET",
+        default_value = "127.0.0.1:22",
+        value_name = "HOST:PORT"
+    )]
+    pub target: String,
+
+    /// Most sessions open at once; further open requests are refused.
+    #[arg(long, env = "MQTT_MAX_SESSIONS", default_value_t = 64)]
+    pub max_sessions: usize,
+
+    /// Seconds a session survives without hearing from its client (broker
+    /// outage, client killed) before it is closed.
+    #[arg(
+        long,
+        env = "MQTT_RESUME_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub resume_timeout: u64,
+}
+
+/// Validated agent settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub broker: Broker,
+    pub node_id: String,
+    pub target: String,
+    pub max_sessions: usize,
+    pub stream: stream::Config,
+}
+
+impl AgentArgs {
+    pub fn resolve(&self) -> Result<AgentConfig> {
+        let node_id = match &self.node_id {
+            Some(n) => n.clone(),
+            None => gethostname::gethostname().to_string_lossy().into_owned(),
+        };
+        if !protocol::valid_id(&node_id) {
+            bail!(
+                "invalid node id {node_id:?}: use 1-{} letters, digits, '.', '_' or '-'",
+                protocol::MAX_ID_LEN
+            );
+        }
+        if !self.target.contains(':') {
+            bail!("invalid --target {:?}: expected HOST:PORT", self.target);
+        }
+        if self.resume_timeout == 0 {
+            bail!("--resume-timeout must be at least 1 second");
+        }
+        Ok(AgentConfig {
+            broker: self.broker.resolve()?,
+            node_id,
+            target: self.target.clone(),
+            max_sessions: self.max_sessions,
+            stream: stream::Config {
+                peer_timeout: Duration::from_secs(self.resume_timeout),
+                ..stream::Config::default()
+            },
+        })
+    }
+}
+
+/// Shared, read-only context of all sessions.
+struct Ctx {
+    cfg: AgentConfig,
+    topics: Topics,
+    client: rumqttc::AsyncClient,
+    link: tokio::sync::watch::Receiver<LinkState>,
+}
+
+struct Entry {
+    sid: u64,
+    frames: mpsc::Sender<Frame>,
+    accepted: Arc<AtomicBool>,
+}
+
+/// Frames dropped by the dispatcher (malformed, unknown session, queue full).
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+fn drop_msg(topic: &str, why: &dyn std::fmt::Display) {
+    let n = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::debug!(topic, %why, dropped_total = n, "dropped message");
+}
+
+/// Run the agent until SIGINT/SIGTERM.
+pub async fn run(cfg: AgentConfig) -> Result<()> {
+    let topics = Topics::new(&cfg.broker.topic_prefix, &cfg.node_id);
+    let instance = format!("{:016x}", random_u64());
+    let presence = |status: &str| Presence {
+        status: status.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        since: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        instance: instance.clone(),
+    };
+    let client_id = format!("{}agent-{}", cfg.broker.client_id_prefix, cfg.node_id);
+    let mut opts = mqtt::options(&client_id, &cfg.broker.addr, cfg.broker.credentials());
+    opts.set_last_will(LastWill::new(
+        topics.presence(),
+        presence("offline").encode(),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (in_tx, mut incoming) = mpsc::channel(INCOMING_CAPACITY);
+    let mqtt = Mqtt::spawn(
+        opts,
+        cfg.broker.addr.clone(),
+        vec![topics.all_up()],
+        vec![Announce {
+            topic: topics.presence(),
+            payload: presence("online").encode(),
+            retain: true,
+        }],
+        in_tx,
+    );
+    let ctx = Arc::new(Ctx {
+        cfg: cfg.clone(),
+        topics,
+        client: mqtt.client.clone(),
+        link: mqtt.state.clone(),
+    });
+    let mut state = mqtt.state.clone();
+    let mut sessions: HashMap<String, Entry> = HashMap::new();
+    let (done_tx, mut done) = mpsc::unbounded_channel::<(String, u64)>();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tracing::info!(node = %cfg.node_id, broker = %cfg.broker.addr, target = %cfg.target, "agent starting");
+    loop {
+        tokio::select! {
+            Some(p) = incoming.recv() => dispatch(&ctx, &mut sessions, &done_tx, p),
+            Some((cid, sid)) = done.recv() => {
+                if sessions.get(&cid).is_some_and(|e| e.sid == sid) {
+                    sessions.remove(&cid);
+                }
+            }
+            changed = state.changed() => {
+                if changed.is_err() {
+                    bail!("MQTT connection task ended");
+                }
+                match &*state.borrow_and_update() {
+                    LinkState::Up { generation } => tracing::info!(
+                        node = %cfg.node_id, broker = %cfg.broker.addr, generation, sessions = sessions.len(),
+                        "agent is online"),
+                    LinkState::SubscribeDenied { topics } => tracing::error!(
+                        ?topics, "broker refused our subscription; check the ACL for this agent's user"),
+                    _ => {}
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    tracing::info!(sessions = sessions.len(), "shutting down");
+    // Best effort: the last will would say the same if this is lost.
+    let _ = ctx
+        .client
+        .publish_bytes(
+            ctx.topics.presence(),
+            QoS::AtLeastOnce,
+            true,
+            presence("offline").encode(),
+        )
+        .await;
+    mqtt.close().await;
+    Ok(())
+}
+
+fn dispatch(
+    ctx: &Arc<Ctx>,
+    sessions: &mut HashMap<String, Entry>,
+    done_tx: &mpsc::UnboundedSender<(String, u64)>,
+    p: Publish,
+) {
+    let Some(cid) = ctx.topics.parse_up(&p.topic) else {
+        return drop_msg(&p.topic, &"not a session topic");
+    };
+    let frame = match Frame::decode(p.payload) {
+        Ok(f) => f,
+        Err(e) => return drop_msg(&p.topic, &e),
+    };
+    match sessions.get(cid) {
+        Some(e) if e.sid == frame.sid => {
+            if frame.kind == Kind::Open {
+                // The client did not see our answer yet; repeat it.
+                if e.accepted.load(Ordering::Acquire) {
+                    let accept = accept_frame(frame.sid, ctx.cfg.stream.recv_window);
+                    // Dropped if the request queue is full: the client asks again.
+                    let _ = ctx.client.try_publish(
+                        ctx.topics.down(cid),
+                        QoS::AtLeastOnce,
+                        false,
+                        accept.encode(),
+                    );
+                }
+                return;
+            }
+            if let Err(err) = e.frames.try_send(frame) {
+                // Full: the client retransmits. Closed: the session is ending.
+                drop_msg(&p.topic, &err);
+            }
+        }
+        Some(_) if frame.kind == Kind::Open => {
+            refuse(
+                ctx,
+                cid,
+                frame.sid,
+                RefuseCode::Protocol,
+                "client id already has a session",
+            );
+        }
+        Some(_) => drop_msg(&p.topic, &"frame for another session of this client id"),
+        None if frame.kind == Kind::Open => {
+            if sessions.len() >= ctx.cfg.max_sessions {
+                tracing::warn!(
+                    client = cid,
+                    max = ctx.cfg.max_sessions,
+                    "too many sessions, refusing"
+                );
+                return refuse(ctx, cid, frame.sid, RefuseCode::Busy, "too many sessions");
+            }
+            let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+            let accepted = Arc::new(AtomicBool::new(false));
+            sessions.insert(
+                cid.to_owned(),
+                Entry {
+                    sid: frame.sid,
+                    frames: tx,
+                    accepted: accepted.clone(),
+                },
+            );
+            let span = tracing::info_span!("session", node = %ctx.cfg.node_id, sid = %format!("{:016x}", frame.sid), client = cid);
+            tokio::spawn(
+                session(
+                    ctx.clone(),
+                    cid.to_owned(),
+                    frame.sid,
+                    frame.window,
+                    rx,
+                    accepted,
+                    done_tx.clone(),
+                )
+                .instrument(span),
+            );
+        }
+        None => drop_msg(&p.topic, &"frame for an unknown session"),
+    }
+}
+
+fn accept_frame(sid: u64, window: u32) -> Frame {
+    let mut f = Frame::control(Kind::Accept, sid, Bytes::new());
+    f.window = window;
+    f
+}
+
+fn refuse(ctx: &Ctx, cid: &str, sid: u64, code: RefuseCode, reason: &str) {
+    let f = Frame::control(Kind::Refuse, sid, protocol::refuse_payload(code, reason));
+    // Dropped if the request queue is full: the client then times out.
+    let _ = ctx
+        .client
+        .try_publish(ctx.topics.down(cid), QoS::AtLeastOnce, false, f.encode());
+}
+
+async fn session(
+    ctx: Arc<Ctx>,
+    cid: String,
+    sid: u64,
+    peer_window: u32,
+    mut frames: mpsc::Receiver<Frame>,
+    accepted: Arc<AtomicBool>,
+    done: mpsc::UnboundedSender<(String, u64)>,
+) {
+    let started = std::time::Instant::now();
+    let target = &ctx.cfg.target;
+    let mut sink = MqttSink {
+        client: ctx.client.clone(),
+        topic: ctx.topics.down(&cid),
+    };
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            let reason = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                format!("sshd at {target} refused the connection")
+            } else {
+                format!("could not connect to sshd at {target}: {e}")
+            };
+            tracing::warn!(%reason, "session refused");
+            refuse(&ctx, &cid, sid, RefuseCode::Target, &reason);
+            // The dispatcher only forgets this client id when told; the
+            // channel is unbounded so this cannot fail while it runs.
+            let _ = done.send((cid, sid));
+            return;
+        }
+        Err(_) => {
+            let reason = format!("sshd at {target} did not answer within {CONNECT_TIMEOUT:?}");
+            tracing::warn!(%reason, "session refused");
+            refuse(&ctx, &cid, sid, RefuseCode::Target, &reason);
+            let _ = done.send((cid, sid));
+            return;
+        }
+    };
+    // Keystrokes must not wait for Nagle.
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY failed");
+    }
+    let mut stream = Stream::new(
+        sid,
+        ctx.cfg.stream,
+        peer_window,
+        tokio::time::Instant::now(),
+    );
+    let opened = async {
+        use crate::tunnel::FrameSink;
+        sink.send(accept_frame(sid, ctx.cfg.stream.recv_window).encode())
+            .await
+    }
+    .await;
+    accepted.store(true, Ordering::Release);
+    tracing::info!("session opened");
+    let mut link = ctx.link.clone();
+    let result = match opened {
+        Ok(()) => {
+            let mut tcp = tcp;
+            let (r, w) = tcp.split();
+            let res = tunnel::run(
+                &mut stream,
+                r,
+                w,
+                &mut frames,
+                &mut sink,
+                &mut link,
+                std::future::pending(),
+            )
+            .await;
+            if res.is_err() {
+                // Abort towards sshd too: a reset, not a clean close.
+                if let Err(e) = tcp.set_zero_linger() {
+                    tracing::debug!(error = %e, "SO_LINGER failed");
+                }
+            }
+            res
+        }
+        Err(_) => Err(TunnelError::LinkClosed),
+    };
+    let st = stream.stats();
+    let reason = match &result {
+        Ok(()) => "closed".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    tracing::info!(
+        bytes_to_client = st.bytes_sent,
+        bytes_from_client = st.bytes_received,
+        retransmits = st.retransmits,
+        duration_ms = started.elapsed().as_millis() as u64,
+        reason,
+        "session closed"
+    );
+    // Unbounded: cannot fail while the dispatcher runs, and if it does not,
+    // nobody needs to know.
+    let _ = done.send((cid, sid));
+}

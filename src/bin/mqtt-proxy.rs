@@ -1,0 +1,31 @@
+use clap::Parser;
+use mqtt_proxy::{config, proxy, stdio};
+
+/// ssh reports connection failures with 255; so do we.
+const EXIT_FAILURE: u8 = 255;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = proxy::ProxyArgs::parse();
+    config::init_logging("warn");
+    let result = async {
+        let cfg = args.resolve().map_err(|e| format!("{e:#}"))?;
+        let (stdin, stdout) = stdio::take().map_err(|e| format!("cannot use stdin/stdout: {e}"))?;
+        match proxy::run(cfg, stdin, stdout).await {
+            Ok(()) => Ok(()),
+            // ssh hung up on us: it is gone, so there is nobody to tell.
+            Err(proxy::ProxyError::Interrupted) => Err(String::new()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            std::process::ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! mqtt-proxy: an OpenSSH ProxyCommand tunnel over MQTT.
+//!
+//! File map: `protocol` (wire format), `stream` (sequencing, acks, window,
+//! retransmission; no I/O), `tunnel` (drives a stream over real I/O), `mqtt`
+//! (the connection owner), `config` (settings), `agent` and `proxy` (the two
+//! roles), `stdio` (the proxy's end of the ssh pipes).
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod config;
+pub mod mqtt;
+pub mod protocol;
+pub mod proxy;
+pub mod stdio;
+pub mod stream;
+pub mod tunnel;

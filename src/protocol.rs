@@ -1,0 +1,473 @@
+//! The wire format: topic layout, frame layout, limits, encode/decode.
+//!
+//! Everything that crosses the broker is defined here and nowhere else.
+//! The README's "Protocol" section describes the same thing for humans.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+/// Version byte at the start of every frame. A peer that sees another
+/// version drops the frame (and the opener reports the mismatch).
+pub const VERSION: u8 = 1;
+
+/// Fixed header in front of every frame's payload:
+/// version u8, kind u8, flags u8, reserved u8, sid u64, seq u64, ack u64,
+/// sack u64, window u32 (all big-endian).
+pub const HEADER_LEN: usize = 40;
+
+/// Largest payload one DATA frame carries. One read of the local stream
+/// becomes one chunk of at most this size. 32 KiB matches OpenSSH's own
+/// channel packet size, so one ssh write is usually one chunk; measured with
+/// `scripts/bench` (see README).
+pub const MAX_CHUNK: usize = 32 * 1024;
+
+/// Largest frame we send or accept.
+pub const MAX_FRAME: usize = HEADER_LEN + MAX_CHUNK;
+
+/// The MQTT maximum packet size we configure on both directions: a frame
+/// plus the topic and the MQTT fixed/variable header, with room to spare.
+/// rumqttc's default of 10 KiB would silently cap chunks.
+pub const MAX_PACKET: usize = MAX_FRAME + 2048;
+
+/// Largest control payload (refusal reason, open parameters).
+pub const MAX_CONTROL_PAYLOAD: usize = 1024;
+
+/// Most chunks in flight per direction; also the width of the SACK bitmap.
+pub const MAX_INFLIGHT_CHUNKS: u64 = 64;
+
+/// Frame kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// client -> agent: please open a session (payload: [`OpenParams`]).
+    Open = 1,
+    /// agent -> client: session open; `window` is the agent's receive window.
+    Accept = 2,
+    /// agent -> client: session refused (payload: reason code u8 + UTF-8 text).
+    Refuse = 3,
+    /// agent -> client: prove you know the agent password (payload: nonce).
+    Challenge = 4,
+    /// client -> agent: answer to a challenge (payload: MAC).
+    Auth = 5,
+    /// A chunk of the byte stream (`seq`), with piggybacked ack/sack/window.
+    Data = 16,
+    /// Acknowledgement only (no `seq`).
+    Ack = 17,
+    /// Abort the session. With [`FLAG_PEER_LOST`] it is the client's MQTT last
+    /// will: a hint that the client's connection broke, not an abort.
+    Reset = 18,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Open,
+            2 => Kind::Accept,
+            3 => Kind::Refuse,
+            4 => Kind::Challenge,
+            5 => Kind::Auth,
+            16 => Kind::Data,
+            17 => Kind::Ack,
+            18 => Kind::Reset,
+            _ => return None,
+        })
+    }
+}
+
+/// DATA: this chunk ends the stream in this direction (half-close).
+pub const FLAG_FIN: u8 = 0x01;
+/// DATA/ACK: the receiver should acknowledge at once (probe, resume).
+pub const FLAG_ACK_REQ: u8 = 0x02;
+/// RESET: sent by the broker as the client's last will.
+pub const FLAG_PEER_LOST: u8 = 0x04;
+/// ACK: the sender just reconnected to the broker; everything it has not
+/// acknowledged is lost and must be retransmitted now.
+pub const FLAG_RESYNC: u8 = 0x08;
+const KNOWN_FLAGS: u8 = FLAG_FIN | FLAG_ACK_REQ | FLAG_PEER_LOST | FLAG_RESYNC;
+
+/// One protocol frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: Kind,
+    pub flags: u8,
+    /// Random per session, chosen by the client; guards against a stale frame
+    /// for an earlier session under the same topic.
+    pub sid: u64,
+    /// DATA: chunk sequence number (0, 1, 2, … per direction; FIN takes one).
+    pub seq: u64,
+    /// Cumulative acknowledgement: the next chunk sequence number expected.
+    pub ack: u64,
+    /// Selective ack: bit i set = chunk `ack + 1 + i` has been received.
+    pub sack: u64,
+    /// Receive window: bytes the sender of this frame can still buffer.
+    pub window: u32,
+    pub payload: Bytes,
+}
+
+/// Why a frame was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("frame too short ({0} bytes)")]
+    TooShort(usize),
+    #[error("frame too long ({0} bytes)")]
+    TooLong(usize),
+    #[error("unsupported protocol version {0}")]
+    Version(u8),
+    #[error("unknown frame kind {0}")]
+    Kind(u8),
+    #[error("invalid flags {flags:#x} for {kind:?}")]
+    Flags { kind: Kind, flags: u8 },
+    #[error("{0:?} frame with a payload of {1} bytes")]
+    Payload(Kind, usize),
+}
+
+impl Frame {
+    /// A frame with every field but kind, flags and sid zero.
+    pub fn control(kind: Kind, sid: u64, payload: Bytes) -> Frame {
+        Frame {
+            kind,
+            flags: 0,
+            sid,
+            seq: 0,
+            ack: 0,
+            sack: 0,
+            window: 0,
+            payload,
+        }
+    }
+
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(HEADER_LEN + self.payload.len());
+        b.put_u8(VERSION);
+        b.put_u8(self.kind as u8);
+        b.put_u8(self.flags);
+        b.put_u8(0);
+        b.put_u64(self.sid);
+        b.put_u64(self.seq);
+        b.put_u64(self.ack);
+        b.put_u64(self.sack);
+        b.put_u32(self.window);
+        b.extend_from_slice(&self.payload);
+        b.freeze()
+    }
+
+    /// Decode and validate a frame. The payload shares `buf`'s memory.
+    pub fn decode(buf: Bytes) -> Result<Frame, DecodeError> {
+        if buf.len() < HEADER_LEN {
+            return Err(DecodeError::TooShort(buf.len()));
+        }
+        if buf.len() > MAX_FRAME {
+            return Err(DecodeError::TooLong(buf.len()));
+        }
+        let mut h = &buf[..HEADER_LEN];
+        let version = h.get_u8();
+        if version != VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let kind_byte = h.get_u8();
+        let kind = Kind::from_u8(kind_byte).ok_or(DecodeError::Kind(kind_byte))?;
+        let flags = h.get_u8();
+        let _reserved = h.get_u8();
+        let frame = Frame {
+            kind,
+            flags,
+            sid: h.get_u64(),
+            seq: h.get_u64(),
+            ack: h.get_u64(),
+            sack: h.get_u64(),
+            window: h.get_u32(),
+            payload: buf.slice(HEADER_LEN..),
+        };
+        let allowed = match kind {
+            Kind::Data => FLAG_FIN | FLAG_ACK_REQ,
+            Kind::Ack => FLAG_ACK_REQ | FLAG_RESYNC,
+            Kind::Reset => FLAG_PEER_LOST,
+            _ => 0,
+        };
+        if flags & !allowed & KNOWN_FLAGS != 0 || flags & !KNOWN_FLAGS != 0 {
+            return Err(DecodeError::Flags { kind, flags });
+        }
+        let len = frame.payload.len();
+        let payload_ok = match kind {
+            Kind::Data => len <= MAX_CHUNK,
+            Kind::Ack | Kind::Reset | Kind::Accept => len == 0,
+            Kind::Open | Kind::Refuse | Kind::Challenge | Kind::Auth => len <= MAX_CONTROL_PAYLOAD,
+        };
+        if !payload_ok {
+            return Err(DecodeError::Payload(kind, len));
+        }
+        Ok(frame)
+    }
+}
+
+/// Why an agent refused a session (first byte of a REFUSE payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RefuseCode {
+    /// The agent could not connect to its target.
+    Target = 1,
+    /// The client failed the agent-password challenge.
+    Auth = 2,
+    /// Too many sessions, or too many open requests.
+    Busy = 3,
+    /// Incompatible or malformed request.
+    Protocol = 4,
+}
+
+/// Encode a REFUSE payload.
+pub fn refuse_payload(code: RefuseCode, reason: &str) -> Bytes {
+    let mut b = BytesMut::with_capacity(1 + reason.len());
+    b.put_u8(code as u8);
+    let mut text = reason;
+    while text.len() > MAX_CONTROL_PAYLOAD - 1 {
+        // Truncate on a char boundary; reasons are short in practice.
+        let mut end = MAX_CONTROL_PAYLOAD - 1;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text = &text[..end];
+    }
+    b.extend_from_slice(text.as_bytes());
+    b.freeze()
+}
+
+/// Decode a REFUSE payload into its reason text (lossy: it is for humans).
+pub fn refuse_reason(payload: &[u8]) -> String {
+    match payload.split_first() {
+        Some((_, text)) => String::from_utf8_lossy(text).into_owned(),
+        None => "no reason given".to_owned(),
+    }
+}
+
+/// The topics of one node. Layout:
+///
+/// ```text
+/// <prefix>/<node>/presence        retained, agent -> everyone
+/// <prefix>/<node>/s/<cid>/up      client -> agent (OPEN, DATA, ACK, RESET)
+/// <prefix>/<node>/s/<cid>/down    agent -> client
+/// ```
+///
+/// `cid` is the client's MQTT client id, so a broker ACL can confine a client
+/// to `.../s/%c/...` and an agent to `<prefix>/<node>/#`.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    base: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str, node: &str) -> Topics {
+        Topics {
+            base: format!("{prefix}/{node}"),
+        }
+    }
+    pub fn presence(&self) -> String {
+        format!("{}/presence", self.base)
+    }
+    pub fn up(&self, cid: &str) -> String {
+        format!("{}/s/{cid}/up", self.base)
+    }
+    pub fn down(&self, cid: &str) -> String {
+        format!("{}/s/{cid}/down", self.base)
+    }
+    /// The agent's one subscription: every session's client->agent topic.
+    pub fn all_up(&self) -> String {
+        format!("{}/s/+/up", self.base)
+    }
+    /// The client id of an `up` topic of this node, if it is one.
+    pub fn parse_up<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let rest = topic
+            .strip_prefix(self.base.as_str())?
+            .strip_prefix("/s/")?;
+        let cid = rest.strip_suffix("/up")?;
+        valid_id(cid).then_some(cid)
+    }
+}
+
+/// Longest node id or client id we accept: fits any broker's topic and
+/// client-id limits.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Node ids and client ids: letters, digits, `.`, `_`, `-`; never empty.
+/// This keeps MQTT wildcards and separators (`+ # /`) out of topics.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ID_LEN
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// A topic prefix: non-empty segments with no wildcards, no leading or
+/// trailing `/`.
+pub fn valid_prefix(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('/')
+            .all(|seg| !seg.is_empty() && !seg.contains(['+', '#', '\0']))
+}
+
+/// The retained presence message an agent publishes on `<node>/presence`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Presence {
+    /// `online` or `offline`.
+    pub status: String,
+    /// Agent version.
+    pub version: String,
+    /// Unix time (seconds) of the change.
+    pub since: u64,
+    /// Random id of this agent process: a different instance means the
+    /// agent restarted and its sessions are gone.
+    pub instance: String,
+}
+
+impl Presence {
+    pub fn is_online(&self) -> bool {
+        self.status == "online"
+    }
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("presence serializes"))
+    }
+    pub fn decode(b: &[u8]) -> Option<Presence> {
+        serde_json::from_slice(b).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn data(seq: u64, payload: &'static [u8]) -> Frame {
+        Frame {
+            kind: Kind::Data,
+            flags: FLAG_FIN,
+            sid: 0xdead_beef,
+            seq,
+            ack: 7,
+            sack: 0b101,
+            window: 12345,
+            payload: Bytes::from_static(payload),
+        }
+    }
+
+    #[test]
+    fn roundtrip() {
+        let f = data(42, b"hello");
+        let enc = f.encode();
+        assert_eq!(enc.len(), HEADER_LEN + 5);
+        assert_eq!(Frame::decode(enc).unwrap(), f);
+    }
+
+    #[test]
+    fn rejects_bad_frames() {
+        let good = data(1, b"x").encode();
+        let cases: Vec<(Vec<u8>, DecodeError)> = vec![
+            (vec![], DecodeError::TooShort(0)),
+            (good[..HEADER_LEN - 1].to_vec(), DecodeError::TooShort(39)),
+            (
+                {
+                    let mut v = good.to_vec();
+                    v[0] = 9;
+                    v
+                },
+                DecodeError::Version(9),
+            ),
+            (
+                {
+                    let mut v = good.to_vec();
+                    v[1] = 99;
+                    v
+                },
+                DecodeError::Kind(99),
+            ),
+            (
+                {
+                    let mut v = good.to_vec();
+                    v[2] = 0x80;
+                    v
+                },
+                DecodeError::Flags {
+                    kind: Kind::Data,
+                    flags: 0x80,
+                },
+            ),
+            (
+                {
+                    let mut v = good.to_vec();
+                    v[1] = Kind::Ack as u8;
+                    v
+                },
+                DecodeError::Flags {
+                    kind: Kind::Ack,
+                    flags: FLAG_FIN,
+                },
+            ),
+            (vec![0; MAX_FRAME + 1], DecodeError::TooLong(MAX_FRAME + 1)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(Frame::decode(Bytes::from(input)), Err(want));
+        }
+        let mut ack = Frame::control(Kind::Ack, 1, Bytes::from_static(b"x")).encode();
+        assert_eq!(
+            Frame::decode(ack.split_to(ack.len())),
+            Err(DecodeError::Payload(Kind::Ack, 1))
+        );
+    }
+
+    #[test]
+    fn topics() {
+        let t = Topics::new("mqtt-proxy", "db-1");
+        assert_eq!(t.up("c1"), "mqtt-proxy/db-1/s/c1/up");
+        assert_eq!(t.down("c1"), "mqtt-proxy/db-1/s/c1/down");
+        assert_eq!(t.parse_up("mqtt-proxy/db-1/s/c1/up"), Some("c1"));
+        assert_eq!(t.parse_up("mqtt-proxy/db-1/s/c1/down"), None);
+        assert_eq!(t.parse_up("mqtt-proxy/db-2/s/c1/up"), None);
+        assert_eq!(t.parse_up("mqtt-proxy/db-1/s/a/b/up"), None);
+        assert_eq!(t.parse_up("mqtt-proxy/db-1/s//up"), None);
+    }
+
+    #[test]
+    fn ids_and_prefixes() {
+        for ok in ["a", "prod-db.eu_1", "X9"] {
+            assert!(valid_id(ok), "{ok}");
+        }
+        for bad in ["", "a/b", "a+b", "#", "a b", "ü", &"x".repeat(65)] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+        assert!(valid_prefix("mqtt-proxy"));
+        assert!(valid_prefix("org/fleet"));
+        for bad in ["", "/a", "a/", "a//b", "a/+", "#"] {
+            assert!(!valid_prefix(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuse_payload_roundtrip_and_truncation() {
+        let p = refuse_payload(RefuseCode::Target, "sshd at x refused");
+        assert_eq!(refuse_reason(&p), "sshd at x refused");
+        let long = "é".repeat(1000);
+        let p = refuse_payload(RefuseCode::Target, &long);
+        assert!(p.len() <= MAX_CONTROL_PAYLOAD);
+        assert!(Frame::decode(Frame::control(Kind::Refuse, 1, p).encode()).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Frame::decode(Bytes::from(bytes));
+        }
+
+        #[test]
+        fn decode_header_fuzz(header in proptest::collection::vec(any::<u8>(), HEADER_LEN..HEADER_LEN + 1),
+                              len in 0usize..2000) {
+            let mut v = header;
+            v[0] = VERSION;
+            v.resize(HEADER_LEN + len, 0);
+            if let Ok(f) = Frame::decode(Bytes::from(v)) {
+                prop_assert_eq!(Frame::decode(f.encode()), Ok(f));
+            }
+        }
+    }
+}

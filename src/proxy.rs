@@ -1,0 +1,349 @@
+//! `mqtt-proxy <node>`: opens a session on a node's agent and carries it on
+//! stdin/stdout, for OpenSSH's ProxyCommand.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use bytes::Bytes;
+use rumqttc::{LastWill, QoS};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+
+use crate::config::{random_u64, Broker, BrokerArgs};
+use crate::mqtt::{self, LinkState, Mqtt};
+use crate::protocol::{self, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
+use crate::stream::{self, Stream, StreamError};
+use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
+
+/// Longest a session open may take, connect to the broker included: ssh
+/// users expect an answer, and the issue promises one within 10 s.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(9);
+/// Repeat the OPEN request this often until answered (it may be dropped).
+const OPEN_RETRY: Duration = Duration::from_secs(1);
+/// With no presence message this long after subscribing, the node is
+/// unknown: brokers deliver retained messages right after SUBACK.
+const PRESENCE_WAIT: Duration = Duration::from_secs(2);
+/// Incoming messages buffered between the MQTT task and the session.
+const INCOMING_CAPACITY: usize = 1024;
+
+/// `mqtt-proxy` settings.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "mqtt-proxy",
+    version,
+    about = "OpenSSH ProxyCommand over MQTT: ssh -o ProxyCommand='mqtt-proxy %n' user@node"
+)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// Seconds a session survives without hearing from the node (broker
+    /// outage) before it is given up.
+    #[arg(
+        long,
+        env = "MQTT_RESUME_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub resume_timeout: u64,
+
+    /// The node to connect to (its agent's node id).
+    pub node: String,
+}
+
+/// Validated proxy settings.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub broker: Broker,
+    pub node: String,
+    pub stream: stream::Config,
+}
+
+impl ProxyArgs {
+    pub fn resolve(&self) -> Result<ProxyConfig> {
+        if !protocol::valid_id(&self.node) {
+            bail!(
+                "invalid node id {:?}: use 1-{} letters, digits, '.', '_' or '-'",
+                self.node,
+                protocol::MAX_ID_LEN
+            );
+        }
+        if self.resume_timeout == 0 {
+            bail!("--resume-timeout must be at least 1 second");
+        }
+        Ok(ProxyConfig {
+            broker: self.broker.resolve()?,
+            node: self.node.clone(),
+            stream: stream::Config {
+                peer_timeout: Duration::from_secs(self.resume_timeout),
+                ..stream::Config::default()
+            },
+        })
+    }
+}
+
+/// Why the proxy failed; `Display` is the one line the user reads.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    Broker(String),
+    #[error("node '{0}' is offline")]
+    Offline(String),
+    #[error("node '{node}' refused: {reason}")]
+    Refused { node: String, reason: String },
+    #[error("node '{0}' did not answer")]
+    NoAnswer(String),
+    #[error("broker refused subscription to {0} (check the ACL for this user)")]
+    Denied(String),
+    #[error("node '{0}' reset the session")]
+    Reset(String),
+    #[error("node '{0}' went offline")]
+    WentOffline(String),
+    #[error("lost contact with node '{node}' for {secs} s")]
+    LostContact { node: String, secs: u64 },
+    #[error("node '{0}' restarted; the session is lost")]
+    Restarted(String),
+    #[error("{0}")]
+    Local(String),
+    /// ssh hung up on us (it does so when it exits): nobody is listening,
+    /// so nothing is printed.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Completes when ssh hangs up on the proxy (SIGHUP, sent by ssh when it
+/// exits) or the proxy is asked to terminate.
+/// The handlers are installed when this is called, not when it is polled.
+fn hangup() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = hup.recv() => {}
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+}
+
+/// Run one session on `stdin`/`stdout`.
+pub async fn run<R, W>(cfg: ProxyConfig, stdin: R, stdout: W) -> Result<(), ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let stop = hangup();
+    let node = cfg.node.clone();
+    let sid = random_u64();
+    let cid = format!("{}{sid:016x}", cfg.broker.client_id_prefix);
+    let topics = Topics::new(&cfg.broker.topic_prefix, &node);
+    let mut will = Frame::control(Kind::Reset, sid, Bytes::new());
+    will.flags = FLAG_PEER_LOST;
+    let mut opts = mqtt::options(&cid, &cfg.broker.addr, cfg.broker.credentials());
+    opts.set_last_will(LastWill::new(
+        topics.up(&cid),
+        will.encode(),
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let (in_tx, mut incoming) = mpsc::channel(INCOMING_CAPACITY);
+    let down = topics.down(&cid);
+    let presence_topic = topics.presence();
+    let mqtt = Mqtt::spawn(
+        opts,
+        cfg.broker.addr.clone(),
+        vec![down.clone(), presence_topic.clone()],
+        vec![],
+        in_tx,
+    );
+
+    // Split incoming messages: frames for the session, presence for us.
+    let (frames_tx, mut frames) = mpsc::channel::<Frame>(INCOMING_CAPACITY);
+    let (presence_tx, mut presence) = watch::channel::<Option<Presence>>(None);
+    let router = tokio::spawn(async move {
+        while let Some(p) = incoming.recv().await {
+            if p.topic == presence_topic {
+                match Presence::decode(&p.payload) {
+                    Some(pr) => {
+                        presence_tx.send_replace(Some(pr));
+                    }
+                    None => tracing::debug!("malformed presence message dropped"),
+                }
+            } else if p.topic == down {
+                match Frame::decode(p.payload) {
+                    Ok(f) if f.sid == sid => {
+                        if frames_tx.try_send(f).is_err() {
+                            // Full or closed: the agent retransmits.
+                            tracing::debug!("session queue full, dropped a frame");
+                        }
+                    }
+                    Ok(_) => tracing::debug!("frame for another session dropped"),
+                    Err(e) => tracing::debug!(error = %e, "malformed frame dropped"),
+                }
+            }
+        }
+    });
+
+    let mut sink = MqttSink {
+        client: mqtt.client.clone(),
+        topic: topics.up(&cid),
+    };
+    let mut link = mqtt.state.clone();
+    let result = async {
+        let (peer_window, first) =
+            open(&cfg, sid, &mut link, &mut presence, &mut frames, &mut sink).await?;
+        let instance = presence.borrow().as_ref().map(|p| p.instance.clone());
+        tracing::debug!(sid = %format!("{sid:016x}"), "session open");
+        let mut stream = Stream::new(sid, cfg.stream, peer_window, Instant::now());
+        if let Some(f) = first {
+            // Data that overtook (or replaced a lost) ACCEPT.
+            let _ = stream.on_frame(f, Instant::now());
+        }
+        let tunnel = tunnel::run(
+            &mut stream,
+            stdin,
+            stdout,
+            &mut frames,
+            &mut sink,
+            &mut link,
+            stop,
+        );
+        tokio::pin!(tunnel);
+        let outcome = loop {
+            tokio::select! {
+                r = &mut tunnel => break r,
+                changed = presence.changed() => {
+                    if changed.is_err() { continue; }
+                    let p = presence.borrow_and_update().clone();
+                    if let (Some(p), Some(inst)) = (p, &instance) {
+                        if p.is_online() && &p.instance != inst {
+                            return Err(ProxyError::Restarted(node.clone()));
+                        }
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(TunnelError::Stream(StreamError::Reset)) => Err(ProxyError::Reset(node.clone())),
+            Err(TunnelError::Stream(StreamError::PeerTimeout(d))) => {
+                let offline = presence.borrow().as_ref().is_some_and(|p| !p.is_online());
+                if offline {
+                    Err(ProxyError::WentOffline(node.clone()))
+                } else {
+                    Err(ProxyError::LostContact {
+                        node: node.clone(),
+                        secs: d.as_secs(),
+                    })
+                }
+            }
+            Err(e @ (TunnelError::LocalRead(_) | TunnelError::LocalWrite(_))) => {
+                Err(ProxyError::Local(e.to_string()))
+            }
+            Err(TunnelError::Stopped) => Err(ProxyError::Interrupted),
+            Err(TunnelError::LinkClosed) => {
+                Err(ProxyError::Broker("MQTT connection task ended".into()))
+            }
+        }
+    }
+    .await;
+    router.abort();
+    mqtt.close().await;
+    result
+}
+
+/// Connect, subscribe, ask the agent to open the session and wait for its
+/// answer. Returns the agent's receive window, and a stream frame that
+/// arrived before the ACCEPT, if any.
+async fn open<S: FrameSink>(
+    cfg: &ProxyConfig,
+    sid: u64,
+    link: &mut watch::Receiver<LinkState>,
+    presence: &mut watch::Receiver<Option<Presence>>,
+    frames: &mut mpsc::Receiver<Frame>,
+    sink: &mut S,
+) -> Result<(u32, Option<Frame>), ProxyError> {
+    let node = &cfg.node;
+    let deadline = Instant::now() + OPEN_TIMEOUT;
+    // 1. Broker connection and subscriptions (ours first, then the OPEN).
+    loop {
+        match &*link.borrow_and_update() {
+            LinkState::Up { .. } => break,
+            LinkState::Down { reason, .. } => return Err(ProxyError::Broker(reason.clone())),
+            LinkState::SubscribeDenied { topics } => {
+                return Err(ProxyError::Denied(topics.join(", ")))
+            }
+            LinkState::Connecting => {}
+        }
+        tokio::select! {
+            r = link.changed() => if r.is_err() {
+                return Err(ProxyError::Broker("MQTT connection task ended".into()));
+            },
+            _ = sleep_until(deadline) => return Err(ProxyError::Broker(format!(
+                "could not reach broker {}: timed out", cfg.broker.addr))),
+        }
+    }
+    let subscribed_at = Instant::now();
+    // 2. OPEN, repeated until answered.
+    let mut open = Frame::control(Kind::Open, sid, Bytes::new());
+    open.window = cfg.stream.recv_window;
+    let open = open.encode();
+    let mut next_open = Instant::now();
+    loop {
+        if let Some(p) = presence.borrow_and_update().as_ref() {
+            if !p.is_online() {
+                return Err(ProxyError::Offline(node.clone()));
+            }
+        } else if Instant::now() >= subscribed_at + PRESENCE_WAIT {
+            return Err(ProxyError::Offline(node.clone()));
+        }
+        if Instant::now() >= next_open {
+            sink.send(open.clone())
+                .await
+                .map_err(|e| ProxyError::Broker(e.to_string()))?;
+            next_open = Instant::now() + OPEN_RETRY;
+        }
+        let mut wake = next_open.min(deadline);
+        if presence.borrow().is_none() {
+            wake = wake.min(subscribed_at + PRESENCE_WAIT);
+        }
+        tokio::select! {
+            f = frames.recv() => match f {
+                Some(f) => match f.kind {
+                    Kind::Accept => return Ok((f.window, None)),
+                    Kind::Refuse => return Err(ProxyError::Refused {
+                        node: node.clone(),
+                        reason: protocol::refuse_reason(&f.payload),
+                    }),
+                    Kind::Data | Kind::Ack => return Ok((f.window, Some(f))),
+                    Kind::Reset => return Err(ProxyError::Reset(node.clone())),
+                    other => tracing::debug!(kind = ?other, "unexpected frame while opening"),
+                },
+                None => return Err(ProxyError::Broker("MQTT connection task ended".into())),
+            },
+            r = presence.changed() => if r.is_err() {
+                return Err(ProxyError::Broker("MQTT connection task ended".into()));
+            },
+            r = link.changed() => {
+                if r.is_err() {
+                    return Err(ProxyError::Broker("MQTT connection task ended".into()));
+                }
+                if let LinkState::Down { reason, .. } = &*link.borrow() {
+                    return Err(ProxyError::Broker(reason.clone()));
+                }
+            }
+            _ = sleep_until(wake) => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(ProxyError::NoAnswer(node.clone()));
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The proxy's stdin/stdout as async byte streams.
+//!
+//! ssh connects a ProxyCommand through two pipes. We take our own duplicates
+//! of fds 0 and 1 and point fd 1 at /dev/null, so that (a) nothing stray can
+//! ever write into the SSH stream, and (b) dropping our writer really closes
+//! the pipe, which is how the far side's half-close reaches ssh as EOF.
+//! Pipes are driven non-blocking by the reactor; anything else (a file, a
+//! terminal, a socket) falls back to tokio's blocking-thread file I/O.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::unix::pipe;
+
+pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
+pub type Writer = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Take over stdin and stdout. Call once, before anything else writes to
+/// stdout.
+pub fn take() -> io::Result<(Reader, Writer)> {
+    let stdin = io::stdin().as_fd().try_clone_to_owned()?;
+    let stdout = io::stdout().as_fd().try_clone_to_owned()?;
+    let devnull = File::options().write(true).open("/dev/null")?;
+    rustix::stdio::dup2_stdout(&devnull)?;
+    Ok((reader(stdin)?, writer(stdout)?))
+}
+
+fn is_fifo(fd: &OwnedFd) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+    })
+}
+
+fn reader(fd: OwnedFd) -> io::Result<Reader> {
+    if is_fifo(&fd) {
+        Ok(Box::pin(pipe::Receiver::from_owned_fd(fd)?))
+    } else {
+        Ok(Box::pin(tokio::fs::File::from_std(File::from(fd))))
+    }
+}
+
+fn writer(fd: OwnedFd) -> io::Result<Writer> {
+    if is_fifo(&fd) {
+        Ok(Box::pin(pipe::Sender::from_owned_fd(fd)?))
+    } else {
+        Ok(Box::pin(tokio::fs::File::from_std(File::from(fd))))
+    }
+}

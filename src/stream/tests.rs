@@ -1,0 +1,542 @@
+//! Simulated-network tests of the stream state machine: two `Stream`s joined
+//! by a lossy, duplicating, reordering, delaying link on a virtual clock.
+
+use super::*;
+use proptest::prelude::*;
+
+/// Deterministic xorshift PRNG so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 1_000_000) as f64 / 1_000_000.0 < p
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Faults {
+    loss: f64,
+    dup: f64,
+    /// Probability that a frame gets extra delay (reordering).
+    reorder: f64,
+    latency_ms: u64,
+}
+
+const CLEAN: Faults = Faults {
+    loss: 0.0,
+    dup: 0.0,
+    reorder: 0.0,
+    latency_ms: 5,
+};
+
+/// One end: its stream, what its application still has to send, what it
+/// received, and whether its reader is paused.
+struct End {
+    s: Stream,
+    to_send: Vec<u8>,
+    sent: usize,
+    close_after_send: bool,
+    received: Vec<u8>,
+    reader_paused: bool,
+    max_buffered: usize,
+    max_unacked: usize,
+}
+
+impl End {
+    fn new(sid: u64, cfg: Config, data: Vec<u8>, now: Instant) -> End {
+        End {
+            s: Stream::new(sid, cfg, cfg.recv_window, now),
+            to_send: data,
+            sent: 0,
+            close_after_send: true,
+            received: Vec::new(),
+            reader_paused: false,
+            max_buffered: 0,
+            max_unacked: 0,
+        }
+    }
+
+    /// Application activity: write what the stream accepts, read what it has.
+    fn app(&mut self, now: Instant, chunk: usize) {
+        while self.sent < self.to_send.len() && self.s.can_send() {
+            let end = (self.sent + chunk).min(self.to_send.len());
+            let data = Bytes::copy_from_slice(&self.to_send[self.sent..end]);
+            self.s.send(data, now);
+            self.sent = end;
+        }
+        if self.sent == self.to_send.len() && self.close_after_send && !self.s.fin_queued {
+            self.s.close_write(now);
+        }
+        if !self.reader_paused {
+            while let Some(b) = self.s.readable() {
+                let n = b.len().min(7000); // partial writes, like a pipe
+                self.received.extend_from_slice(&b[..n]);
+                self.s.consume(n);
+            }
+        }
+        self.max_buffered = self
+            .max_buffered
+            .max(self.s.deliver_bytes + self.s.ooo_bytes);
+        self.max_unacked = self.max_unacked.max(self.s.unacked_bytes);
+    }
+}
+
+struct Sim {
+    now: Instant,
+    rng: Rng,
+    faults: Faults,
+    /// (arrival time, to A?, encoded frame)
+    wire: Vec<(Instant, bool, Bytes)>,
+    a: End,
+    b: End,
+    /// While set, every frame is dropped (a broker outage).
+    outage: bool,
+    chunk: usize,
+}
+
+impl Sim {
+    fn new(seed: u64, faults: Faults, a_data: Vec<u8>, b_data: Vec<u8>, cfg: Config) -> Sim {
+        let now = Instant::now();
+        Sim {
+            now,
+            rng: Rng(seed | 1),
+            faults,
+            wire: Vec::new(),
+            a: End::new(7, cfg, a_data, now),
+            b: End::new(7, cfg, b_data, now),
+            outage: false,
+            chunk: MAX_CHUNK,
+        }
+    }
+
+    fn transmit(&mut self) {
+        for to_a in [false, true] {
+            loop {
+                let from = if to_a { &mut self.b } else { &mut self.a };
+                let Some(f) = from.s.poll_transmit(self.now) else {
+                    break;
+                };
+                if self.outage || self.rng.chance(self.faults.loss) {
+                    continue;
+                }
+                let copies = if self.rng.chance(self.faults.dup) {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..copies {
+                    let mut delay = self.faults.latency_ms;
+                    if self.rng.chance(self.faults.reorder) {
+                        delay += self.rng.next() % 30;
+                    }
+                    let at = self.now + Duration::from_millis(delay);
+                    self.wire.push((at, to_a, f.encode()));
+                }
+            }
+        }
+    }
+
+    /// Advance 1 ms of virtual time.
+    fn step(&mut self) {
+        self.a.app(self.now, self.chunk);
+        self.b.app(self.now, self.chunk);
+        self.transmit();
+        self.now += Duration::from_millis(1);
+        let now = self.now;
+        let (due, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|(t, _, _)| *t <= now);
+        self.wire = rest;
+        for (_, to_a, bytes) in due {
+            let end = if to_a { &mut self.a } else { &mut self.b };
+            let f = Frame::decode(bytes).expect("valid frame");
+            let _ = end.s.on_frame(f, now);
+        }
+        for end in [&mut self.a, &mut self.b] {
+            if end.s.poll_deadline().is_some_and(|d| d <= now) {
+                end.s.on_timeout(now);
+            }
+        }
+    }
+
+    fn run_until_done(&mut self, max_ms: u64) {
+        for _ in 0..max_ms {
+            if self.a.s.is_done() && self.b.s.is_done() {
+                return;
+            }
+            self.step();
+        }
+        panic!(
+            "not done after {max_ms} ms: a sent {}/{} recv {}, b sent {}/{} recv {}\n{:?}\n{:?}",
+            self.a.sent,
+            self.a.to_send.len(),
+            self.a.received.len(),
+            self.b.sent,
+            self.b.to_send.len(),
+            self.b.received.len(),
+            self.a.s.stats(),
+            self.b.s.stats()
+        );
+    }
+
+    fn assert_intact(&self) {
+        assert!(self.a.received == self.b.to_send, "a received wrong bytes");
+        assert!(self.b.received == self.a.to_send, "b received wrong bytes");
+        assert!(self.a.s.error().is_none() && self.b.s.error().is_none());
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn transfers_intact_under_faults() {
+    let cases = [
+        ("clean", CLEAN),
+        ("loss", Faults { loss: 0.1, ..CLEAN }),
+        ("dup", Faults { dup: 0.2, ..CLEAN }),
+        (
+            "reorder",
+            Faults {
+                reorder: 0.3,
+                ..CLEAN
+            },
+        ),
+        (
+            "everything",
+            Faults {
+                loss: 0.15,
+                dup: 0.1,
+                reorder: 0.2,
+                latency_ms: 20,
+            },
+        ),
+    ];
+    for (name, faults) in cases {
+        let mut sim = Sim::new(
+            42,
+            faults,
+            pattern(3_000_000, 1),
+            pattern(500_000, 2),
+            Config::default(),
+        );
+        sim.run_until_done(600_000);
+        sim.assert_intact();
+        eprintln!("{name}: a {:?} b {:?}", sim.a.s.stats(), sim.b.s.stats());
+    }
+}
+
+#[test]
+fn small_chunks_and_empty_directions() {
+    for (a_len, b_len) in [(0, 0), (1, 0), (0, 1), (1, 1), (100_000, 0)] {
+        let mut sim = Sim::new(
+            3,
+            CLEAN,
+            pattern(a_len, 5),
+            pattern(b_len, 6),
+            Config::default(),
+        );
+        sim.chunk = 1000;
+        sim.run_until_done(60_000);
+        sim.assert_intact();
+    }
+}
+
+#[test]
+fn both_orders_of_half_close() {
+    for a_first in [true, false] {
+        let mut sim = Sim::new(
+            9,
+            CLEAN,
+            pattern(50_000, 1),
+            pattern(70_000, 2),
+            Config::default(),
+        );
+        let (first, second) = if a_first {
+            (&mut sim.a, &mut sim.b)
+        } else {
+            (&mut sim.b, &mut sim.a)
+        };
+        second.close_after_send = false;
+        let _ = first;
+        // Run until the first side's FIN has reached the other side.
+        for _ in 0..10_000 {
+            sim.step();
+            let second = if a_first { &sim.b } else { &sim.a };
+            if second.s.read_closed() {
+                break;
+            }
+        }
+        let (first, second) = if a_first {
+            (&mut sim.a, &mut sim.b)
+        } else {
+            (&mut sim.b, &mut sim.a)
+        };
+        assert!(second.s.read_closed(), "half-close reached the peer");
+        assert!(!first.s.is_done() && !second.s.is_done());
+        // The other direction still flows after the half-close.
+        second.to_send.extend_from_slice(b"after half-close");
+        second.close_after_send = true;
+        sim.run_until_done(10_000);
+        sim.assert_intact();
+    }
+}
+
+#[test]
+fn stalled_reader_bounds_memory_then_resumes() {
+    let cfg = Config {
+        recv_window: 256 * 1024,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(5, CLEAN, pattern(5_000_000, 1), Vec::new(), cfg);
+    sim.b.reader_paused = true;
+    for _ in 0..20_000 {
+        sim.step();
+    }
+    // The sender stopped: nothing beyond the window was sent or buffered.
+    let limit = cfg.recv_window as usize + MAX_CHUNK;
+    assert!(
+        sim.b.max_buffered <= limit,
+        "{} > {limit}",
+        sim.b.max_buffered
+    );
+    assert!(
+        sim.a.max_unacked <= limit,
+        "{} > {limit}",
+        sim.a.max_unacked
+    );
+    assert!(sim.a.sent < 1_000_000, "sender kept going: {}", sim.a.sent);
+    // Window probes keep the peer alive and the sender learns of the reopen.
+    sim.b.reader_paused = false;
+    sim.run_until_done(120_000);
+    sim.assert_intact();
+}
+
+#[test]
+fn window_exhaustion_with_loss_of_window_updates() {
+    let cfg = Config {
+        recv_window: 64 * 1024,
+        ..Config::default()
+    };
+    let faults = Faults { loss: 0.3, ..CLEAN };
+    let mut sim = Sim::new(11, faults, pattern(2_000_000, 3), pattern(10, 4), cfg);
+    sim.b.reader_paused = true;
+    for _ in 0..5_000 {
+        sim.step();
+    }
+    sim.b.reader_paused = false;
+    sim.run_until_done(600_000);
+    sim.assert_intact();
+    assert!(sim.b.max_buffered <= cfg.recv_window as usize + MAX_CHUNK);
+}
+
+#[test]
+fn outage_then_reconnect_resumes() {
+    let mut sim = Sim::new(
+        13,
+        CLEAN,
+        pattern(4_000_000, 1),
+        pattern(1_000_000, 2),
+        Config::default(),
+    );
+    for _ in 0..300 {
+        sim.step();
+    }
+    sim.outage = true;
+    for _ in 0..20_000 {
+        sim.step();
+    }
+    assert!(
+        sim.a.s.error().is_none(),
+        "20 s outage is within the grace period"
+    );
+    sim.outage = false;
+    let now = sim.now;
+    sim.a.s.on_reconnect(now);
+    sim.b.s.on_reconnect(now);
+    let before = sim.now;
+    sim.run_until_done(120_000);
+    sim.assert_intact();
+    // Resynchronisation restarts at once rather than after a backed-off RTO.
+    assert!(sim.now - before < Duration::from_secs(10));
+}
+
+#[test]
+fn outage_longer_than_grace_period_times_out() {
+    let cfg = Config {
+        peer_timeout: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(17, CLEAN, pattern(1_000_000, 1), Vec::new(), cfg);
+    for _ in 0..100 {
+        sim.step();
+    }
+    sim.outage = true;
+    for _ in 0..5_100 {
+        sim.step();
+    }
+    assert_eq!(
+        sim.a.s.error(),
+        Some(&StreamError::PeerTimeout(Duration::from_secs(5)))
+    );
+    assert_eq!(
+        sim.b.s.error(),
+        Some(&StreamError::PeerTimeout(Duration::from_secs(5)))
+    );
+}
+
+#[test]
+fn idle_session_stays_alive_via_keepalive() {
+    let cfg = Config {
+        peer_timeout: Duration::from_secs(25),
+        ..Config::default()
+    };
+    let mut sim = Sim::new(19, CLEAN, pattern(10, 1), Vec::new(), cfg);
+    sim.a.close_after_send = false;
+    sim.b.close_after_send = false;
+    for _ in 0..100_000 {
+        sim.step();
+    }
+    assert!(sim.a.s.error().is_none() && sim.b.s.error().is_none());
+    assert_eq!(sim.b.received, pattern(10, 1));
+}
+
+#[test]
+fn reset_reaches_peer() {
+    let mut sim = Sim::new(
+        23,
+        CLEAN,
+        pattern(100_000, 1),
+        Vec::new(),
+        Config::default(),
+    );
+    sim.step();
+    sim.a.s.abort();
+    for _ in 0..50 {
+        sim.step();
+    }
+    assert_eq!(sim.b.s.error(), Some(&StreamError::Reset));
+}
+
+#[test]
+fn last_will_is_a_hint_not_a_reset() {
+    let now = Instant::now();
+    let mut s = Stream::new(1, Config::default(), 1000, now);
+    let mut will = Frame::control(Kind::Reset, 1, Bytes::new());
+    will.flags = FLAG_PEER_LOST;
+    s.on_frame(will, now).unwrap();
+    assert!(s.peer_lost_hint());
+    assert_eq!(s.error(), None);
+}
+
+#[test]
+fn rejects_invalid_frames() {
+    let now = Instant::now();
+    let mut s = Stream::new(1, Config::default(), 1 << 20, now);
+    let mut f = Frame::control(Kind::Data, 2, Bytes::from_static(b"x"));
+    assert_eq!(s.on_frame(f.clone(), now), Err(Rejected::WrongSession));
+    f.sid = 1;
+    f.ack = 5;
+    assert_eq!(
+        s.on_frame(f.clone(), now),
+        Err(Rejected::AckBeyondSent { ack: 5, next: 0 })
+    );
+    f.ack = 0;
+    f.seq = MAX_INFLIGHT_CHUNKS;
+    assert_eq!(
+        s.on_frame(f.clone(), now),
+        Err(Rejected::OutsideWindow {
+            seq: MAX_INFLIGHT_CHUNKS
+        })
+    );
+    // FIN at 0, then data at 1 is after the FIN.
+    f.seq = 0;
+    f.flags = FLAG_FIN;
+    f.payload = Bytes::new();
+    s.on_frame(f.clone(), now).unwrap();
+    assert!(s.read_closed());
+    f.seq = 1;
+    f.flags = 0;
+    assert_eq!(s.on_frame(f, now), Err(Rejected::AfterFin { seq: 1 }));
+    let open = Frame::control(Kind::Open, 1, Bytes::new());
+    assert_eq!(s.on_frame(open, now), Err(Rejected::NotStream(Kind::Open)));
+}
+
+#[test]
+fn hostile_peer_cannot_grow_buffers() {
+    // A peer that ignores our window and floods distinct out-of-order chunks.
+    let now = Instant::now();
+    let cfg = Config {
+        recv_window: 64 * 1024,
+        ..Config::default()
+    };
+    let mut s = Stream::new(1, cfg, 1 << 20, now);
+    for seq in 1..10_000u64 {
+        let mut f = Frame::control(Kind::Data, 1, Bytes::from(vec![0u8; MAX_CHUNK]));
+        f.seq = seq;
+        let _ = s.on_frame(f, now);
+        assert!(s.deliver_bytes + s.ooo_bytes <= cfg.recv_window as usize + MAX_CHUNK);
+        while s.poll_transmit(now).is_some() {}
+    }
+}
+
+#[test]
+fn duplicate_data_is_delivered_once_and_acked_at_once() {
+    let now = Instant::now();
+    let mut s = Stream::new(1, Config::default(), 1 << 20, now);
+    let mut f = Frame::control(Kind::Data, 1, Bytes::from_static(b"abc"));
+    f.seq = 0;
+    s.on_frame(f.clone(), now).unwrap();
+    while s.poll_transmit(now).is_some() {}
+    s.on_frame(f, now).unwrap();
+    assert_eq!(s.readable().map(|b| &b[..]), Some(&b"abc"[..]));
+    s.consume(3);
+    assert!(s.readable().is_none());
+    let ack = s.poll_transmit(now).expect("duplicate triggers an ack");
+    assert_eq!((ack.kind, ack.ack), (Kind::Ack, 1));
+}
+
+#[test]
+fn gap_triggers_sack_and_fast_retransmit() {
+    let now = Instant::now();
+    let mut tx = Stream::new(1, Config::default(), 1 << 20, now);
+    for i in 0..4u8 {
+        tx.send(Bytes::from(vec![i; 10]), now);
+    }
+    let frames: Vec<Frame> = std::iter::from_fn(|| tx.poll_transmit(now)).collect();
+    assert_eq!(frames.len(), 4);
+    let mut rx = Stream::new(1, Config::default(), 1 << 20, now);
+    let later = now + Duration::from_millis(5);
+    // Chunk 1 is lost.
+    for f in [&frames[0], &frames[2], &frames[3]] {
+        rx.on_frame(f.clone(), later).unwrap();
+    }
+    let ack = rx.poll_transmit(later).expect("gap acks at once");
+    assert_eq!((ack.ack, ack.sack), (1, 0b11));
+    tx.on_frame(ack, later).unwrap();
+    let retx = tx.poll_transmit(later).expect("fast retransmit");
+    assert_eq!((retx.kind, retx.seq), (Kind::Data, 1));
+    assert!(tx.poll_transmit(later).is_none(), "only the hole is resent");
+    assert_eq!(tx.stats().retransmits, 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn random_faults_never_corrupt(seed in any::<u64>(),
+                                   loss in 0.0f64..0.3, dup in 0.0f64..0.3, reorder in 0.0f64..0.5,
+                                   a_len in 0usize..300_000, b_len in 0usize..300_000,
+                                   chunk in 1usize..MAX_CHUNK) {
+        let faults = Faults { loss, dup, reorder, latency_ms: 3 };
+        let mut sim = Sim::new(seed, faults, pattern(a_len, 1), pattern(b_len, 2), Config::default());
+        sim.chunk = chunk;
+        sim.run_until_done(2_000_000);
+        sim.assert_intact();
+    }
+}

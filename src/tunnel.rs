@@ -1,0 +1,286 @@
+//! Drives a [`Stream`] over real I/O: a local byte stream (sshd's TCP socket
+//! on the agent, stdin/stdout in the proxy) on one side, frames to and from
+//! the broker on the other. Generic over the local I/O and the frame sink so
+//! tests run it on in-memory pipes.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rumqttc::{AsyncClient, QoS};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+
+use crate::mqtt::LinkState;
+use crate::protocol::{Frame, MAX_CHUNK};
+use crate::stream::{Stream, StreamError};
+
+/// Where a session's outgoing frames go.
+pub trait FrameSink: Send {
+    fn send(&mut self, frame: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// Publishes frames with QoS 1 on one topic.
+pub struct MqttSink {
+    pub client: AsyncClient,
+    pub topic: String,
+}
+
+impl FrameSink for MqttSink {
+    async fn send(&mut self, frame: Bytes) -> io::Result<()> {
+        self.client
+            .publish_bytes(self.topic.clone(), QoS::AtLeastOnce, false, frame)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "MQTT connection task ended"))
+    }
+}
+
+/// How a tunnel ended, when it did not end cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("reading the local stream failed: {0}")]
+    LocalRead(io::Error),
+    #[error("writing the local stream failed: {0}")]
+    LocalWrite(io::Error),
+    #[error("the MQTT connection task ended")]
+    LinkClosed,
+    #[error("stopped before the peer finished closing")]
+    Stopped,
+}
+
+/// After a stop request, how long we wait for the peer to acknowledge our
+/// FIN before resetting the session instead.
+pub const STOP_LINGER: Duration = Duration::from_secs(2);
+
+/// Run the session until both directions are closed and acknowledged, or it
+/// fails. On a local failure a RESET is sent to the peer before returning.
+///
+/// When `stop` completes (the local side went away, e.g. ssh hung up on the
+/// proxy), the local stream is treated as closed in both directions: we send
+/// FIN, discard what still arrives, and reset after [`STOP_LINGER`].
+#[allow(clippy::too_many_arguments)]
+pub async fn run<R, W, S>(
+    stream: &mut Stream,
+    mut reader: R,
+    writer: W,
+    frames: &mut mpsc::Receiver<Frame>,
+    sink: &mut S,
+    link: &mut watch::Receiver<LinkState>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), TunnelError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    S: FrameSink,
+{
+    tokio::pin!(stop);
+    let mut stop_deadline: Option<Instant> = None;
+    let mut writer = Some(writer);
+    let mut reading = true;
+    let mut rbuf = BytesMut::new();
+    let mut generation = match *link.borrow_and_update() {
+        LinkState::Up { generation } => generation,
+        _ => 0,
+    };
+    loop {
+        let now = Instant::now();
+        while let Some(f) = stream.poll_transmit(now) {
+            sink.send(f.encode())
+                .await
+                .map_err(|_| TunnelError::LinkClosed)?;
+        }
+        if let Some(e) = stream.error() {
+            return Err(e.clone().into());
+        }
+        if stream.read_closed() {
+            if let Some(mut w) = writer.take() {
+                // Half-close: EOF towards the local side. A failure here
+                // means the local reader is gone, which the read side sees.
+                if let Err(e) = w.shutdown().await {
+                    tracing::debug!(error = %e, "shutdown of local writer failed");
+                }
+            }
+        }
+        if stop_deadline.is_some() {
+            // Nobody to write to any more: discard, keeping the window open.
+            while let Some(n) = stream.readable().map(Bytes::len) {
+                stream.consume(n);
+            }
+        }
+        if stream.is_done() {
+            return Ok(());
+        }
+        if stop_deadline.is_some_and(|d| d <= now) {
+            return Err(abort(stream, sink, TunnelError::Stopped).await);
+        }
+        let can_read = reading && stream.can_send();
+        if can_read && rbuf.capacity() < MAX_CHUNK {
+            // A fresh buffer per chunk: the chunk is kept (shared) until it is
+            // acknowledged, and a read never exceeds the chunk cap.
+            rbuf = BytesMut::with_capacity(MAX_CHUNK);
+        }
+        let pending_write = writer
+            .is_some()
+            .then(|| stream.readable().cloned())
+            .flatten();
+        let deadline = match (stream.poll_deadline(), stop_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            f = frames.recv() => match f {
+                Some(f) => {
+                    if let Err(why) = stream.on_frame(f, Instant::now()) {
+                        tracing::debug!(%why, "dropped frame");
+                    }
+                }
+                None => return Err(TunnelError::LinkClosed),
+            },
+            changed = link.changed() => {
+                if changed.is_err() {
+                    return Err(TunnelError::LinkClosed);
+                }
+                let state = link.borrow_and_update().clone();
+                if let LinkState::Up { generation: g } = state {
+                    if g != generation {
+                        generation = g;
+                        tracing::info!("broker connection restored, resynchronising");
+                        stream.on_reconnect(Instant::now());
+                    }
+                }
+            }
+            r = reader.read_buf(&mut rbuf), if can_read => match r {
+                Ok(0) => {
+                    reading = false;
+                    stream.close_write(Instant::now());
+                }
+                Ok(_) => stream.send(rbuf.split().freeze(), Instant::now()),
+                Err(e) => return Err(abort(stream, sink, TunnelError::LocalRead(e)).await),
+            },
+            w = write_some(&mut writer, pending_write.as_ref()), if pending_write.is_some() => match w {
+                Ok(n) => stream.consume(n),
+                Err(e) => return Err(abort(stream, sink, TunnelError::LocalWrite(e)).await),
+            },
+            _ = &mut stop, if stop_deadline.is_none() => {
+                tracing::debug!("local side stopped; closing");
+                stop_deadline = Some(Instant::now() + STOP_LINGER);
+                writer = None;
+                if reading {
+                    reading = false;
+                    stream.close_write(Instant::now());
+                }
+            }
+            _ = sleep_until(deadline.unwrap_or(now + crate::stream::KEEPALIVE)), if deadline.is_some() => {
+                stream.on_timeout(Instant::now());
+            }
+        }
+    }
+}
+
+async fn write_some<W: AsyncWrite + Unpin>(
+    writer: &mut Option<W>,
+    data: Option<&Bytes>,
+) -> io::Result<usize> {
+    let (Some(w), Some(data)) = (writer.as_mut(), data) else {
+        return std::future::pending().await;
+    };
+    let n = w.write(data).await?;
+    if n == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    // Stdout and sockets are unbuffered here, but flush keeps any buffered
+    // writer honest.
+    w.flush().await?;
+    Ok(n)
+}
+
+/// Send a RESET (best effort) and hand back the error.
+async fn abort<S: FrameSink>(stream: &mut Stream, sink: &mut S, e: TunnelError) -> TunnelError {
+    stream.abort();
+    while let Some(f) = stream.poll_transmit(Instant::now()) {
+        // Best effort: if the link is gone the peer times out instead.
+        let _ = sink.send(f.encode()).await;
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::Config;
+    use tokio::io::duplex;
+
+    /// Frames from one tunnel straight into the other's channel.
+    struct ChanSink(mpsc::Sender<Frame>);
+    impl FrameSink for ChanSink {
+        async fn send(&mut self, frame: Bytes) -> io::Result<()> {
+            let f = Frame::decode(frame).expect("valid");
+            // The receiving tunnel may have finished; like a broker, drop.
+            let _ = self.0.send(f).await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn tunnel_pair_carries_bytes_and_half_closes() {
+        let (a_tx, mut a_rx) = mpsc::channel(256);
+        let (b_tx, mut b_rx) = mpsc::channel(256);
+        let (_link_tx, link) = watch::channel(LinkState::Up { generation: 1 });
+        let now = Instant::now();
+        let cfg = Config::default();
+        // Local apps: app_a <-> tunnel A ... tunnel B <-> app_b.
+        let (mut app_a, local_a) = duplex(64 * 1024);
+        let (mut app_b, local_b) = duplex(64 * 1024);
+        let mut link_a = link.clone();
+        let mut link_b = link;
+        let ta = tokio::spawn(async move {
+            let mut s = Stream::new(1, cfg, cfg.recv_window, now);
+            let (r, w) = tokio::io::split(local_a);
+            run(
+                &mut s,
+                r,
+                w,
+                &mut a_rx,
+                &mut ChanSink(b_tx),
+                &mut link_a,
+                std::future::pending(),
+            )
+            .await
+        });
+        let tb = tokio::spawn(async move {
+            let mut s = Stream::new(1, cfg, cfg.recv_window, now);
+            let (r, w) = tokio::io::split(local_b);
+            run(
+                &mut s,
+                r,
+                w,
+                &mut b_rx,
+                &mut ChanSink(a_tx),
+                &mut link_b,
+                std::future::pending(),
+            )
+            .await
+        });
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        let send = data.clone();
+        let writer = tokio::spawn(async move {
+            app_a.write_all(&send).await.unwrap();
+            app_a.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            app_a.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut got = Vec::new();
+        app_b.read_to_end(&mut got).await.unwrap();
+        assert!(got == data, "bytes differ");
+        app_b.write_all(b"reply after half-close").await.unwrap();
+        app_b.shutdown().await.unwrap();
+        assert_eq!(writer.await.unwrap(), b"reply after half-close");
+        ta.await.unwrap().unwrap();
+        tb.await.unwrap().unwrap();
+    }
+}
