@@ -28,12 +28,27 @@ pub struct MqttSink {
     pub topic: String,
 }
 
+/// Longest a frame waits for room in the MQTT request queue. The queue only
+/// stays full while the broker is unreachable; then the frame is dropped
+/// (the stream retransmits it) so the session keeps its timers running.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl FrameSink for MqttSink {
     async fn send(&mut self, frame: Bytes) -> io::Result<()> {
-        self.client
-            .publish_bytes(self.topic.clone(), QoS::AtLeastOnce, false, frame)
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "MQTT connection task ended"))
+        let publish = self
+            .client
+            .publish_bytes(self.topic.clone(), QoS::AtLeastOnce, false, frame);
+        match tokio::time::timeout(SEND_TIMEOUT, publish).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "MQTT connection task ended",
+            )),
+            Err(_) => {
+                tracing::debug!(topic = %self.topic, "MQTT request queue full; frame dropped");
+                Ok(())
+            }
+        }
     }
 }
 
