@@ -1,0 +1,111 @@
+# Shared by scripts/demo and scripts/bench (source it): a throwaway
+# mosquitto, sshd and agent on free loopback ports, all killed and the
+# temporary directory removed on exit. Expects $agent (agent binary path).
+# After `start_all`, these are set: tmp, mqtt_port, sshd_port, user, node,
+# prefix, ssh_opts (ssh options that go through mqtt-proxy, needs $proxy).
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/mqtt-proxy-${0##*/}.XXXXXX")"
+pids=()
+cleanup() {
+  local status=$?
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$status" -ne 0 ]; then
+    for log in "$tmp"/*.log; do
+      [ -f "$log" ] && { echo "--- $(basename "$log") (tail) ---" >&2; tail -n 20 "$log" >&2; }
+    done
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+tool() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || { echo "${0##*/}: $1 not found" >&2; exit 1; }; }
+
+# A loopback port nothing accepts on: try random high ports until a
+# connection attempt to one fails.
+used=" "
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    case "$used" in *" $port "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      used+="$port "
+      echo "$port"
+      return
+    fi
+  done
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" 2>/dev/null; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "${0##*/}: timed out waiting for $what" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_all() {
+  mqtt_port=$(free_port)
+  sshd_port=$(free_port)
+  user=$(id -un)
+  node="${node:-demo-node}"
+  prefix="mqtt-proxy-${0##*/}-$$"
+
+  echo "==> mosquitto on 127.0.0.1:$mqtt_port" >&2
+  cat >"$tmp/mosquitto.conf" <<CONF
+listener $mqtt_port 127.0.0.1
+allow_anonymous true
+persistence false
+set_tcp_nodelay true
+log_dest stderr
+CONF
+  "$(tool mosquitto)" -c "$tmp/mosquitto.conf" </dev/null >>"$tmp/mosquitto.log" 2>&1 &
+  pids+=($!)
+  wait_for 10 "mosquitto to listen" accepts "$mqtt_port"
+
+  echo "==> sshd on 127.0.0.1:$sshd_port (logins for $user with a throwaway key)" >&2
+  ssh-keygen -q -t ed25519 -N '' -C demo-host -f "$tmp/host_key"
+  ssh-keygen -q -t ed25519 -N '' -C demo-client -f "$tmp/client_key"
+  cp "$tmp/client_key.pub" "$tmp/authorized_keys"
+  sftp_server=internal-sftp
+  [ -x /usr/lib/openssh/sftp-server ] && sftp_server=/usr/lib/openssh/sftp-server
+  cat >"$tmp/sshd_config" <<CONF
+ListenAddress 127.0.0.1
+Port $sshd_port
+HostKey $tmp/host_key
+AuthorizedKeysFile $tmp/authorized_keys
+PidFile $tmp/sshd.pid
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+Subsystem sftp $sftp_server
+CONF
+  # Privilege separation directory, required when sshd starts as root.
+  if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd; fi
+  "$(tool sshd)" -D -e -f "$tmp/sshd_config" </dev/null >>"$tmp/sshd.log" 2>&1 &
+  pids+=($!)
+  wait_for 10 "sshd to listen" accepts "$sshd_port"
+
+  echo "==> mqtt-proxy-agent for node '$node' (topic prefix $prefix)" >&2
+  RUST_LOG=info "$agent" --host 127.0.0.1 --port "$mqtt_port" --topic-prefix "$prefix" \
+    --node-id "$node" --target "127.0.0.1:$sshd_port" </dev/null >>"$tmp/agent.log" 2>&1 &
+  pids+=($!)
+  wait_for 10 "the agent to come online" grep -q "agent is online" "$tmp/agent.log"
+
+  ssh_opts=(
+    -F /dev/null -i "$tmp/client_key" -o IdentitiesOnly=yes
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+    -o BatchMode=yes -o LogLevel=ERROR
+    -o "ProxyCommand=$proxy --host 127.0.0.1 --port $mqtt_port --topic-prefix $prefix %n"
+  )
+}
