@@ -142,7 +142,15 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             .map_or(0, |d| d.as_secs()),
         instance: instance.clone(),
     };
-    let client_id = format!("{}agent-{}", cfg.broker.client_id_prefix, cfg.node_id);
+    // A client id of its own per process: two agents with one node id must
+    // not kick each other off the broker in a loop (see `on_presence`).
+    let client_id = format!(
+        "{}agent-{}-{}",
+        cfg.broker.client_id_prefix,
+        cfg.node_id,
+        &instance[..8]
+    );
+    let online = presence("online").encode();
     let mut opts = mqtt::options(&client_id, &cfg.broker.addr, cfg.broker.credentials());
     opts.set_last_will(LastWill::new(
         topics.presence(),
@@ -154,10 +162,10 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let mqtt = Mqtt::spawn(
         opts,
         cfg.broker.addr.clone(),
-        vec![topics.all_up()],
+        vec![topics.all_up(), topics.presence()],
         vec![Announce {
             topic: topics.presence(),
-            payload: presence("online").encode(),
+            payload: online.clone(),
             retain: true,
         }],
         in_tx,
@@ -168,6 +176,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         client: mqtt.client.clone(),
         link: mqtt.state.clone(),
     });
+    let presence_topic = ctx.topics.presence();
     let mut state = mqtt.state.clone();
     let mut sessions: HashMap<String, Entry> = HashMap::new();
     let (done_tx, mut done) = mpsc::unbounded_channel::<(String, u64)>();
@@ -175,7 +184,21 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     tracing::info!(node = %cfg.node_id, broker = %cfg.broker.addr, target = %cfg.target, "agent starting");
     loop {
         tokio::select! {
-            Some(p) = incoming.recv() => dispatch(&ctx, &mut sessions, &done_tx, p),
+            Some(p) = incoming.recv() => {
+                if p.topic == presence_topic {
+                    if let Err(e) = on_presence(&ctx, &instance, &online, &p) {
+                        for e in sessions.values() {
+                            // Best effort: the client times out otherwise.
+                            let _ = e.frames.try_send(Frame::control(Kind::Reset, e.sid, Bytes::new()));
+                        }
+                        tracing::error!("{e}");
+                        mqtt.close().await;
+                        return Err(e.into());
+                    }
+                } else {
+                    dispatch(&ctx, &mut sessions, &done_tx, p);
+                }
+            }
             Some((cid, sid)) = done.recv() => {
                 if sessions.get(&cid).is_some_and(|e| e.sid == sid) {
                     sessions.remove(&cid);
@@ -210,6 +233,48 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         )
         .await;
     mqtt.close().await;
+    Ok(())
+}
+
+/// Another agent process announced itself under our node id.
+#[derive(Debug, thiserror::Error)]
+#[error("another agent took over node '{node}' (instance {instance}); exiting")]
+pub struct TakenOver {
+    pub node: String,
+    pub instance: String,
+}
+
+/// Presence messages of our own node. Rule for two agents with one node id:
+/// the newest wins. Each agent ignores the retained copy it gets when it
+/// subscribes (it may be stale, from a crashed predecessor), so only an
+/// agent that was already online sees the newcomer's live announcement, and
+/// it steps down. A live `offline` from another instance is a predecessor's
+/// late last will: we announce ourselves again so it does not stick.
+fn on_presence(ctx: &Ctx, instance: &str, online: &Bytes, p: &Publish) -> Result<(), TakenOver> {
+    if p.retain {
+        return Ok(());
+    }
+    let Some(pr) = Presence::decode(&p.payload) else {
+        drop_msg(&p.topic, &"malformed presence");
+        return Ok(());
+    };
+    if pr.instance == instance {
+        return Ok(());
+    }
+    if pr.is_online() {
+        return Err(TakenOver {
+            node: ctx.cfg.node_id.clone(),
+            instance: pr.instance,
+        });
+    }
+    tracing::info!(other = %pr.instance, "another instance's offline notice; announcing again");
+    // Dropped only if the request queue is full; the next reconnect announces.
+    let _ = ctx.client.try_publish(
+        ctx.topics.presence(),
+        QoS::AtLeastOnce,
+        true,
+        online.clone(),
+    );
     Ok(())
 }
 
