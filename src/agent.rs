@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::config::{random_u64, Broker, BrokerArgs};
+use crate::config::{self, random_u64, Broker, BrokerArgs, FileConfig, Role};
 use crate::mqtt::{self, Announce, LinkState, Mqtt};
 use crate::protocol::{self, Frame, Kind, Presence, RefuseCode, Topics};
 use crate::stream::{self, Stream};
@@ -39,33 +39,25 @@ pub struct AgentArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
 
-    /// This node's id (letters, digits, '.', '_', '-'); default: the host name.
+    /// This node's id (letters, digits, '.', '_', '-') [default: the host name].
     #[arg(long, env = "MQTT_ID")]
     pub node_id: Option<String>,
 
-    /// Where sessions are forwarded; clients cannot choose another target.
-    #[arg(
-        long,
-        env = "MQTT_TARGET",
-        default_value = "127.0.0.1:22",
-        value_name = "HOST:PORT"
-    )]
-    pub target: String,
+    /// Where sessions are forwarded; clients cannot choose another target
+    /// [default: 127.0.0.1:22].
+    #[arg(long, env = "MQTT_TARGET", value_name = "HOST:PORT")]
+    pub target: Option<String>,
 
-    /// Most sessions open at once; further open requests are refused.
-    #[arg(long, env = "MQTT_MAX_SESSIONS", default_value_t = 64)]
-    pub max_sessions: usize,
-
-    /// Seconds a session survives without hearing from its client (broker
-    /// outage, client killed) before it is closed.
-    #[arg(
-        long,
-        env = "MQTT_RESUME_TIMEOUT",
-        default_value_t = 60,
-        value_name = "SECONDS"
-    )]
-    pub resume_timeout: u64,
+    /// Most sessions open at once; further open requests are refused
+    /// [default: 64].
+    #[arg(long, env = "MQTT_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
 }
+
+/// Default limit on concurrent sessions: far more than interactive use
+/// needs, few enough that a flood of opens cannot exhaust file descriptors
+/// or memory (64 × 2 MiB of windows).
+pub const DEFAULT_MAX_SESSIONS: usize = 64;
 
 /// Validated agent settings.
 #[derive(Debug, Clone)]
@@ -78,9 +70,19 @@ pub struct AgentConfig {
 }
 
 impl AgentArgs {
+    /// Merge flags, environment, the config file and defaults.
     pub fn resolve(&self) -> Result<AgentConfig> {
-        let node_id = match &self.node_id {
-            Some(n) => n.clone(),
+        let file = FileConfig::load(self.broker.config.as_deref(), Role::Agent)?;
+        self.resolve_with(&file, &config::process_env)
+    }
+
+    pub fn resolve_with(
+        &self,
+        file: &FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AgentConfig> {
+        let node_id = match self.node_id.clone().or_else(|| file.node_id.clone()) {
+            Some(n) => n,
             None => gethostname::gethostname().to_string_lossy().into_owned(),
         };
         if !protocol::valid_id(&node_id) {
@@ -89,21 +91,31 @@ impl AgentArgs {
                 protocol::MAX_ID_LEN
             );
         }
-        if !self.target.contains(':') {
-            bail!("invalid --target {:?}: expected HOST:PORT", self.target);
+        let target = self
+            .target
+            .clone()
+            .or_else(|| file.target.clone())
+            .unwrap_or_else(|| "127.0.0.1:22".to_owned());
+        if !matches!(config::split_host_port(&target), Ok((_, Some(_)))) {
+            bail!("invalid target {target:?}: expected HOST:PORT");
         }
-        if self.resume_timeout == 0 {
-            bail!("--resume-timeout must be at least 1 second");
+        let max_sessions = self
+            .max_sessions
+            .or(file.max_sessions)
+            .unwrap_or(DEFAULT_MAX_SESSIONS);
+        if max_sessions == 0 {
+            bail!("max sessions must be at least 1");
         }
+        let broker = self.broker.resolve(file, None, env)?;
         Ok(AgentConfig {
-            broker: self.broker.resolve()?,
-            node_id,
-            target: self.target.clone(),
-            max_sessions: self.max_sessions,
             stream: stream::Config {
-                peer_timeout: Duration::from_secs(self.resume_timeout),
+                peer_timeout: broker.resume_timeout,
                 ..stream::Config::default()
             },
+            broker,
+            node_id,
+            target,
+            max_sessions,
         })
     }
 }
@@ -212,6 +224,8 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
                     LinkState::Up { generation } => tracing::info!(
                         node = %cfg.node_id, broker = %cfg.broker.addr, generation, sessions = sessions.len(),
                         "agent is online"),
+                    LinkState::Down { reason, attempt, retry_in } => tracing::warn!(
+                        attempt, retry_in = ?retry_in, "{reason}; retrying"),
                     LinkState::SubscribeDenied { topics } => tracing::error!(
                         ?topics, "broker refused our subscription; check the ACL for this agent's user"),
                     _ => {}

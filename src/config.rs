@@ -1,25 +1,45 @@
-//! Command-line and environment settings shared by both binaries, and the
-//! validated forms the rest of the code uses.
+//! Settings shared by both binaries: flags, environment variables, the
+//! config file, and the validated forms the rest of the code uses.
 //!
-//! Precedence: flag > environment variable > default.
+//! Precedence, for every setting: flag > environment variable > config file
+//! > default. A broker URL (`--broker`, `MQTT_BROKER`, `broker = "…"`) stands
+//! for host, port and TLS at its own level; a more specific setting at the
+//! same level wins over it.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::Deserialize;
 
 use crate::mqtt::BrokerAddr;
 use crate::protocol::{valid_id, valid_prefix};
 
-/// Broker options common to `mqtt-proxy` and `mqtt-proxy-agent`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BrokerArgs {
-    /// MQTT broker host name or address.
-    #[arg(long, env = "MQTT_HOST", default_value = "localhost")]
-    pub host: String,
+/// Default MQTT ports.
+pub const PORT_PLAIN: u16 = 1883;
+pub const PORT_TLS: u16 = 8883;
+pub const DEFAULT_HOST: &str = "localhost";
+pub const DEFAULT_PREFIX: &str = "mqtt-proxy";
+pub const DEFAULT_CLIENT_ID_PREFIX: &str = "mqtt-proxy-";
 
-    /// MQTT broker port.
-    #[arg(long, env = "MQTT_PORT", default_value_t = 1883)]
-    pub port: u16,
+/// Broker options common to `mqtt-proxy` and `mqtt-proxy-agent`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BrokerArgs {
+    /// Config file (TOML) [default: ~/.config/mqtt-proxy/config.toml for
+    /// mqtt-proxy, /etc/mqtt-proxy/agent.toml for the agent].
+    #[arg(long, env = "MQTT_PROXY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Broker as a URL: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS).
+    #[arg(long, env = "MQTT_BROKER", value_name = "URL")]
+    pub broker: Option<String>,
+
+    /// MQTT broker host name or address [default: localhost].
+    #[arg(long, env = "MQTT_HOST")]
+    pub host: Option<String>,
+
+    /// MQTT broker port [default: 1883, or 8883 with TLS].
+    #[arg(long, env = "MQTT_PORT")]
+    pub port: Option<u16>,
 
     /// User name for the broker (MQTT_USERNAME is accepted too).
     #[arg(long, env = "MQTT_USER")]
@@ -30,14 +50,156 @@ pub struct BrokerArgs {
     #[arg(long, env = "MQTT_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
-    /// Topic prefix shared by agents and clients.
-    #[arg(long, env = "MQTT_TOPIC_PREFIX", default_value = "mqtt-proxy")]
-    pub topic_prefix: String,
+    /// Topic prefix shared by agents and clients [default: mqtt-proxy].
+    #[arg(long, env = "MQTT_TOPIC_PREFIX")]
+    pub topic_prefix: Option<String>,
 
-    /// Prefix of the MQTT client ids this program uses (brokers may tie ACLs
-    /// to client ids).
-    #[arg(long, env = "MQTT_CLIENT_ID_PREFIX", default_value = "mqtt-proxy-")]
-    pub client_id_prefix: String,
+    /// Prefix of the MQTT client ids this program uses [default: mqtt-proxy-].
+    #[arg(long, env = "MQTT_CLIENT_ID_PREFIX")]
+    pub client_id_prefix: Option<String>,
+
+    /// Seconds a session survives without hearing from its peer (broker
+    /// outage, peer killed) before it is closed [default: 60].
+    #[arg(long, env = "MQTT_RESUME_TIMEOUT", value_name = "SECONDS")]
+    pub resume_timeout: Option<u64>,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less log output (errors only); RUST_LOG overrides.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// The config file. Every key has a flag and an environment variable of the
+/// same name (`topic-prefix` = `--topic-prefix`). Agent-only keys are
+/// refused in the proxy's file and vice versa.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub broker: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub topic_prefix: Option<String>,
+    pub client_id_prefix: Option<String>,
+    pub resume_timeout: Option<u64>,
+    // Agent only.
+    pub node_id: Option<String>,
+    pub target: Option<String>,
+    pub max_sessions: Option<usize>,
+}
+
+/// Which binary reads the file (for key checks and the default path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Proxy,
+    Agent,
+}
+
+impl Role {
+    /// The default config file path.
+    pub fn default_config(self) -> Option<PathBuf> {
+        match self {
+            Role::Agent => Some(PathBuf::from("/etc/mqtt-proxy/agent.toml")),
+            Role::Proxy => directories::ProjectDirs::from("", "", "mqtt-proxy")
+                .map(|d| d.config_dir().join("config.toml")),
+        }
+    }
+}
+
+impl FileConfig {
+    /// Load `explicit` (must exist) or the role's default file (may be
+    /// absent).
+    pub fn load(explicit: Option<&Path>, role: Role) -> Result<FileConfig> {
+        let (path, required) = match explicit {
+            Some(p) => (p.to_path_buf(), true),
+            None => match role.default_config() {
+                Some(p) => (p, false),
+                None => return Ok(FileConfig::default()),
+            },
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FileConfig::default())
+            }
+            Err(e) => bail!("cannot read config file {}: {e}", path.display()),
+        };
+        FileConfig::parse(&text, role).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parse and check the keys for `role`.
+    pub fn parse(text: &str, role: Role) -> Result<FileConfig> {
+        let cfg: FileConfig = toml::from_str(text).map_err(|e| {
+            // toml's message names the key and the line; keep it on one line.
+            anyhow::anyhow!("{}", e.to_string().trim().replace('\n', " "))
+        })?;
+        if role == Role::Proxy {
+            for (key, set) in [
+                ("node-id", cfg.node_id.is_some()),
+                ("target", cfg.target.is_some()),
+                ("max-sessions", cfg.max_sessions.is_some()),
+            ] {
+                if set {
+                    bail!("key '{key}' is only valid in the agent's config file");
+                }
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// A parsed broker URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: Option<u16>,
+    pub tls: bool,
+}
+
+impl BrokerUrl {
+    pub fn parse(url: &str) -> Result<BrokerUrl> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            bail!("invalid broker URL {url:?}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]");
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) =
+            split_host_port(rest).with_context(|| format!("invalid broker URL {url:?}"))?;
+        Ok(BrokerUrl { host, port, tls })
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+pub fn split_host_port(s: &str) -> Result<(String, Option<u16>)> {
+    let (host, port) = if let Some(r) = s.strip_prefix('[') {
+        let (h, after) = r.split_once(']').context("missing ']'")?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (s, None),
+        }
+    };
+    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+        bail!("invalid host {host:?}");
+    }
+    let port = match port {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .with_context(|| format!("invalid port {p:?}"))?,
+        ),
+        None => None,
+    };
+    Ok((host.to_owned(), port))
 }
 
 /// A secret string whose `Debug` never shows it.
@@ -67,6 +229,7 @@ pub struct Broker {
     pub password: Option<Secret>,
     pub topic_prefix: String,
     pub client_id_prefix: String,
+    pub resume_timeout: std::time::Duration,
 }
 
 impl Broker {
@@ -78,43 +241,108 @@ impl Broker {
 }
 
 impl BrokerArgs {
-    /// Validate and complete (environment fallbacks, password file).
-    pub fn resolve(&self) -> Result<Broker> {
-        if !valid_prefix(&self.topic_prefix) {
+    /// Merge flags/environment with the config file and defaults, and
+    /// validate. `url_override` is a per-call broker (`node@host:port`).
+    pub fn resolve(
+        &self,
+        file: &FileConfig,
+        url_override: Option<(String, Option<u16>)>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Broker> {
+        let cli_url = self.broker.as_deref().map(BrokerUrl::parse).transpose()?;
+        let file_url = file.broker.as_deref().map(BrokerUrl::parse).transpose()?;
+        // Each level: its specific key, then its URL.
+        let mut host = self
+            .host
+            .clone()
+            .or_else(|| cli_url.as_ref().map(|u| u.host.clone()))
+            .or_else(|| file.host.clone())
+            .or_else(|| file_url.as_ref().map(|u| u.host.clone()))
+            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+        let tls = cli_url
+            .as_ref()
+            .map(|u| u.tls)
+            .or(file_url.as_ref().map(|u| u.tls))
+            .unwrap_or(false);
+        if tls {
+            bail!("TLS (mqtts://) is not supported yet");
+        }
+        let mut port = self
+            .port
+            .or(cli_url.as_ref().and_then(|u| u.port))
+            .or(file.port)
+            .or(file_url.as_ref().and_then(|u| u.port))
+            .unwrap_or(if tls { PORT_TLS } else { PORT_PLAIN });
+        if let Some((h, p)) = url_override {
+            host = h;
+            if let Some(p) = p {
+                port = p;
+            }
+        }
+        if port == 0 {
+            bail!("invalid port 0");
+        }
+        let topic_prefix = self
+            .topic_prefix
+            .clone()
+            .or_else(|| file.topic_prefix.clone())
+            .unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+        if !valid_prefix(&topic_prefix) {
             bail!(
-                "invalid --topic-prefix {:?}: use non-empty '/'-separated segments without '+' or '#'",
-                self.topic_prefix
+                "invalid topic prefix {topic_prefix:?}: use non-empty '/'-separated segments without '+' or '#'"
             );
         }
-        if !self.client_id_prefix.is_empty() && !valid_id(&self.client_id_prefix) {
+        let client_id_prefix = self
+            .client_id_prefix
+            .clone()
+            .or_else(|| file.client_id_prefix.clone())
+            .unwrap_or_else(|| DEFAULT_CLIENT_ID_PREFIX.to_owned());
+        if !client_id_prefix.is_empty() && !valid_id(&client_id_prefix) {
             bail!(
-                "invalid --client-id-prefix {:?}: use letters, digits, '.', '_' and '-'",
-                self.client_id_prefix
+                "invalid client id prefix {client_id_prefix:?}: use letters, digits, '.', '_' and '-'"
             );
         }
         let user = self
             .user
             .clone()
-            .or_else(|| std::env::var("MQTT_USERNAME").ok())
+            .or_else(|| env("MQTT_USERNAME"))
+            .or_else(|| file.user.clone())
             .filter(|u| !u.is_empty());
-        let password = match &self.password_file {
-            Some(path) => Some(read_password_file(path)?),
-            None => std::env::var("MQTT_PASSWORD")
-                .ok()
-                .filter(|p| !p.is_empty())
-                .map(Secret::new),
+        let env_password = env("MQTT_PASSWORD").filter(|p| !p.is_empty());
+        let password = match (&self.password_file, env_password, &file.password_file) {
+            (Some(path), _, _) => Some(read_password_file(path)?),
+            (None, Some(p), _) => Some(Secret::new(p)),
+            (None, None, Some(path)) => Some(read_password_file(path)?),
+            (None, None, None) => None,
         };
+        let resume = self.resume_timeout.or(file.resume_timeout).unwrap_or(60);
+        if resume == 0 {
+            bail!("resume timeout must be at least 1 second");
+        }
         Ok(Broker {
-            addr: BrokerAddr {
-                host: self.host.clone(),
-                port: self.port,
-            },
+            addr: BrokerAddr { host, port },
             user,
             password,
-            topic_prefix: self.topic_prefix.clone(),
-            client_id_prefix: self.client_id_prefix.clone(),
+            topic_prefix,
+            client_id_prefix,
+            resume_timeout: std::time::Duration::from_secs(resume),
         })
     }
+
+    /// The log filter when RUST_LOG is unset.
+    pub fn log_filter(&self, default: &'static str) -> &'static str {
+        match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => default,
+            (false, 1) => "debug",
+            (false, _) => "trace",
+        }
+    }
+}
+
+/// The process environment, for [`BrokerArgs::resolve`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// Read a secret from the first line of a file that others cannot read.
@@ -156,39 +384,4 @@ pub fn init_logging(default: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn secret_debug_is_masked() {
-        let b = Broker {
-            addr: BrokerAddr {
-                host: "h".into(),
-                port: 1,
-            },
-            user: Some("u".into()),
-            password: Some(Secret::new("hunter2".into())),
-            topic_prefix: "p".into(),
-            client_id_prefix: "c".into(),
-        };
-        let dbg = format!("{b:?}");
-        assert!(!dbg.contains("hunter2"), "{dbg}");
-        assert!(dbg.contains("***"));
-    }
-
-    #[test]
-    fn password_file_rules() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("pw");
-        std::fs::write(&p, "s3cret\nignored\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(read_password_file(&p).unwrap().expose(), "s3cret");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = read_password_file(&p).unwrap_err().to_string();
-        assert!(err.contains("readable by others"), "{err}");
-        let missing = dir.path().join("nope");
-        let err = format!("{:#}", read_password_file(&missing).unwrap_err());
-        assert!(err.starts_with("cannot read password file"), "{err}");
-    }
-}
+mod tests;

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod list;
 pub mod mqtt;
 pub mod protocol;
 pub mod proxy;

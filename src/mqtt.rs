@@ -42,7 +42,11 @@ pub enum LinkState {
     /// Connected and subscribed; `generation` counts successful connects.
     Up { generation: u64 },
     /// The last attempt failed or the connection dropped; retrying.
-    Down { reason: String, attempt: u32 },
+    Down {
+        reason: String,
+        attempt: u32,
+        retry_in: Duration,
+    },
     /// The broker refused a subscription (usually an ACL).
     SubscribeDenied { topics: Vec<String> },
 }
@@ -210,8 +214,14 @@ async fn run(
                     return;
                 }
                 let delay = backoff(attempt);
-                tracing::warn!(broker = %addr, attempt, retry_in = ?delay, "{reason}");
-                state.send_replace(LinkState::Down { reason, attempt });
+                // Logged by whoever watches the state: the agent warns, the
+                // proxy reports the first failure as its one-line error.
+                tracing::debug!(broker = %addr, attempt, retry_in = ?delay, "{reason}");
+                state.send_replace(LinkState::Down {
+                    reason,
+                    attempt,
+                    retry_in: delay,
+                });
                 tokio::time::sleep(delay).await;
             }
         }

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use rumqttc::{LastWill, QoS};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use crate::config::{random_u64, Broker, BrokerArgs};
+use crate::config::{self, random_u64, Broker, BrokerArgs, FileConfig, Role};
 use crate::mqtt::{self, LinkState, Mqtt};
 use crate::protocol::{self, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
 use crate::stream::{self, Stream, StreamError};
@@ -38,18 +38,18 @@ pub struct ProxyArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
 
-    /// Seconds a session survives without hearing from the node (broker
-    /// outage) before it is given up.
-    #[arg(
-        long,
-        env = "MQTT_RESUME_TIMEOUT",
-        default_value_t = 60,
-        value_name = "SECONDS"
-    )]
-    pub resume_timeout: u64,
+    /// List the nodes known to the broker instead of connecting.
+    #[arg(long, conflicts_with = "node")]
+    pub list: bool,
 
-    /// The node to connect to (its agent's node id).
-    pub node: String,
+    /// With --list: print JSON instead of a table.
+    #[arg(long, requires = "list")]
+    pub json: bool,
+
+    /// The node to connect to (its agent's node id), optionally on a broker
+    /// of its own: NODE@HOST[:PORT].
+    #[arg(required_unless_present = "list")]
+    pub node: Option<String>,
 }
 
 /// Validated proxy settings.
@@ -61,24 +61,40 @@ pub struct ProxyConfig {
 }
 
 impl ProxyArgs {
+    /// Merge flags, environment, the config file and defaults.
     pub fn resolve(&self) -> Result<ProxyConfig> {
-        if !protocol::valid_id(&self.node) {
+        let file = FileConfig::load(self.broker.config.as_deref(), Role::Proxy)?;
+        self.resolve_with(&file, &config::process_env)
+    }
+
+    pub fn resolve_with(
+        &self,
+        file: &FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProxyConfig> {
+        let target = self.node.as_deref().unwrap_or("");
+        let (node, broker_override) = match target.split_once('@') {
+            Some((node, at)) => {
+                let hp = config::split_host_port(at)
+                    .with_context(|| format!("invalid broker in {target:?}"))?;
+                (node, Some(hp))
+            }
+            None => (target, None),
+        };
+        if !self.list && !protocol::valid_id(node) {
             bail!(
-                "invalid node id {:?}: use 1-{} letters, digits, '.', '_' or '-'",
-                self.node,
+                "invalid node id {node:?}: use 1-{} letters, digits, '.', '_' or '-'",
                 protocol::MAX_ID_LEN
             );
         }
-        if self.resume_timeout == 0 {
-            bail!("--resume-timeout must be at least 1 second");
-        }
+        let broker = self.broker.resolve(file, broker_override, env)?;
         Ok(ProxyConfig {
-            broker: self.broker.resolve()?,
-            node: self.node.clone(),
             stream: stream::Config {
-                peer_timeout: Duration::from_secs(self.resume_timeout),
+                peer_timeout: broker.resume_timeout,
                 ..stream::Config::default()
             },
+            broker,
+            node: node.to_owned(),
         })
     }
 }

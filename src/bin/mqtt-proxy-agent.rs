@@ -6,7 +6,7 @@ use mqtt_proxy::{agent, config};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let args = agent::AgentArgs::parse();
-    config::init_logging("info");
+    config::init_logging(args.broker.log_filter("info"));
     let result = match args.resolve() {
         Ok(cfg) => agent::run(cfg).await,
         Err(e) => Err(e),

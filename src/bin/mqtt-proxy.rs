@@ -1,5 +1,5 @@
 use clap::Parser;
-use mqtt_proxy::{config, proxy, stdio};
+use mqtt_proxy::{config, list, proxy, stdio};
 
 /// ssh reports connection failures with 255; so do we.
 const EXIT_FAILURE: u8 = 255;
@@ -9,9 +9,14 @@ const EXIT_FAILURE: u8 = 255;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let args = proxy::ProxyArgs::parse();
-    config::init_logging("warn");
+    config::init_logging(args.broker.log_filter("warn"));
     let result = async {
         let cfg = args.resolve().map_err(|e| format!("{e:#}"))?;
+        if args.list {
+            return list::run(&cfg.broker, args.json)
+                .await
+                .map_err(|e| format!("{e:#}"));
+        }
         let (stdin, stdout) = stdio::take().map_err(|e| format!("cannot use stdin/stdout: {e}"))?;
         match proxy::run(cfg, stdin, stdout).await {
             Ok(()) => Ok(()),
