@@ -1,8 +1,8 @@
 //! Settings shared by both binaries: flags, environment variables, the
 //! config file, and the validated forms the rest of the code uses.
 //!
-//! Precedence, for every setting: flag > environment variable > config file
-//! > default. A broker URL (`--broker`, `MQTT_BROKER`, `broker = "…"`) stands
+//! Precedence, for every setting: flag, then environment variable, then
+//! config file, then default. A broker URL (`--broker`, `MQTT_BROKER`, `broker = "…"`) stands
 //! for host, port and TLS at its own level; a more specific setting at the
 //! same level wins over it.
 
