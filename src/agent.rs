@@ -163,7 +163,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         &instance[..8]
     );
     let online = presence("online").encode();
-    let mut opts = mqtt::options(&client_id, &cfg.broker.addr, cfg.broker.credentials());
+    let mut opts = mqtt::options(&client_id, &cfg.broker)?;
     opts.set_last_will(LastWill::new(
         topics.presence(),
         presence("offline").encode(),

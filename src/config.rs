@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::mqtt::BrokerAddr;
 use crate::protocol::{valid_id, valid_prefix};
+use crate::tls::TlsFiles;
 
 /// Default MQTT ports.
 pub const PORT_PLAIN: u16 = 1883;
@@ -63,6 +64,24 @@ pub struct BrokerArgs {
     #[arg(long, env = "MQTT_RESUME_TIMEOUT", value_name = "SECONDS")]
     pub resume_timeout: Option<u64>,
 
+    /// Connect with TLS (default port 8883), verifying the broker's
+    /// certificate and host name. MQTT_TLS=1 or --tls.
+    #[arg(long, env = "MQTT_TLS", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub tls: Option<bool>,
+
+    /// PEM file of CA certificates to trust instead of the system's.
+    #[arg(long, env = "MQTT_CA_CERTS", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS (with --key-file).
+    #[arg(long, env = "MQTT_CERTFILE", value_name = "FILE")]
+    pub cert_file: Option<PathBuf>,
+
+    /// PEM private key of the client certificate (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "MQTT_KEYFILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -86,6 +105,10 @@ pub struct FileConfig {
     pub topic_prefix: Option<String>,
     pub client_id_prefix: Option<String>,
     pub resume_timeout: Option<u64>,
+    pub tls: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
     // Agent only.
     pub node_id: Option<String>,
     pub target: Option<String>,
@@ -225,6 +248,8 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct Broker {
     pub addr: BrokerAddr,
+    /// TLS settings when TLS is on.
+    pub tls: Option<TlsFiles>,
     pub user: Option<String>,
     pub password: Option<Secret>,
     pub topic_prefix: String,
@@ -259,13 +284,19 @@ impl BrokerArgs {
             .or_else(|| file.host.clone())
             .or_else(|| file_url.as_ref().map(|u| u.host.clone()))
             .unwrap_or_else(|| DEFAULT_HOST.to_owned());
-        let tls = cli_url
-            .as_ref()
-            .map(|u| u.tls)
+        let tls = self
+            .tls
+            .or(cli_url.as_ref().map(|u| u.tls))
+            .or(file.tls)
             .or(file_url.as_ref().map(|u| u.tls))
             .unwrap_or(false);
-        if tls {
-            bail!("TLS (mqtts://) is not supported yet");
+        let tls_files = TlsFiles {
+            ca_file: self.ca_file.clone().or_else(|| file.ca_file.clone()),
+            cert_file: self.cert_file.clone().or_else(|| file.cert_file.clone()),
+            key_file: self.key_file.clone().or_else(|| file.key_file.clone()),
+        };
+        if !tls && tls_files != TlsFiles::default() {
+            bail!("--ca-file, --cert-file and --key-file need TLS: add --tls or use an mqtts:// broker URL");
         }
         let mut port = self
             .port
@@ -320,7 +351,12 @@ impl BrokerArgs {
             bail!("resume timeout must be at least 1 second");
         }
         Ok(Broker {
-            addr: BrokerAddr { host, port },
+            addr: BrokerAddr {
+                host,
+                port,
+                tls_trust: tls.then(|| tls_files.trust()),
+            },
+            tls: tls.then_some(tls_files),
             user,
             password,
             topic_prefix,

@@ -14,4 +14,5 @@ pub mod protocol;
 pub mod proxy;
 pub mod stdio;
 pub mod stream;
+pub mod tls;
 pub mod tunnel;

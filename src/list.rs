@@ -43,7 +43,7 @@ pub async fn run(broker: &Broker, json: bool) -> Result<()> {
 /// The nodes with a retained presence message under the prefix.
 pub async fn collect(broker: &Broker) -> Result<Vec<Node>> {
     let client_id = format!("{}list-{:016x}", broker.client_id_prefix, random_u64());
-    let opts = mqtt::options(&client_id, &broker.addr, broker.credentials());
+    let opts = mqtt::options(&client_id, broker)?;
     let filter = format!("{}/+/presence", broker.topic_prefix);
     let (tx, mut rx) = mpsc::channel(1024);
     let mqtt = Mqtt::spawn(opts, broker.addr.clone(), vec![filter], vec![], tx);

@@ -8,11 +8,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions,
-    Outgoing, Packet, Publish, QoS, StateError, SubscribeReasonCode,
+    Outgoing, Packet, Publish, QoS, StateError, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::config::Broker;
 use crate::protocol::MAX_PACKET;
 
 /// Keepalive towards the broker: a dead TCP connection is noticed within
@@ -71,6 +72,8 @@ pub struct Mqtt {
 pub struct BrokerAddr {
     pub host: String,
     pub port: u16,
+    /// With TLS: what we trust, for error messages.
+    pub tls_trust: Option<String>,
 }
 
 impl std::fmt::Display for BrokerAddr {
@@ -80,17 +83,22 @@ impl std::fmt::Display for BrokerAddr {
 }
 
 /// Options common to agent and proxy.
-pub fn options(client_id: &str, addr: &BrokerAddr, user: Option<(&str, &str)>) -> MqttOptions {
+pub fn options(client_id: &str, broker: &Broker) -> anyhow::Result<MqttOptions> {
+    let addr = &broker.addr;
     let mut o = MqttOptions::new(client_id, addr.host.clone(), addr.port);
+    if let Some(files) = &broker.tls {
+        let config = crate::tls::client_config(files)?;
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+    }
     o.set_keep_alive(KEEP_ALIVE);
     o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     o.set_inflight(INFLIGHT);
     o.set_request_channel_capacity(REQUEST_CAPACITY);
     o.set_clean_session(true);
-    if let Some((u, p)) = user {
+    if let Some((u, p)) = broker.credentials() {
         o.set_credentials(u, p);
     }
-    o
+    Ok(o)
 }
 
 impl Mqtt {
@@ -239,6 +247,11 @@ fn backoff(attempt: u32) -> Duration {
 
 /// A one-line, user-facing description of a connection failure.
 pub fn describe(e: &ConnectionError, addr: &BrokerAddr) -> String {
+    if let Some(trust) = &addr.tls_trust {
+        if let Some(why) = crate::tls::explain(e, &addr.host, trust) {
+            return format!("could not connect to broker {addr}: {why}");
+        }
+    }
     match e {
         ConnectionError::Io(io) => io_reason(io, addr),
         ConnectionError::MqttState(StateError::Io(io)) => io_reason(io, addr),
@@ -301,6 +314,7 @@ mod tests {
         let addr = BrokerAddr {
             host: "b.example".into(),
             port: 1883,
+            tls_trust: None,
         };
         let refused =
             ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));

@@ -163,7 +163,8 @@ where
     let topics = Topics::new(&cfg.broker.topic_prefix, &node);
     let mut will = Frame::control(Kind::Reset, sid, Bytes::new());
     will.flags = FLAG_PEER_LOST;
-    let mut opts = mqtt::options(&cid, &cfg.broker.addr, cfg.broker.credentials());
+    let mut opts =
+        mqtt::options(&cid, &cfg.broker).map_err(|e| ProxyError::Local(format!("{e:#}")))?;
     opts.set_last_will(LastWill::new(
         topics.up(&cid),
         will.encode(),

@@ -194,6 +194,42 @@ fn invalid_values_are_refused() {
 }
 
 #[test]
+fn tls_settings() {
+    let b = BrokerArgs {
+        broker: Some("mqtts://h".into()),
+        ..Default::default()
+    }
+    .resolve(&file(""), None, &no_env)
+    .unwrap();
+    assert_eq!(b.addr.port, PORT_TLS);
+    assert_eq!(b.tls, Some(TlsFiles::default()));
+    let b = BrokerArgs {
+        tls: Some(true),
+        ..Default::default()
+    }
+    .resolve(&file("ca-file = \"/ca.pem\""), None, &no_env)
+    .unwrap();
+    assert_eq!(
+        (b.addr.port, b.tls.unwrap().ca_file),
+        (PORT_TLS, Some("/ca.pem".into()))
+    );
+    let b = BrokerArgs {
+        tls: Some(false),
+        ..Default::default()
+    }
+    .resolve(&file("broker = \"mqtts://h\""), None, &no_env)
+    .unwrap();
+    assert_eq!((b.addr.port, b.tls), (PORT_PLAIN, None));
+    let err = BrokerArgs {
+        ca_file: Some("/x".into()),
+        ..Default::default()
+    }
+    .resolve(&file(""), None, &no_env)
+    .unwrap_err();
+    assert!(err.to_string().contains("need TLS"), "{err}");
+}
+
+#[test]
 fn broker_urls() {
     let cases = [
         ("mqtt://h", ("h", None, false)),
@@ -213,7 +249,9 @@ fn secret_debug_is_masked() {
         addr: BrokerAddr {
             host: "h".into(),
             port: 1,
+            tls_trust: None,
         },
+        tls: None,
         user: Some("u".into()),
         password: Some(Secret::new("hunter2".into())),
         topic_prefix: "p".into(),
