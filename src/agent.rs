@@ -12,9 +12,11 @@ use bytes::Bytes;
 use rumqttc::{LastWill, Publish, QoS};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::{self, random_u64, Broker, BrokerArgs, FileConfig, Role};
+use crate::auth;
+use crate::config::{self, random_u64, Broker, BrokerArgs, FileConfig, Role, Secret};
 use crate::mqtt::{self, Announce, LinkState, Mqtt};
 use crate::protocol::{self, Frame, Kind, Presence, RefuseCode, Topics};
 use crate::stream::{self, Stream};
@@ -52,6 +54,12 @@ pub struct AgentArgs {
     /// [default: 64].
     #[arg(long, env = "MQTT_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
+
+    /// File holding the agent password clients must prove they know
+    /// (challenge-response). The password itself is only read from the
+    /// MQTT_AGENT_PASSWORD environment variable.
+    #[arg(long, env = "MQTT_AGENT_PASSWORD_FILE", value_name = "FILE")]
+    pub agent_password_file: Option<std::path::PathBuf>,
 }
 
 /// Default limit on concurrent sessions: far more than interactive use
@@ -66,6 +74,7 @@ pub struct AgentConfig {
     pub node_id: String,
     pub target: String,
     pub max_sessions: usize,
+    pub agent_password: Option<Secret>,
     pub stream: stream::Config,
 }
 
@@ -107,7 +116,10 @@ impl AgentArgs {
             bail!("max sessions must be at least 1");
         }
         let broker = self.broker.resolve(file, None, env)?;
+        let agent_password =
+            config::agent_password(self.agent_password_file.as_deref(), file, env)?;
         Ok(AgentConfig {
+            agent_password,
             stream: stream::Config {
                 peer_timeout: broker.resume_timeout,
                 ..stream::Config::default()
@@ -190,8 +202,8 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     });
     let presence_topic = ctx.topics.presence();
     let mut state = mqtt.state.clone();
-    let mut sessions: HashMap<String, Entry> = HashMap::new();
     let (done_tx, mut done) = mpsc::unbounded_channel::<(String, u64)>();
+    let mut d = Dispatcher::new(ctx.clone(), done_tx);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!(node = %cfg.node_id, broker = %cfg.broker.addr, target = %cfg.target, "agent starting");
     loop {
@@ -199,7 +211,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             Some(p) = incoming.recv() => {
                 if p.topic == presence_topic {
                     if let Err(e) = on_presence(&ctx, &instance, &online, &p) {
-                        for e in sessions.values() {
+                        for e in d.sessions.values() {
                             // Best effort: the client times out otherwise.
                             let _ = e.frames.try_send(Frame::control(Kind::Reset, e.sid, Bytes::new()));
                         }
@@ -208,21 +220,17 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
                         return Err(e.into());
                     }
                 } else {
-                    dispatch(&ctx, &mut sessions, &done_tx, p);
+                    d.dispatch(p);
                 }
             }
-            Some((cid, sid)) = done.recv() => {
-                if sessions.get(&cid).is_some_and(|e| e.sid == sid) {
-                    sessions.remove(&cid);
-                }
-            }
+            Some((cid, sid)) = done.recv() => d.session_done(cid, sid),
             changed = state.changed() => {
                 if changed.is_err() {
                     bail!("MQTT connection task ended");
                 }
                 match &*state.borrow_and_update() {
                     LinkState::Up { generation } => tracing::info!(
-                        node = %cfg.node_id, broker = %cfg.broker.addr, generation, sessions = sessions.len(),
+                        node = %cfg.node_id, broker = %cfg.broker.addr, generation, sessions = d.sessions.len(),
                         "agent is online"),
                     LinkState::Down { reason, attempt, retry_in } => tracing::warn!(
                         attempt, retry_in = ?retry_in, "{reason}; retrying"),
@@ -235,7 +243,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             _ = sigterm.recv() => break,
         }
     }
-    tracing::info!(sessions = sessions.len(), "shutting down");
+    tracing::info!(sessions = d.sessions.len(), "shutting down");
     // Best effort: the last will would say the same if this is lost.
     let _ = ctx
         .client
@@ -292,85 +300,242 @@ fn on_presence(ctx: &Ctx, instance: &str, online: &Bytes, p: &Publish) -> Result
     Ok(())
 }
 
-fn dispatch(
-    ctx: &Arc<Ctx>,
-    sessions: &mut HashMap<String, Entry>,
-    done_tx: &mpsc::UnboundedSender<(String, u64)>,
-    p: Publish,
-) {
-    let Some(cid) = ctx.topics.parse_up(&p.topic) else {
-        return drop_msg(&p.topic, &"not a session topic");
-    };
-    let frame = match Frame::decode(p.payload) {
-        Ok(f) => f,
-        Err(e) => return drop_msg(&p.topic, &e),
-    };
-    match sessions.get(cid) {
-        Some(e) if e.sid == frame.sid => {
-            if frame.kind == Kind::Open {
-                // The client did not see our answer yet; repeat it.
-                if e.accepted.load(Ordering::Acquire) {
-                    let accept = accept_frame(frame.sid, ctx.cfg.stream.recv_window);
-                    // Dropped if the request queue is full: the client asks again.
-                    let _ = ctx.client.try_publish(
-                        ctx.topics.down(cid),
-                        QoS::AtLeastOnce,
-                        false,
-                        accept.encode(),
-                    );
-                }
-                return;
-            }
-            if let Err(err) = e.frames.try_send(frame) {
-                // Full: the client retransmits. Closed: the session is ending.
-                drop_msg(&p.topic, &err);
-            }
+/// A challenge sent, awaiting the client's AUTH.
+struct Pending {
+    sid: u64,
+    nonce: [u8; auth::NONCE_LEN],
+    window: u32,
+    expires: Instant,
+}
+
+/// Open requests accepted at once before rate limiting, and per second
+/// after: enough for 50 sessions opened together by a script, while a flood
+/// of opens cannot make the agent connect to its target more than this.
+const OPEN_BURST: u32 = 64;
+const OPEN_RATE: f64 = 20.0;
+/// Failed authorizations allowed at once, and per second after.
+const AUTH_FAIL_BURST: u32 = 5;
+const AUTH_FAIL_RATE: f64 = 0.5;
+/// Most challenges awaiting an answer (each is ~100 bytes).
+const MAX_PENDING: usize = 256;
+
+/// Routes incoming messages to sessions; owns the session table, pending
+/// challenges and rate limits. Runs on the agent's main task only.
+struct Dispatcher {
+    ctx: Arc<Ctx>,
+    sessions: HashMap<String, Entry>,
+    pending: HashMap<String, Pending>,
+    opens: auth::TokenBucket,
+    auth_failures: auth::TokenBucket,
+    done_tx: mpsc::UnboundedSender<(String, u64)>,
+    rate_limited: u64,
+}
+
+impl Dispatcher {
+    fn new(ctx: Arc<Ctx>, done_tx: mpsc::UnboundedSender<(String, u64)>) -> Dispatcher {
+        let now = Instant::now();
+        Dispatcher {
+            ctx,
+            sessions: HashMap::new(),
+            pending: HashMap::new(),
+            opens: auth::TokenBucket::new(OPEN_BURST, OPEN_RATE, now),
+            auth_failures: auth::TokenBucket::new(AUTH_FAIL_BURST, AUTH_FAIL_RATE, now),
+            done_tx,
+            rate_limited: 0,
         }
-        Some(_) if frame.kind == Kind::Open => {
-            refuse(
-                ctx,
+    }
+
+    fn session_done(&mut self, cid: String, sid: u64) {
+        if self.sessions.get(&cid).is_some_and(|e| e.sid == sid) {
+            self.sessions.remove(&cid);
+        }
+    }
+
+    fn dispatch(&mut self, p: Publish) {
+        let ctx = self.ctx.clone();
+        let Some(cid) = ctx.topics.parse_up(&p.topic) else {
+            return drop_msg(&p.topic, &"not a session topic");
+        };
+        let frame = match Frame::decode(p.payload) {
+            Ok(f) => f,
+            Err(e) => return drop_msg(&p.topic, &e),
+        };
+        let now = Instant::now();
+        match self.sessions.get(cid) {
+            Some(e) if e.sid == frame.sid => {
+                if matches!(frame.kind, Kind::Open | Kind::Auth) {
+                    // The client did not see our answer yet; repeat it.
+                    if e.accepted.load(Ordering::Acquire) {
+                        let accept = accept_frame(frame.sid, ctx.cfg.stream.recv_window);
+                        send(&ctx, cid, accept);
+                    }
+                    return;
+                }
+                if let Err(err) = e.frames.try_send(frame) {
+                    // Full: the client retransmits. Closed: the session is ending.
+                    drop_msg(&p.topic, &err);
+                }
+            }
+            Some(_) if frame.kind == Kind::Open => refuse(
+                &ctx,
                 cid,
                 frame.sid,
                 RefuseCode::Protocol,
                 "client id already has a session",
+            ),
+            Some(_) => drop_msg(&p.topic, &"frame for another session of this client id"),
+            None if frame.kind == Kind::Open => self.open(cid, frame, now),
+            None if frame.kind == Kind::Auth => self.auth(cid, frame, now),
+            None => drop_msg(&p.topic, &"frame for an unknown session"),
+        }
+    }
+
+    fn open(&mut self, cid: &str, frame: Frame, now: Instant) {
+        let ctx = self.ctx.clone();
+        if let Some(p) = self
+            .pending
+            .get(cid)
+            .filter(|p| p.sid == frame.sid && p.expires > now)
+        {
+            // A repeated OPEN: repeat the same challenge.
+            return send(&ctx, cid, challenge_frame(p.sid, &p.nonce));
+        }
+        if !self.opens.take(now) {
+            self.rate_limited += 1;
+            if self.rate_limited.is_power_of_two() {
+                tracing::warn!(
+                    dropped = self.rate_limited,
+                    "open requests arrive too fast; dropping some"
+                );
+            }
+            return drop_msg(cid, &"open rate limit");
+        }
+        if self.sessions.len() >= ctx.cfg.max_sessions {
+            tracing::warn!(
+                client = cid,
+                max = ctx.cfg.max_sessions,
+                "too many sessions, refusing"
+            );
+            return refuse(&ctx, cid, frame.sid, RefuseCode::Busy, "too many sessions");
+        }
+        if ctx.cfg.agent_password.is_none() {
+            return self.start(cid, frame.sid, frame.window);
+        }
+        self.pending.retain(|_, p| p.expires > now);
+        if self.pending.len() >= MAX_PENDING {
+            return refuse(
+                &ctx,
+                cid,
+                frame.sid,
+                RefuseCode::Busy,
+                "too many pending requests",
             );
         }
-        Some(_) => drop_msg(&p.topic, &"frame for another session of this client id"),
-        None if frame.kind == Kind::Open => {
-            if sessions.len() >= ctx.cfg.max_sessions {
+        let nonce = auth::nonce();
+        self.pending.insert(
+            cid.to_owned(),
+            Pending {
+                sid: frame.sid,
+                nonce,
+                window: frame.window,
+                expires: now + auth::CHALLENGE_TTL,
+            },
+        );
+        send(&ctx, cid, challenge_frame(frame.sid, &nonce));
+    }
+
+    fn auth(&mut self, cid: &str, frame: Frame, now: Instant) {
+        let ctx = self.ctx.clone();
+        let Some(secret) = &ctx.cfg.agent_password else {
+            return drop_msg(cid, &"AUTH but this agent has no password");
+        };
+        // A nonce answers once: remove it whatever the outcome.
+        let pending = match self.pending.remove(cid) {
+            Some(p) if p.sid == frame.sid && p.expires > now => p,
+            _ => {
                 tracing::warn!(
                     client = cid,
-                    max = ctx.cfg.max_sessions,
-                    "too many sessions, refusing"
+                    "authorization without a valid challenge (replay?)"
                 );
-                return refuse(ctx, cid, frame.sid, RefuseCode::Busy, "too many sessions");
-            }
-            let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-            let accepted = Arc::new(AtomicBool::new(false));
-            sessions.insert(
-                cid.to_owned(),
-                Entry {
-                    sid: frame.sid,
-                    frames: tx,
-                    accepted: accepted.clone(),
-                },
-            );
-            let span = tracing::info_span!("session", node = %ctx.cfg.node_id, sid = %format!("{:016x}", frame.sid), client = cid);
-            tokio::spawn(
-                session(
-                    ctx.clone(),
-                    cid.to_owned(),
+                return refuse(
+                    &ctx,
+                    cid,
                     frame.sid,
-                    frame.window,
-                    rx,
-                    accepted,
-                    done_tx.clone(),
-                )
-                .instrument(span),
+                    RefuseCode::Auth,
+                    "authorization failed",
+                );
+            }
+        };
+        if !self.auth_failures.available(now) {
+            tracing::warn!(client = cid, "too many failed authorizations; refusing");
+            return refuse(
+                &ctx,
+                cid,
+                frame.sid,
+                RefuseCode::Busy,
+                "too many failed authorizations; try again later",
             );
         }
-        None => drop_msg(&p.topic, &"frame for an unknown session"),
+        let ok = auth::verify(
+            secret,
+            &ctx.cfg.node_id,
+            cid,
+            frame.sid,
+            &pending.nonce,
+            &frame.payload,
+        );
+        if !ok {
+            self.auth_failures.take(now);
+            tracing::warn!(client = cid, "authorization failed");
+            return refuse(
+                &ctx,
+                cid,
+                frame.sid,
+                RefuseCode::Auth,
+                "authorization failed",
+            );
+        }
+        self.start(cid, frame.sid, pending.window);
     }
+
+    fn start(&mut self, cid: &str, sid: u64, window: u32) {
+        let ctx = self.ctx.clone();
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let accepted = Arc::new(AtomicBool::new(false));
+        self.sessions.insert(
+            cid.to_owned(),
+            Entry {
+                sid,
+                frames: tx,
+                accepted: accepted.clone(),
+            },
+        );
+        let span = tracing::info_span!("session", node = %ctx.cfg.node_id, sid = %format!("{sid:016x}"), client = cid);
+        tokio::spawn(
+            session(
+                ctx,
+                cid.to_owned(),
+                sid,
+                window,
+                rx,
+                accepted,
+                self.done_tx.clone(),
+            )
+            .instrument(span),
+        );
+    }
+}
+
+fn challenge_frame(sid: u64, nonce: &[u8]) -> Frame {
+    Frame::control(Kind::Challenge, sid, Bytes::copy_from_slice(nonce))
+}
+
+/// Publish a control frame without waiting. Dropped if the request queue is
+/// full: the client repeats its request.
+fn send(ctx: &Ctx, cid: &str, f: Frame) {
+    let _ = ctx
+        .client
+        .try_publish(ctx.topics.down(cid), QoS::AtLeastOnce, false, f.encode());
 }
 
 fn accept_frame(sid: u64, window: u32) -> Frame {
@@ -380,11 +545,11 @@ fn accept_frame(sid: u64, window: u32) -> Frame {
 }
 
 fn refuse(ctx: &Ctx, cid: &str, sid: u64, code: RefuseCode, reason: &str) {
-    let f = Frame::control(Kind::Refuse, sid, protocol::refuse_payload(code, reason));
-    // Dropped if the request queue is full: the client then times out.
-    let _ = ctx
-        .client
-        .try_publish(ctx.topics.down(cid), QoS::AtLeastOnce, false, f.encode());
+    send(
+        ctx,
+        cid,
+        Frame::control(Kind::Refuse, sid, protocol::refuse_payload(code, reason)),
+    );
 }
 
 async fn session(

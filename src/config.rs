@@ -109,6 +109,7 @@ pub struct FileConfig {
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    pub agent_password_file: Option<PathBuf>,
     // Agent only.
     pub node_id: Option<String>,
     pub target: Option<String>,
@@ -374,6 +375,25 @@ impl BrokerArgs {
             (false, _) => "trace",
         }
     }
+}
+
+/// The agent password: `--agent-password-file`, then MQTT_AGENT_PASSWORD,
+/// then the config file's `agent-password-file`.
+pub fn agent_password(
+    flag_file: Option<&Path>,
+    file: &FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>> {
+    if let Some(p) = flag_file {
+        return read_password_file(p).map(Some);
+    }
+    if let Some(p) = env("MQTT_AGENT_PASSWORD").filter(|p| !p.is_empty()) {
+        return Ok(Some(Secret::new(p)));
+    }
+    file.agent_password_file
+        .as_deref()
+        .map(read_password_file)
+        .transpose()
 }
 
 /// The process environment, for [`BrokerArgs::resolve`].

@@ -10,7 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use crate::config::{self, random_u64, Broker, BrokerArgs, FileConfig, Role};
+use crate::auth;
+use crate::config::{self, random_u64, Broker, BrokerArgs, FileConfig, Role, Secret};
 use crate::mqtt::{self, LinkState, Mqtt};
 use crate::protocol::{self, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
 use crate::stream::{self, Stream, StreamError};
@@ -42,6 +43,11 @@ pub struct ProxyArgs {
     #[arg(long, conflicts_with = "node")]
     pub list: bool,
 
+    /// File holding the node's agent password, if its agent requires one.
+    /// The password itself is only read from MQTT_AGENT_PASSWORD.
+    #[arg(long, env = "MQTT_AGENT_PASSWORD_FILE", value_name = "FILE")]
+    pub agent_password_file: Option<std::path::PathBuf>,
+
     /// With --list: print JSON instead of a table.
     #[arg(long, requires = "list")]
     pub json: bool,
@@ -57,6 +63,7 @@ pub struct ProxyArgs {
 pub struct ProxyConfig {
     pub broker: Broker,
     pub node: String,
+    pub agent_password: Option<Secret>,
     pub stream: stream::Config,
 }
 
@@ -88,7 +95,10 @@ impl ProxyArgs {
             );
         }
         let broker = self.broker.resolve(file, broker_override, env)?;
+        let agent_password =
+            config::agent_password(self.agent_password_file.as_deref(), file, env)?;
         Ok(ProxyConfig {
+            agent_password,
             stream: stream::Config {
                 peer_timeout: broker.resume_timeout,
                 ..stream::Config::default()
@@ -215,8 +225,16 @@ where
     };
     let mut link = mqtt.state.clone();
     let result = async {
-        let (peer_window, first) =
-            open(&cfg, sid, &mut link, &mut presence, &mut frames, &mut sink).await?;
+        let (peer_window, first) = open(
+            &cfg,
+            sid,
+            &cid,
+            &mut link,
+            &mut presence,
+            &mut frames,
+            &mut sink,
+        )
+        .await?;
         let instance = presence.borrow().as_ref().map(|p| p.instance.clone());
         tracing::debug!(sid = %format!("{sid:016x}"), "session open");
         let mut stream = Stream::new(sid, cfg.stream, peer_window, Instant::now());
@@ -283,6 +301,7 @@ where
 async fn open<S: FrameSink>(
     cfg: &ProxyConfig,
     sid: u64,
+    cid: &str,
     link: &mut watch::Receiver<LinkState>,
     presence: &mut watch::Receiver<Option<Presence>>,
     frames: &mut mpsc::Receiver<Frame>,
@@ -312,7 +331,8 @@ async fn open<S: FrameSink>(
     // 2. OPEN, repeated until answered.
     let mut open = Frame::control(Kind::Open, sid, Bytes::new());
     open.window = cfg.stream.recv_window;
-    let open = open.encode();
+    // OPEN until challenged, then AUTH: whatever is answered next.
+    let mut request = open.encode();
     let mut next_open = Instant::now();
     loop {
         if let Some(p) = presence.borrow_and_update().as_ref() {
@@ -323,7 +343,7 @@ async fn open<S: FrameSink>(
             return Err(ProxyError::Offline(node.clone()));
         }
         if Instant::now() >= next_open {
-            sink.send(open.clone())
+            sink.send(request.clone())
                 .await
                 .map_err(|e| ProxyError::Broker(e.to_string()))?;
             next_open = Instant::now() + OPEN_RETRY;
@@ -342,6 +362,19 @@ async fn open<S: FrameSink>(
                     }),
                     Kind::Data | Kind::Ack => return Ok((f.window, Some(f))),
                     Kind::Reset => return Err(ProxyError::Reset(node.clone())),
+                    Kind::Challenge => {
+                        let Some(secret) = &cfg.agent_password else {
+                            return Err(ProxyError::Refused {
+                                node: node.clone(),
+                                reason: "authorization failed".into(),
+                            });
+                        };
+                        if f.payload.len() == auth::NONCE_LEN {
+                            let mac = auth::answer(secret, node, cid, sid, &f.payload);
+                            request = Frame::control(Kind::Auth, sid, Bytes::from(mac)).encode();
+                            next_open = Instant::now();
+                        }
+                    }
                     other => tracing::debug!(kind = ?other, "unexpected frame while opening"),
                 },
                 None => return Err(ProxyError::Broker("MQTT connection task ended".into())),

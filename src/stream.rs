@@ -46,6 +46,10 @@ const ACK_EVERY: u64 = 4;
 const ACK_DELAY: Duration = Duration::from_millis(10);
 /// An idle session sends an ACK this often so the peer knows it is alive.
 pub const KEEPALIVE: Duration = Duration::from_secs(10);
+/// A session whose peer has not sent a single valid frame within this long
+/// is dead (a forged or abandoned open); legitimate peers speak at once
+/// (ssh banner, or an ACK within the delayed-ack time).
+pub const FIRST_CONTACT: Duration = Duration::from_secs(10);
 /// Congestion window at start (chunks); grows by slow start up to
 /// [`MAX_INFLIGHT_CHUNKS`]. Small enough for a broker with a tiny queue.
 const INITIAL_CWND: f64 = 8.0;
@@ -169,6 +173,7 @@ pub struct Stream {
 
     // Liveness and outcome.
     last_heard: Instant,
+    heard_any: bool,
     last_sent: Instant,
     peer_lost_hint: bool,
     error: Option<StreamError>,
@@ -212,6 +217,7 @@ impl Stream {
             ack_at: None,
             last_adv: cfg.recv_window,
             last_heard: now,
+            heard_any: false,
             last_sent: now,
             peer_lost_hint: false,
             error: None,
@@ -244,6 +250,15 @@ impl Stream {
     /// back (resume), so this only colours the eventual error message.
     pub fn peer_lost_hint(&self) -> bool {
         self.peer_lost_hint
+    }
+
+    /// How long the peer may stay silent.
+    fn silence_limit(&self) -> Duration {
+        if self.heard_any {
+            self.cfg.peer_timeout
+        } else {
+            self.cfg.peer_timeout.min(FIRST_CONTACT)
+        }
     }
 
     fn pipe(&self) -> usize {
@@ -395,6 +410,7 @@ impl Stream {
             });
         }
         self.last_heard = now;
+        self.heard_any = true;
         self.peer_lost_hint = false;
         if f.has(FLAG_ACK_REQ) {
             self.ack_now = true;
@@ -643,7 +659,7 @@ impl Stream {
             self.ack_at,
             self.probe_at,
             Some(self.last_sent + KEEPALIVE),
-            Some(self.last_heard + self.cfg.peer_timeout),
+            Some(self.last_heard + self.silence_limit()),
         ]
         .into_iter()
         .flatten()
@@ -656,8 +672,8 @@ impl Stream {
         if self.error.is_some() {
             return;
         }
-        if now >= self.last_heard + self.cfg.peer_timeout {
-            self.error = Some(StreamError::PeerTimeout(self.cfg.peer_timeout));
+        if now >= self.last_heard + self.silence_limit() {
+            self.error = Some(StreamError::PeerTimeout(self.silence_limit()));
             return;
         }
         let rto = self.current_rto();

@@ -11,7 +11,15 @@ async fn main() -> std::process::ExitCode {
     let args = proxy::ProxyArgs::parse();
     config::init_logging(args.broker.log_filter("warn"));
     let result = async {
-        let cfg = args.resolve().map_err(|e| format!("{e:#}"))?;
+        let mut cfg = args.resolve().map_err(|e| format!("{e:#}"))?;
+        if let (Some(user), None) = (&cfg.broker.user, &cfg.broker.password) {
+            // ssh leaves the terminal to its ProxyCommand; without one
+            // (batch use) we go on without a password.
+            let prompt = format!("MQTT password for {user}@{}: ", cfg.broker.addr.host);
+            if let Ok(p) = rpassword::prompt_password(prompt) {
+                cfg.broker.password = (!p.is_empty()).then(|| config::Secret::new(p));
+            }
+        }
         if args.list {
             return list::run(&cfg.broker, args.json)
                 .await

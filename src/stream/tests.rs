@@ -392,6 +392,16 @@ fn outage_longer_than_grace_period_times_out() {
 }
 
 #[test]
+fn silent_peer_is_dropped_after_first_contact_timeout() {
+    let now = Instant::now();
+    let mut s = Stream::new(1, Config::default(), 1 << 20, now);
+    let d = s.poll_deadline().unwrap();
+    assert!(d <= now + FIRST_CONTACT);
+    s.on_timeout(now + FIRST_CONTACT);
+    assert_eq!(s.error(), Some(&StreamError::PeerTimeout(FIRST_CONTACT)));
+}
+
+#[test]
 fn idle_session_stays_alive_via_keepalive() {
     let cfg = Config {
         peer_timeout: Duration::from_secs(25),
