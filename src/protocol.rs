@@ -460,6 +460,16 @@ mod tests {
         }
 
         #[test]
+        fn control_decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300),
+                                        topic in "[a-z/+#.]{0,40}") {
+            let _ = refuse_reason(&bytes);
+            let _ = Presence::decode(&bytes);
+            let _ = Topics::new("p", "n").parse_up(&topic);
+            let _ = valid_id(&topic);
+            let _ = valid_prefix(&topic);
+        }
+
+        #[test]
         fn decode_header_fuzz(header in proptest::collection::vec(any::<u8>(), HEADER_LEN..HEADER_LEN + 1),
                               len in 0usize..2000) {
             let mut v = header;

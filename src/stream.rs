@@ -333,7 +333,7 @@ impl Stream {
     /// A frame of `kind` carrying our current acknowledgement state.
     fn frame(&mut self, kind: Kind, now: Instant) -> Frame {
         let mut sack = 0u64;
-        for &seq in self.ooo.keys() {
+        for &seq in self.ooo.range(self.rcv_next + 1..).map(|(k, _)| k) {
             let bit = seq - self.rcv_next - 1;
             if bit < 64 {
                 sack |= 1 << bit;
@@ -450,7 +450,7 @@ impl Stream {
                 self.rtt_sample(now.saturating_duration_since(s.sent_at));
             }
         }
-        for s in self.unacked.iter_mut() {
+        for s in self.unacked.iter_mut().filter(|s| s.seq > ack) {
             let bit = s.seq - ack - 1;
             if bit < 64 && sack & (1 << bit) != 0 && !s.sacked {
                 s.sacked = true;

@@ -536,6 +536,65 @@ fn gap_triggers_sack_and_fast_retransmit() {
     assert_eq!(tx.stats().retransmits, 1);
 }
 
+fn arb_frame() -> impl Strategy<Value = Frame> {
+    let kinds = prop_oneof![
+        Just(Kind::Data),
+        Just(Kind::Ack),
+        Just(Kind::Reset),
+        Just(Kind::Open),
+        Just(Kind::Challenge),
+    ];
+    (
+        kinds,
+        any::<u8>(),
+        0u64..3,
+        0u64..80,
+        0u64..80,
+        any::<u64>(),
+        any::<u32>(),
+        0usize..40_000,
+    )
+        .prop_map(|(kind, flags, sid, seq, ack, sack, window, len)| Frame {
+            kind,
+            flags: flags & 0x0f,
+            sid,
+            seq,
+            ack,
+            sack,
+            window,
+            payload: Bytes::from(vec![0u8; len]),
+        })
+}
+
+proptest! {
+    /// A hostile peer: any sequence of well-formed frames never panics the
+    /// stream and never lets it buffer beyond its window.
+    #[test]
+    fn arbitrary_frames_never_panic_or_overflow(frames in proptest::collection::vec(arb_frame(), 1..200),
+                                                sends in 0usize..40) {
+        let now = Instant::now();
+        let cfg = Config { recv_window: 128 * 1024, ..Config::default() };
+        let mut s = Stream::new(1, cfg, 1 << 20, now);
+        for _ in 0..sends {
+            if s.can_send() {
+                s.send(Bytes::from_static(b"data"), now);
+            }
+        }
+        for (i, f) in frames.into_iter().enumerate() {
+            let t = now + Duration::from_millis(i as u64 * 50);
+            let _ = s.on_frame(f, t);
+            s.on_timeout(t);
+            while s.poll_transmit(t).is_some() {}
+            prop_assert!(s.deliver_bytes + s.ooo_bytes <= cfg.recv_window as usize + MAX_CHUNK);
+            if i % 3 == 0 {
+                if let Some(n) = s.readable().map(Bytes::len) {
+                    s.consume(n);
+                }
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
