@@ -211,10 +211,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             Some(p) = incoming.recv() => {
                 if p.topic == presence_topic {
                     if let Err(e) = on_presence(&ctx, &instance, &online, &p) {
-                        for e in d.sessions.values() {
-                            // Best effort: the client times out otherwise.
-                            let _ = e.frames.try_send(Frame::control(Kind::Reset, e.sid, Bytes::new()));
-                        }
+                        d.reset_all();
                         tracing::error!("{e}");
                         mqtt.close().await;
                         return Err(e.into());
@@ -244,6 +241,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         }
     }
     tracing::info!(sessions = d.sessions.len(), "shutting down");
+    d.reset_all();
     // Best effort: the last will would say the same if this is lost.
     let _ = ctx
         .client
@@ -342,6 +340,18 @@ impl Dispatcher {
             auth_failures: auth::TokenBucket::new(AUTH_FAIL_BURST, AUTH_FAIL_RATE, now),
             done_tx,
             rate_limited: 0,
+        }
+    }
+
+    /// Tell every client its session is gone (we are exiting), so it ends
+    /// at once instead of waiting out its resume timeout.
+    fn reset_all(&self) {
+        for (cid, e) in &self.sessions {
+            send(
+                &self.ctx,
+                cid,
+                Frame::control(Kind::Reset, e.sid, Bytes::new()),
+            );
         }
     }
 
