@@ -226,9 +226,12 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
                     bail!("MQTT connection task ended");
                 }
                 match &*state.borrow_and_update() {
-                    LinkState::Up { generation } => tracing::info!(
-                        node = %cfg.node_id, broker = %cfg.broker.addr, generation, sessions = d.sessions.len(),
-                        "agent is online"),
+                    LinkState::Up { generation } => {
+                        tracing::info!(
+                            node = %cfg.node_id, broker = %cfg.broker.addr, generation, sessions = d.sessions.len(),
+                            "agent is online");
+                        crate::notify::notify("READY=1\nSTATUS=online");
+                    }
                     LinkState::Down { reason, attempt, retry_in } => tracing::warn!(
                         attempt, retry_in = ?retry_in, "{reason}; retrying"),
                     LinkState::SubscribeDenied { topics } => tracing::error!(

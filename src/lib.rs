@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod list;
 pub mod mqtt;
+pub mod notify;
 pub mod protocol;
 pub mod proxy;
 pub mod stdio;
