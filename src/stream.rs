@@ -44,8 +44,13 @@ const ACK_EVERY: u64 = 4;
 /// Longest an acknowledgement of in-order data waits for a chance to ride on
 /// a data frame.
 const ACK_DELAY: Duration = Duration::from_millis(10);
-/// An idle session sends an ACK this often so the peer knows it is alive.
+/// An idle session sends an ACK at least this often so the peer knows it is
+/// alive; more often when the peer timeout is short (see
+/// [`Stream::keepalive`]).
 pub const KEEPALIVE: Duration = Duration::from_secs(10);
+/// Keepalives per peer timeout when that timeout is short: three, so one or
+/// two lost keepalives do not end an idle session.
+const KEEPALIVES_PER_TIMEOUT: u32 = 3;
 /// A session whose peer has not sent a single valid frame within this long
 /// is dead (a forged or abandoned open); legitimate peers speak at once
 /// (ssh banner, or an ACK within the delayed-ack time).
@@ -259,6 +264,13 @@ impl Stream {
         } else {
             self.cfg.peer_timeout.min(FIRST_CONTACT)
         }
+    }
+
+    /// How often an idle side speaks: [`KEEPALIVE`], or a third of the peer
+    /// timeout if that is shorter, so a short `--resume-timeout` never
+    /// expires on a session that is merely idle.
+    fn keepalive(&self) -> Duration {
+        KEEPALIVE.min(self.cfg.peer_timeout / KEEPALIVES_PER_TIMEOUT)
     }
 
     fn pipe(&self) -> usize {
@@ -658,7 +670,7 @@ impl Stream {
             retransmit,
             self.ack_at,
             self.probe_at,
-            Some(self.last_sent + KEEPALIVE),
+            Some(self.last_sent + self.keepalive()),
             Some(self.last_heard + self.silence_limit()),
         ]
         .into_iter()
@@ -702,7 +714,7 @@ impl Stream {
                 None => self.probe_at = Some(now + self.current_rto()),
             }
         }
-        if now >= self.last_sent + KEEPALIVE {
+        if now >= self.last_sent + self.keepalive() {
             self.ack_now = true;
         }
     }

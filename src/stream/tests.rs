@@ -403,18 +403,27 @@ fn silent_peer_is_dropped_after_first_contact_timeout() {
 
 #[test]
 fn idle_session_stays_alive_via_keepalive() {
-    let cfg = Config {
-        peer_timeout: Duration::from_secs(25),
-        ..Config::default()
-    };
-    let mut sim = Sim::new(19, CLEAN, pattern(10, 1), Vec::new(), cfg);
-    sim.a.close_after_send = false;
-    sim.b.close_after_send = false;
-    for _ in 0..100_000 {
-        sim.step();
+    // Peer timeouts above and below the keepalive interval: an idle session
+    // must outlive many timeouts in either case (100 s of virtual time).
+    for secs in [25, 10, 5, 1] {
+        let cfg = Config {
+            peer_timeout: Duration::from_secs(secs),
+            ..Config::default()
+        };
+        let mut sim = Sim::new(19, CLEAN, pattern(10, 1), Vec::new(), cfg);
+        sim.a.close_after_send = false;
+        sim.b.close_after_send = false;
+        for _ in 0..100_000 {
+            sim.step();
+        }
+        assert!(
+            sim.a.s.error().is_none() && sim.b.s.error().is_none(),
+            "peer timeout {secs} s: {:?} / {:?}",
+            sim.a.s.error(),
+            sim.b.s.error()
+        );
+        assert_eq!(sim.b.received, pattern(10, 1));
     }
-    assert!(sim.a.s.error().is_none() && sim.b.s.error().is_none());
-    assert_eq!(sim.b.received, pattern(10, 1));
 }
 
 #[test]
