@@ -12,11 +12,13 @@
 //! in a log), never by sleeping for a guessed duration.
 #![allow(dead_code)] // each test crate uses a different subset of the harness
 
+pub mod relay;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::OnceLock;
@@ -44,7 +46,7 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// Environment variables read by both binaries; removed from every command this
 /// harness builds so a developer's shell settings cannot leak into a test.
-const MQTT_ENV: &[&str] = &[
+pub const MQTT_ENV: &[&str] = &[
     "MQTT_HOST",
     "MQTT_PORT",
     "MQTT_USER",
@@ -54,6 +56,17 @@ const MQTT_ENV: &[&str] = &[
     "MQTT_CLIENT_ID_PREFIX",
     "MQTT_ID",
     "MQTT_TARGET",
+    "MQTT_BROKER",
+    "MQTT_PASSWORD_FILE",
+    "MQTT_RESUME_TIMEOUT",
+    "MQTT_MAX_SESSIONS",
+    "MQTT_PROXY_CONFIG",
+    "MQTT_AGENT_PASSWORD",
+    "MQTT_AGENT_PASSWORD_FILE",
+    "MQTT_TLS",
+    "MQTT_CA_CERTS",
+    "MQTT_CERTFILE",
+    "MQTT_KEYFILE",
 ];
 
 // ---------------------------------------------------------------------------
@@ -299,6 +312,143 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     }
 }
 
+/// A command running in the background while the test does something else
+/// (kill a broker under it, read its stdout slowly): stderr, and stdout
+/// unless the test streams it, are collected by threads; SIGKILLed and
+/// reaped when dropped.
+pub struct Background {
+    what: String,
+    child: Killed,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    captured: mpsc::Receiver<(usize, Vec<u8>)>,
+    pipes: usize,
+}
+
+impl Background {
+    /// Spawn `cmd` capturing stdout and stderr (stdin as the builder set it).
+    pub fn start(cmd: &mut Command) -> Background {
+        Background::spawn(cmd, true)
+    }
+
+    /// Spawn `cmd` capturing stderr; its stdout is piped and left to the
+    /// test ([`Background::take_stdout`]).
+    pub fn start_streaming(cmd: &mut Command) -> Background {
+        Background::spawn(cmd, false)
+    }
+
+    fn spawn(cmd: &mut Command, capture_stdout: bool) -> Background {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut pipes: Vec<(usize, Box<dyn Read + Send>)> = vec![(1, Box::new(stderr))];
+        let mut streamed = None;
+        if capture_stdout {
+            pipes.push((0, Box::new(stdout)));
+        } else {
+            streamed = Some(stdout);
+        }
+        let count = pipes.len();
+        for (idx, mut pipe) in pipes {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                // A read error just truncates the captured output.
+                let _ = pipe.read_to_end(&mut buf);
+                // The receiver is gone only if the Background was dropped.
+                let _ = tx.send((idx, buf));
+            });
+        }
+        Background {
+            what: format!("{cmd:?}"),
+            stdin: child.stdin.take(),
+            child: Killed(child),
+            stdout: streamed,
+            captured: rx,
+            pipes: count,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// The child's stdin, if the command builder piped it.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin
+            .take()
+            .expect("stdin was piped and not taken yet")
+    }
+
+    /// The child's stdout ([`Background::start_streaming`] only).
+    pub fn take_stdout(&mut self) -> ChildStdout {
+        self.stdout
+            .take()
+            .expect("stdout is streamed (start_streaming) and not taken yet")
+    }
+
+    /// Its exit status if it has exited.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.exited()
+    }
+
+    /// SIGKILL it and reap it.
+    pub fn kill(&mut self) {
+        // An error means it has already exited; it is reaped either way.
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+
+    /// Wait up to `timeout` for it to exit and return what it printed
+    /// (stdout is empty if it was streamed). Panics, after killing it and with
+    /// its stderr, if it runs longer.
+    pub fn finish(mut self, timeout: Duration) -> Output {
+        let mut status = None;
+        let finished = wait_until(timeout, || {
+            status = self.child.exited();
+            status.is_some()
+        });
+        if !finished {
+            self.kill();
+        }
+        drop(self.stdin.take());
+        let mut out = [Vec::new(), Vec::new()];
+        let drain_deadline = Instant::now() + PIPE_DRAIN_TIMEOUT;
+        for _ in 0..self.pipes {
+            let left = drain_deadline.saturating_duration_since(Instant::now());
+            match self.captured.recv_timeout(left) {
+                Ok((idx, buf)) => out[idx] = buf,
+                Err(_) => panic!(
+                    "{} exited but a descendant kept its stdout/stderr open for \
+                     {PIPE_DRAIN_TIMEOUT:?} (did a ProxyCommand outlive ssh?)",
+                    self.what
+                ),
+            }
+        }
+        let [stdout, stderr] = out;
+        if !finished {
+            panic!(
+                "{} did not finish within {timeout:?}; killed it.\n--- stdout ({} bytes) ---\n{}\n--- stderr ---\n{}",
+                self.what,
+                stdout.len(),
+                String::from_utf8_lossy(&stdout[..stdout.len().min(4096)]),
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        Output {
+            status: status.expect("finished implies an exit status"),
+            stdout,
+            stderr,
+        }
+    }
+}
+
 /// Panic with the command's stderr unless it exited with status 0.
 pub fn assert_success(out: &Output, what: &str) {
     assert_exit_code(out, 0, what);
@@ -342,13 +492,7 @@ impl Broker {
         let mut errors = Vec::new();
         for _ in 0..BIND_ATTEMPTS {
             let port = free_port();
-            // Logging to stderr (redirected to the log file) keeps working after
-            // mosquitto drops root privileges to its own user.
-            let text = format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 log_dest stderr\nlog_type all\nlog_timestamp_format %H:%M:%S\n{extra_conf}\n"
-            );
-            fs::write(&conf, text).expect("write mosquitto.conf");
+            fs::write(&conf, Broker::conf_text(port, extra_conf)).expect("write mosquitto.conf");
             let mut broker = Broker {
                 port,
                 conf: conf.clone(),
@@ -368,6 +512,41 @@ impl Broker {
             "mosquitto did not start: {errors:?}\n--- mosquitto.log ---\n{}",
             read_lossy(&log)
         );
+    }
+
+    /// Start a broker on 127.0.0.1:`port` (e.g. one a client was already
+    /// pointed at, from [`free_port`]); panics if it cannot listen there.
+    pub fn start_on(port: u16, extra_conf: &str) -> Broker {
+        let dir = tempfile::Builder::new()
+            .prefix("mqtt-proxy-broker.")
+            .tempdir()
+            .expect("create broker tempdir");
+        let log = dir.path().join("mosquitto.log");
+        let conf = dir.path().join("mosquitto.conf");
+        fs::write(&conf, Broker::conf_text(port, extra_conf)).expect("write mosquitto.conf");
+        let mut broker = Broker {
+            port,
+            conf,
+            log,
+            child: None,
+            dir,
+        };
+        if let Err(e) = broker.spawn() {
+            panic!(
+                "mosquitto did not start on port {port}: {e}\n--- mosquitto.log ---\n{}",
+                broker.log_text()
+            );
+        }
+        broker
+    }
+
+    fn conf_text(port: u16, extra_conf: &str) -> String {
+        // Logging to stderr (redirected to the log file) keeps working after
+        // mosquitto drops root privileges to its own user.
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             log_dest stderr\nlog_type all\nlog_timestamp_format %H:%M:%S\n{extra_conf}\n"
+        )
     }
 
     fn spawn(&mut self) -> Result<(), String> {
@@ -656,6 +835,33 @@ impl Agent {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
+        Agent::spawn_at(broker.port(), target, node, prefix, extra_args, env)
+    }
+
+    /// [`Agent::start_with`] against a broker (or a [`relay::Relay`]) on
+    /// 127.0.0.1:`broker_port`.
+    pub fn start_at(
+        broker_port: u16,
+        target: &str,
+        node: &str,
+        prefix: &str,
+        extra_args: &[&str],
+    ) -> Agent {
+        let mut agent = Agent::spawn_at(broker_port, target, node, prefix, extra_args, &[]);
+        agent.wait_online();
+        agent
+    }
+
+    /// [`Agent::spawn`] against a broker (or a [`relay::Relay`], or nothing
+    /// yet) on 127.0.0.1:`broker_port`.
+    pub fn spawn_at(
+        broker_port: u16,
+        target: &str,
+        node: &str,
+        prefix: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("mqtt-proxy-agent.")
             .tempdir()
@@ -667,7 +873,7 @@ impl Agent {
         }
         let filter = std::env::var("MQTT_PROXY_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
         cmd.env("RUST_LOG", filter)
-            .args(["--host", "127.0.0.1", "--port", &broker.port().to_string()])
+            .args(["--host", "127.0.0.1", "--port", &broker_port.to_string()])
             .args([
                 "--topic-prefix",
                 prefix,
@@ -730,6 +936,28 @@ impl Agent {
         self.child = None;
     }
 
+    /// The agent's process id (panics once it has been killed or reaped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent is running").0.id()
+    }
+
+    /// Its exit status if it has exited on its own (it stays reaped-able;
+    /// the status is returned again on later calls).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(Killed::exited)
+    }
+
+    /// Wait up to `timeout` for the agent to exit on its own, without
+    /// signalling it; returns its status, or None if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.exit_status();
+            status.is_some()
+        });
+        status
+    }
+
     /// Send SIGTERM and wait up to `timeout` for it to exit; returns its
     /// status (None if it had to be killed).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
@@ -771,12 +999,28 @@ pub struct Ssh {
 impl Ssh {
     /// Through `mqtt-proxy` and the broker to the agent serving `node`.
     pub fn via_proxy(broker: &Broker, prefix: &str, node: &str, sshd: &Sshd) -> Ssh {
-        let proxy_command = format!(
-            "{} --host 127.0.0.1 --port {} --topic-prefix {} %n",
+        Ssh::via_proxy_at(broker.port(), prefix, node, sshd, &[])
+    }
+
+    /// Through `mqtt-proxy EXTRA_ARGS` connecting to 127.0.0.1:`broker_port`
+    /// (a broker or a [`relay::Relay`] in front of one).
+    pub fn via_proxy_at(
+        broker_port: u16,
+        prefix: &str,
+        node: &str,
+        sshd: &Sshd,
+        extra_args: &[&str],
+    ) -> Ssh {
+        let mut proxy_command = format!(
+            "{} --host 127.0.0.1 --port {broker_port} --topic-prefix {}",
             shell_quote(proxy_bin()).replace('%', "%%"),
-            broker.port(),
             shell_quote(prefix).replace('%', "%%"),
         );
+        for arg in extra_args {
+            proxy_command.push(' ');
+            proxy_command.push_str(&shell_quote(arg).replace('%', "%%"));
+        }
+        proxy_command.push_str(" %n");
         Ssh {
             proxy_command,
             host: node.to_owned(),
@@ -902,15 +1146,93 @@ impl Ssh {
 /// directly (not as a ProxyCommand), stdin null, `RUST_LOG` removed so its
 /// stderr is what a user would see by default.
 pub fn proxy_command(broker: &Broker, prefix: &str, node: &str) -> Command {
+    proxy_command_at(broker.port(), prefix, node)
+}
+
+/// `mqtt-proxy ARGS...` run directly with no MQTT settings inherited, stdin
+/// null and `RUST_LOG` removed, so stderr is what a user would read.
+pub fn proxy_args(args: &[&str]) -> Command {
+    let mut cmd = Command::new(proxy_bin());
+    for var in MQTT_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove("RUST_LOG").args(args).stdin(Stdio::null());
+    cmd
+}
+
+/// [`proxy_command`] against 127.0.0.1:`broker_port` (a broker or a
+/// [`relay::Relay`]).
+pub fn proxy_command_at(broker_port: u16, prefix: &str, node: &str) -> Command {
     let mut cmd = Command::new(proxy_bin());
     for var in MQTT_ENV {
         cmd.env_remove(var);
     }
     cmd.env_remove("RUST_LOG")
-        .args(["--host", "127.0.0.1", "--port", &broker.port().to_string()])
+        .args(["--host", "127.0.0.1", "--port", &broker_port.to_string()])
         .args(["--topic-prefix", prefix, node])
         .stdin(Stdio::null());
     cmd
+}
+
+// ---------------------------------------------------------------------------
+// Process resources (Linux /proc)
+// ---------------------------------------------------------------------------
+
+/// Open file descriptors of process `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("list /proc/{pid}/fd: {e}"))
+        .count()
+}
+
+/// Threads of process `pid`.
+pub fn thread_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap_or_else(|e| panic!("list /proc/{pid}/task: {e}"))
+        .count()
+}
+
+/// Resident set size of process `pid` in KiB (`VmRSS` in /proc/PID/status).
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// TCP connections (any state but LISTEN) owned by process `pid` whose
+/// remote end is port `remote_port`, from /proc/net/tcp{,6} and the socket
+/// inodes in /proc/PID/fd.
+pub fn tcp_connections_to(pid: u32, remote_port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("list /proc/{pid}/fd: {e}"))
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let port_hex = format!("{remote_port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .map(|table| read_lossy(Path::new(table)))
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| {
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            f.len() > 9
+                && f[2].rsplit(':').next() == Some(port_hex.as_str())
+                && f[3] != "0A"
+                && inodes.contains(&f[9])
+        })
+        .count()
 }
 
 // ---------------------------------------------------------------------------
@@ -1035,4 +1357,51 @@ pub fn rate(bytes: u64, elapsed: Duration) -> String {
         "{:.1} MB/s",
         bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
     )
+}
+
+// ---------------------------------------------------------------------------
+// mosquitto with a configuration of the test's own
+// ---------------------------------------------------------------------------
+
+impl Broker {
+    /// Start mosquitto with `conf(port)` as its whole configuration (TLS
+    /// listeners, password and ACL files...), for a free `port` the text must
+    /// listen on; the harness only adds logging to its log file. Files the
+    /// configuration names must be readable by the `mosquitto` user: when
+    /// started as root, mosquitto reads them after dropping privileges.
+    pub fn start_custom(conf: impl Fn(u16) -> String) -> Broker {
+        let mut dir = tempfile::Builder::new()
+            .prefix("mqtt-proxy-broker.")
+            .tempdir()
+            .expect("create broker tempdir");
+        let log = dir.path().join("mosquitto.log");
+        let conf_path = dir.path().join("mosquitto.conf");
+        let mut errors = Vec::new();
+        for _ in 0..BIND_ATTEMPTS {
+            let port = free_port();
+            let text = format!(
+                "{}\nlog_dest stderr\nlog_type all\nlog_timestamp_format %H:%M:%S\n",
+                conf(port)
+            );
+            fs::write(&conf_path, text).expect("write mosquitto.conf");
+            let mut broker = Broker {
+                port,
+                conf: conf_path.clone(),
+                log: log.clone(),
+                child: None,
+                dir,
+            };
+            match broker.spawn() {
+                Ok(()) => return broker,
+                Err(e) => {
+                    errors.push(e);
+                    dir = broker.dir;
+                }
+            }
+        }
+        panic!(
+            "mosquitto did not start: {errors:?}\n--- mosquitto.log ---\n{}",
+            read_lossy(&log)
+        );
+    }
 }
