@@ -157,10 +157,7 @@ impl FileConfig {
 
     /// Parse and check the keys for `role`.
     pub fn parse(text: &str, role: Role) -> Result<FileConfig> {
-        let cfg: FileConfig = toml::from_str(text).map_err(|e| {
-            // toml's message names the key and the line; keep it on one line.
-            anyhow::anyhow!("{}", e.to_string().trim().replace('\n', " "))
-        })?;
+        let cfg: FileConfig = toml::from_str(text).map_err(|e| toml_error(text, &e, role))?;
         if role == Role::Proxy {
             for (key, set) in [
                 ("node-id", cfg.node_id.is_some()),
@@ -173,6 +170,57 @@ impl FileConfig {
             }
         }
         Ok(cfg)
+    }
+}
+
+/// Config file keys both binaries accept (the fields of [`FileConfig`]).
+const SHARED_KEYS: &[&str] = &[
+    "broker",
+    "host",
+    "port",
+    "user",
+    "password-file",
+    "topic-prefix",
+    "client-id-prefix",
+    "resume-timeout",
+    "tls",
+    "ca-file",
+    "cert-file",
+    "key-file",
+    "agent-password-file",
+];
+/// Config file keys only the agent accepts.
+const AGENT_KEYS: &[&str] = &["node-id", "target", "max-sessions"];
+
+/// One line naming the line and the key, instead of toml's multi-line
+/// snippet: `line 3: unknown key 'hots' (known: …)`,
+/// `line 1: key 'port': invalid type: string "x", expected u16`.
+fn toml_error(text: &str, e: &toml::de::Error, role: Role) -> anyhow::Error {
+    let line_no = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let msg = e.message().trim().replace('\n', " ");
+    let what = if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let key = rest.split('`').next().unwrap_or_default();
+        let mut known = SHARED_KEYS.to_vec();
+        if role == Role::Agent {
+            known.extend_from_slice(AGENT_KEYS);
+        }
+        format!("unknown key '{key}' (known: {})", known.join(", "))
+    } else {
+        let key = line_no
+            .and_then(|n| text.lines().nth(n - 1))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim().trim_matches('"'))
+            .filter(|k| !k.is_empty());
+        match key {
+            Some(k) => format!("key '{k}': {msg}"),
+            None => msg,
+        }
+    };
+    match line_no {
+        Some(n) => anyhow::anyhow!("line {n}: {what}"),
+        None => anyhow::anyhow!("{what}"),
     }
 }
 
@@ -356,6 +404,7 @@ impl BrokerArgs {
                 host,
                 port,
                 tls_trust: tls.then(|| tls_files.trust()),
+                login: user.is_some(),
             },
             tls: tls.then_some(tls_files),
             user,

@@ -1,11 +1,10 @@
 //! The MQTT connection owner: one task polls the rumqttc `EventLoop`, keeps
-//! the connection up (reconnect with backoff, resubscribe, republish what
-//! must be re-announced) and hands incoming publishes to one bounded channel.
+//! the connection up (reconnect with backoff, resubscribe) and hands incoming
+//! publishes to one bounded channel.
 //! Everything else talks to the broker through a cloned `AsyncClient`.
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions,
     Outgoing, Packet, Publish, QoS, StateError, SubscribeReasonCode, TlsConfiguration, Transport,
@@ -52,14 +51,6 @@ pub enum LinkState {
     SubscribeDenied { topics: Vec<String> },
 }
 
-/// A publish to (re)send after every successful connect (presence).
-#[derive(Debug, Clone)]
-pub struct Announce {
-    pub topic: String,
-    pub payload: Bytes,
-    pub retain: bool,
-}
-
 /// A running connection.
 pub struct Mqtt {
     pub client: AsyncClient,
@@ -74,6 +65,9 @@ pub struct BrokerAddr {
     pub port: u16,
     /// With TLS: what we trust, for error messages.
     pub tls_trust: Option<String>,
+    /// Whether we log in with a user name (turns "not authorized" into a
+    /// message about credentials).
+    pub login: bool,
 }
 
 impl std::fmt::Display for BrokerAddr {
@@ -108,7 +102,6 @@ impl Mqtt {
         options: MqttOptions,
         addr: BrokerAddr,
         subscriptions: Vec<String>,
-        announce: Vec<Announce>,
         incoming: mpsc::Sender<Publish>,
     ) -> Mqtt {
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
@@ -123,7 +116,6 @@ impl Mqtt {
             client.clone(),
             addr,
             subscriptions,
-            announce,
             incoming,
             state_tx,
         ));
@@ -155,7 +147,6 @@ async fn run(
     client: AsyncClient,
     addr: BrokerAddr,
     subscriptions: Vec<String>,
-    announce: Vec<Announce>,
     incoming: mpsc::Sender<Publish>,
     state: watch::Sender<LinkState>,
 ) {
@@ -172,18 +163,12 @@ async fn run(
                 // would deadlock, since only this loop drains it.
                 let client = client.clone();
                 let subs = subscriptions.clone();
-                let announce = announce.clone();
                 tokio::spawn(async move {
                     let filters = subs
                         .into_iter()
                         .map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
-                    // Errors mean the event loop ended; nothing left to do.
+                    // An error means the event loop ended; nothing left to do.
                     let _ = client.subscribe_many(filters).await;
-                    for a in announce {
-                        let _ = client
-                            .publish_bytes(a.topic, QoS::AtLeastOnce, a.retain, a.payload)
-                            .await;
-                    }
                 });
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) if awaiting_suback => {
@@ -258,7 +243,13 @@ pub fn describe(e: &ConnectionError, addr: &BrokerAddr) -> String {
         ConnectionError::ConnectionRefused(code) => {
             let why = match code {
                 ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-                ConnectReturnCode::NotAuthorized => "not authorized",
+                // mosquitto 2 (and others) answer a wrong password with 5
+                // "not authorized" instead of 4, so as not to tell which of
+                // user and password was wrong.
+                ConnectReturnCode::NotAuthorized if addr.login => "bad user name or password",
+                ConnectReturnCode::NotAuthorized => {
+                    "not authorized (the broker wants a user name and password: --user, MQTT_PASSWORD)"
+                }
                 ConnectReturnCode::BadClientId => "client id rejected",
                 ConnectReturnCode::ServiceUnavailable => "server unavailable",
                 ConnectReturnCode::RefusedProtocolVersion => "unsupported protocol version",
@@ -311,10 +302,11 @@ mod tests {
 
     #[test]
     fn messages_name_the_broker_and_the_cause() {
-        let addr = BrokerAddr {
+        let mut addr = BrokerAddr {
             host: "b.example".into(),
             port: 1883,
             tls_trust: None,
+            login: false,
         };
         let refused =
             ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
@@ -322,10 +314,31 @@ mod tests {
             describe(&refused, &addr),
             "could not reach broker b.example:1883: connection refused"
         );
-        let bad = ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword);
-        assert_eq!(
-            describe(&bad, &addr),
-            "broker refused the connection: bad user name or password"
-        );
+        let refused = |code| describe(&ConnectionError::ConnectionRefused(code), &addr);
+        let cases = [
+            (
+                ConnectReturnCode::BadUserNamePassword,
+                "broker refused the connection: bad user name or password",
+            ),
+            (
+                ConnectReturnCode::NotAuthorized,
+                "broker refused the connection: not authorized (the broker wants a user name \
+                 and password: --user, MQTT_PASSWORD)",
+            ),
+        ];
+        for (code, line) in cases {
+            assert_eq!(refused(code), line);
+        }
+        addr.login = true;
+        let refused = |code| describe(&ConnectionError::ConnectionRefused(code), &addr);
+        for code in [
+            ConnectReturnCode::BadUserNamePassword,
+            ConnectReturnCode::NotAuthorized,
+        ] {
+            assert_eq!(
+                refused(code),
+                "broker refused the connection: bad user name or password"
+            );
+        }
     }
 }

@@ -116,9 +116,17 @@ fn user_and_password_sources() {
 #[test]
 fn file_errors_name_the_key() {
     let cases = [
-        ("hots = \"x\"", "unknown field `hots`"),
-        ("port = \"x\"", "port"),
-        ("port = 70000", "port"),
+        (
+            "host = \"h\"\nhots = \"x\"",
+            "line 2: unknown key 'hots' (known: broker, host, port, user, password-file, \
+             topic-prefix, client-id-prefix, resume-timeout, tls, ca-file, cert-file, key-file, \
+             agent-password-file)",
+        ),
+        (
+            "port = \"x\"",
+            "line 1: key 'port': invalid type: string \"x\", expected u16",
+        ),
+        ("port = 70000", "line 1: key 'port': "),
         (
             "target = \"a:1\"",
             "key 'target' is only valid in the agent's config file",
@@ -134,6 +142,11 @@ fn file_errors_name_the_key() {
         assert!(!err.contains('\n'), "one line: {err}");
     }
     assert!(FileConfig::parse("target = \"a:1\"", Role::Agent).is_ok());
+    let agent_err = format!("{:#}", FileConfig::parse("x = 1", Role::Agent).unwrap_err());
+    assert!(
+        agent_err.ends_with("agent-password-file, node-id, target, max-sessions)"),
+        "{agent_err}"
+    );
 }
 
 #[test]
@@ -250,6 +263,7 @@ fn secret_debug_is_masked() {
             host: "h".into(),
             port: 1,
             tls_trust: None,
+            login: true,
         },
         tls: None,
         user: Some("u".into()),
