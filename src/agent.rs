@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::auth;
 use crate::config::{self, random_u64, Broker, BrokerArgs, FileConfig, Role, Secret};
-use crate::mqtt::{self, Announce, LinkState, Mqtt};
+use crate::mqtt::{self, LinkState, Mqtt};
 use crate::protocol::{self, Frame, Kind, Presence, RefuseCode, Topics};
 use crate::stream::{self, Stream};
 use crate::tunnel::{self, MqttSink, TunnelError};
@@ -158,13 +158,11 @@ fn drop_msg(topic: &str, why: &dyn std::fmt::Display) {
 pub async fn run(cfg: AgentConfig) -> Result<()> {
     let topics = Topics::new(&cfg.broker.topic_prefix, &cfg.node_id);
     let instance = format!("{:016x}", random_u64());
-    let presence = |status: &str| Presence {
-        status: status.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        since: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+    let mut announcer = Announcer {
+        topic: topics.presence(),
         instance: instance.clone(),
+        since: unix_now(),
+        announced: None,
     };
     // A client id of its own per process: two agents with one node id must
     // not kick each other off the broker in a loop (see `on_presence`).
@@ -174,11 +172,12 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         cfg.node_id,
         &instance[..8]
     );
-    let online = presence("online").encode();
     let mut opts = mqtt::options(&client_id, &cfg.broker)?;
+    // The broker publishes this unchanged, so its `since` is when the agent
+    // started: an operator reads "offline, last started at".
     opts.set_last_will(LastWill::new(
         topics.presence(),
-        presence("offline").encode(),
+        announcer.payload("offline", None),
         QoS::AtLeastOnce,
         true,
     ));
@@ -187,11 +186,6 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         opts,
         cfg.broker.addr.clone(),
         vec![topics.all_up(), topics.presence()],
-        vec![Announce {
-            topic: topics.presence(),
-            payload: online.clone(),
-            retain: true,
-        }],
         in_tx,
     );
     let ctx = Arc::new(Ctx {
@@ -205,28 +199,43 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let (done_tx, mut done) = mpsc::unbounded_channel::<(String, u64)>();
     let mut d = Dispatcher::new(ctx.clone(), done_tx);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut presence_tick = tokio::time::interval(PRESENCE_UPDATE);
+    presence_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(node = %cfg.node_id, broker = %cfg.broker.addr, target = %cfg.target, "agent starting");
     loop {
         tokio::select! {
             Some(p) = incoming.recv() => {
                 if p.topic == presence_topic {
-                    if let Err(e) = on_presence(&ctx, &instance, &online, &p) {
-                        d.reset_all();
-                        tracing::error!("{e}");
-                        mqtt.close().await;
-                        return Err(e.into());
+                    match on_presence(&ctx, &instance, &p) {
+                        Ok(true) => announcer.update(&ctx.client, d.sessions.len(), true),
+                        Ok(false) => {}
+                        Err(e) => {
+                            d.reset_all();
+                            tracing::error!("{e}");
+                            mqtt.close().await;
+                            return Err(e.into());
+                        }
                     }
                 } else {
                     d.dispatch(p);
                 }
             }
             Some((cid, sid)) = done.recv() => d.session_done(cid, sid),
+            _ = presence_tick.tick() => {
+                if matches!(*state.borrow(), LinkState::Up { .. }) {
+                    announcer.update(&ctx.client, d.sessions.len(), false);
+                }
+            }
             changed = state.changed() => {
                 if changed.is_err() {
                     bail!("MQTT connection task ended");
                 }
                 match &*state.borrow_and_update() {
                     LinkState::Up { generation } => {
+                        // Retained presence may be gone (broker restarted
+                        // without persistence) or our last will: announce.
+                        announcer.since = unix_now();
+                        announcer.update(&ctx.client, d.sessions.len(), true);
                         tracing::info!(
                             node = %cfg.node_id, broker = %cfg.broker.addr, generation, sessions = d.sessions.len(),
                             "agent is online");
@@ -245,6 +254,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     }
     tracing::info!(sessions = d.sessions.len(), "shutting down");
     d.reset_all();
+    announcer.since = unix_now();
     // Best effort: the last will would say the same if this is lost.
     let _ = ctx
         .client
@@ -252,11 +262,58 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             ctx.topics.presence(),
             QoS::AtLeastOnce,
             true,
-            presence("offline").encode(),
+            announcer.payload("offline", None),
         )
         .await;
     mqtt.close().await;
     Ok(())
+}
+
+/// Shortest interval between two presence updates for a changed session
+/// count: a burst of 50 opens costs one retained publish, not 50.
+const PRESENCE_UPDATE: Duration = Duration::from_secs(1);
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The agent's retained presence message and what the broker last got.
+struct Announcer {
+    topic: String,
+    instance: String,
+    /// When the current status began (Unix seconds).
+    since: u64,
+    /// The session count last published.
+    announced: Option<usize>,
+}
+
+impl Announcer {
+    fn payload(&self, status: &str, sessions: Option<usize>) -> Bytes {
+        Presence {
+            status: status.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            since: self.since,
+            instance: self.instance.clone(),
+            sessions: sessions.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        }
+        .encode()
+    }
+
+    /// Announce `online` with `sessions`, unless (without `force`) that is
+    /// what was announced last.
+    fn update(&mut self, client: &rumqttc::AsyncClient, sessions: usize, force: bool) {
+        if !force && self.announced == Some(sessions) {
+            return;
+        }
+        let payload = self.payload("online", Some(sessions));
+        self.announced = match client.try_publish(&self.topic, QoS::AtLeastOnce, true, payload) {
+            Ok(()) => Some(sessions),
+            // Request queue full: the next tick tries again.
+            Err(_) => None,
+        };
+    }
 }
 
 /// Another agent process announced itself under our node id.
@@ -273,16 +330,17 @@ pub struct TakenOver {
 /// agent that was already online sees the newcomer's live announcement, and
 /// it steps down. A live `offline` from another instance is a predecessor's
 /// late last will: we announce ourselves again so it does not stick.
-fn on_presence(ctx: &Ctx, instance: &str, online: &Bytes, p: &Publish) -> Result<(), TakenOver> {
+/// `Ok(true)`: announce ourselves again.
+fn on_presence(ctx: &Ctx, instance: &str, p: &Publish) -> Result<bool, TakenOver> {
     if p.retain {
-        return Ok(());
+        return Ok(false);
     }
     let Some(pr) = Presence::decode(&p.payload) else {
         drop_msg(&p.topic, &"malformed presence");
-        return Ok(());
+        return Ok(false);
     };
     if pr.instance == instance {
-        return Ok(());
+        return Ok(false);
     }
     if pr.is_online() {
         return Err(TakenOver {
@@ -291,14 +349,7 @@ fn on_presence(ctx: &Ctx, instance: &str, online: &Bytes, p: &Publish) -> Result
         });
     }
     tracing::info!(other = %pr.instance, "another instance's offline notice; announcing again");
-    // Dropped only if the request queue is full; the next reconnect announces.
-    let _ = ctx.client.try_publish(
-        ctx.topics.presence(),
-        QoS::AtLeastOnce,
-        true,
-        online.clone(),
-    );
-    Ok(())
+    Ok(true)
 }
 
 /// A challenge sent, awaiting the client's AUTH.

@@ -27,6 +27,8 @@ pub struct Node {
     pub version: String,
     pub since: u64,
     pub instance: String,
+    /// Open sessions, if the agent is online and announces them.
+    pub sessions: Option<u32>,
 }
 
 /// Connect, collect presence messages, print them.
@@ -46,7 +48,7 @@ pub async fn collect(broker: &Broker) -> Result<Vec<Node>> {
     let opts = mqtt::options(&client_id, broker)?;
     let filter = format!("{}/+/presence", broker.topic_prefix);
     let (tx, mut rx) = mpsc::channel(1024);
-    let mqtt = Mqtt::spawn(opts, broker.addr.clone(), vec![filter], vec![], tx);
+    let mqtt = Mqtt::spawn(opts, broker.addr.clone(), vec![filter], tx);
     let mut state = mqtt.state.clone();
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
@@ -80,12 +82,14 @@ pub async fn collect(broker: &Broker) -> Result<Vec<Node>> {
                     .and_then(|r| r.strip_suffix("/presence"));
                 match (node, Presence::decode(&p.payload)) {
                     (Some(node), Some(pr)) => {
+                        let sessions = pr.sessions.filter(|_| pr.is_online());
                         nodes.insert(node.to_owned(), Node {
                             node: node.to_owned(),
                             status: pr.status,
                             version: pr.version,
                             since: pr.since,
                             instance: pr.instance,
+                            sessions,
                         });
                     }
                     // An emptied retained message (node removed) or junk.
@@ -101,18 +105,19 @@ pub async fn collect(broker: &Broker) -> Result<Vec<Node>> {
 
 /// A human-readable table.
 pub fn table(nodes: &[Node]) -> String {
-    let rows: Vec<[String; 4]> = nodes
+    let rows: Vec<[String; 5]> = nodes
         .iter()
         .map(|n| {
             [
                 n.node.clone(),
                 n.status.clone(),
+                n.sessions.map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 n.version.clone(),
                 utc(n.since),
             ]
         })
         .collect();
-    let header = ["NODE", "STATUS", "VERSION", "SINCE"].map(String::from);
+    let header = ["NODE", "STATUS", "SESSIONS", "VERSION", "SINCE"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -169,20 +174,24 @@ mod tests {
 
     #[test]
     fn table_aligns_columns() {
-        let n = |node: &str, status: &str| Node {
+        let n = |node: &str, status: &str, sessions| Node {
             node: node.into(),
             status: status.into(),
             version: "0.1.0".into(),
             since: 0,
             instance: "i".into(),
+            sessions,
         };
-        let t = table(&[n("a", "online"), n("long-name", "offline")]);
+        let t = table(&[n("a", "online", Some(12)), n("long-name", "offline", None)]);
         assert_eq!(
             t,
-            "NODE       STATUS   VERSION  SINCE\n\
-             a          online   0.1.0    1970-01-01 00:00:00 UTC\n\
-             long-name  offline  0.1.0    1970-01-01 00:00:00 UTC\n"
+            "NODE       STATUS   SESSIONS  VERSION  SINCE\n\
+             a          online   12        0.1.0    1970-01-01 00:00:00 UTC\n\
+             long-name  offline  -         0.1.0    1970-01-01 00:00:00 UTC\n"
         );
-        assert_eq!(table(&[]), "NODE  STATUS  VERSION  SINCE\n(no nodes)\n");
+        assert_eq!(
+            table(&[]),
+            "NODE  STATUS  SESSIONS  VERSION  SINCE\n(no nodes)\n"
+        );
     }
 }

@@ -320,6 +320,10 @@ pub struct Presence {
     /// Random id of this agent process: a different instance means the
     /// agent restarted and its sessions are gone.
     pub instance: String,
+    /// Sessions open when this was published (online messages only; the
+    /// agent re-announces when the count changes, at most once a second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u32>,
 }
 
 impl Presence {

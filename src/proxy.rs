@@ -188,7 +188,6 @@ where
         opts,
         cfg.broker.addr.clone(),
         vec![down.clone(), presence_topic.clone()],
-        vec![],
         in_tx,
     );
 
