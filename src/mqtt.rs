@@ -128,11 +128,17 @@ impl Mqtt {
 
     /// Send DISCONNECT after everything already queued, and wait (bounded)
     /// until it was written, so the last frames reach the broker and the
-    /// broker does not publish our last will.
+    /// broker does not publish our last will. Without a broker connection
+    /// there is nothing to flush: stop at once rather than make a user whose
+    /// broker is down wait [`FLUSH_TIMEOUT`] longer for the error.
     pub async fn close(self) {
+        let mut task = self.task;
+        if !matches!(*self.state.borrow(), LinkState::Up { .. }) {
+            task.abort();
+            return;
+        }
         // An error means the event loop is gone already; nothing to flush.
         let _ = self.client.disconnect().await;
-        let mut task = self.task;
         if tokio::time::timeout(FLUSH_TIMEOUT, &mut task)
             .await
             .is_err()

@@ -457,7 +457,13 @@ mod tests {
         assert!(Frame::decode(Frame::control(Kind::Refuse, 1, p).encode()).is_ok());
     }
 
+    /// Cases per decoder property: each is microseconds, so the suite can
+    /// afford a real fuzzing run (about a second for all three in release).
+    const FUZZ_CASES: u32 = 20_000;
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(FUZZ_CASES))]
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = Frame::decode(Bytes::from(bytes));
