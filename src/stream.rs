@@ -69,10 +69,10 @@ pub struct Config {
 }
 
 /// Default receive window: 1 MiB. Large enough to fill loopback and LAN
-/// round trips through a broker (see README for the measurement), small
-/// enough that 64 sessions stay within ~128 MiB even when every reader
-/// stalls, and 32 chunks in flight stay far below a broker's default
-/// 1000-message queue.
+/// round trips through a broker (`scripts/bench`), small enough that 64
+/// sessions stay within ~128 MiB of buffered data even when every reader
+/// stalls, and at most 64 chunks in flight (16 when they are full) stay far
+/// below a broker's default 1000-message queue.
 pub const DEFAULT_RECV_WINDOW: u32 = 1 << 20;
 
 impl Default for Config {

@@ -342,7 +342,7 @@ fn scratch_dir(tag: &str) -> TempDir {
 // Frames (README "Frames"), built by hand to check the documented layout
 // ---------------------------------------------------------------------------
 
-const HEADER_LEN: usize = 40;
+use mqtt_proxy::protocol::{HEADER_LEN, MAX_CHUNK, MAX_PACKET};
 const OPEN: u8 = 1;
 const ACCEPT: u8 = 2;
 const REFUSE: u8 = 3;
@@ -1033,8 +1033,8 @@ fn shipped_mosquitto_conf_runs_tls_passwords_acl_and_packet_limit() {
     // One publish above the packet limit (any client allowed to open
     // sessions can send it to an agent's topic) disconnects the publisher,
     // not the agent; a maximal frame still passes.
-    let big = dir_file(&pki, "big.bin", 40_000);
-    let max_frame = dir_file(&pki, "max.bin", HEADER_LEN + 32 * 1024);
+    let big = dir_file(&pki, "big.bin", MAX_PACKET + 1);
+    let max_frame = dir_file(&pki, "max.bin", HEADER_LEN + MAX_CHUNK);
     let pub_file = |file: &Path| {
         let mut cmd = Command::new(find_tool("mosquitto_pub"));
         cmd.args(["-h", "localhost", "-p", &broker.port().to_string()])
@@ -1048,7 +1048,7 @@ fn shipped_mosquitto_conf_runs_tls_passwords_acl_and_packet_limit() {
     assert_ne!(
         out.status.code(),
         Some(0),
-        "the broker refused the 40,000-byte publish"
+        "the broker refused the publish above the packet limit"
     );
     let out = pub_file(&max_frame);
     assert_success(&out, "mosquitto_pub of a maximal frame");
@@ -1248,11 +1248,11 @@ impl RssSampler {
 
 /// Garbage messages of the flood, random bytes of 0 to this many bytes:
 /// as big as they come while still below the binaries' MQTT packet limit
-/// (34,856 bytes). A bigger one makes the agent drop its broker connection
-/// (see `oversized_publish_does_not_disconnect_the_agent`), after which it
-/// would miss most of the flood instead of having to handle it.
+/// ([`MAX_PACKET`]). A bigger one makes the agent drop its broker connection
+/// (see `oversized_publish_costs_the_agent_a_reconnect_not_its_sessions`),
+/// after which it would miss most of the flood instead of having to handle it.
 const FLOOD_GARBAGE: usize = 10_000;
-const FLOOD_MAX_SIZE: u64 = 34_000;
+const FLOOD_MAX_SIZE: u64 = (MAX_PACKET - 1024) as u64;
 /// Well-formed OPEN requests of the flood, each on a random client id.
 const FLOOD_OPENS: usize = 1_000;
 /// The agent's resident memory may grow by at most this during the flood.
@@ -1379,7 +1379,7 @@ fn oversized_publish_costs_the_agent_a_reconnect_not_its_sessions() {
     let mut rng = Rng::seeded();
     attacker.publish(
         &format!("{}/{}/s/oversized-sender/up", n.prefix, n.node),
-        rng.bytes(40_000),
+        rng.bytes(MAX_PACKET + 1),
     );
     assert!(attacker.wait_acked(1, Duration::from_secs(10)));
     let t = Instant::now();
