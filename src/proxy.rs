@@ -327,6 +327,10 @@ async fn open<S: FrameSink>(
         }
     }
     let subscribed_at = Instant::now();
+    // An agent seen online that then goes offline while we open may only be
+    // reconnecting (its last will fired): keep asking until the deadline.
+    // Offline from the start means the node is down: say so at once.
+    let mut seen_online = false;
     // 2. OPEN, repeated until answered.
     let mut open = Frame::control(Kind::Open, sid, Bytes::new());
     open.window = cfg.stream.recv_window;
@@ -334,12 +338,18 @@ async fn open<S: FrameSink>(
     let mut request = open.encode();
     let mut next_open = Instant::now();
     loop {
-        if let Some(p) = presence.borrow_and_update().as_ref() {
-            if !p.is_online() {
-                return Err(ProxyError::Offline(node.clone()));
+        match presence
+            .borrow_and_update()
+            .as_ref()
+            .map(Presence::is_online)
+        {
+            Some(true) => seen_online = true,
+            Some(false) if !seen_online => return Err(ProxyError::Offline(node.clone())),
+            Some(false) => {}
+            None if Instant::now() >= subscribed_at + PRESENCE_WAIT => {
+                return Err(ProxyError::Offline(node.clone()))
             }
-        } else if Instant::now() >= subscribed_at + PRESENCE_WAIT {
-            return Err(ProxyError::Offline(node.clone()));
+            None => {}
         }
         if Instant::now() >= next_open {
             sink.send(request.clone())
@@ -392,7 +402,110 @@ async fn open<S: FrameSink>(
             _ = sleep_until(wake) => {}
         }
         if Instant::now() >= deadline {
-            return Err(ProxyError::NoAnswer(node.clone()));
+            let offline = presence.borrow().as_ref().is_some_and(|p| !p.is_online());
+            return Err(if offline {
+                ProxyError::WentOffline(node.clone())
+            } else {
+                ProxyError::NoAnswer(node.clone())
+            });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Frames the proxy sends, for the test to inspect.
+    struct Sent(mpsc::UnboundedSender<Frame>);
+    impl FrameSink for Sent {
+        async fn send(&mut self, frame: Bytes) -> std::io::Result<()> {
+            // The test may have stopped listening; like a broker, drop.
+            let _ = self.0.send(Frame::decode(frame).expect("valid frame"));
+            Ok(())
+        }
+    }
+
+    fn presence(online: bool) -> Option<Presence> {
+        Some(Presence {
+            status: if online { "online" } else { "offline" }.into(),
+            version: "0".into(),
+            since: 1,
+            instance: "a".into(),
+            sessions: None,
+        })
+    }
+
+    /// What `open` returns when the node's presence goes through `changes`
+    /// (one per second after the first OPEN) and, if `accept_at` is set,
+    /// the agent answers ACCEPT that many seconds after the first OPEN.
+    async fn open_with(
+        first: Option<Presence>,
+        changes: Vec<Option<Presence>>,
+        accept_at: Option<u64>,
+    ) -> (Result<(u32, Option<Frame>), ProxyError>, usize) {
+        let cfg = ProxyArgs::parse_from(["mqtt-proxy", "n1"])
+            .resolve_with(&FileConfig::default(), &|_| None)
+            .expect("valid settings");
+        let (_link_tx, mut link) = watch::channel(LinkState::Up { generation: 1 });
+        let (presence_tx, mut presence_rx) = watch::channel(first);
+        let (frames_tx, mut frames) = mpsc::channel(16);
+        let (sent_tx, mut sent) = mpsc::unbounded_channel::<Frame>();
+        let agent = async move {
+            let first_open = sent.recv().await.expect("an OPEN");
+            assert_eq!(first_open.kind, Kind::Open);
+            for (i, p) in changes.into_iter().enumerate() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                presence_tx.send_replace(p);
+                if accept_at == Some(i as u64 + 1) {
+                    let mut accept = Frame::control(Kind::Accept, first_open.sid, Bytes::new());
+                    accept.window = 77;
+                    frames_tx.send(accept).await.expect("proxy listens");
+                }
+            }
+            std::future::pending::<()>().await;
+        };
+        let mut sink = Sent(sent_tx);
+        let sid = 42;
+        let opening = open(
+            &cfg,
+            sid,
+            "cid",
+            &mut link,
+            &mut presence_rx,
+            &mut frames,
+            &mut sink,
+        );
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = opening => r,
+            _ = agent => unreachable!("the agent task never ends"),
+        };
+        (result, started.elapsed().as_secs() as usize)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_that_reconnects_while_we_open_is_waited_for() {
+        let (r, _) = open_with(
+            presence(true),
+            vec![presence(false), presence(true), presence(true)],
+            Some(3),
+        )
+        .await;
+        assert_eq!(r.expect("accepted").0, 77);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn offline_from_the_start_fails_at_once_and_going_offline_at_the_deadline() {
+        let (r, secs) = open_with(presence(false), vec![], None).await;
+        assert_eq!(r.unwrap_err().to_string(), "node 'n1' is offline");
+        assert_eq!(secs, 0);
+        let (r, secs) = open_with(presence(true), vec![presence(false)], None).await;
+        assert_eq!(r.unwrap_err().to_string(), "node 'n1' went offline");
+        assert_eq!(secs, OPEN_TIMEOUT.as_secs() as usize);
+        let (r, secs) = open_with(None, vec![], None).await;
+        assert_eq!(r.unwrap_err().to_string(), "node 'n1' is offline");
+        assert_eq!(secs, PRESENCE_WAIT.as_secs() as usize);
     }
 }
