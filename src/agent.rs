@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use bytes::Bytes;
 use rumqttc::{LastWill, Publish, QoS};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -144,6 +144,35 @@ struct Entry {
     sid: u64,
     frames: mpsc::Sender<Frame>,
     accepted: Arc<AtomicBool>,
+    /// When the session was admitted.
+    opened: Instant,
+    /// The client has sent a stream frame since (see [`Dispatcher::make_room`]).
+    heard: bool,
+    /// Ends the session early (eviction).
+    evict: Option<oneshot::Sender<()>>,
+}
+
+/// A full session table makes room by evicting a session whose client has
+/// not sent a single stream frame this long after it was admitted: a real
+/// client speaks one broker round trip after ACCEPT (its ack of sshd's
+/// banner, its own banner), so what stays silent is a forged or abandoned
+/// open. Short, so a flood of forged opens cannot hold the table for long;
+/// generous for slow links (a satellite round trip is ~0.6 s).
+const EVICT_UNHEARD: Duration = Duration::from_secs(2);
+
+/// The session reason logged for an evicted session.
+const EVICTED: &str = "evicted: the client never spoke while the session table was full";
+
+/// What a full session table can do for a new open request.
+#[derive(Debug, PartialEq, Eq)]
+enum Room {
+    /// A silent session was evicted.
+    Made,
+    /// Only young silent sessions: there will be room within
+    /// [`EVICT_UNHEARD`], and the client repeats its OPEN every second.
+    Soon,
+    /// Every session is in use.
+    Full,
 }
 
 /// Frames dropped by the dispatcher (malformed, unknown session, queue full).
@@ -435,9 +464,17 @@ impl Dispatcher {
                     }
                     return;
                 }
-                if let Err(err) = e.frames.try_send(frame) {
+                let stream_frame = matches!(frame.kind, Kind::Data | Kind::Ack);
+                match e.frames.try_send(frame) {
+                    Ok(()) => {
+                        if stream_frame {
+                            if let Some(e) = self.sessions.get_mut(cid) {
+                                e.heard = true;
+                            }
+                        }
+                    }
                     // Full: the client retransmits. Closed: the session is ending.
-                    drop_msg(&p.topic, &err);
+                    Err(err) => drop_msg(&p.topic, &err),
                 }
             }
             Some(_) if frame.kind == Kind::Open => refuse(
@@ -474,13 +511,17 @@ impl Dispatcher {
             }
             return drop_msg(cid, &"open rate limit");
         }
-        if self.sessions.len() >= ctx.cfg.max_sessions {
-            tracing::warn!(
-                client = cid,
-                max = ctx.cfg.max_sessions,
-                "too many sessions, refusing"
-            );
-            return refuse(&ctx, cid, frame.sid, RefuseCode::Busy, "too many sessions");
+        match self.make_room(now) {
+            Room::Made => {}
+            Room::Soon => return drop_msg(cid, &"session table full of new sessions"),
+            Room::Full => {
+                tracing::warn!(
+                    client = cid,
+                    max = ctx.cfg.max_sessions,
+                    "too many sessions, refusing"
+                );
+                return refuse(&ctx, cid, frame.sid, RefuseCode::Busy, "too many sessions");
+            }
         }
         if ctx.cfg.agent_password.is_none() {
             return self.start(cid, frame.sid, frame.window);
@@ -559,12 +600,51 @@ impl Dispatcher {
                 "authorization failed",
             );
         }
+        // The table may have filled while the client answered; its nonce is
+        // spent, so refuse rather than let it wait.
+        if self.make_room(now) != Room::Made {
+            tracing::warn!(
+                client = cid,
+                max = ctx.cfg.max_sessions,
+                "too many sessions, refusing"
+            );
+            return refuse(&ctx, cid, frame.sid, RefuseCode::Busy, "too many sessions");
+        }
         self.start(cid, frame.sid, pending.window);
+    }
+
+    /// Room for one more session: `Made` if the table has a free slot or a
+    /// silent session older than [`EVICT_UNHEARD`] was evicted for it.
+    fn make_room(&mut self, now: Instant) -> Room {
+        if self.sessions.len() < self.ctx.cfg.max_sessions {
+            return Room::Made;
+        }
+        let oldest_silent = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| !e.heard)
+            .min_by_key(|(_, e)| e.opened)
+            .map(|(cid, e)| (cid.clone(), e.opened));
+        match oldest_silent {
+            Some((cid, opened)) if now >= opened + EVICT_UNHEARD => {
+                if let Some(mut e) = self.sessions.remove(&cid) {
+                    if let Some(evict) = e.evict.take() {
+                        // Err: the session task has ended already.
+                        let _ = evict.send(());
+                    }
+                }
+                tracing::info!(client = %cid, "session table full; evicting a session whose client never spoke");
+                Room::Made
+            }
+            Some(_) => Room::Soon,
+            None => Room::Full,
+        }
     }
 
     fn start(&mut self, cid: &str, sid: u64, window: u32) {
         let ctx = self.ctx.clone();
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let (evict_tx, evict_rx) = oneshot::channel();
         let accepted = Arc::new(AtomicBool::new(false));
         self.sessions.insert(
             cid.to_owned(),
@@ -572,6 +652,9 @@ impl Dispatcher {
                 sid,
                 frames: tx,
                 accepted: accepted.clone(),
+                opened: Instant::now(),
+                heard: false,
+                evict: Some(evict_tx),
             },
         );
         let span = tracing::info_span!("session", node = %ctx.cfg.node_id, sid = %format!("{sid:016x}"), client = cid);
@@ -581,9 +664,12 @@ impl Dispatcher {
                 cid.to_owned(),
                 sid,
                 window,
-                rx,
-                accepted,
-                self.done_tx.clone(),
+                SessionLinks {
+                    frames: rx,
+                    accepted,
+                    evicted: evict_rx,
+                    done: self.done_tx.clone(),
+                },
             )
             .instrument(span),
         );
@@ -616,15 +702,26 @@ fn refuse(ctx: &Ctx, cid: &str, sid: u64, code: RefuseCode, reason: &str) {
     );
 }
 
-async fn session(
-    ctx: Arc<Ctx>,
-    cid: String,
-    sid: u64,
-    peer_window: u32,
-    mut frames: mpsc::Receiver<Frame>,
+/// A session task's ends of its links with the dispatcher.
+struct SessionLinks {
+    /// Frames from the client.
+    frames: mpsc::Receiver<Frame>,
+    /// Set once ACCEPT went out (the dispatcher then repeats it on a
+    /// repeated OPEN).
     accepted: Arc<AtomicBool>,
+    /// Fires when the dispatcher evicts the session.
+    evicted: oneshot::Receiver<()>,
+    /// Told when the session ends, so the dispatcher forgets it.
     done: mpsc::UnboundedSender<(String, u64)>,
-) {
+}
+
+async fn session(ctx: Arc<Ctx>, cid: String, sid: u64, peer_window: u32, links: SessionLinks) {
+    let SessionLinks {
+        mut frames,
+        accepted,
+        mut evicted,
+        done,
+    } = links;
     let started = std::time::Instant::now();
     let target = &ctx.cfg.target;
     let mut sink = MqttSink {
@@ -677,7 +774,7 @@ async fn session(
         Ok(()) => {
             let mut tcp = tcp;
             let (r, w) = tcp.split();
-            let res = tunnel::run(
+            let tunnel = tunnel::run(
                 &mut stream,
                 r,
                 w,
@@ -685,8 +782,17 @@ async fn session(
                 &mut sink,
                 &mut link,
                 std::future::pending(),
-            )
-            .await;
+            );
+            // Biased: eviction also closes the frame channel, which the
+            // tunnel would report as a lost MQTT connection.
+            let res = tokio::select! {
+                biased;
+                Ok(()) = &mut evicted => {
+                    send(&ctx, &cid, Frame::control(Kind::Reset, sid, Bytes::new()));
+                    Err(EVICTED.to_owned())
+                }
+                r = tunnel => r.map_err(|e| e.to_string()),
+            };
             if res.is_err() {
                 // Abort towards sshd too: a reset, not a clean close.
                 if let Err(e) = tcp.set_zero_linger() {
@@ -695,12 +801,12 @@ async fn session(
             }
             res
         }
-        Err(_) => Err(TunnelError::LinkClosed),
+        Err(_) => Err(TunnelError::LinkClosed.to_string()),
     };
     let st = stream.stats();
     let reason = match &result {
-        Ok(()) => "closed".to_owned(),
-        Err(e) => e.to_string(),
+        Ok(()) => "closed",
+        Err(e) => e.as_str(),
     };
     tracing::info!(
         bytes_to_client = st.bytes_sent,
