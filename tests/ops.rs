@@ -31,21 +31,6 @@ fn timed(mut cmd: Command) -> (Output, Duration) {
     (out, t.elapsed())
 }
 
-/// `mqtt-proxy --host 127.0.0.1 --port PORT --topic-prefix PREFIX ARGS...`.
-fn proxy_on(port: u16, prefix: &str, args: &[&str]) -> Command {
-    let port = port.to_string();
-    let mut all = vec![
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--topic-prefix",
-        prefix,
-    ];
-    all.extend_from_slice(args);
-    proxy_args(&all)
-}
-
 /// `mqtt-proxy --list [--json]` against `broker`; asserts success.
 fn list(broker: &Broker, prefix: &str, json: bool) -> String {
     let mut args = vec!["--list"];

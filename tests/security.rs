@@ -266,28 +266,6 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
 }
 
-/// `mqtt-proxy ARGS...` run directly, with no MQTT settings inherited and
-/// the default log level, so stderr is what a user would read.
-fn proxy(args: &[&str]) -> Command {
-    proxy_args(args)
-}
-
-/// ssh/scp through `mqtt-proxy PROXY_ARGS... %n` to `node`.
-fn ssh_through(sshd: &Sshd, node: &str, proxy_args: &[&str]) -> Ssh {
-    let mut proxy_command = shell_quote(proxy_bin()).replace('%', "%%");
-    for arg in proxy_args {
-        proxy_command.push(' ');
-        proxy_command.push_str(&shell_quote(arg).replace('%', "%%"));
-    }
-    proxy_command.push_str(" %n");
-    Ssh {
-        proxy_command,
-        host: node.to_owned(),
-        user: current_user().to_owned(),
-        key: sshd.client_key().to_owned(),
-    }
-}
-
 /// Remove inherited MQTT settings from a harness-built ssh/scp command.
 fn clean(mut cmd: Command) -> Command {
     for var in MQTT_ENV {
@@ -565,7 +543,7 @@ fn tls_with_a_private_ca_carries_ssh_and_scp() {
         &[],
     );
     let url = format!("mqtts://localhost:{}", broker.port());
-    let ssh = ssh_through(
+    let ssh = Ssh::via_proxy_args(
         &sshd,
         &n.node,
         &[
@@ -605,7 +583,7 @@ fn tls_failures_name_the_check_that_failed() {
 
     let attempt = |port: u16, ca_file: &Path| {
         let url = format!("mqtts://localhost:{port}");
-        proxy(&[
+        proxy_args(&[
             "--broker",
             &url,
             "--ca-file",
@@ -616,42 +594,46 @@ fn tls_failures_name_the_check_that_failed() {
         ])
     };
 
-    let broker = Broker::start(&tls_listener(&ca, &good, &good_key));
-    let port = broker.port();
-    assert_fails_with(
-        attempt(port, &other_ca),
-        &format!(
-            "could not connect to broker localhost:{port}: TLS: the broker's certificate is not signed by CA file {}",
-            other_ca.display()
+    // (server certificate, key, the CA we trust, what the user reads after
+    // "could not connect to broker localhost:PORT: ", or None for success).
+    let other_ca_line = format!(
+        "TLS: the broker's certificate is not signed by CA file {}",
+        other_ca.display()
+    );
+    let cases: [(&Path, &Path, &Path, Option<&str>, &str); 4] = [
+        (
+            &good,
+            &good_key,
+            &other_ca,
+            Some(&other_ca_line),
+            "wrong CA",
         ),
-        "wrong CA",
-    );
-    // Control: the right CA gets past TLS to the (absent) node.
-    assert_fails_with(
-        attempt(port, &ca),
-        &format!("node '{}' is offline", n.node),
-        "right CA, no agent",
-    );
-
-    let broker = Broker::start(&tls_listener(&ca, &expired, &expired_key));
-    let port = broker.port();
-    assert_fails_with(
-        attempt(port, &ca),
-        &format!(
-            "could not connect to broker localhost:{port}: TLS: the broker's certificate has expired"
+        // Control: the right CA gets past TLS to the (absent) node.
+        (&good, &good_key, &ca, None, "right CA, no agent"),
+        (
+            &expired,
+            &expired_key,
+            &ca,
+            Some("TLS: the broker's certificate has expired"),
+            "expired certificate",
         ),
-        "expired certificate",
-    );
-
-    let broker = Broker::start(&tls_listener(&ca, &elsewhere, &elsewhere_key));
-    let port = broker.port();
-    assert_fails_with(
-        attempt(port, &ca),
-        &format!(
-            "could not connect to broker localhost:{port}: TLS: the broker's certificate is not valid for host name 'localhost'"
+        (
+            &elsewhere,
+            &elsewhere_key,
+            &ca,
+            Some("TLS: the broker's certificate is not valid for host name 'localhost'"),
+            "host name mismatch",
         ),
-        "host name mismatch",
-    );
+    ];
+    for (cert, key, trust, failure, what) in cases {
+        let broker = Broker::start(&tls_listener(&ca, cert, key));
+        let port = broker.port();
+        let line = match failure {
+            Some(why) => format!("could not connect to broker localhost:{port}: {why}"),
+            None => format!("node '{}' is offline", n.node),
+        };
+        assert_fails_with(attempt(port, trust), &line, what);
+    }
 }
 
 #[test]
@@ -690,7 +672,7 @@ fn mutual_tls_accepts_client_certificates_and_refuses_clients_without() {
         ("EC SEC1 client key", &sec1_cert, &sec1_key),
         ("EC PKCS#8 client key", &pkcs8_cert, &pkcs8_key),
     ] {
-        let ssh = ssh_through(
+        let ssh = Ssh::via_proxy_args(
             &sshd,
             &n.node,
             &[
@@ -710,7 +692,7 @@ fn mutual_tls_accepts_client_certificates_and_refuses_clients_without() {
     }
 
     assert_fails_with(
-        proxy(&[
+        proxy_args(&[
             "--broker",
             &url,
             "--ca-file",
@@ -826,7 +808,7 @@ fn shipped_acl_gives_each_role_only_what_it_needs() {
     let dir = scratch_dir("acl");
     let alice_password = private_file(dir.path(), "alice.password", "alice secret\n");
     let via = |user: &str, node: &str, password_file: &Path| {
-        ssh_through(
+        Ssh::via_proxy_args(
             &sshd,
             node,
             &[
@@ -918,7 +900,7 @@ fn shipped_acl_gives_each_role_only_what_it_needs() {
     // A wrong password.
     let wrong = private_file(dir.path(), "wrong.password", "not alice's\n");
     assert_fails_with(
-        proxy(&[
+        proxy_args(&[
             "--host",
             "127.0.0.1",
             "--port",
@@ -934,7 +916,7 @@ fn shipped_acl_gives_each_role_only_what_it_needs() {
     );
     // No user at all (allow_anonymous false).
     assert_fails_with(
-        proxy(&["--host", "127.0.0.1", "--port", &port, "prod-db"]),
+        proxy_args(&["--host", "127.0.0.1", "--port", &port, "prod-db"]),
         ANONYMOUS_REFUSED_LINE,
         "anonymous",
     );
@@ -950,7 +932,7 @@ fn shipped_acl_gives_each_role_only_what_it_needs() {
         "intern: ssh to web-1",
     );
     assert_fails_with(
-        proxy(&[
+        proxy_args(&[
             "--host",
             "127.0.0.1",
             "--port",
@@ -1019,7 +1001,7 @@ fn shipped_mosquitto_conf_runs_tls_passwords_acl_and_packet_limit() {
         &[("MQTT_PASSWORD", "agent secret")],
     );
     let url = format!("mqtts://localhost:{}", broker.port());
-    let ssh = ssh_through(
+    let ssh = Ssh::via_proxy_args(
         &sshd,
         "prod-db",
         &["--broker", &url, "--ca-file", p(&ca), "--user", "alice"],
@@ -1116,7 +1098,7 @@ fn agent_password_admits_the_secret_only_and_refuses_replays() {
     let mut args = base.to_vec();
     args.extend(["--agent-password-file", p(&secret)]);
     check_ssh_echo(
-        &ssh_through(&sshd, &n.node, &args),
+        &Ssh::via_proxy_args(&sshd, &n.node, &args),
         &[],
         "ssh with the agent password",
     );
@@ -1124,11 +1106,11 @@ fn agent_password_admits_the_secret_only_and_refuses_replays() {
 
     // A wrong secret (environment) and none at all.
     let refused = format!("node '{}' refused: authorization failed", n.node);
-    let mut cmd = proxy(&base);
+    let mut cmd = proxy_args(&base);
     cmd.args(["--client-id-prefix", "wrong-secret-", &n.node])
         .env("MQTT_AGENT_PASSWORD", "Tr0ub4dor&3");
     assert_fails_with(cmd, &refused, "wrong agent password");
-    let mut cmd = proxy(&base);
+    let mut cmd = proxy_args(&base);
     cmd.args(["--client-id-prefix", "no-secret-", &n.node]);
     assert_fails_with(cmd, &refused, "no agent password");
     let log = agent.log_text();

@@ -470,6 +470,11 @@ pub fn assert_exit_code(out: &Output, code: i32, what: &str) {
 // mosquitto
 // ---------------------------------------------------------------------------
 
+/// Appended to every test broker's configuration. Logging to stderr
+/// (redirected to the log file) keeps working after mosquitto drops root
+/// privileges to its own user.
+const BROKER_LOG_CONF: &str = "log_dest stderr\nlog_type all\nlog_timestamp_format %H:%M:%S\n";
+
 /// A mosquitto broker on a free loopback port, anonymous access allowed.
 pub struct Broker {
     dir: TempDir,
@@ -483,35 +488,7 @@ impl Broker {
     /// Start a broker; `extra_conf` is appended to mosquitto.conf verbatim
     /// (e.g. `"max_queued_messages 10\nmax_inflight_messages 2"`).
     pub fn start(extra_conf: &str) -> Broker {
-        let mut dir = tempfile::Builder::new()
-            .prefix("mqtt-proxy-broker.")
-            .tempdir()
-            .expect("create broker tempdir");
-        let log = dir.path().join("mosquitto.log");
-        let conf = dir.path().join("mosquitto.conf");
-        let mut errors = Vec::new();
-        for _ in 0..BIND_ATTEMPTS {
-            let port = free_port();
-            fs::write(&conf, Broker::conf_text(port, extra_conf)).expect("write mosquitto.conf");
-            let mut broker = Broker {
-                port,
-                conf: conf.clone(),
-                log: log.clone(),
-                child: None,
-                dir,
-            };
-            match broker.spawn() {
-                Ok(()) => return broker,
-                Err(e) => {
-                    errors.push(e);
-                    dir = broker.dir;
-                }
-            }
-        }
-        panic!(
-            "mosquitto did not start: {errors:?}\n--- mosquitto.log ---\n{}",
-            read_lossy(&log)
-        );
+        Broker::start_custom(|port| Broker::conf_text(port, extra_conf))
     }
 
     /// Start a broker on 127.0.0.1:`port` (e.g. one a client was already
@@ -523,7 +500,8 @@ impl Broker {
             .expect("create broker tempdir");
         let log = dir.path().join("mosquitto.log");
         let conf = dir.path().join("mosquitto.conf");
-        fs::write(&conf, Broker::conf_text(port, extra_conf)).expect("write mosquitto.conf");
+        let text = format!("{}{BROKER_LOG_CONF}", Broker::conf_text(port, extra_conf));
+        fs::write(&conf, text).expect("write mosquitto.conf");
         let mut broker = Broker {
             port,
             conf,
@@ -540,12 +518,10 @@ impl Broker {
         broker
     }
 
+    /// An anonymous broker on 127.0.0.1:`port`, plus `extra_conf`.
     fn conf_text(port: u16, extra_conf: &str) -> String {
-        // Logging to stderr (redirected to the log file) keeps working after
-        // mosquitto drops root privileges to its own user.
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             log_dest stderr\nlog_type all\nlog_timestamp_format %H:%M:%S\n{extra_conf}\n"
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}\n"
         )
     }
 
@@ -1011,12 +987,24 @@ impl Ssh {
         sshd: &Sshd,
         extra_args: &[&str],
     ) -> Ssh {
-        let mut proxy_command = format!(
-            "{} --host 127.0.0.1 --port {broker_port} --topic-prefix {}",
-            shell_quote(proxy_bin()).replace('%', "%%"),
-            shell_quote(prefix).replace('%', "%%"),
-        );
-        for arg in extra_args {
+        let port = broker_port.to_string();
+        let mut args = vec![
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--topic-prefix",
+            prefix,
+        ];
+        args.extend_from_slice(extra_args);
+        Ssh::via_proxy_args(sshd, node, &args)
+    }
+
+    /// Through `mqtt-proxy PROXY_ARGS... %n` to `node` (each argument quoted
+    /// for the shell ssh runs the ProxyCommand with, `%` escaped).
+    pub fn via_proxy_args(sshd: &Sshd, node: &str, proxy_args: &[&str]) -> Ssh {
+        let mut proxy_command = shell_quote(proxy_bin()).replace('%', "%%");
+        for arg in proxy_args {
             proxy_command.push(' ');
             proxy_command.push_str(&shell_quote(arg).replace('%', "%%"));
         }
@@ -1163,15 +1151,22 @@ pub fn proxy_args(args: &[&str]) -> Command {
 /// [`proxy_command`] against 127.0.0.1:`broker_port` (a broker or a
 /// [`relay::Relay`]).
 pub fn proxy_command_at(broker_port: u16, prefix: &str, node: &str) -> Command {
-    let mut cmd = Command::new(proxy_bin());
-    for var in MQTT_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.env_remove("RUST_LOG")
-        .args(["--host", "127.0.0.1", "--port", &broker_port.to_string()])
-        .args(["--topic-prefix", prefix, node])
-        .stdin(Stdio::null());
-    cmd
+    proxy_on(broker_port, prefix, &[node])
+}
+
+/// `mqtt-proxy --host 127.0.0.1 --port PORT --topic-prefix PREFIX ARGS...`
+/// as [`proxy_args`] runs it.
+pub fn proxy_on(broker_port: u16, prefix: &str, args: &[&str]) -> Command {
+    let port = broker_port.to_string();
+    let broker = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--topic-prefix",
+        prefix,
+    ];
+    proxy_args(&[&broker[..], args].concat())
 }
 
 // ---------------------------------------------------------------------------
@@ -1379,10 +1374,7 @@ impl Broker {
         let mut errors = Vec::new();
         for _ in 0..BIND_ATTEMPTS {
             let port = free_port();
-            let text = format!(
-                "{}\nlog_dest stderr\nlog_type all\nlog_timestamp_format %H:%M:%S\n",
-                conf(port)
-            );
+            let text = format!("{}\n{BROKER_LOG_CONF}", conf(port));
             fs::write(&conf_path, text).expect("write mosquitto.conf");
             let mut broker = Broker {
                 port,
