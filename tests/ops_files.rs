@@ -38,6 +38,9 @@ const DEFAULT_DEPENDENCIES: &[&str] = &["sysinit.target", "basic.target", "shutd
 /// The command the example's ProxyCommands start with; the test replaces it
 /// with the built proxy and the test broker.
 const EXAMPLE_PROXY: &str = "mqtt-proxy --host broker.example.com";
+/// The example's second broker (`NODE@HOST`); the test points it at a
+/// second test broker.
+const EXAMPLE_SECOND_BROKER: &str = "broker-eu.example.com";
 /// The password file the example names, relative to $HOME.
 const EXAMPLE_PASSWORD_FILE: &str = ".config/mqtt-proxy/password";
 /// How long the agent may take to exit after SIGTERM.
@@ -499,15 +502,18 @@ fn host_patterns(config: &str) -> Vec<String> {
 }
 
 /// A broker, two sshds and agents for nodes `web1` and `web2` (one per
-/// sshd, so a reply names the node that served it), and the example file
-/// rewritten to reach them.
+/// sshd, so a reply names the node that served it), a second broker with
+/// node `db1` (known only there), and the example file rewritten to reach
+/// them.
 struct Fleet {
     // Dropped in declaration order: the agents go before what they talk to.
     web1: Agent,
     web2: Agent,
+    db1: Agent,
     sshd1: Sshd,
     sshd2: Sshd,
     _broker: Broker,
+    _broker2: Broker,
     config: PathBuf,
     home: PathBuf,
     dir: TempDir,
@@ -522,6 +528,8 @@ impl Fleet {
         let prefix = names("ssh_config_example").prefix;
         let web1 = Agent::start(&broker, sshd1.port(), "web1", &prefix);
         let web2 = Agent::start(&broker, sshd2.port(), "web2", &prefix);
+        let broker2 = Broker::start("");
+        let db1 = Agent::start(&broker2, sshd1.port(), "db1", &prefix);
         let dir = tempfile::Builder::new()
             .prefix("mqtt-proxy-ssh-config.")
             .tempdir()
@@ -572,14 +580,19 @@ impl Fleet {
             key2 = sshd2.client_key().display(),
         );
         let config = dir.path().join("ssh_config");
-        fs::write(&config, prelude + &example.replace(EXAMPLE_PROXY, &proxy))
-            .expect("write rewritten ssh_config");
+        let rewritten = example.replace(EXAMPLE_PROXY, &proxy).replace(
+            EXAMPLE_SECOND_BROKER,
+            &format!("127.0.0.1:{}", broker2.port()),
+        );
+        fs::write(&config, prelude + &rewritten).expect("write rewritten ssh_config");
         Fleet {
             web1,
             web2,
+            db1,
             sshd1,
             sshd2,
             _broker: broker,
+            _broker2: broker2,
             config,
             home,
             dir,
@@ -610,10 +623,11 @@ impl Fleet {
         if !out.status.success() {
             eprintln!(
                 "--- rewritten ssh_config ---\n{}\n--- web1 agent ---\n{}\n--- web2 agent ---\n{}\n\
-                 --- sshd1 ---\n{}\n--- sshd2 ---\n{}",
+                 --- db1 agent ---\n{}\n--- sshd1 ---\n{}\n--- sshd2 ---\n{}",
                 fs::read_to_string(&self.config).unwrap_or_default(),
                 self.web1.log_text(),
                 self.web2.log_text(),
+                self.db1.log_text(),
                 self.sshd1.log_text(),
                 self.sshd2.log_text()
             );
@@ -628,7 +642,7 @@ fn ssh_config_example_hosts_work_for_ssh_scp_sftp_rsync_and_git() {
     let patterns = host_patterns(&example);
     assert_eq!(
         patterns,
-        ["web1", "*.fleet"],
+        ["web1", "*.fleet", "*.eu"],
         "ssh_config.example's Host blocks changed; give each one a case in this test"
     );
     let f = Fleet::start();
@@ -636,7 +650,11 @@ fn ssh_config_example_hosts_work_for_ssh_scp_sftp_rsync_and_git() {
     // The sshd's port, from the server side of the connection, says which
     // agent carried the session.
     let whoami = r#"echo ok; echo "${SSH_CONNECTION##* }""#;
-    for (host, sshd) in [("web1", &f.sshd1), ("web2.fleet", &f.sshd2)] {
+    for (host, sshd) in [
+        ("web1", &f.sshd1),
+        ("web2.fleet", &f.sshd2),
+        ("db1.eu", &f.sshd1),
+    ] {
         let out = run(f.client("ssh").args(["-F", cfg, host, whoami]));
         f.check(&out, &format!("ssh -F ssh_config {host}"));
         assert_eq!(
@@ -725,6 +743,55 @@ fn ssh_config_example_hosts_work_for_ssh_scp_sftp_rsync_and_git() {
     assert_eq!(
         fs::read_to_string(clone.join("README")).expect("read cloned README"),
         "hello through mqtt\n"
+    );
+    // ... and a push back.
+    let clone_s = clone.to_str().expect("UTF-8 path");
+    fs::write(clone.join("NEWS"), "pushed through mqtt\n").expect("write NEWS");
+    f.check(&run(&mut git(&["-C", clone_s, "add", "NEWS"])), "git add");
+    f.check(
+        &run(&mut git(&["-C", clone_s, "commit", "-q", "-m", "second"])),
+        "git commit",
+    );
+    let out = run(
+        git(&["-C", clone_s, "push", "-q", "origin", "HEAD"]).env("GIT_SSH_COMMAND", f.ssh_f())
+    );
+    f.check(&out, "git push web1:...");
+    let out = run(&mut git(&["-C", bare_s, "show", "HEAD:NEWS"]));
+    f.check(&out, "git show in the pushed-to repository");
+    assert_eq!(text(&out.stdout), "pushed through mqtt\n");
+
+    // ssh -L: a local port forwarded inside the tunnel, here to web2's sshd,
+    // which greets whoever connects with its banner.
+    let local_port = free_port();
+    let forward = format!("{local_port}:127.0.0.1:{}", f.sshd2.port());
+    let mut tunnel = Background::start(f.client("ssh").args([
+        "-F",
+        cfg,
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-L",
+        &forward,
+        "web1",
+        "sleep 60",
+    ]));
+    let mut banner = String::new();
+    let forwarded = wait_until(Duration::from_secs(20), || {
+        assert!(tunnel.try_status().is_none(), "ssh -L exited early");
+        let Ok(conn) = std::net::TcpStream::connect(("127.0.0.1", local_port)) else {
+            return false;
+        };
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set read timeout");
+        // An empty line: the forward was not up yet and closed the connection.
+        banner.clear();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(conn), &mut banner).is_ok()
+            && !banner.is_empty()
+    });
+    tunnel.kill();
+    assert!(forwarded, "nothing came through the -L forward");
+    assert!(
+        banner.starts_with("SSH-2.0-"),
+        "not an sshd banner: {banner:?}"
     );
 }
 
