@@ -615,6 +615,12 @@ impl Broker {
 // sshd
 // ---------------------------------------------------------------------------
 
+/// sshd's limit on connections that have not authenticated yet. Every
+/// session the agent opens is one until ssh logs in, so it is above the
+/// agent's default session cap (64): the flood tests then measure the
+/// agent's limits, not sshd's (the README tells operators the same).
+const SSHD_MAX_STARTUPS: usize = 128;
+
 /// An sshd on a free loopback port that lets the current user log in with a
 /// client key generated for it. Remote paths are local paths: it runs on this
 /// machine as this user.
@@ -690,13 +696,14 @@ impl Sshd {
                  PermitRootLogin prohibit-password\n\
                  PrintMotd no\n\
                  PrintLastLog no\n\
-                 MaxStartups 64\n\
+                 MaxStartups {max_startups}\n\
                  MaxSessions 64\n\
                  Subsystem sftp {sftp}\n\
                  LogLevel VERBOSE\n",
                 host = host_key.display(),
                 auth = authorized.display(),
                 pid = d.join("sshd.pid").display(),
+                max_startups = SSHD_MAX_STARTUPS,
                 // The standalone server when present: it also works when
                 // sshd runs without root and cannot chroot.
                 sftp = sftp_server.unwrap_or("internal-sftp"),
