@@ -149,7 +149,7 @@ struct Entry {
     /// The client has sent a stream frame since (see [`Dispatcher::make_room`]).
     heard: bool,
     /// Ends the session early (eviction).
-    evict: Option<oneshot::Sender<()>>,
+    evict: oneshot::Sender<()>,
 }
 
 /// A full session table makes room by evicting a session whose client has
@@ -223,7 +223,6 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         client: mqtt.client.clone(),
         link: mqtt.state.clone(),
     });
-    let presence_topic = ctx.topics.presence();
     let mut state = mqtt.state.clone();
     let (done_tx, mut done) = mpsc::unbounded_channel::<(String, u64)>();
     let mut d = Dispatcher::new(ctx.clone(), done_tx);
@@ -234,7 +233,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     loop {
         tokio::select! {
             Some(p) = incoming.recv() => {
-                if p.topic == presence_topic {
+                if p.topic == announcer.topic {
                     match on_presence(&ctx, &instance, &p) {
                         Ok(true) => announcer.update(&ctx.client, d.sessions.len(), true),
                         Ok(false) => {}
@@ -288,7 +287,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let _ = ctx
         .client
         .publish_bytes(
-            ctx.topics.presence(),
+            announcer.topic.clone(),
             QoS::AtLeastOnce,
             true,
             announcer.payload("offline", None),
@@ -454,7 +453,7 @@ impl Dispatcher {
             Err(e) => return drop_msg(&p.topic, &e),
         };
         let now = Instant::now();
-        match self.sessions.get(cid) {
+        match self.sessions.get_mut(cid) {
             Some(e) if e.sid == frame.sid => {
                 if matches!(frame.kind, Kind::Open | Kind::Auth) {
                     // The client did not see our answer yet; repeat it.
@@ -466,13 +465,7 @@ impl Dispatcher {
                 }
                 let stream_frame = matches!(frame.kind, Kind::Data | Kind::Ack);
                 match e.frames.try_send(frame) {
-                    Ok(()) => {
-                        if stream_frame {
-                            if let Some(e) = self.sessions.get_mut(cid) {
-                                e.heard = true;
-                            }
-                        }
-                    }
+                    Ok(()) => e.heard |= stream_frame,
                     // Full: the client retransmits. Closed: the session is ending.
                     Err(err) => drop_msg(&p.topic, &err),
                 }
@@ -514,14 +507,7 @@ impl Dispatcher {
         match self.make_room(now) {
             Room::Made => {}
             Room::Soon => return drop_msg(cid, &"session table full of new sessions"),
-            Room::Full => {
-                tracing::warn!(
-                    client = cid,
-                    max = ctx.cfg.max_sessions,
-                    "too many sessions, refusing"
-                );
-                return refuse(&ctx, cid, frame.sid, RefuseCode::Busy, "too many sessions");
-            }
+            Room::Full => return refuse_busy(&ctx, cid, frame.sid),
         }
         if ctx.cfg.agent_password.is_none() {
             return self.start(cid, frame.sid, frame.window);
@@ -603,12 +589,7 @@ impl Dispatcher {
         // The table may have filled while the client answered; its nonce is
         // spent, so refuse rather than let it wait.
         if self.make_room(now) != Room::Made {
-            tracing::warn!(
-                client = cid,
-                max = ctx.cfg.max_sessions,
-                "too many sessions, refusing"
-            );
-            return refuse(&ctx, cid, frame.sid, RefuseCode::Busy, "too many sessions");
+            return refuse_busy(&ctx, cid, frame.sid);
         }
         self.start(cid, frame.sid, pending.window);
     }
@@ -627,11 +608,9 @@ impl Dispatcher {
             .map(|(cid, e)| (cid.clone(), e.opened));
         match oldest_silent {
             Some((cid, opened)) if now >= opened + EVICT_UNHEARD => {
-                if let Some(mut e) = self.sessions.remove(&cid) {
-                    if let Some(evict) = e.evict.take() {
-                        // Err: the session task has ended already.
-                        let _ = evict.send(());
-                    }
+                if let Some(e) = self.sessions.remove(&cid) {
+                    // Err: the session task has ended already.
+                    let _ = e.evict.send(());
                 }
                 tracing::info!(client = %cid, "session table full; evicting a session whose client never spoke");
                 Room::Made
@@ -654,7 +633,7 @@ impl Dispatcher {
                 accepted: accepted.clone(),
                 opened: Instant::now(),
                 heard: false,
-                evict: Some(evict_tx),
+                evict: evict_tx,
             },
         );
         let span = tracing::info_span!("session", node = %ctx.cfg.node_id, sid = %format!("{sid:016x}"), client = cid);
@@ -692,6 +671,16 @@ fn accept_frame(sid: u64, window: u32) -> Frame {
     let mut f = Frame::control(Kind::Accept, sid, Bytes::new());
     f.window = window;
     f
+}
+
+/// Refuse an open because every session slot is in use.
+fn refuse_busy(ctx: &Ctx, cid: &str, sid: u64) {
+    tracing::warn!(
+        client = cid,
+        max = ctx.cfg.max_sessions,
+        "too many sessions, refusing"
+    );
+    refuse(ctx, cid, sid, RefuseCode::Busy, "too many sessions");
 }
 
 fn refuse(ctx: &Ctx, cid: &str, sid: u64, code: RefuseCode, reason: &str) {
