@@ -291,3 +291,20 @@ fn password_file_rules() {
     let err = format!("{:#}", read_password_file(&missing).unwrap_err());
     assert!(err.starts_with("cannot read password file"), "{err}");
 }
+
+#[test]
+fn key_lists_match_the_config_struct() {
+    // serde names every field of FileConfig in its unknown-field error; the
+    // lists behind our own message must be exactly those.
+    let err = toml::from_str::<FileConfig>("x = 1").unwrap_err();
+    let msg = err.message();
+    let expected = msg
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("serde's message changed: {msg}"))
+        .1;
+    let fields: Vec<&str> = expected
+        .split(", ")
+        .map(|k| k.trim().trim_matches('`'))
+        .collect();
+    assert_eq!(fields, [SHARED_KEYS, AGENT_KEYS].concat());
+}
