@@ -250,66 +250,7 @@ pub fn run(cmd: &mut Command) -> Output {
 /// with what it printed if it runs longer than `timeout`. Stdin is whatever
 /// the command builder set (the builders in this module set it to null).
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    for (idx, mut pipe) in [
-        (0, Box::new(stdout) as Box<dyn Read + Send>),
-        (1, Box::new(stderr)),
-    ] {
-        let tx = tx.clone();
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            // A read error just truncates the captured output.
-            let _ = pipe.read_to_end(&mut buf);
-            // The receiver is gone only if run_with_timeout already panicked.
-            let _ = tx.send((idx, buf));
-        });
-    }
-    drop(tx);
-
-    let mut status = None;
-    let finished = wait_until(timeout, || {
-        status = child.try_wait().expect("try_wait on a child process");
-        status.is_some()
-    });
-    if !finished {
-        // Errors mean it exited right now; the output below is still useful.
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let mut out = [Vec::new(), Vec::new()];
-    let drain_deadline = Instant::now() + PIPE_DRAIN_TIMEOUT;
-    for _ in 0..2 {
-        let left = drain_deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((idx, buf)) => out[idx] = buf,
-            Err(_) => panic!(
-                "{cmd:?} exited but a descendant kept its stdout/stderr open for \
-                 {PIPE_DRAIN_TIMEOUT:?} (did a ProxyCommand outlive ssh?)"
-            ),
-        }
-    }
-    let [stdout, stderr] = out;
-    if !finished {
-        panic!(
-            "{cmd:?} did not finish within {timeout:?}; killed it.\n--- stdout ({} bytes) ---\n{}\n--- stderr ---\n{}",
-            stdout.len(),
-            String::from_utf8_lossy(&stdout[..stdout.len().min(4096)]),
-            String::from_utf8_lossy(&stderr)
-        );
-    }
-    let status = status.expect("finished implies an exit status");
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
+    Background::start(cmd).finish(timeout)
 }
 
 /// A command running in the background while the test does something else
