@@ -20,10 +20,6 @@ const REPORT_BOUND: Duration = Duration::from_secs(10);
 /// The agent's version as it announces it.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-fn stderr_text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
-}
-
 /// Run `cmd` within [`REPORT_BOUND`] and return its output and duration.
 fn timed(mut cmd: Command) -> (Output, Duration) {
     let t = Instant::now();

@@ -10,7 +10,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -272,10 +272,6 @@ fn clean(mut cmd: Command) -> Command {
         cmd.env_remove(var);
     }
     cmd
-}
-
-fn stderr_text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
 }
 
 /// Run the proxy and check that it fails with exit status 255 and exactly
@@ -1390,9 +1386,4 @@ fn oversized_publish_costs_the_agent_a_reconnect_not_its_sessions() {
     assert_eq!(out.stdout.len(), 200_000, "bytes of the session in flight");
     check_ssh_echo(&ssh, &[], "ssh after the oversized publish");
     assert!(agent.exit_status().is_none(), "the agent exited");
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

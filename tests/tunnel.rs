@@ -101,16 +101,6 @@ impl Setup {
     }
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Stderr as text, with the trailing newline removed.
-fn stderr_text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
-}
-
 #[test]
 fn ssh_runs_commands_and_returns_their_exit_status() {
     let s = Setup::new("ssh_exit_status");

@@ -390,6 +390,18 @@ impl Background {
     }
 }
 
+/// A command's stderr as text, without the trailing newline: the line(s) a
+/// user reads.
+pub fn stderr_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
+}
+
+/// The last `lines` lines of a log, for failure messages.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// Panic with the command's stderr unless it exited with status 0.
 pub fn assert_success(out: &Output, what: &str) {
     assert_exit_code(out, 0, what);
