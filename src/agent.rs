@@ -16,9 +16,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::auth;
-use crate::config::{self, random_u64, Broker, BrokerArgs, FileConfig, Role, Secret};
+use crate::config::{self, Broker, BrokerArgs, FileConfig, Role, Secret};
 use crate::mqtt::{self, LinkState, Mqtt};
-use crate::protocol::{self, Frame, Kind, Presence, RefuseCode, Topics};
+use crate::protocol::{self, random_u64, Frame, Kind, Presence, RefuseCode, Topics};
 use crate::stream::{self, Stream};
 use crate::tunnel::{self, MqttSink, TunnelError};
 
@@ -256,7 +256,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             }
             changed = state.changed() => {
                 if changed.is_err() {
-                    bail!("MQTT connection task ended");
+                    return Err(mqtt::TaskEnded.into());
                 }
                 match &*state.borrow_and_update() {
                     LinkState::Up { generation } => {
@@ -790,7 +790,7 @@ async fn session(ctx: Arc<Ctx>, cid: String, sid: u64, peer_window: u32, links: 
             }
             res
         }
-        Err(_) => Err(TunnelError::LinkClosed.to_string()),
+        Err(_) => Err(TunnelError::LinkClosed(mqtt::TaskEnded).to_string()),
     };
     let st = stream.stats();
     let reason = match &result {

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::mqtt::BrokerAddr;
 use crate::protocol::{valid_id, valid_prefix};
 use crate::tls::TlsFiles;
 
@@ -293,6 +292,24 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Where the broker is, for messages.
+#[derive(Debug, Clone)]
+pub struct BrokerAddr {
+    pub host: String,
+    pub port: u16,
+    /// With TLS: what we trust, for error messages.
+    pub tls_trust: Option<String>,
+    /// Whether we log in with a user name (turns "not authorized" into a
+    /// message about credentials).
+    pub login: bool,
+}
+
+impl std::fmt::Display for BrokerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
 /// Validated broker settings.
 #[derive(Debug, Clone)]
 pub struct Broker {
@@ -469,23 +486,6 @@ pub fn read_password_file(path: &Path) -> Result<Secret> {
         bail!("password file {} is empty", path.display());
     }
     Ok(Secret::new(line))
-}
-
-/// A random 64-bit value from the OS.
-pub fn random_u64() -> u64 {
-    getrandom::u64().expect("the OS random number generator is available")
-}
-
-/// Set up logging to stderr; `default` is the filter when RUST_LOG is unset.
-pub fn init_logging(default: &str) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use crate::config::{random_u64, Broker};
+use crate::config::Broker;
 use crate::mqtt::{self, LinkState, Mqtt};
-use crate::protocol::Presence;
+use crate::protocol::{random_u64, Presence};
 
 /// Longest wait for the broker connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(9);
@@ -64,7 +64,7 @@ pub async fn collect(broker: &Broker) -> Result<Vec<Node>> {
             LinkState::Connecting => {}
         }
         tokio::select! {
-            r = state.changed() => if r.is_err() { bail!("MQTT connection task ended") },
+            r = state.changed() => if r.is_err() { return Err(mqtt::TaskEnded.into()) },
             _ = sleep_until(deadline) => bail!("could not reach broker {}: timed out", broker.addr),
         }
     }

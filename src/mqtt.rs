@@ -12,7 +12,7 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::Broker;
+use crate::config::{Broker, BrokerAddr};
 use crate::protocol::MAX_PACKET;
 
 /// Keepalive towards the broker: a dead TCP connection is noticed within
@@ -51,29 +51,18 @@ pub enum LinkState {
     SubscribeDenied { topics: Vec<String> },
 }
 
+/// The connection task is gone: the program is shutting down, or the task
+/// ended with an error it logged. Every caller that waits on the connection
+/// reports this one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the MQTT connection task ended")]
+pub struct TaskEnded;
+
 /// A running connection.
 pub struct Mqtt {
     pub client: AsyncClient,
     pub state: watch::Receiver<LinkState>,
     task: JoinHandle<()>,
-}
-
-/// Where the broker is, for messages.
-#[derive(Debug, Clone)]
-pub struct BrokerAddr {
-    pub host: String,
-    pub port: u16,
-    /// With TLS: what we trust, for error messages.
-    pub tls_trust: Option<String>,
-    /// Whether we log in with a user name (turns "not authorized" into a
-    /// message about credentials).
-    pub login: bool,
-}
-
-impl std::fmt::Display for BrokerAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
-    }
 }
 
 /// Options common to agent and proxy.

@@ -289,6 +289,12 @@ impl Topics {
     }
 }
 
+/// A random 64-bit value from the OS: session ids, and the random part of
+/// client ids and agent instance ids.
+pub fn random_u64() -> u64 {
+    getrandom::u64().expect("the OS random number generator is available")
+}
+
 /// Longest node id or client id we accept: fits any broker's topic and
 /// client-id limits.
 pub const MAX_ID_LEN: usize = 64;

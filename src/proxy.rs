@@ -11,9 +11,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
-use crate::config::{self, random_u64, Broker, BrokerArgs, FileConfig, Role, Secret};
+use crate::config::{self, Broker, BrokerArgs, FileConfig, Role, Secret};
 use crate::mqtt::{self, LinkState, Mqtt};
-use crate::protocol::{self, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
+use crate::protocol::{self, random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
 use crate::stream::{self, Stream, StreamError};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
 
@@ -114,6 +114,8 @@ impl ProxyArgs {
 pub enum ProxyError {
     #[error("{0}")]
     Broker(String),
+    #[error(transparent)]
+    TaskEnded(#[from] mqtt::TaskEnded),
     #[error("node '{0}' is offline")]
     Offline(String),
     #[error("node '{node}' refused: {reason}")]
@@ -283,9 +285,7 @@ where
                 Err(ProxyError::Local(e.to_string()))
             }
             Err(TunnelError::Stopped) => Err(ProxyError::Interrupted),
-            Err(TunnelError::LinkClosed) => {
-                Err(ProxyError::Broker("MQTT connection task ended".into()))
-            }
+            Err(TunnelError::LinkClosed(e)) => Err(e.into()),
         }
     }
     .await;
@@ -320,7 +320,7 @@ async fn open<S: FrameSink>(
         }
         tokio::select! {
             r = link.changed() => if r.is_err() {
-                return Err(ProxyError::Broker("MQTT connection task ended".into()));
+                return Err(mqtt::TaskEnded.into());
             },
             _ = sleep_until(deadline) => return Err(ProxyError::Broker(format!(
                 "could not reach broker {}: timed out", cfg.broker.addr))),
@@ -386,14 +386,14 @@ async fn open<S: FrameSink>(
                     }
                     other => tracing::debug!(kind = ?other, "unexpected frame while opening"),
                 },
-                None => return Err(ProxyError::Broker("MQTT connection task ended".into())),
+                None => return Err(mqtt::TaskEnded.into()),
             },
             r = presence.changed() => if r.is_err() {
-                return Err(ProxyError::Broker("MQTT connection task ended".into()));
+                return Err(mqtt::TaskEnded.into());
             },
             r = link.changed() => {
                 if r.is_err() {
-                    return Err(ProxyError::Broker("MQTT connection task ended".into()));
+                    return Err(mqtt::TaskEnded.into());
                 }
                 if let LinkState::Down { reason, .. } = &*link.borrow() {
                     return Err(ProxyError::Broker(reason.clone()));

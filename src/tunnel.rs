@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use crate::mqtt::LinkState;
+use crate::mqtt::{LinkState, TaskEnded};
 use crate::protocol::{Frame, MAX_CHUNK};
 use crate::stream::{Stream, StreamError};
 
@@ -40,10 +40,7 @@ impl FrameSink for MqttSink {
             .publish_bytes(self.topic.clone(), QoS::AtLeastOnce, false, frame);
         match tokio::time::timeout(SEND_TIMEOUT, publish).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "MQTT connection task ended",
-            )),
+            Ok(Err(_)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, TaskEnded)),
             Err(_) => {
                 tracing::debug!(topic = %self.topic, "MQTT request queue full; frame dropped");
                 Ok(())
@@ -61,8 +58,8 @@ pub enum TunnelError {
     LocalRead(io::Error),
     #[error("writing the local stream failed: {0}")]
     LocalWrite(io::Error),
-    #[error("the MQTT connection task ended")]
-    LinkClosed,
+    #[error(transparent)]
+    LinkClosed(#[from] TaskEnded),
     #[error("stopped before the peer finished closing")]
     Stopped,
 }
@@ -106,7 +103,7 @@ where
         while let Some(f) = stream.poll_transmit(now) {
             sink.send(f.encode())
                 .await
-                .map_err(|_| TunnelError::LinkClosed)?;
+                .map_err(|_| TunnelError::LinkClosed(TaskEnded))?;
         }
         if let Some(e) = stream.error() {
             return Err(e.clone().into());
@@ -153,11 +150,11 @@ where
                         tracing::debug!(%why, "dropped frame");
                     }
                 }
-                None => return Err(TunnelError::LinkClosed),
+                None => return Err(TunnelError::LinkClosed(TaskEnded)),
             },
             changed = link.changed() => {
                 if changed.is_err() {
-                    return Err(TunnelError::LinkClosed);
+                    return Err(TunnelError::LinkClosed(TaskEnded));
                 }
                 let state = link.borrow_and_update().clone();
                 if let LinkState::Up { generation: g } = state {

@@ -1,15 +1,12 @@
 use clap::Parser;
-use mqtt_proxy::{config, list, proxy, stdio};
-
-/// ssh reports connection failures with 255; so do we.
-const EXIT_FAILURE: u8 = 255;
+use mqtt_proxy::{config, list, logging, proxy, stdio, EXIT_PROXY_FAILURE};
 
 /// One session: a single thread avoids cross-thread wake-ups per message
 /// (measured: half the CPU of the multi-threaded runtime, see README).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let args = proxy::ProxyArgs::parse();
-    config::init_logging(args.broker.log_filter("warn"));
+    logging::init_logging(args.broker.log_filter("warn"));
     let result = async {
         let mut cfg = args.resolve().map_err(|e| format!("{e:#}"))?;
         if let (Some(user), None) = (&cfg.broker.user, &cfg.broker.password) {
@@ -40,7 +37,7 @@ async fn main() -> std::process::ExitCode {
             if !msg.is_empty() {
                 eprintln!("{msg}");
             }
-            std::process::ExitCode::from(EXIT_FAILURE)
+            std::process::ExitCode::from(EXIT_PROXY_FAILURE)
         }
     }
 }

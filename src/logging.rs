@@ -1,0 +1,13 @@
+//! Logging: `tracing` to stderr (stdout is the SSH stream in `mqtt-proxy`).
+
+/// Set up logging to stderr; `default` is the filter when RUST_LOG is unset.
+pub fn init_logging(default: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
