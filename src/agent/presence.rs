@@ -1,0 +1,93 @@
+//! The agent's presence: its retained announcement, and what another agent
+//! with the same node id announcing itself means.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rumqttc::{Publish, QoS};
+
+use super::{drop_msg, Ctx};
+use crate::protocol::Presence;
+
+/// Shortest interval between two presence updates for a changed session
+/// count: a burst of 50 opens costs one retained publish, not 50.
+pub(super) const PRESENCE_UPDATE: Duration = Duration::from_secs(1);
+
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The agent's retained presence message and what the broker last got.
+pub(super) struct Announcer {
+    pub(super) topic: String,
+    pub(super) instance: String,
+    /// When the current status began (Unix seconds).
+    pub(super) since: u64,
+    /// The session count last published.
+    pub(super) announced: Option<usize>,
+}
+
+impl Announcer {
+    pub(super) fn payload(&self, status: &str, sessions: Option<usize>) -> Bytes {
+        Presence {
+            status: status.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            since: self.since,
+            instance: self.instance.clone(),
+            sessions: sessions.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        }
+        .encode()
+    }
+
+    /// Announce `online` with `sessions`, unless (without `force`) that is
+    /// what was announced last.
+    pub(super) fn update(&mut self, client: &rumqttc::AsyncClient, sessions: usize, force: bool) {
+        if !force && self.announced == Some(sessions) {
+            return;
+        }
+        let payload = self.payload("online", Some(sessions));
+        self.announced = match client.try_publish(&self.topic, QoS::AtLeastOnce, true, payload) {
+            Ok(()) => Some(sessions),
+            // Request queue full: the next tick tries again.
+            Err(_) => None,
+        };
+    }
+}
+
+/// Another agent process announced itself under our node id.
+#[derive(Debug, thiserror::Error)]
+#[error("another agent took over node '{node}' (instance {instance}); exiting")]
+pub struct TakenOver {
+    pub node: String,
+    pub instance: String,
+}
+
+/// Presence messages of our own node. Rule for two agents with one node id:
+/// the newest wins. Each agent ignores the retained copy it gets when it
+/// subscribes (it may be stale, from a crashed predecessor), so only an
+/// agent that was already online sees the newcomer's live announcement, and
+/// it steps down. A live `offline` from another instance is a predecessor's
+/// late last will: we announce ourselves again so it does not stick.
+/// `Ok(true)`: announce ourselves again.
+pub(super) fn on_presence(ctx: &Ctx, instance: &str, p: &Publish) -> Result<bool, TakenOver> {
+    if p.retain {
+        return Ok(false);
+    }
+    let Some(pr) = Presence::decode(&p.payload) else {
+        drop_msg(&p.topic, &"malformed presence");
+        return Ok(false);
+    };
+    if pr.instance == instance {
+        return Ok(false);
+    }
+    if pr.is_online() {
+        return Err(TakenOver {
+            node: ctx.cfg.node_id.clone(),
+            instance: pr.instance,
+        });
+    }
+    tracing::info!(other = %pr.instance, "another instance's offline notice; announcing again");
+    Ok(true)
+}

@@ -1,0 +1,147 @@
+//! One session's task: connect to the target, send ACCEPT, run the tunnel
+//! until either end closes, the session is evicted or the link is lost.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{accept_frame, refuse, send, Ctx};
+use crate::mqtt;
+use crate::protocol::{Frame, Kind, RefuseCode};
+use crate::stream::Stream;
+use crate::tunnel::{self, MqttSink, TunnelError};
+
+/// How long the agent waits for its target to accept a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The session reason logged for an evicted session.
+const EVICTED: &str = "evicted: the client never spoke while the session table was full";
+
+/// A session task's ends of its links with the dispatcher.
+pub(super) struct SessionLinks {
+    /// Frames from the client.
+    pub(super) frames: mpsc::Receiver<Frame>,
+    /// Set once ACCEPT went out (the dispatcher then repeats it on a
+    /// repeated OPEN).
+    pub(super) accepted: Arc<AtomicBool>,
+    /// Fires when the dispatcher evicts the session.
+    pub(super) evicted: oneshot::Receiver<()>,
+    /// Told when the session ends, so the dispatcher forgets it.
+    pub(super) done: mpsc::UnboundedSender<(String, u64)>,
+}
+
+pub(super) async fn session(
+    ctx: Arc<Ctx>,
+    cid: String,
+    sid: u64,
+    peer_window: u32,
+    links: SessionLinks,
+) {
+    let SessionLinks {
+        mut frames,
+        accepted,
+        mut evicted,
+        done,
+    } = links;
+    let started = std::time::Instant::now();
+    let target = &ctx.cfg.target;
+    let mut sink = MqttSink {
+        client: ctx.client.clone(),
+        topic: ctx.topics.down(&cid),
+    };
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            let reason = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                format!("sshd at {target} refused the connection")
+            } else {
+                format!("could not connect to sshd at {target}: {e}")
+            };
+            tracing::warn!(%reason, "session refused");
+            refuse(&ctx, &cid, sid, RefuseCode::Target, &reason);
+            // The dispatcher only forgets this client id when told; the
+            // channel is unbounded so this cannot fail while it runs.
+            let _ = done.send((cid, sid));
+            return;
+        }
+        Err(_) => {
+            let reason = format!("sshd at {target} did not answer within {CONNECT_TIMEOUT:?}");
+            tracing::warn!(%reason, "session refused");
+            refuse(&ctx, &cid, sid, RefuseCode::Target, &reason);
+            let _ = done.send((cid, sid));
+            return;
+        }
+    };
+    // Keystrokes must not wait for Nagle.
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY failed");
+    }
+    let mut stream = Stream::new(
+        sid,
+        ctx.cfg.stream,
+        peer_window,
+        tokio::time::Instant::now(),
+    );
+    let opened = async {
+        use crate::tunnel::FrameSink;
+        sink.send(accept_frame(sid, ctx.cfg.stream.recv_window).encode())
+            .await
+    }
+    .await;
+    accepted.store(true, Ordering::Release);
+    tracing::info!("session opened");
+    let mut link = ctx.link.clone();
+    let result = match opened {
+        Ok(()) => {
+            let mut tcp = tcp;
+            let (r, w) = tcp.split();
+            let tunnel = tunnel::run(
+                &mut stream,
+                r,
+                w,
+                &mut frames,
+                &mut sink,
+                &mut link,
+                std::future::pending(),
+            );
+            // Biased: eviction also closes the frame channel, which the
+            // tunnel would report as a lost MQTT connection.
+            let res = tokio::select! {
+                biased;
+                Ok(()) = &mut evicted => {
+                    send(&ctx, &cid, Frame::control(Kind::Reset, sid, Bytes::new()));
+                    Err(EVICTED.to_owned())
+                }
+                r = tunnel => r.map_err(|e| e.to_string()),
+            };
+            if res.is_err() {
+                // Abort towards sshd too: a reset, not a clean close.
+                if let Err(e) = tcp.set_zero_linger() {
+                    tracing::debug!(error = %e, "SO_LINGER failed");
+                }
+            }
+            res
+        }
+        Err(_) => Err(TunnelError::LinkClosed(mqtt::TaskEnded).to_string()),
+    };
+    let st = stream.stats();
+    let reason = match &result {
+        Ok(()) => "closed",
+        Err(e) => e.as_str(),
+    };
+    tracing::info!(
+        bytes_to_client = st.bytes_sent,
+        bytes_from_client = st.bytes_received,
+        retransmits = st.retransmits,
+        duration_ms = started.elapsed().as_millis() as u64,
+        reason,
+        "session closed"
+    );
+    // Unbounded: cannot fail while the dispatcher runs, and if it does not,
+    // nobody needs to know.
+    let _ = done.send((cid, sid));
+}
