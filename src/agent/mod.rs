@@ -3,9 +3,13 @@
 //! tunnel between that TCP stream and MQTT.
 //!
 //! - `presence`: the retained announcement, and another agent taking over.
-//! - `dispatch`: routes incoming frames to sessions and admits new ones.
+//! - `admission`: which open requests become sessions (rate limits, agent
+//!   password challenges, eviction of silent sessions). No I/O.
+//! - `dispatch`: routes incoming frames to sessions and carries out
+//!   admission's decisions.
 //! - `session`: one session's task.
 
+mod admission;
 mod dispatch;
 mod presence;
 mod session;
@@ -189,8 +193,8 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         link: mqtt.state.clone(),
     });
     let mut state = mqtt.state.clone();
-    let (done_tx, mut done) = mpsc::unbounded_channel::<(String, u64)>();
-    let mut d = Dispatcher::new(ctx.clone(), done_tx);
+    let (notes_tx, mut notes) = mpsc::unbounded_channel();
+    let mut d = Dispatcher::new(ctx.clone(), notes_tx);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut presence_tick = tokio::time::interval(PRESENCE_UPDATE);
     presence_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -213,7 +217,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
                     d.dispatch(p);
                 }
             }
-            Some((cid, sid)) = done.recv() => d.session_done(cid, sid),
+            Some(note) = notes.recv() => d.note(note),
             _ = presence_tick.tick() => {
                 if matches!(*state.borrow(), LinkState::Up { .. }) {
                     announcer.update(&ctx.client, d.len(), false);
@@ -265,6 +269,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
 /// Publish a control frame without waiting. Dropped if the request queue is
 /// full: the client repeats its request.
 fn send(ctx: &Ctx, cid: &str, f: Frame) {
+    // Err: queue full or MQTT task gone; the client repeats or times out.
     let _ = ctx
         .client
         .try_publish(ctx.topics.down(cid), QoS::AtLeastOnce, false, f.encode());

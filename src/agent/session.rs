@@ -1,7 +1,6 @@
 //! One session's task: connect to the target, send ACCEPT, run the tunnel
 //! until either end closes, the session is evicted or the link is lost.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,17 +20,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The session reason logged for an evicted session.
 const EVICTED: &str = "evicted: the client never spoke while the session table was full";
 
+/// What a session task tells the dispatcher.
+#[derive(Debug)]
+pub(super) enum Note {
+    /// ACCEPT went out (the dispatcher then repeats it on a repeated OPEN).
+    Accepted { cid: String, sid: u64 },
+    /// The session ended, so the dispatcher forgets it.
+    Ended { cid: String, sid: u64 },
+}
+
 /// A session task's ends of its links with the dispatcher.
 pub(super) struct SessionLinks {
     /// Frames from the client.
     pub(super) frames: mpsc::Receiver<Frame>,
-    /// Set once ACCEPT went out (the dispatcher then repeats it on a
-    /// repeated OPEN).
-    pub(super) accepted: Arc<AtomicBool>,
     /// Fires when the dispatcher evicts the session.
     pub(super) evicted: oneshot::Receiver<()>,
-    /// Told when the session ends, so the dispatcher forgets it.
-    pub(super) done: mpsc::UnboundedSender<(String, u64)>,
+    /// Where the session reports that it accepted and that it ended.
+    pub(super) notes: mpsc::UnboundedSender<Note>,
 }
 
 pub(super) async fn session(
@@ -43,9 +48,8 @@ pub(super) async fn session(
 ) {
     let SessionLinks {
         mut frames,
-        accepted,
         mut evicted,
-        done,
+        notes,
     } = links;
     let started = std::time::Instant::now();
     let target = &ctx.cfg.target;
@@ -65,14 +69,15 @@ pub(super) async fn session(
             refuse(&ctx, &cid, sid, RefuseCode::Target, &reason);
             // The dispatcher only forgets this client id when told; the
             // channel is unbounded so this cannot fail while it runs.
-            let _ = done.send((cid, sid));
+            let _ = notes.send(Note::Ended { cid, sid });
             return;
         }
         Err(_) => {
             let reason = format!("sshd at {target} did not answer within {CONNECT_TIMEOUT:?}");
             tracing::warn!(%reason, "session refused");
             refuse(&ctx, &cid, sid, RefuseCode::Target, &reason);
-            let _ = done.send((cid, sid));
+            // Unbounded: cannot fail while the dispatcher runs.
+            let _ = notes.send(Note::Ended { cid, sid });
             return;
         }
     };
@@ -92,7 +97,12 @@ pub(super) async fn session(
             .await
     }
     .await;
-    accepted.store(true, Ordering::Release);
+    // Unbounded: cannot fail while the dispatcher runs, and without one
+    // there is nobody to repeat ACCEPT.
+    let _ = notes.send(Note::Accepted {
+        cid: cid.clone(),
+        sid,
+    });
     tracing::info!("session opened");
     let mut link = ctx.link.clone();
     let result = match opened {
@@ -143,5 +153,5 @@ pub(super) async fn session(
     );
     // Unbounded: cannot fail while the dispatcher runs, and if it does not,
     // nobody needs to know.
-    let _ = done.send((cid, sid));
+    let _ = notes.send(Note::Ended { cid, sid });
 }
