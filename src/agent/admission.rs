@@ -378,3 +378,6 @@ impl Admission {
         Action::Start { sid, window }
     }
 }
+
+#[cfg(test)]
+mod tests;
