@@ -12,7 +12,10 @@
 //! - `config`: flags, environment, config file, validated settings.
 //! - `tls`: rustls client configuration and TLS error messages.
 //! - `auth`: agent passwords (challenge-response) and token buckets.
-//! - `agent`: `mqtt-proxy-agent`: presence, session admission, sessions.
+//! - `agent`: `mqtt-proxy-agent`: presence (`agent::presence`), session
+//!   admission without I/O (`agent::admission`), routing frames and carrying
+//!   out admission's decisions (`agent::dispatch`), the session task
+//!   (`agent::session`).
 //! - `proxy`: `mqtt-proxy <node>`: opening a session, carrying it on stdio.
 //! - `list`: `mqtt-proxy --list`.
 //! - `stdio`: the proxy's end of the ssh pipes.
