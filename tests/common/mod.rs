@@ -14,20 +14,25 @@
 //! One file per concern, all re-exported here: `host` (ports, names, tools),
 //! `process` (commands and their exit), `broker`, `sshd`, `agent`, `ssh`
 //! (client commands and `mqtt-proxy` itself), `procfs` (what a process
-//! holds), `files` (test data), and `relay` (a fault-injecting TCP relay,
-//! used as `common::relay::Relay`).
+//! holds), `files` (test data), `pki` (a test CA), `raw` (a bare MQTT
+//! client), and `relay` (a fault-injecting TCP relay, used as
+//! `common::relay::Relay`).
 #![allow(dead_code)] // each test crate uses a different subset of the harness
 
 mod agent;
 mod broker;
 mod files;
 mod host;
+mod pki;
 mod process;
 mod procfs;
+mod raw;
 pub mod relay;
 mod ssh;
 mod sshd;
 
 // Every test crate imports `common::*` and uses a different subset of it.
 #[allow(unused_imports)]
-pub use self::{agent::*, broker::*, files::*, host::*, process::*, procfs::*, ssh::*, sshd::*};
+pub use self::{
+    agent::*, broker::*, files::*, host::*, pki::*, process::*, procfs::*, raw::*, ssh::*, sshd::*,
+};
