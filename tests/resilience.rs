@@ -17,8 +17,7 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -55,8 +54,6 @@ const TAKEN_OVER_STATUS: i32 = 3;
 const SESSION_CLOSED: &str = "session closed";
 /// mosquitto's log line when a client's queue overflows.
 const BROKER_DROPS: &str = "Outgoing messages are being dropped";
-/// Interval of the memory samples.
-const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
 /// A broker, an sshd, unique names and a scratch directory; the agent and the
 /// client side are set up per test (direct or through a relay, with flags).
@@ -801,35 +798,6 @@ fn newest_agent_for_a_node_id_wins() {
 // ---------------------------------------------------------------------------
 // Resources
 // ---------------------------------------------------------------------------
-
-/// Samples a process's VmRSS every [`SAMPLE_EVERY`] until stopped.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    handle: thread::JoinHandle<(u64, usize)>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = thread::spawn(move || {
-            let (mut peak, mut samples) = (0, 0);
-            while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(vm_rss_kib(pid));
-                samples += 1;
-                thread::sleep(SAMPLE_EVERY);
-            }
-            (peak, samples)
-        });
-        RssSampler { stop, handle }
-    }
-
-    /// Peak VmRSS in KiB and the number of samples.
-    fn stop(self) -> (u64, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().expect("RSS sampler panicked")
-    }
-}
 
 #[test]
 fn slow_reader_keeps_agent_memory_bounded() {

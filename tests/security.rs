@@ -11,8 +11,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -830,49 +829,6 @@ fn agent_password_admits_the_secret_only_and_refuses_replays() {
 // Flood
 // ---------------------------------------------------------------------------
 
-/// VmRSS in KiB, or None once the process is gone.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Samples a process's VmRSS every 100 ms until stopped; returns the peak.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    thread: thread::JoinHandle<u64>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = thread::spawn(move || {
-            let mut peak = 0;
-            while !flag.load(Ordering::Relaxed) {
-                match rss_kib(pid) {
-                    Some(kib) => peak = peak.max(kib),
-                    None => break,
-                }
-                thread::sleep(Duration::from_millis(100));
-            }
-            peak
-        });
-        RssSampler { stop, thread }
-    }
-
-    fn peak(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("sampler thread")
-    }
-}
-
 /// Garbage messages of the flood, random bytes of 0 to this many bytes:
 /// as big as they come while still below the binaries' MQTT packet limit
 /// ([`MAX_PACKET`]). A bigger one makes the agent drop its broker connection
@@ -904,7 +860,7 @@ fn agent_survives_a_flood_of_garbage_and_open_requests() {
     check_ssh_echo(&ssh, &[], "ssh before the flood");
     agent.wait_log("session closed", 1, Duration::from_secs(10));
     let pid = agent.pid();
-    let baseline = rss_kib(pid).expect("agent is running");
+    let baseline = vm_rss_kib(pid);
     let sampler = RssSampler::start(pid);
 
     let mut rng = Rng::seeded();
@@ -974,7 +930,7 @@ fn agent_survives_a_flood_of_garbage_and_open_requests() {
             .contains("evicting a session whose client never spoke"),
         "no forged session was evicted"
     );
-    let peak = sampler.peak();
+    let (peak, _) = sampler.stop();
     assert!(agent.exit_status().is_none(), "the agent died");
     let reconnects = agent.log_text().matches("agent is online").count() - 1;
     eprintln!(
@@ -982,7 +938,7 @@ fn agent_survives_a_flood_of_garbage_and_open_requests() {
          legitimate ssh worked {recovered:.1?} after the flood, after {} refused attempts \
          (the first: {:?}); the agent reconnected to the broker {reconnects} times",
         peak.saturating_sub(baseline),
-        rss_kib(pid).unwrap_or(0),
+        try_vm_rss_kib(pid).unwrap_or(0),
         failures.len(),
         failures.first()
     );

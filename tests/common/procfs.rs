@@ -3,6 +3,10 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
 
 use super::process::read_lossy;
 
@@ -22,13 +26,61 @@ pub fn thread_count(pid: u32) -> usize {
 
 /// Resident set size of process `pid` in KiB (`VmRSS` in /proc/PID/status).
 pub fn vm_rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
-    status
+    try_vm_rss_kib(pid)
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status (has the process exited?)"))
+}
+
+/// [`vm_rss_kib`], or None once the process is gone (a zombie has no
+/// `VmRSS` line either).
+pub fn try_vm_rss_kib(pid: u32) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Interval of [`RssSampler`]'s samples: a peak of a fraction of a second
+/// is caught, and reading /proc this often costs the machine nothing.
+pub const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Samples a process's VmRSS every [`RSS_SAMPLE_EVERY`] on a thread of its
+/// own, until stopped or until the process is gone.
+pub struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<(u64, usize)>,
+}
+
+impl RssSampler {
+    /// Start sampling process `pid`.
+    pub fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let (mut peak, mut samples) = (0, 0);
+            while !flag.load(Ordering::Relaxed) {
+                match try_vm_rss_kib(pid) {
+                    Some(kib) => peak = peak.max(kib),
+                    None => break,
+                }
+                samples += 1;
+                thread::sleep(RSS_SAMPLE_EVERY);
+            }
+            (peak, samples)
+        });
+        RssSampler { stop, thread }
+    }
+
+    /// Stop sampling; returns the peak VmRSS in KiB and the number of
+    /// samples taken.
+    pub fn stop(self) -> (u64, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("RSS sampler thread panicked")
+    }
 }
 
 /// TCP connections (any state but LISTEN) owned by process `pid` whose
