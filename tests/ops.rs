@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The proxy's exit status on failure (what ssh itself uses).
-const PROXY_FAILURE_STATUS: i32 = 255;
 /// The stated bound for `--list` and for every failure report. Only a hang
 /// guard: the figures are printed, not asserted against a tighter budget.
 const REPORT_BOUND: Duration = Duration::from_secs(10);

@@ -46,10 +46,6 @@ const SHORT_RESUME: Duration = Duration::from_secs(5);
 const LONG_OUTAGE: Duration = Duration::from_secs(12);
 /// The brief's slack on top of the resume timeout for a session to be closed.
 const CLOSE_SLACK: Duration = Duration::from_secs(2);
-/// The proxy's exit status on failure (what ssh itself uses for connection errors).
-const PROXY_FAILURE_STATUS: i32 = 255;
-/// The agent's exit status when another agent took over its node id.
-const TAKEN_OVER_STATUS: i32 = 3;
 /// The agent's log line for every ended session.
 const SESSION_CLOSED: &str = "session closed";
 /// mosquitto's log line when a client's queue overflows.
@@ -762,7 +758,7 @@ fn newest_agent_for_a_node_id_wins() {
     let elapsed = t.elapsed();
     assert_eq!(
         status.and_then(|st| st.code()),
-        Some(TAKEN_OVER_STATUS),
+        Some(AGENT_TAKEN_OVER_STATUS),
         "first agent's exit within {bound:?} of the second's start: {status:?}\n\
          --- first agent ---\n{}\n--- second agent ---\n{}",
         first.log_text(),
@@ -790,7 +786,7 @@ fn newest_agent_for_a_node_id_wins() {
         second.log_text()
     );
     eprintln!(
-        "two agents: the first exited with status {TAKEN_OVER_STATUS} {:.2} s after the second started",
+        "two agents: the first exited with status {AGENT_TAKEN_OVER_STATUS} {:.2} s after the second started",
         elapsed.as_secs_f64()
     );
 }

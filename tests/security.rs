@@ -21,8 +21,6 @@ use tempfile::TempDir;
 
 /// The stated bound for the proxy to report a failure.
 const FAILURE_REPORT_BOUND: Duration = Duration::from_secs(10);
-/// The proxy's exit status on failure (what ssh itself uses).
-const PROXY_FAILURE_STATUS: i32 = 255;
 /// The flood test measures memory and every other test here has a 10 s
 /// bound: it runs alone (write lock), the others together (read lock).
 static EXCLUSIVE: RwLock<()> = RwLock::new(());

@@ -16,6 +16,10 @@ pub const AGENT_ONLINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The text the agent logs once it is connected to the broker.
 pub const AGENT_ONLINE_TEXT: &str = "agent is online";
 
+/// The agent's exit status when another agent took over its node id, as
+/// [`ExitStatus::code`] reports it ([`mqtt_proxy::EXIT_AGENT_TAKEN_OVER`]).
+pub const AGENT_TAKEN_OVER_STATUS: i32 = mqtt_proxy::EXIT_AGENT_TAKEN_OVER as i32;
+
 /// A running `mqtt-proxy-agent`, killed when dropped.
 pub struct Agent {
     dir: TempDir,

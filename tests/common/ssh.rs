@@ -180,6 +180,10 @@ impl Ssh {
     }
 }
 
+/// `mqtt-proxy`'s exit status for every failure, as `ExitStatus::code`
+/// reports it ([`mqtt_proxy::EXIT_PROXY_FAILURE`]).
+pub const PROXY_FAILURE_STATUS: i32 = mqtt_proxy::EXIT_PROXY_FAILURE as i32;
+
 /// `mqtt-proxy --host 127.0.0.1 --port P --topic-prefix PREFIX NODE`, run
 /// directly (not as a ProxyCommand), stdin null, `RUST_LOG` removed so its
 /// stderr is what a user would see by default.
