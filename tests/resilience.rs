@@ -44,7 +44,8 @@ const OUTAGE: Duration = Duration::from_secs(3);
 const SHORT_RESUME: Duration = Duration::from_secs(5);
 /// An outage well beyond [`SHORT_RESUME`] plus its slack.
 const LONG_OUTAGE: Duration = Duration::from_secs(12);
-/// The brief's slack on top of the resume timeout for a session to be closed.
+/// How long after its `--resume-timeout` has run out a session may take to
+/// be closed on both sides.
 const CLOSE_SLACK: Duration = Duration::from_secs(2);
 /// The agent's log line for every ended session.
 const SESSION_CLOSED: &str = "session closed";

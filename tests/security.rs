@@ -19,8 +19,6 @@ use common::*;
 use rumqttc::SubscribeReasonCode;
 use tempfile::TempDir;
 
-/// The stated bound for the proxy to report a failure.
-const FAILURE_REPORT_BOUND: Duration = Duration::from_secs(10);
 /// The flood test measures memory and every other test here has a 10 s
 /// bound: it runs alone (write lock), the others together (read lock).
 static EXCLUSIVE: RwLock<()> = RwLock::new(());
@@ -950,8 +948,8 @@ fn agent_survives_a_flood_of_garbage_and_open_requests() {
 /// without `max_packet_size`, at an agent's topic (where every client that
 /// may open sessions can publish). rumqttc cannot skip an oversized packet,
 /// so the agent loses its broker connection (MQTT 3.1.1 has no way to tell
-/// the broker our limit; MQTT 5's Maximum Packet Size would). What we
-/// promise: the agent stays up, reconnects at once, a session in flight
+/// the broker our limit; MQTT 5's Maximum Packet Size would). What must
+/// hold: the agent stays up, reconnects at once, a session in flight
 /// resumes intact and new sessions work. The shipped mosquitto.conf caps
 /// packets at the broker so it does not come to that.
 #[test]

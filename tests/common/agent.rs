@@ -11,7 +11,8 @@ use super::broker::Broker;
 use super::host::{agent_bin, MQTT_ENV};
 use super::process::{append_log, read_lossy, wait_until, Killed};
 
-/// How long the agent may take to log `agent is online` (the brief's bound).
+/// How long a freshly started agent may take to log `agent is online`; it
+/// connects to a loopback broker, so this only turns a hang into a failure.
 pub const AGENT_ONLINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The text the agent logs once it is connected to the broker.
 pub const AGENT_ONLINE_TEXT: &str = "agent is online";

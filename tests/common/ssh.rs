@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::broker::Broker;
 use super::host::{current_user, find_tool, proxy_bin, shell_quote, MQTT_ENV};
@@ -183,6 +184,10 @@ impl Ssh {
 /// `mqtt-proxy`'s exit status for every failure, as `ExitStatus::code`
 /// reports it ([`mqtt_proxy::EXIT_PROXY_FAILURE`]).
 pub const PROXY_FAILURE_STATUS: i32 = mqtt_proxy::EXIT_PROXY_FAILURE as i32;
+/// How long `mqtt-proxy` may take to report that a node is offline, refuses
+/// the session or cannot be reached: the README ("Protocol") has it end
+/// within 10 s either way.
+pub const FAILURE_REPORT_BOUND: Duration = Duration::from_secs(10);
 
 /// `mqtt-proxy --host 127.0.0.1 --port P --topic-prefix PREFIX NODE`, run
 /// directly (not as a ProxyCommand), stdin null, `RUST_LOG` removed so its
