@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The proxy's exit status on failure (what ssh itself uses).
-const PROXY_FAILURE_STATUS: i32 = 255;
-/// The stated bound for `--list` and for every failure report. Only a hang
-/// guard: the figures are printed, not asserted against a tighter budget.
+/// Bound for `--list` (the README says about 2 s) and for every failure
+/// report (10 s, [`FAILURE_REPORT_BOUND`]). Only a hang guard: the figures
+/// are printed, not asserted against a tighter budget.
 const REPORT_BOUND: Duration = Duration::from_secs(10);
 /// The agent's version as it announces it.
 const VERSION: &str = env!("CARGO_PKG_VERSION");

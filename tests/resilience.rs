@@ -17,8 +17,7 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -45,18 +44,13 @@ const OUTAGE: Duration = Duration::from_secs(3);
 const SHORT_RESUME: Duration = Duration::from_secs(5);
 /// An outage well beyond [`SHORT_RESUME`] plus its slack.
 const LONG_OUTAGE: Duration = Duration::from_secs(12);
-/// The brief's slack on top of the resume timeout for a session to be closed.
+/// How long after its `--resume-timeout` has run out a session may take to
+/// be closed on both sides.
 const CLOSE_SLACK: Duration = Duration::from_secs(2);
-/// The proxy's exit status on failure (what ssh itself uses for connection errors).
-const PROXY_FAILURE_STATUS: i32 = 255;
-/// The agent's exit status when another agent took over its node id.
-const TAKEN_OVER_STATUS: i32 = 3;
 /// The agent's log line for every ended session.
 const SESSION_CLOSED: &str = "session closed";
 /// mosquitto's log line when a client's queue overflows.
 const BROKER_DROPS: &str = "Outgoing messages are being dropped";
-/// Interval of the memory samples.
-const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
 /// A broker, an sshd, unique names and a scratch directory; the agent and the
 /// client side are set up per test (direct or through a relay, with flags).
@@ -765,7 +759,7 @@ fn newest_agent_for_a_node_id_wins() {
     let elapsed = t.elapsed();
     assert_eq!(
         status.and_then(|st| st.code()),
-        Some(TAKEN_OVER_STATUS),
+        Some(AGENT_TAKEN_OVER_STATUS),
         "first agent's exit within {bound:?} of the second's start: {status:?}\n\
          --- first agent ---\n{}\n--- second agent ---\n{}",
         first.log_text(),
@@ -793,7 +787,7 @@ fn newest_agent_for_a_node_id_wins() {
         second.log_text()
     );
     eprintln!(
-        "two agents: the first exited with status {TAKEN_OVER_STATUS} {:.2} s after the second started",
+        "two agents: the first exited with status {AGENT_TAKEN_OVER_STATUS} {:.2} s after the second started",
         elapsed.as_secs_f64()
     );
 }
@@ -801,35 +795,6 @@ fn newest_agent_for_a_node_id_wins() {
 // ---------------------------------------------------------------------------
 // Resources
 // ---------------------------------------------------------------------------
-
-/// Samples a process's VmRSS every [`SAMPLE_EVERY`] until stopped.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    handle: thread::JoinHandle<(u64, usize)>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = thread::spawn(move || {
-            let (mut peak, mut samples) = (0, 0);
-            while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(vm_rss_kib(pid));
-                samples += 1;
-                thread::sleep(SAMPLE_EVERY);
-            }
-            (peak, samples)
-        });
-        RssSampler { stop, handle }
-    }
-
-    /// Peak VmRSS in KiB and the number of samples.
-    fn stop(self) -> (u64, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().expect("RSS sampler panicked")
-    }
-}
 
 #[test]
 fn slow_reader_keeps_agent_memory_bounded() {

@@ -11,20 +11,14 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
+use rumqttc::SubscribeReasonCode;
 use tempfile::TempDir;
 
-/// The stated bound for the proxy to report a failure.
-const FAILURE_REPORT_BOUND: Duration = Duration::from_secs(10);
-/// The proxy's exit status on failure (what ssh itself uses).
-const PROXY_FAILURE_STATUS: i32 = 255;
 /// The flood test measures memory and every other test here has a 10 s
 /// bound: it runs alone (write lock), the others together (read lock).
 static EXCLUSIVE: RwLock<()> = RwLock::new(());
@@ -35,226 +29,6 @@ fn shared() -> RwLockReadGuard<'static, ()> {
 
 fn exclusive() -> RwLockWriteGuard<'static, ()> {
     EXCLUSIVE.write().unwrap_or_else(|e| e.into_inner())
-}
-
-// ---------------------------------------------------------------------------
-// Certificates
-// ---------------------------------------------------------------------------
-
-/// X.509 v3 extensions (webpki rejects v1 certificates) and a minimal `req`
-/// section so no system openssl.cnf is involved.
-const OPENSSL_EXT: &str = "\
-[req]
-distinguished_name = dn
-[dn]
-[ca_ext]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server_localhost]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-[server_elsewhere]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:broker.example.org
-[client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-";
-
-/// `openssl ca` settings, only to sign with explicit past dates (`openssl
-/// x509` in OpenSSL 3.0 has no start-date option).
-const OPENSSL_CA: &str = "\
-[ca]
-default_ca = backdating
-[backdating]
-database = index.txt
-serial = serial
-new_certs_dir = .
-default_md = sha256
-policy = anything
-[anything]
-commonName = supplied
-";
-
-/// Which names a server certificate is valid for, and when.
-#[derive(Clone, Copy)]
-enum ServerCert {
-    /// `localhost` and 127.0.0.1, valid now.
-    Localhost,
-    /// `localhost` and 127.0.0.1, valid only on 2020-01-01.
-    Expired,
-    /// Only `broker.example.org`.
-    Elsewhere,
-}
-
-/// How a client key is encoded (all three are accepted by `--key-file`).
-#[derive(Clone, Copy, Debug)]
-enum KeyFormat {
-    /// `BEGIN RSA PRIVATE KEY`.
-    RsaPkcs1,
-    /// `BEGIN EC PRIVATE KEY`.
-    EcSec1,
-    /// `BEGIN PRIVATE KEY` holding a P-256 key.
-    EcPkcs8,
-}
-
-impl KeyFormat {
-    fn pem_label(self) -> &'static str {
-        match self {
-            KeyFormat::RsaPkcs1 => "-----BEGIN RSA PRIVATE KEY-----",
-            KeyFormat::EcSec1 => "-----BEGIN EC PRIVATE KEY-----",
-            KeyFormat::EcPkcs8 => "-----BEGIN PRIVATE KEY-----",
-        }
-    }
-}
-
-/// A directory of certificates and keys made with openssl. It and its files
-/// are readable by everyone: mosquitto reads them after dropping root
-/// privileges to its own user, and these are throwaway test keys.
-struct Pki {
-    dir: TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::Builder::new()
-            .prefix("mqtt-proxy-pki.")
-            .tempdir()
-            .expect("create pki tempdir");
-        let pki = Pki { dir };
-        pki.write("ext.cnf", OPENSSL_EXT);
-        pki.write("ca.cnf", OPENSSL_CA);
-        pki.write("index.txt", "");
-        pki.write("serial", "1000\n");
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Write a file readable by the broker's user; returns its path.
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-        self.share()
-    }
-
-    /// Make the directory and everything in it readable by every user.
-    fn share(&self) -> PathBuf {
-        fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o755))
-            .expect("chmod pki dir");
-        for entry in fs::read_dir(self.dir.path()).expect("list pki dir") {
-            let path = entry.expect("pki dir entry").path();
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod pki file");
-        }
-        self.dir.path().to_owned()
-    }
-
-    /// Run `openssl` in the directory; `args` are split at spaces (every
-    /// name used here is relative and has none).
-    fn openssl(&self, args: &str) {
-        let out = Command::new(find_tool("openssl"))
-            .args(args.split_whitespace())
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn ec_key(&self, key: &str) {
-        self.openssl(&format!(
-            "genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {key}"
-        ));
-    }
-
-    /// A self-signed CA `NAME.pem` with key `NAME.key`; returns the cert path.
-    fn ca(&self, name: &str) -> PathBuf {
-        self.ec_key(&format!("{name}.key"));
-        self.openssl(&format!(
-            "req -x509 -new -key {name}.key -out {name}.pem -days 2 -subj /CN={name} \
-             -config ext.cnf -extensions ca_ext"
-        ));
-        self.share();
-        self.path(&format!("{name}.pem"))
-    }
-
-    /// A broker certificate `NAME.pem` (key `NAME.key`) signed by CA `ca`.
-    fn server(&self, name: &str, ca: &str, kind: ServerCert) -> (PathBuf, PathBuf) {
-        self.ec_key(&format!("{name}.key"));
-        self.openssl(&format!(
-            "req -new -key {name}.key -out {name}.csr -subj /CN=mqtt-broker -config ext.cnf"
-        ));
-        match kind {
-            ServerCert::Localhost => self.sign(name, ca, "server_localhost"),
-            ServerCert::Elsewhere => self.sign(name, ca, "server_elsewhere"),
-            ServerCert::Expired => self.openssl(&format!(
-                "ca -batch -notext -config ca.cnf -cert {ca}.pem -keyfile {ca}.key \
-                 -in {name}.csr -out {name}.pem \
-                 -startdate 20200101000000Z -enddate 20200102000000Z \
-                 -extfile ext.cnf -extensions server_localhost"
-            )),
-        }
-        self.share();
-        (
-            self.path(&format!("{name}.pem")),
-            self.path(&format!("{name}.key")),
-        )
-    }
-
-    /// A client certificate `NAME.pem` signed by CA `ca`, with its key
-    /// `NAME.key` in `format`.
-    fn client(&self, name: &str, ca: &str, format: KeyFormat) -> (PathBuf, PathBuf) {
-        let key = format!("{name}.key");
-        match format {
-            KeyFormat::RsaPkcs1 => self.openssl(&format!("genrsa -traditional -out {key} 2048")),
-            KeyFormat::EcSec1 => self.openssl(&format!(
-                "ecparam -genkey -name prime256v1 -noout -out {key}"
-            )),
-            KeyFormat::EcPkcs8 => self.ec_key(&key),
-        }
-        let pem = fs::read_to_string(self.path(&key)).expect("read client key");
-        assert!(
-            pem.starts_with(format.pem_label()),
-            "{format:?} key starts with {:?}",
-            pem.lines().next()
-        );
-        self.openssl(&format!(
-            "req -new -key {key} -out {name}.csr -subj /CN={name} -config ext.cnf"
-        ));
-        self.sign(name, ca, "client");
-        self.share();
-        (self.path(&format!("{name}.pem")), self.path(&key))
-    }
-
-    /// Sign `NAME.csr` with CA `ca` into `NAME.pem`, valid for two days.
-    fn sign(&self, name: &str, ca: &str, extensions: &str) {
-        self.openssl(&format!(
-            "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial -days 2 \
-             -out {name}.pem -extfile ext.cnf -extensions {extensions}"
-        ));
-    }
-}
-
-/// mosquitto.conf lines that turn the harness broker's listener into TLS.
-fn tls_listener(ca: &Path, cert: &Path, key: &Path) -> String {
-    format!(
-        "cafile {}\ncertfile {}\nkeyfile {}\n",
-        ca.display(),
-        cert.display(),
-        key.display()
-    )
 }
 
 // ---------------------------------------------------------------------------
@@ -382,136 +156,6 @@ impl Rng {
         }
         v.truncate(len);
         v
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A bare MQTT client, for what the binaries never do: eavesdrop, replay, flood
-// ---------------------------------------------------------------------------
-
-/// rumqttc on a plain TCP connection to 127.0.0.1; received publishes go to
-/// a channel, publish acknowledgements are counted.
-struct Raw {
-    client: Client,
-    messages: mpsc::Receiver<(String, Vec<u8>)>,
-    subacks: mpsc::Receiver<Vec<SubscribeReasonCode>>,
-    acked: Arc<AtomicU64>,
-    failed: Arc<AtomicBool>,
-}
-
-impl Raw {
-    /// Connect as `client_id` (with `login` if given); panics unless the
-    /// broker accepts within 10 s.
-    fn connect(port: u16, client_id: &str, login: Option<(&str, &str)>) -> Raw {
-        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
-        opts.set_keep_alive(Duration::from_secs(30));
-        // Room for the oversized garbage of the flood test.
-        opts.set_max_packet_size(1 << 20, 1 << 20);
-        opts.set_inflight(100);
-        if let Some((user, password)) = login {
-            opts.set_credentials(user, password);
-        }
-        let (client, mut connection) = Client::new(opts, 256);
-        let (msg_tx, messages) = mpsc::channel();
-        let (sub_tx, subacks) = mpsc::channel();
-        let (conn_tx, conn_rx) = mpsc::channel();
-        let acked = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicBool::new(false));
-        let (acks, fail) = (acked.clone(), failed.clone());
-        thread::spawn(move || {
-            for event in connection.iter() {
-                // Send errors below mean the test dropped the Raw; stop then.
-                match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = conn_tx.send(Ok(()));
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if msg_tx.send((p.topic, p.payload.to_vec())).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                        let _ = sub_tx.send(ack.return_codes);
-                    }
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        acks.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        // One connection only: a test client that reconnects
-                        // silently would hide what the broker did.
-                        fail.store(true, Ordering::Relaxed);
-                        let _ = conn_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                }
-            }
-        });
-        match conn_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("test MQTT client {client_id}: {e}"),
-            Err(_) => panic!("test MQTT client {client_id}: no CONNACK within 10 s"),
-        }
-        Raw {
-            client,
-            messages,
-            subacks,
-            acked,
-            failed,
-        }
-    }
-
-    /// Subscribe (QoS 1) and return the broker's answer per filter.
-    fn subscribe(&self, filters: &[&str]) -> Vec<SubscribeReasonCode> {
-        self.client
-            .subscribe_many(
-                filters
-                    .iter()
-                    .map(|f| rumqttc::SubscribeFilter::new(f.to_string(), QoS::AtLeastOnce)),
-            )
-            .expect("queue SUBSCRIBE");
-        self.subacks
-            .recv_timeout(Duration::from_secs(10))
-            .expect("SUBACK within 10 s")
-    }
-
-    /// Queue a QoS 1 publish (blocks while the request queue is full).
-    fn publish(&self, topic: &str, payload: Vec<u8>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .expect("queue PUBLISH");
-    }
-
-    /// Wait until `n` publishes have been acknowledged by the broker.
-    fn wait_acked(&self, n: u64, timeout: Duration) -> bool {
-        wait_until(timeout, || {
-            self.acked.load(Ordering::Relaxed) >= n || self.failed.load(Ordering::Relaxed)
-        }) && !self.failed.load(Ordering::Relaxed)
-    }
-
-    /// Everything received within `window` from now.
-    fn collect(&self, window: Duration) -> Vec<(String, Vec<u8>)> {
-        let deadline = Instant::now() + window;
-        let mut got = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.messages.recv_timeout(left) {
-                Ok(m) => got.push(m),
-                Err(_) => break,
-            }
-        }
-        got
-    }
-
-    /// Everything received so far, without waiting.
-    fn drain(&self) -> Vec<(String, Vec<u8>)> {
-        self.messages.try_iter().collect()
-    }
-}
-
-impl Drop for Raw {
-    fn drop(&mut self) {
-        // The event loop may be gone already; nothing to clean up then.
-        let _ = self.client.disconnect();
     }
 }
 
@@ -1181,49 +825,6 @@ fn agent_password_admits_the_secret_only_and_refuses_replays() {
 // Flood
 // ---------------------------------------------------------------------------
 
-/// VmRSS in KiB, or None once the process is gone.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Samples a process's VmRSS every 100 ms until stopped; returns the peak.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    thread: thread::JoinHandle<u64>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = thread::spawn(move || {
-            let mut peak = 0;
-            while !flag.load(Ordering::Relaxed) {
-                match rss_kib(pid) {
-                    Some(kib) => peak = peak.max(kib),
-                    None => break,
-                }
-                thread::sleep(Duration::from_millis(100));
-            }
-            peak
-        });
-        RssSampler { stop, thread }
-    }
-
-    fn peak(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("sampler thread")
-    }
-}
-
 /// Garbage messages of the flood, random bytes of 0 to this many bytes:
 /// as big as they come while still below the binaries' MQTT packet limit
 /// ([`MAX_PACKET`]). A bigger one makes the agent drop its broker connection
@@ -1255,7 +856,7 @@ fn agent_survives_a_flood_of_garbage_and_open_requests() {
     check_ssh_echo(&ssh, &[], "ssh before the flood");
     agent.wait_log("session closed", 1, Duration::from_secs(10));
     let pid = agent.pid();
-    let baseline = rss_kib(pid).expect("agent is running");
+    let baseline = vm_rss_kib(pid);
     let sampler = RssSampler::start(pid);
 
     let mut rng = Rng::seeded();
@@ -1325,7 +926,7 @@ fn agent_survives_a_flood_of_garbage_and_open_requests() {
             .contains("evicting a session whose client never spoke"),
         "no forged session was evicted"
     );
-    let peak = sampler.peak();
+    let (peak, _) = sampler.stop();
     assert!(agent.exit_status().is_none(), "the agent died");
     let reconnects = agent.log_text().matches("agent is online").count() - 1;
     eprintln!(
@@ -1333,7 +934,7 @@ fn agent_survives_a_flood_of_garbage_and_open_requests() {
          legitimate ssh worked {recovered:.1?} after the flood, after {} refused attempts \
          (the first: {:?}); the agent reconnected to the broker {reconnects} times",
         peak.saturating_sub(baseline),
-        rss_kib(pid).unwrap_or(0),
+        try_vm_rss_kib(pid).unwrap_or(0),
         failures.len(),
         failures.first()
     );
@@ -1347,8 +948,8 @@ fn agent_survives_a_flood_of_garbage_and_open_requests() {
 /// without `max_packet_size`, at an agent's topic (where every client that
 /// may open sessions can publish). rumqttc cannot skip an oversized packet,
 /// so the agent loses its broker connection (MQTT 3.1.1 has no way to tell
-/// the broker our limit; MQTT 5's Maximum Packet Size would). What we
-/// promise: the agent stays up, reconnects at once, a session in flight
+/// the broker our limit; MQTT 5's Maximum Packet Size would). What must
+/// hold: the agent stays up, reconnects at once, a session in flight
 /// resumes intact and new sessions work. The shipped mosquitto.conf caps
 /// packets at the broker so it does not come to that.
 #[test]

@@ -20,10 +20,6 @@ use tempfile::TempDir;
 const BIG: u64 = 64 << 20;
 /// Bound for a single 64 MiB transfer; only there to turn a stall into a failure.
 const BIG_TIMEOUT: Duration = Duration::from_secs(300);
-/// The stated bound for the proxy to report an offline or refusing node.
-const FAILURE_REPORT_BOUND: Duration = Duration::from_secs(10);
-/// The proxy's exit status on failure (what ssh itself uses for connection errors).
-const PROXY_FAILURE_STATUS: i32 = 255;
 
 /// One broker, one sshd, one agent serving a unique node, and an [`Ssh`]
 /// that reaches the sshd through `mqtt-proxy`.
