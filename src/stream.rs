@@ -31,14 +31,10 @@ use crate::protocol::{
     MAX_INFLIGHT_CHUNKS,
 };
 
-/// Retransmission timeout before any round trip was measured.
-const INITIAL_RTO: Duration = Duration::from_secs(1);
-/// Floor of the retransmission timeout: a broker under load adds jitter of
-/// tens of milliseconds; a spurious retransmission only costs one chunk.
-const MIN_RTO: Duration = Duration::from_millis(200);
-/// Ceiling of the (backed-off) retransmission timeout, so a stream resumes
-/// within seconds once a broker outage ends.
-const MAX_RTO: Duration = Duration::from_secs(4);
+pub mod rtt;
+
+use rtt::RttEstimator;
+
 /// Acknowledge at least every this many in-order chunks.
 const ACK_EVERY: u64 = 4;
 /// Longest an acknowledgement of in-order data waits for a chance to ride on
@@ -156,10 +152,7 @@ pub struct Stream {
     cwnd: f64,
     ssthresh: f64,
     recovery_until: Option<u64>,
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    rto: Duration,
-    backoff: u32,
+    rtt: RttEstimator,
     probe_at: Option<Instant>,
 
     // Receiving side.
@@ -204,10 +197,7 @@ impl Stream {
             cwnd: INITIAL_CWND,
             ssthresh: MAX_INFLIGHT_CHUNKS as f64,
             recovery_until: None,
-            srtt: None,
-            rttvar: Duration::ZERO,
-            rto: INITIAL_RTO,
-            backoff: 0,
+            rtt: RttEstimator::new(),
             probe_at: None,
             rcv_next: 0,
             ooo: BTreeMap::new(),
@@ -459,7 +449,7 @@ impl Stream {
                 newest_delivered = newest_delivered.max(Some(s.xmit));
             }
             if !s.retransmitted && !s.sacked && s.seq + 1 == ack {
-                self.rtt_sample(now.saturating_duration_since(s.sent_at));
+                self.rtt.on_sample(now.saturating_duration_since(s.sent_at));
             }
         }
         for s in self.unacked.iter_mut().filter(|s| s.seq > ack) {
@@ -471,7 +461,7 @@ impl Stream {
             }
         }
         if newly_acked > 0 {
-            self.backoff = 0;
+            self.rtt.reset_backoff();
             if self.recovery_until.is_some_and(|r| ack >= r) {
                 self.recovery_until = None;
             }
@@ -499,26 +489,6 @@ impl Stream {
                 self.recovery_until = Some(self.snd_next);
             }
         }
-    }
-
-    fn rtt_sample(&mut self, r: Duration) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
-            }
-            Some(srtt) => {
-                let diff = if srtt > r { srtt - r } else { r - srtt };
-                self.rttvar = (self.rttvar * 3 + diff) / 4;
-                self.srtt = Some((srtt * 7 + r) / 8);
-            }
-        }
-        let srtt = self.srtt.expect("just set");
-        self.rto = (srtt + self.rttvar * 4).clamp(MIN_RTO, MAX_RTO);
-    }
-
-    fn current_rto(&self) -> Duration {
-        (self.rto * 2u32.saturating_pow(self.backoff)).min(MAX_RTO)
     }
 
     fn on_data(&mut self, seq: u64, payload: Bytes, fin: bool) -> Result<(), Rejected> {
@@ -579,7 +549,7 @@ impl Stream {
     /// state and assume everything in flight was lost in both directions.
     pub fn on_reconnect(&mut self, now: Instant) {
         self.mark_all_lost();
-        self.backoff = 0;
+        self.rtt.reset_backoff();
         self.ack_now = true;
         self.resync = true;
         self.pump(now);
@@ -659,7 +629,7 @@ impl Stream {
         if self.error.is_some() {
             return None;
         }
-        let rto = self.current_rto();
+        let rto = self.rtt.rto();
         let retransmit = self
             .unacked
             .iter()
@@ -688,7 +658,7 @@ impl Stream {
             self.error = Some(StreamError::PeerTimeout(self.silence_limit()));
             return;
         }
-        let rto = self.current_rto();
+        let rto = self.rtt.rto();
         if self
             .unacked
             .iter()
@@ -698,7 +668,7 @@ impl Stream {
             self.ssthresh = (self.pipe() as f64 / 2.0).max(2.0);
             self.cwnd = 1.0;
             self.mark_all_lost();
-            self.backoff += 1;
+            self.rtt.back_off();
             self.ack_req = true;
             self.pump(now);
         }
@@ -707,11 +677,11 @@ impl Stream {
                 Some(t) if t <= now => {
                     self.ack_req = true;
                     self.ack_now = true;
-                    self.backoff += 1;
-                    self.probe_at = Some(now + self.current_rto());
+                    self.rtt.back_off();
+                    self.probe_at = Some(now + self.rtt.rto());
                 }
                 Some(_) => {}
-                None => self.probe_at = Some(now + self.current_rto()),
+                None => self.probe_at = Some(now + self.rtt.rto()),
             }
         }
         if now >= self.last_sent + self.keepalive() {
