@@ -31,8 +31,10 @@ use crate::protocol::{
     MAX_INFLIGHT_CHUNKS,
 };
 
+pub mod congestion;
 pub mod rtt;
 
+use congestion::CongestionWindow;
 use rtt::RttEstimator;
 
 /// Acknowledge at least every this many in-order chunks.
@@ -51,9 +53,6 @@ const KEEPALIVES_PER_TIMEOUT: u32 = 3;
 /// is dead (a forged or abandoned open); legitimate peers speak at once
 /// (ssh banner, or an ACK within the delayed-ack time).
 pub const FIRST_CONTACT: Duration = Duration::from_secs(10);
-/// Congestion window at start (chunks); grows by slow start up to
-/// [`MAX_INFLIGHT_CHUNKS`]. Small enough for a broker with a tiny queue.
-const INITIAL_CWND: f64 = 8.0;
 
 /// Per-session settings.
 #[derive(Debug, Clone, Copy)]
@@ -149,9 +148,7 @@ pub struct Stream {
     fin_queued: bool,
     fin_assigned: bool,
     peer_window: u32,
-    cwnd: f64,
-    ssthresh: f64,
-    recovery_until: Option<u64>,
+    cwnd: CongestionWindow,
     rtt: RttEstimator,
     probe_at: Option<Instant>,
 
@@ -194,9 +191,7 @@ impl Stream {
             fin_queued: false,
             fin_assigned: false,
             peer_window,
-            cwnd: INITIAL_CWND,
-            ssthresh: MAX_INFLIGHT_CHUNKS as f64,
-            recovery_until: None,
+            cwnd: CongestionWindow::new(),
             rtt: RttEstimator::new(),
             probe_at: None,
             rcv_next: 0,
@@ -268,7 +263,7 @@ impl Stream {
     }
 
     fn window_allows_chunk(&self) -> bool {
-        (self.unacked.len() as u64) < MAX_INFLIGHT_CHUNKS && (self.pipe() as f64) < self.cwnd
+        (self.unacked.len() as u64) < MAX_INFLIGHT_CHUNKS && self.cwnd.allows(self.pipe())
     }
 
     /// May the caller read more local bytes and pass them to [`Stream::send`]?
@@ -368,7 +363,7 @@ impl Stream {
         if self.error.is_some() {
             return;
         }
-        while (self.pipe() as f64) < self.cwnd {
+        while self.cwnd.allows(self.pipe()) {
             let Some(i) = self.unacked.iter().position(|s| s.lost) else {
                 break;
             };
@@ -462,16 +457,7 @@ impl Stream {
         }
         if newly_acked > 0 {
             self.rtt.reset_backoff();
-            if self.recovery_until.is_some_and(|r| ack >= r) {
-                self.recovery_until = None;
-            }
-            let n = newly_acked as f64;
-            self.cwnd += if self.cwnd < self.ssthresh {
-                n
-            } else {
-                n / self.cwnd
-            };
-            self.cwnd = self.cwnd.min(MAX_INFLIGHT_CHUNKS as f64);
+            self.cwnd.on_ack(ack, newly_acked);
         }
         // A chunk sent before one that arrived is lost: a broker keeps the
         // order of messages on one topic, so it is not merely late.
@@ -483,10 +469,8 @@ impl Stream {
                     lost_any = true;
                 }
             }
-            if lost_any && self.recovery_until.is_none() {
-                self.ssthresh = (self.cwnd / 2.0).max(2.0);
-                self.cwnd = self.ssthresh;
-                self.recovery_until = Some(self.snd_next);
+            if lost_any {
+                self.cwnd.on_loss(self.snd_next);
             }
         }
     }
@@ -665,8 +649,7 @@ impl Stream {
             .any(|s| s.outstanding() && s.sent_at + rto <= now)
         {
             // Everything outstanding is presumed lost; restart from one chunk.
-            self.ssthresh = (self.pipe() as f64 / 2.0).max(2.0);
-            self.cwnd = 1.0;
+            self.cwnd.on_timeout(self.pipe());
             self.mark_all_lost();
             self.rtt.back_off();
             self.ack_req = true;
