@@ -3,8 +3,8 @@
 //! Code map (the README points here; keep it true):
 //! - `protocol`: the wire format: topics, frame layout, limits, encode/decode.
 //! - `stream`: one session's reliable byte stream: sequencing, acks, windows,
-//!   retransmission, with the round-trip estimator and congestion window in
-//!   their own types. No I/O.
+//!   retransmission, split into a sending and a receiving half, with the
+//!   round-trip estimator and congestion window in their own types. No I/O.
 //! - `tunnel`: drives a `stream` over real I/O (a socket or pipes on one side,
 //!   MQTT frames on the other).
 //! - `mqtt`: the one task that owns the rumqttc event loop (connect,

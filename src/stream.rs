@@ -19,31 +19,31 @@
 //!   timeout fires.
 //! - The receiver drops duplicates, holds out-of-order chunks (bounded by
 //!   its window) and acknowledges at once when it sees a gap.
+//!
+//! Parts: `send::SendHalf` (sequencing, retransmission, with
+//! [`congestion::CongestionWindow`] and [`rtt::RttEstimator`]) and
+//! `recv::RecvHalf` (delivery, acknowledgement); this file joins them into
+//! frames and owns the timers that concern the whole session (keepalive,
+//! peer timeout) and its outcome.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::protocol::{
     Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_PEER_LOST, FLAG_RESYNC, MAX_CHUNK,
-    MAX_INFLIGHT_CHUNKS,
 };
 
-/// Retransmission timeout before any round trip was measured.
-const INITIAL_RTO: Duration = Duration::from_secs(1);
-/// Floor of the retransmission timeout: a broker under load adds jitter of
-/// tens of milliseconds; a spurious retransmission only costs one chunk.
-const MIN_RTO: Duration = Duration::from_millis(200);
-/// Ceiling of the (backed-off) retransmission timeout, so a stream resumes
-/// within seconds once a broker outage ends.
-const MAX_RTO: Duration = Duration::from_secs(4);
-/// Acknowledge at least every this many in-order chunks.
-const ACK_EVERY: u64 = 4;
-/// Longest an acknowledgement of in-order data waits for a chance to ride on
-/// a data frame.
-const ACK_DELAY: Duration = Duration::from_millis(10);
+pub mod congestion;
+mod recv;
+pub mod rtt;
+mod send;
+
+use recv::RecvHalf;
+use send::{Chunk, SendHalf};
+
 /// An idle session sends an ACK at least this often so the peer knows it is
 /// alive; more often when the peer timeout is short (see
 /// [`Stream::keepalive`]).
@@ -55,9 +55,6 @@ const KEEPALIVES_PER_TIMEOUT: u32 = 3;
 /// is dead (a forged or abandoned open); legitimate peers speak at once
 /// (ssh banner, or an ACK within the delayed-ack time).
 pub const FIRST_CONTACT: Duration = Duration::from_secs(10);
-/// Congestion window at start (chunks); grows by slow start up to
-/// [`MAX_INFLIGHT_CHUNKS`]. Small enough for a broker with a tiny queue.
-const INITIAL_CWND: f64 = 8.0;
 
 /// Per-session settings.
 #[derive(Debug, Clone, Copy)]
@@ -110,26 +107,6 @@ pub enum Rejected {
     NotStream(Kind),
 }
 
-#[derive(Debug)]
-struct Sent {
-    seq: u64,
-    data: Bytes,
-    fin: bool,
-    sent_at: Instant,
-    /// Transmission order (bumped on every retransmission too): chunks sent
-    /// in one burst share `sent_at`, so loss detection compares this.
-    xmit: u64,
-    retransmitted: bool,
-    sacked: bool,
-    lost: bool,
-}
-
-impl Sent {
-    fn outstanding(&self) -> bool {
-        !self.sacked && !self.lost
-    }
-}
-
 /// Counters for logs.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
@@ -144,37 +121,14 @@ pub struct Stats {
 pub struct Stream {
     cfg: Config,
     sid: u64,
+    send: SendHalf,
+    recv: RecvHalf,
 
-    // Sending side.
-    snd_next: u64,
-    xmit_count: u64,
-    unacked: VecDeque<Sent>,
-    unacked_bytes: usize,
-    fin_queued: bool,
-    fin_assigned: bool,
-    peer_window: u32,
-    cwnd: f64,
-    ssthresh: f64,
-    recovery_until: Option<u64>,
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    rto: Duration,
-    backoff: u32,
-    probe_at: Option<Instant>,
-
-    // Receiving side.
-    rcv_next: u64,
-    ooo: BTreeMap<u64, (Bytes, bool)>,
-    ooo_bytes: usize,
-    deliver: VecDeque<Bytes>,
-    deliver_bytes: usize,
-    peer_fin: bool,
-    acked_upto: u64,
-    ack_now: bool,
+    // Flags for the next outgoing frame.
+    /// Ask the peer to acknowledge at once (after a timeout or for a probe).
     ack_req: bool,
+    /// Tell the peer we reconnected and assume everything in flight lost.
     resync: bool,
-    ack_at: Option<Instant>,
-    last_adv: u32,
 
     // Liveness and outcome.
     last_heard: Instant,
@@ -184,7 +138,6 @@ pub struct Stream {
     error: Option<StreamError>,
     reset_queued: bool,
     out: VecDeque<Frame>,
-    stats: Stats,
 }
 
 impl Stream {
@@ -194,33 +147,10 @@ impl Stream {
         Stream {
             cfg,
             sid,
-            snd_next: 0,
-            xmit_count: 0,
-            unacked: VecDeque::new(),
-            unacked_bytes: 0,
-            fin_queued: false,
-            fin_assigned: false,
-            peer_window,
-            cwnd: INITIAL_CWND,
-            ssthresh: MAX_INFLIGHT_CHUNKS as f64,
-            recovery_until: None,
-            srtt: None,
-            rttvar: Duration::ZERO,
-            rto: INITIAL_RTO,
-            backoff: 0,
-            probe_at: None,
-            rcv_next: 0,
-            ooo: BTreeMap::new(),
-            ooo_bytes: 0,
-            deliver: VecDeque::new(),
-            deliver_bytes: 0,
-            peer_fin: false,
-            acked_upto: 0,
-            ack_now: false,
+            send: SendHalf::new(peer_window),
+            recv: RecvHalf::new(cfg.recv_window),
             ack_req: false,
             resync: false,
-            ack_at: None,
-            last_adv: cfg.recv_window,
             last_heard: now,
             heard_any: false,
             last_sent: now,
@@ -228,7 +158,6 @@ impl Stream {
             error: None,
             reset_queued: false,
             out: VecDeque::new(),
-            stats: Stats::default(),
         }
     }
 
@@ -237,13 +166,18 @@ impl Stream {
     }
 
     pub fn stats(&self) -> Stats {
-        self.stats
+        let (bytes_sent, chunks_sent, retransmits) = self.send.counters();
+        Stats {
+            bytes_sent,
+            bytes_received: self.recv.bytes_received(),
+            chunks_sent,
+            retransmits,
+        }
     }
 
     /// Our free receive buffer, as advertised to the peer.
     pub fn recv_window(&self) -> u32 {
-        let used = self.deliver_bytes + self.ooo_bytes;
-        (self.cfg.recv_window as usize).saturating_sub(used) as u32
+        self.recv.window()
     }
 
     /// The error that ended the stream, if any.
@@ -273,20 +207,9 @@ impl Stream {
         KEEPALIVE.min(self.cfg.peer_timeout / KEEPALIVES_PER_TIMEOUT)
     }
 
-    fn pipe(&self) -> usize {
-        self.unacked.iter().filter(|s| s.outstanding()).count()
-    }
-
-    fn window_allows_chunk(&self) -> bool {
-        (self.unacked.len() as u64) < MAX_INFLIGHT_CHUNKS && (self.pipe() as f64) < self.cwnd
-    }
-
     /// May the caller read more local bytes and pass them to [`Stream::send`]?
     pub fn can_send(&self) -> bool {
-        self.error.is_none()
-            && !self.fin_queued
-            && self.window_allows_chunk()
-            && self.unacked_bytes < self.peer_window as usize
+        self.error.is_none() && self.send.can_send()
     }
 
     /// Send a chunk read from the local side (at most [`MAX_CHUNK`] bytes).
@@ -294,13 +217,13 @@ impl Stream {
     pub fn send(&mut self, data: Bytes, now: Instant) {
         debug_assert!(!data.is_empty() && data.len() <= MAX_CHUNK);
         debug_assert!(self.can_send());
-        self.stats.bytes_sent += data.len() as u64;
-        self.push_chunk(data, false, now);
+        let chunk = self.send.push(data, false, now);
+        self.emit_data(chunk, now);
     }
 
     /// The local side reached EOF: send FIN once everything before it can go.
     pub fn close_write(&mut self, now: Instant) {
-        self.fin_queued = true;
+        self.send.close();
         self.pump(now);
     }
 
@@ -313,30 +236,11 @@ impl Stream {
         }
     }
 
-    fn push_chunk(&mut self, data: Bytes, fin: bool, now: Instant) {
-        let seq = self.snd_next;
-        self.snd_next += 1;
-        self.unacked_bytes += data.len();
-        self.unacked.push_back(Sent {
-            seq,
-            data: data.clone(),
-            fin,
-            sent_at: now,
-            xmit: self.xmit_count,
-            retransmitted: false,
-            sacked: false,
-            lost: false,
-        });
-        self.xmit_count += 1;
-        self.stats.chunks_sent += 1;
-        self.emit_data(seq, data, fin, now);
-    }
-
-    fn emit_data(&mut self, seq: u64, data: Bytes, fin: bool, now: Instant) {
+    fn emit_data(&mut self, chunk: Chunk, now: Instant) {
         let mut f = self.frame(Kind::Data, now);
-        f.seq = seq;
-        f.payload = data;
-        if fin {
+        f.seq = chunk.seq;
+        f.payload = chunk.data;
+        if chunk.fin {
             f.flags |= FLAG_FIN;
         }
         self.out.push_back(f);
@@ -344,18 +248,7 @@ impl Stream {
 
     /// A frame of `kind` carrying our current acknowledgement state.
     fn frame(&mut self, kind: Kind, now: Instant) -> Frame {
-        let mut sack = 0u64;
-        for &seq in self.ooo.range(self.rcv_next + 1..).map(|(k, _)| k) {
-            let bit = seq - self.rcv_next - 1;
-            if bit < 64 {
-                sack |= 1 << bit;
-            }
-        }
-        let window = self.recv_window();
-        self.acked_upto = self.rcv_next;
-        self.last_adv = window;
-        self.ack_now = false;
-        self.ack_at = None;
+        let ack = self.recv.take_ack();
         self.last_sent = now;
         let mut flags = 0;
         if std::mem::take(&mut self.ack_req) {
@@ -366,9 +259,9 @@ impl Stream {
             flags,
             sid: self.sid,
             seq: 0,
-            ack: self.rcv_next,
-            sack,
-            window,
+            ack: ack.ack,
+            sack: ack.sack,
+            window: ack.window,
             payload: Bytes::new(),
         }
     }
@@ -378,23 +271,11 @@ impl Stream {
         if self.error.is_some() {
             return;
         }
-        while (self.pipe() as f64) < self.cwnd {
-            let Some(i) = self.unacked.iter().position(|s| s.lost) else {
-                break;
-            };
-            let s = &mut self.unacked[i];
-            s.lost = false;
-            s.retransmitted = true;
-            s.sent_at = now;
-            s.xmit = self.xmit_count;
-            self.xmit_count += 1;
-            let (seq, data, fin) = (s.seq, s.data.clone(), s.fin);
-            self.stats.retransmits += 1;
-            self.emit_data(seq, data, fin, now);
+        while let Some(chunk) = self.send.next_retransmit(now) {
+            self.emit_data(chunk, now);
         }
-        if self.fin_queued && !self.fin_assigned && self.window_allows_chunk() {
-            self.fin_assigned = true;
-            self.push_chunk(Bytes::new(), true, now);
+        if let Some(fin) = self.send.take_fin(now) {
+            self.emit_data(fin, now);
         }
     }
 
@@ -415,216 +296,58 @@ impl Stream {
             }
             other => return Err(Rejected::NotStream(other)),
         }
-        if f.ack > self.snd_next {
+        if f.ack > self.send.next_seq() {
             return Err(Rejected::AckBeyondSent {
                 ack: f.ack,
-                next: self.snd_next,
+                next: self.send.next_seq(),
             });
         }
         self.last_heard = now;
         self.heard_any = true;
         self.peer_lost_hint = false;
         if f.has(FLAG_ACK_REQ) {
-            self.ack_now = true;
+            self.recv.ack_immediately();
         }
-        self.on_ack(f.ack, f.sack, f.window, now);
+        self.send.on_ack(f.ack, f.sack, f.window, now);
         if f.has(FLAG_RESYNC) {
-            self.mark_all_lost();
-            self.ack_now = true;
+            self.send.mark_all_lost();
+            self.recv.ack_immediately();
         }
         if f.kind == Kind::Data {
             let fin = f.has(FLAG_FIN);
-            self.on_data(f.seq, f.payload, fin)?;
+            self.recv.on_data(f.seq, f.payload, fin)?;
         }
         self.pump(now);
         Ok(())
-    }
-
-    fn on_ack(&mut self, ack: u64, sack: u64, window: u32, now: Instant) {
-        let snd_una = self.unacked.front().map_or(self.snd_next, |s| s.seq);
-        if ack < snd_una {
-            return; // An older frame overtaken by a newer one.
-        }
-        self.peer_window = window;
-        if window > 0 {
-            self.probe_at = None;
-        }
-        let mut newest_delivered: Option<u64> = None;
-        let mut newly_acked = 0u32;
-        while self.unacked.front().is_some_and(|s| s.seq < ack) {
-            let s = self.unacked.pop_front().expect("front exists");
-            self.unacked_bytes -= s.data.len();
-            newly_acked += 1;
-            if !s.sacked {
-                newest_delivered = newest_delivered.max(Some(s.xmit));
-            }
-            if !s.retransmitted && !s.sacked && s.seq + 1 == ack {
-                self.rtt_sample(now.saturating_duration_since(s.sent_at));
-            }
-        }
-        for s in self.unacked.iter_mut().filter(|s| s.seq > ack) {
-            let bit = s.seq - ack - 1;
-            if bit < 64 && sack & (1 << bit) != 0 && !s.sacked {
-                s.sacked = true;
-                s.lost = false;
-                newest_delivered = newest_delivered.max(Some(s.xmit));
-            }
-        }
-        if newly_acked > 0 {
-            self.backoff = 0;
-            if self.recovery_until.is_some_and(|r| ack >= r) {
-                self.recovery_until = None;
-            }
-            let n = newly_acked as f64;
-            self.cwnd += if self.cwnd < self.ssthresh {
-                n
-            } else {
-                n / self.cwnd
-            };
-            self.cwnd = self.cwnd.min(MAX_INFLIGHT_CHUNKS as f64);
-        }
-        // A chunk sent before one that arrived is lost: a broker keeps the
-        // order of messages on one topic, so it is not merely late.
-        if let Some(newest) = newest_delivered {
-            let mut lost_any = false;
-            for s in self.unacked.iter_mut() {
-                if s.outstanding() && s.xmit < newest {
-                    s.lost = true;
-                    lost_any = true;
-                }
-            }
-            if lost_any && self.recovery_until.is_none() {
-                self.ssthresh = (self.cwnd / 2.0).max(2.0);
-                self.cwnd = self.ssthresh;
-                self.recovery_until = Some(self.snd_next);
-            }
-        }
-    }
-
-    fn rtt_sample(&mut self, r: Duration) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
-            }
-            Some(srtt) => {
-                let diff = if srtt > r { srtt - r } else { r - srtt };
-                self.rttvar = (self.rttvar * 3 + diff) / 4;
-                self.srtt = Some((srtt * 7 + r) / 8);
-            }
-        }
-        let srtt = self.srtt.expect("just set");
-        self.rto = (srtt + self.rttvar * 4).clamp(MIN_RTO, MAX_RTO);
-    }
-
-    fn current_rto(&self) -> Duration {
-        (self.rto * 2u32.saturating_pow(self.backoff)).min(MAX_RTO)
-    }
-
-    fn on_data(&mut self, seq: u64, payload: Bytes, fin: bool) -> Result<(), Rejected> {
-        if seq < self.rcv_next || self.ooo.contains_key(&seq) {
-            // Duplicate: the peer may have missed our ack.
-            self.ack_now = true;
-            return Ok(());
-        }
-        if seq >= self.rcv_next + MAX_INFLIGHT_CHUNKS {
-            self.ack_now = true;
-            return Err(Rejected::OutsideWindow { seq });
-        }
-        if self.peer_fin {
-            return Err(Rejected::AfterFin { seq });
-        }
-        let len = payload.len();
-        if self.deliver_bytes + self.ooo_bytes + len > self.cfg.recv_window as usize + MAX_CHUNK {
-            self.ack_now = true;
-            return Err(Rejected::BufferFull { seq });
-        }
-        if seq != self.rcv_next {
-            self.ooo_bytes += len;
-            self.ooo.insert(seq, (payload, fin));
-            self.ack_now = true;
-            return Ok(());
-        }
-        self.accept(payload, fin);
-        let mut filled_gap = false;
-        while let Some((payload, fin)) = self.ooo.remove(&self.rcv_next) {
-            self.ooo_bytes -= payload.len();
-            self.accept(payload, fin);
-            filled_gap = true;
-        }
-        if self.peer_fin {
-            // Chunks beyond the FIN are bogus; forget them.
-            self.ooo.clear();
-            self.ooo_bytes = 0;
-        }
-        if filled_gap || self.peer_fin || self.rcv_next - self.acked_upto >= ACK_EVERY {
-            self.ack_now = true;
-        }
-        Ok(())
-    }
-
-    fn accept(&mut self, payload: Bytes, fin: bool) {
-        self.rcv_next += 1;
-        self.stats.bytes_received += payload.len() as u64;
-        if !payload.is_empty() {
-            self.deliver_bytes += payload.len();
-            self.deliver.push_back(payload);
-        }
-        if fin {
-            self.peer_fin = true;
-        }
     }
 
     /// Our MQTT connection came back after an outage: ask the peer for its
     /// state and assume everything in flight was lost in both directions.
     pub fn on_reconnect(&mut self, now: Instant) {
-        self.mark_all_lost();
-        self.backoff = 0;
-        self.ack_now = true;
+        self.send.on_reconnect();
+        self.recv.ack_immediately();
         self.resync = true;
         self.pump(now);
     }
 
-    fn mark_all_lost(&mut self) {
-        for s in self.unacked.iter_mut().filter(|s| !s.sacked) {
-            s.lost = true;
-        }
-    }
-
     /// Bytes ready for the local writer, in order.
     pub fn readable(&self) -> Option<&Bytes> {
-        self.deliver.front()
+        self.recv.readable()
     }
 
     /// The local writer took `n` bytes of [`Stream::readable`].
-    pub fn consume(&mut self, mut n: usize) {
-        self.deliver_bytes -= n;
-        while n > 0 {
-            let front = self
-                .deliver
-                .front_mut()
-                .expect("consumed more than readable");
-            let take = n.min(front.len());
-            front.advance(take);
-            n -= take;
-            if front.is_empty() {
-                self.deliver.pop_front();
-            }
-        }
-        // Tell a stalled sender that the window opened.
-        if self.recv_window().saturating_sub(self.last_adv) >= self.cfg.recv_window / 4 {
-            self.ack_now = true;
-        }
+    pub fn consume(&mut self, n: usize) {
+        self.recv.consume(n);
     }
 
     /// The peer closed its direction and everything before it was written.
     pub fn read_closed(&self) -> bool {
-        self.peer_fin && self.deliver.is_empty()
+        self.recv.read_closed()
     }
 
     /// Both directions closed and acknowledged: the session is over.
     pub fn is_done(&self) -> bool {
-        self.fin_assigned && self.unacked.is_empty() && self.read_closed() && self.out.is_empty()
+        self.send.fin_acked() && self.read_closed() && self.out.is_empty()
     }
 
     /// The next frame to publish, if any.
@@ -635,12 +358,8 @@ impl Stream {
         if self.error.is_some() {
             return None;
         }
-        let ack_owed = self.rcv_next > self.acked_upto;
-        if self.ack_now || (ack_owed && self.ack_at.is_some_and(|t| t <= now)) {
+        if self.recv.poll_ack(now) {
             return Some(self.ack_frame(now));
-        }
-        if ack_owed && self.ack_at.is_none() {
-            self.ack_at = Some(now + ACK_DELAY);
         }
         None
     }
@@ -659,17 +378,10 @@ impl Stream {
         if self.error.is_some() {
             return None;
         }
-        let rto = self.current_rto();
-        let retransmit = self
-            .unacked
-            .iter()
-            .filter(|s| s.outstanding())
-            .map(|s| s.sent_at + rto)
-            .min();
         [
-            retransmit,
-            self.ack_at,
-            self.probe_at,
+            self.send.retransmit_deadline(),
+            self.recv.ack_deadline(),
+            self.send.probe_deadline(),
             Some(self.last_sent + self.keepalive()),
             Some(self.last_heard + self.silence_limit()),
         ]
@@ -688,34 +400,17 @@ impl Stream {
             self.error = Some(StreamError::PeerTimeout(self.silence_limit()));
             return;
         }
-        let rto = self.current_rto();
-        if self
-            .unacked
-            .iter()
-            .any(|s| s.outstanding() && s.sent_at + rto <= now)
-        {
+        if self.send.on_rto(now) {
             // Everything outstanding is presumed lost; restart from one chunk.
-            self.ssthresh = (self.pipe() as f64 / 2.0).max(2.0);
-            self.cwnd = 1.0;
-            self.mark_all_lost();
-            self.backoff += 1;
             self.ack_req = true;
             self.pump(now);
         }
-        if self.unacked.is_empty() && self.peer_window == 0 && !self.fin_assigned {
-            match self.probe_at {
-                Some(t) if t <= now => {
-                    self.ack_req = true;
-                    self.ack_now = true;
-                    self.backoff += 1;
-                    self.probe_at = Some(now + self.current_rto());
-                }
-                Some(_) => {}
-                None => self.probe_at = Some(now + self.current_rto()),
-            }
+        if self.send.on_probe_timer(now) {
+            self.ack_req = true;
+            self.recv.ack_immediately();
         }
         if now >= self.last_sent + self.keepalive() {
-            self.ack_now = true;
+            self.recv.ack_immediately();
         }
     }
 }

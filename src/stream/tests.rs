@@ -2,6 +2,7 @@
 //! by a lossy, duplicating, reordering, delaying link on a virtual clock.
 
 use super::*;
+use crate::protocol::MAX_INFLIGHT_CHUNKS;
 use proptest::prelude::*;
 
 /// Deterministic xorshift PRNG so failures reproduce.
@@ -69,7 +70,10 @@ impl End {
             self.s.send(data, now);
             self.sent = end;
         }
-        if self.sent == self.to_send.len() && self.close_after_send && !self.s.fin_queued {
+        if self.sent == self.to_send.len()
+            && self.close_after_send
+            && self.s.send.stage() == send::SendStage::Open
+        {
             self.s.close_write(now);
         }
         if !self.reader_paused {
@@ -79,10 +83,8 @@ impl End {
                 self.s.consume(n);
             }
         }
-        self.max_buffered = self
-            .max_buffered
-            .max(self.s.deliver_bytes + self.s.ooo_bytes);
-        self.max_unacked = self.max_unacked.max(self.s.unacked_bytes);
+        self.max_buffered = self.max_buffered.max(self.s.recv.buffered());
+        self.max_unacked = self.max_unacked.max(self.s.send.unacked_bytes());
     }
 }
 
@@ -500,7 +502,7 @@ fn hostile_peer_cannot_grow_buffers() {
         let mut f = Frame::control(Kind::Data, 1, Bytes::from(vec![0u8; MAX_CHUNK]));
         f.seq = seq;
         let _ = s.on_frame(f, now);
-        assert!(s.deliver_bytes + s.ooo_bytes <= cfg.recv_window as usize + MAX_CHUNK);
+        assert!(s.recv.buffered() <= cfg.recv_window as usize + MAX_CHUNK);
         while s.poll_transmit(now).is_some() {}
     }
 }
@@ -594,7 +596,7 @@ proptest! {
             let _ = s.on_frame(f, t);
             s.on_timeout(t);
             while s.poll_transmit(t).is_some() {}
-            prop_assert!(s.deliver_bytes + s.ooo_bytes <= cfg.recv_window as usize + MAX_CHUNK);
+            prop_assert!(s.recv.buffered() <= cfg.recv_window as usize + MAX_CHUNK);
             if i % 3 == 0 {
                 if let Some(n) = s.readable().map(Bytes::len) {
                     s.consume(n);

@@ -1,0 +1,241 @@
+//! The receiving half: in-order delivery of the peer's chunks, the
+//! out-of-order buffer bounded by our window, and when to acknowledge.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::time::Instant;
+
+use super::Rejected;
+use crate::protocol::{MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
+
+/// Acknowledge at least every this many in-order chunks.
+const ACK_EVERY: u64 = 4;
+/// Longest an acknowledgement of in-order data waits for a chance to ride on
+/// a data frame.
+const ACK_DELAY: Duration = Duration::from_millis(10);
+
+/// Where the receiving direction is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvStage {
+    /// The peer may send more chunks.
+    Open,
+    /// The peer's FIN arrived in order: nothing follows it. The direction is
+    /// closed for the local writer once everything before it was consumed.
+    FinReceived,
+}
+
+/// The acknowledgement state an outgoing frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckFields {
+    /// Next chunk expected (everything before it arrived).
+    pub ack: u64,
+    /// Bit `i` set: chunk `ack + 1 + i` arrived out of order.
+    pub sack: u64,
+    /// Free receive buffer in bytes.
+    pub window: u32,
+}
+
+/// One session's receiving direction.
+#[derive(Debug)]
+pub struct RecvHalf {
+    /// Bytes of the peer's data we are willing to buffer.
+    capacity: u32,
+    stage: RecvStage,
+    /// Next chunk expected in order.
+    next: u64,
+    /// Chunks that arrived ahead of a gap: seq → (payload, FIN).
+    ooo: BTreeMap<u64, (Bytes, bool)>,
+    ooo_bytes: usize,
+    /// In-order bytes the local writer has not taken yet.
+    deliver: VecDeque<Bytes>,
+    deliver_bytes: usize,
+    /// `next` as of the last acknowledgement we sent.
+    acked_upto: u64,
+    /// The window we last advertised.
+    last_adv: u32,
+    /// An acknowledgement must go at once (gap, duplicate, FIN, request...).
+    ack_now: bool,
+    /// When an owed acknowledgement of in-order data stops waiting for a
+    /// data frame to ride on.
+    ack_at: Option<Instant>,
+    bytes_received: u64,
+}
+
+impl RecvHalf {
+    /// An empty receiver that buffers at most `capacity` bytes.
+    pub fn new(capacity: u32) -> RecvHalf {
+        RecvHalf {
+            capacity,
+            stage: RecvStage::Open,
+            next: 0,
+            ooo: BTreeMap::new(),
+            ooo_bytes: 0,
+            deliver: VecDeque::new(),
+            deliver_bytes: 0,
+            acked_upto: 0,
+            last_adv: capacity,
+            ack_now: false,
+            ack_at: None,
+            bytes_received: 0,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn stage(&self) -> RecvStage {
+        self.stage
+    }
+
+    /// Bytes held: in order for the writer, and out of order.
+    pub fn buffered(&self) -> usize {
+        self.deliver_bytes + self.ooo_bytes
+    }
+
+    /// Our free receive buffer, as advertised to the peer.
+    pub fn window(&self) -> u32 {
+        (self.capacity as usize).saturating_sub(self.buffered()) as u32
+    }
+
+    /// Payload bytes accepted in order so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received
+    }
+
+    /// A chunk from the peer. Duplicates are dropped (and re-acknowledged);
+    /// chunks ahead of a gap wait, bounded by the window.
+    pub fn on_data(&mut self, seq: u64, payload: Bytes, fin: bool) -> Result<(), Rejected> {
+        if seq < self.next || self.ooo.contains_key(&seq) {
+            // Duplicate: the peer may have missed our ack.
+            self.ack_now = true;
+            return Ok(());
+        }
+        if seq >= self.next + MAX_INFLIGHT_CHUNKS {
+            self.ack_now = true;
+            return Err(Rejected::OutsideWindow { seq });
+        }
+        if self.stage == RecvStage::FinReceived {
+            return Err(Rejected::AfterFin { seq });
+        }
+        let len = payload.len();
+        if self.buffered() + len > self.capacity as usize + MAX_CHUNK {
+            self.ack_now = true;
+            return Err(Rejected::BufferFull { seq });
+        }
+        if seq != self.next {
+            self.ooo_bytes += len;
+            self.ooo.insert(seq, (payload, fin));
+            self.ack_now = true;
+            return Ok(());
+        }
+        self.accept(payload, fin);
+        let mut filled_gap = false;
+        while let Some((payload, fin)) = self.ooo.remove(&self.next) {
+            self.ooo_bytes -= payload.len();
+            self.accept(payload, fin);
+            filled_gap = true;
+        }
+        let fin_received = self.stage == RecvStage::FinReceived;
+        if fin_received {
+            // Chunks beyond the FIN are bogus; forget them.
+            self.ooo.clear();
+            self.ooo_bytes = 0;
+        }
+        if filled_gap || fin_received || self.next - self.acked_upto >= ACK_EVERY {
+            self.ack_now = true;
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, payload: Bytes, fin: bool) {
+        self.next += 1;
+        self.bytes_received += payload.len() as u64;
+        if !payload.is_empty() {
+            self.deliver_bytes += payload.len();
+            self.deliver.push_back(payload);
+        }
+        if fin {
+            self.stage = RecvStage::FinReceived;
+        }
+    }
+
+    /// Bytes ready for the local writer, in order.
+    pub fn readable(&self) -> Option<&Bytes> {
+        self.deliver.front()
+    }
+
+    /// The local writer took `n` bytes of [`RecvHalf::readable`].
+    pub fn consume(&mut self, mut n: usize) {
+        self.deliver_bytes -= n;
+        while n > 0 {
+            let front = self
+                .deliver
+                .front_mut()
+                .expect("consumed more than readable");
+            let take = n.min(front.len());
+            front.advance(take);
+            n -= take;
+            if front.is_empty() {
+                self.deliver.pop_front();
+            }
+        }
+        // Tell a stalled sender that the window opened.
+        if self.window().saturating_sub(self.last_adv) >= self.capacity / 4 {
+            self.ack_now = true;
+        }
+    }
+
+    /// The peer closed its direction and everything before it was consumed.
+    pub fn read_closed(&self) -> bool {
+        self.stage == RecvStage::FinReceived && self.deliver.is_empty()
+    }
+
+    /// Send an acknowledgement at once, whether or not data is owed one.
+    pub fn ack_immediately(&mut self) {
+        self.ack_now = true;
+    }
+
+    /// Must a bare ACK frame go now? True when one is wanted at once, or
+    /// when in-order data has waited [`ACK_DELAY`] for a data frame to ride
+    /// on; otherwise arms that delay if data is owed an acknowledgement.
+    pub fn poll_ack(&mut self, now: Instant) -> bool {
+        let ack_owed = self.next > self.acked_upto;
+        if self.ack_now || (ack_owed && self.ack_at.is_some_and(|t| t <= now)) {
+            return true;
+        }
+        if ack_owed && self.ack_at.is_none() {
+            self.ack_at = Some(now + ACK_DELAY);
+        }
+        false
+    }
+
+    /// When the delayed acknowledgement is due, if one is waiting.
+    pub fn ack_deadline(&self) -> Option<Instant> {
+        self.ack_at
+    }
+
+    /// The acknowledgement for an outgoing frame (any kind); records it as
+    /// sent, so nothing is owed until more data arrives.
+    pub fn take_ack(&mut self) -> AckFields {
+        let mut sack = 0u64;
+        for &seq in self.ooo.range(self.next + 1..).map(|(k, _)| k) {
+            let bit = seq - self.next - 1;
+            if bit < 64 {
+                sack |= 1 << bit;
+            }
+        }
+        let window = self.window();
+        self.acked_upto = self.next;
+        self.last_adv = window;
+        self.ack_now = false;
+        self.ack_at = None;
+        AckFields {
+            ack: self.next,
+            sack,
+            window,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,99 @@
+//! Round-trip time estimation and the retransmission timeout (RFC 6298:
+//! smoothed RTT, RTT variation, RTO = SRTT + 4·RTTVAR), clamped to
+//! [`MIN_RTO`]..[`MAX_RTO`], with exponential backoff after a timeout.
+//!
+//! The estimator only takes samples; which acknowledgements make a valid
+//! sample (Karn's rule: never a retransmitted chunk) is the sender's
+//! decision, in `send.rs`.
+
+use std::time::Duration;
+
+/// Retransmission timeout before any round trip was measured.
+pub const INITIAL_RTO: Duration = Duration::from_secs(1);
+/// Floor of the retransmission timeout: a broker under load adds jitter of
+/// tens of milliseconds; a spurious retransmission only costs one chunk.
+pub const MIN_RTO: Duration = Duration::from_millis(200);
+/// Ceiling of the (backed-off) retransmission timeout, so a stream resumes
+/// within seconds once a broker outage ends.
+pub const MAX_RTO: Duration = Duration::from_secs(4);
+
+/// Smoothed round-trip time and the retransmission timeout derived from it.
+#[derive(Debug, Clone)]
+pub struct RttEstimator {
+    /// Smoothed round-trip time; `None` until the first sample.
+    srtt: Option<Duration>,
+    /// Round-trip time variation.
+    rttvar: Duration,
+    /// Timeout from the samples alone, already clamped, before backoff.
+    base_rto: Duration,
+    /// Consecutive timeouts (or window probes) without progress; each
+    /// doubles the timeout.
+    backoff: u32,
+}
+
+impl Default for RttEstimator {
+    fn default() -> Self {
+        RttEstimator::new()
+    }
+}
+
+impl RttEstimator {
+    /// No sample yet: the timeout is [`INITIAL_RTO`].
+    pub fn new() -> RttEstimator {
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            base_rto: INITIAL_RTO,
+            backoff: 0,
+        }
+    }
+
+    /// A measured round trip. The first sample sets SRTT to it and RTTVAR to
+    /// half of it; later ones are smoothed with gains 1/8 and 1/4. Leaves the
+    /// backoff alone: the sender resets that when the peer makes progress.
+    pub fn on_sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                let diff = if srtt > r { srtt - r } else { r - srtt };
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((srtt * 7 + r) / 8);
+            }
+        }
+        let srtt = self.srtt.expect("just set");
+        self.base_rto = (srtt + self.rttvar * 4).clamp(MIN_RTO, MAX_RTO);
+    }
+
+    /// The smoothed round-trip time, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// The round-trip time variation (zero before the first sample).
+    pub fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+
+    /// The timeout to use now: the sampled one doubled per backoff step, at
+    /// most [`MAX_RTO`].
+    pub fn rto(&self) -> Duration {
+        (self.base_rto * 2u32.saturating_pow(self.backoff)).min(MAX_RTO)
+    }
+
+    /// A timer fired without an answer: double the timeout.
+    pub fn back_off(&mut self) {
+        self.backoff += 1;
+    }
+
+    /// The peer made progress (or the link was re-established): back to the
+    /// sampled timeout.
+    pub fn reset_backoff(&mut self) {
+        self.backoff = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+use super::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
+fn after(samples: &[Duration]) -> RttEstimator {
+    let mut r = RttEstimator::new();
+    for &s in samples {
+        r.on_sample(s);
+    }
+    r
+}
+
+/// Samples fed to a fresh estimator and the state they must leave.
+struct Case<'a> {
+    name: &'a str,
+    samples: &'a [Duration],
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    rto: Duration,
+}
+
+#[test]
+fn samples_set_srtt_rttvar_and_clamped_rto() {
+    let cases = [
+        Case {
+            name: "no sample",
+            samples: &[],
+            srtt: None,
+            rttvar: Duration::ZERO,
+            rto: INITIAL_RTO,
+        },
+        Case {
+            name: "first sample: srtt = r, rttvar = r / 2, rto = 3r",
+            samples: &[ms(100)],
+            srtt: Some(ms(100)),
+            rttvar: ms(50),
+            rto: ms(300),
+        },
+        Case {
+            name: "first sample below the floor",
+            samples: &[ms(40)],
+            srtt: Some(ms(40)),
+            rttvar: ms(20),
+            rto: MIN_RTO,
+        },
+        Case {
+            name: "first sample above the ceiling",
+            samples: &[ms(2000)],
+            srtt: Some(ms(2000)),
+            rttvar: ms(1000),
+            rto: MAX_RTO,
+        },
+        Case {
+            // srtt = (7·100 + 200) / 8, rttvar = (3·50 + |100 − 200|) / 4.
+            name: "smoothing up",
+            samples: &[ms(100), ms(200)],
+            srtt: Some(us(112_500)),
+            rttvar: us(62_500),
+            rto: us(362_500),
+        },
+        Case {
+            // srtt = (7·100 + 20) / 8, rttvar = (3·50 + 80) / 4.
+            name: "smoothing down",
+            samples: &[ms(100), ms(20)],
+            srtt: Some(ms(90)),
+            rttvar: us(57_500),
+            rto: ms(320),
+        },
+        Case {
+            // rttvar: 50, 37.5, 28.125, 21.09375 ms; rto 184.375 ms < floor.
+            name: "a steady path shrinks the variation until the floor holds",
+            samples: &[ms(100), ms(100), ms(100), ms(100)],
+            srtt: Some(ms(100)),
+            rttvar: Duration::from_nanos(21_093_750),
+            rto: MIN_RTO,
+        },
+        Case {
+            name: "zero round trip",
+            samples: &[Duration::ZERO],
+            srtt: Some(Duration::ZERO),
+            rttvar: Duration::ZERO,
+            rto: MIN_RTO,
+        },
+    ];
+    for c in cases {
+        let r = after(c.samples);
+        assert_eq!(r.srtt(), c.srtt, "{}: srtt", c.name);
+        assert_eq!(r.rttvar(), c.rttvar, "{}: rttvar", c.name);
+        assert_eq!(r.rto(), c.rto, "{}: rto", c.name);
+    }
+}
+
+#[test]
+fn backoff_doubles_up_to_the_ceiling() {
+    // (case, samples, timeouts, rto)
+    let cases: &[(&str, &[Duration], u32, Duration)] = &[
+        ("initial, once", &[], 1, ms(2000)),
+        ("initial, twice", &[], 2, ms(4000)),
+        ("initial, capped", &[], 3, MAX_RTO),
+        ("sampled, once", &[ms(100)], 1, ms(600)),
+        ("sampled, twice", &[ms(100)], 2, ms(1200)),
+        ("sampled, three times", &[ms(100)], 3, ms(2400)),
+        ("sampled, capped", &[ms(100)], 4, MAX_RTO),
+        ("floor doubles too", &[ms(10)], 1, MIN_RTO * 2),
+        ("far past any shift width", &[ms(100)], 100, MAX_RTO),
+    ];
+    for &(name, samples, timeouts, rto) in cases {
+        let mut r = after(samples);
+        for _ in 0..timeouts {
+            r.back_off();
+        }
+        assert_eq!(r.rto(), rto, "{name}");
+    }
+}
+
+#[test]
+fn reset_backoff_returns_to_the_sampled_rto() {
+    let mut r = after(&[ms(100)]);
+    r.back_off();
+    r.back_off();
+    r.reset_backoff();
+    assert_eq!(r.rto(), ms(300));
+    r.back_off();
+    assert_eq!(r.rto(), ms(600), "backoff restarts from one doubling");
+}
+
+#[test]
+fn sample_during_backoff_updates_the_base_and_keeps_the_backoff() {
+    // Only progress (reset_backoff) ends a backoff; a sample moves the base.
+    let mut r = after(&[ms(100)]);
+    r.back_off();
+    r.on_sample(ms(200));
+    assert_eq!(r.rto(), us(362_500) * 2);
+    r.reset_backoff();
+    assert_eq!(r.rto(), us(362_500));
+}

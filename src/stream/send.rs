@@ -1,0 +1,347 @@
+//! The sending half: sequence numbers, the chunks kept until acknowledged,
+//! loss detection, retransmission and the zero-window probe, paced by the
+//! congestion window, the peer's window and the retransmission timeout.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::congestion::CongestionWindow;
+use super::rtt::RttEstimator;
+use crate::protocol::MAX_INFLIGHT_CHUNKS;
+
+/// Where the sending direction is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStage {
+    /// Local bytes may still come.
+    Open,
+    /// The local side reached EOF; the FIN waits for room in the congestion
+    /// window.
+    FinQueued,
+    /// The FIN took the last sequence number. It is acknowledged once no
+    /// chunk is left unacknowledged.
+    FinSent,
+}
+
+/// What a sent chunk is known to have become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Sent, no news yet: counts against the congestion window.
+    InFlight,
+    /// Presumed lost: waits for retransmission.
+    Lost,
+    /// Selectively acknowledged: arrived, waits for the cumulative ack.
+    Sacked,
+}
+
+#[derive(Debug)]
+struct Sent {
+    seq: u64,
+    data: Bytes,
+    fin: bool,
+    sent_at: Instant,
+    /// Transmission order (bumped on every retransmission too): chunks sent
+    /// in one burst share `sent_at`, so loss detection compares this.
+    xmit: u64,
+    /// Sent more than once: its acknowledgement is no round-trip sample
+    /// (Karn's rule: which transmission it answers is unknown).
+    retransmitted: bool,
+    state: ChunkState,
+}
+
+/// A chunk to put on the wire (first transmission or retransmission).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub seq: u64,
+    pub data: Bytes,
+    pub fin: bool,
+}
+
+/// One session's sending direction.
+#[derive(Debug)]
+pub struct SendHalf {
+    stage: SendStage,
+    /// Sequence number of the next new chunk.
+    next: u64,
+    /// Transmissions so far (see [`Sent::xmit`]).
+    xmit_count: u64,
+    unacked: VecDeque<Sent>,
+    unacked_bytes: usize,
+    /// The peer's free receive buffer, from its latest frame.
+    peer_window: u32,
+    cwnd: CongestionWindow,
+    rtt: RttEstimator,
+    /// When to probe a zero window next.
+    probe_at: Option<Instant>,
+    bytes_sent: u64,
+    chunks_sent: u64,
+    retransmits: u64,
+}
+
+impl SendHalf {
+    /// Nothing sent yet; `peer_window` is the peer's announced window.
+    pub fn new(peer_window: u32) -> SendHalf {
+        SendHalf {
+            stage: SendStage::Open,
+            next: 0,
+            xmit_count: 0,
+            unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            peer_window,
+            cwnd: CongestionWindow::new(),
+            rtt: RttEstimator::new(),
+            probe_at: None,
+            bytes_sent: 0,
+            chunks_sent: 0,
+            retransmits: 0,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn stage(&self) -> SendStage {
+        self.stage
+    }
+
+    #[cfg(test)]
+    pub fn unacked_bytes(&self) -> usize {
+        self.unacked_bytes
+    }
+
+    #[cfg(test)]
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    #[cfg(test)]
+    pub fn cwnd(&self) -> &CongestionWindow {
+        &self.cwnd
+    }
+
+    /// The sequence number the next new chunk takes: no valid ack exceeds it.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// (payload bytes, chunks including FIN, retransmissions) sent so far.
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (self.bytes_sent, self.chunks_sent, self.retransmits)
+    }
+
+    /// Chunks in flight: sent, neither acknowledged nor presumed lost.
+    fn pipe(&self) -> usize {
+        self.unacked
+            .iter()
+            .filter(|s| s.state == ChunkState::InFlight)
+            .count()
+    }
+
+    fn window_allows_chunk(&self) -> bool {
+        (self.unacked.len() as u64) < MAX_INFLIGHT_CHUNKS && self.cwnd.allows(self.pipe())
+    }
+
+    /// May a new data chunk go: still open, room in the congestion window
+    /// and in the peer's window.
+    pub fn can_send(&self) -> bool {
+        self.stage == SendStage::Open
+            && self.window_allows_chunk()
+            && self.unacked_bytes < self.peer_window as usize
+    }
+
+    /// Give `data` the next sequence number and keep it until acknowledged.
+    pub fn push(&mut self, data: Bytes, fin: bool, now: Instant) -> Chunk {
+        let seq = self.next;
+        self.next += 1;
+        self.unacked_bytes += data.len();
+        self.unacked.push_back(Sent {
+            seq,
+            data: data.clone(),
+            fin,
+            sent_at: now,
+            xmit: self.xmit_count,
+            retransmitted: false,
+            state: ChunkState::InFlight,
+        });
+        self.xmit_count += 1;
+        self.bytes_sent += data.len() as u64;
+        self.chunks_sent += 1;
+        Chunk { seq, data, fin }
+    }
+
+    /// The local side reached EOF: a FIN follows the data.
+    pub fn close(&mut self) {
+        if self.stage == SendStage::Open {
+            self.stage = SendStage::FinQueued;
+        }
+    }
+
+    /// The oldest lost chunk, marked as in flight again, if the congestion
+    /// window has room for it.
+    pub fn next_retransmit(&mut self, now: Instant) -> Option<Chunk> {
+        if !self.cwnd.allows(self.pipe()) {
+            return None;
+        }
+        let s = self
+            .unacked
+            .iter_mut()
+            .find(|s| s.state == ChunkState::Lost)?;
+        s.state = ChunkState::InFlight;
+        s.retransmitted = true;
+        s.sent_at = now;
+        s.xmit = self.xmit_count;
+        self.xmit_count += 1;
+        self.retransmits += 1;
+        Some(Chunk {
+            seq: s.seq,
+            data: s.data.clone(),
+            fin: s.fin,
+        })
+    }
+
+    /// The FIN, once it is queued and the windows have room for it.
+    pub fn take_fin(&mut self, now: Instant) -> Option<Chunk> {
+        if self.stage != SendStage::FinQueued || !self.window_allows_chunk() {
+            return None;
+        }
+        self.stage = SendStage::FinSent;
+        Some(self.push(Bytes::new(), true, now))
+    }
+
+    /// Our FIN was sent and everything up to it acknowledged.
+    pub fn fin_acked(&self) -> bool {
+        self.stage == SendStage::FinSent && self.unacked.is_empty()
+    }
+
+    /// The acknowledgement state from a peer's frame: cumulative `ack`,
+    /// selective `sack` bitmap (bit `i` is chunk `ack + 1 + i`) and its
+    /// window. The caller has checked that `ack` is at most
+    /// [`SendHalf::next_seq`].
+    pub fn on_ack(&mut self, ack: u64, sack: u64, window: u32, now: Instant) {
+        let snd_una = self.unacked.front().map_or(self.next, |s| s.seq);
+        if ack < snd_una {
+            return; // An older frame overtaken by a newer one.
+        }
+        self.peer_window = window;
+        if window > 0 {
+            self.probe_at = None;
+        }
+        let mut newest_delivered: Option<u64> = None;
+        let mut newly_acked = 0u32;
+        while self.unacked.front().is_some_and(|s| s.seq < ack) {
+            let s = self.unacked.pop_front().expect("front exists");
+            self.unacked_bytes -= s.data.len();
+            newly_acked += 1;
+            let sacked = s.state == ChunkState::Sacked;
+            if !sacked {
+                newest_delivered = newest_delivered.max(Some(s.xmit));
+            }
+            // Only the chunk that moved the ack to here times a round trip:
+            // an older one may have waited for a gap to fill.
+            if !s.retransmitted && !sacked && s.seq + 1 == ack {
+                self.rtt.on_sample(now.saturating_duration_since(s.sent_at));
+            }
+        }
+        for s in self.unacked.iter_mut().filter(|s| s.seq > ack) {
+            let bit = s.seq - ack - 1;
+            if bit < 64 && sack & (1 << bit) != 0 && s.state != ChunkState::Sacked {
+                s.state = ChunkState::Sacked;
+                newest_delivered = newest_delivered.max(Some(s.xmit));
+            }
+        }
+        if newly_acked > 0 {
+            self.rtt.reset_backoff();
+            self.cwnd.on_ack(ack, newly_acked);
+        }
+        // A chunk sent before one that arrived is lost: a broker keeps the
+        // order of messages on one topic, so it is not merely late.
+        if let Some(newest) = newest_delivered {
+            let mut lost_any = false;
+            for s in self.unacked.iter_mut() {
+                if s.state == ChunkState::InFlight && s.xmit < newest {
+                    s.state = ChunkState::Lost;
+                    lost_any = true;
+                }
+            }
+            if lost_any {
+                self.cwnd.on_loss(self.next);
+            }
+        }
+    }
+
+    /// Presume every chunk not known to have arrived lost (the peer asked
+    /// to resynchronise, or the retransmission timeout fired).
+    pub fn mark_all_lost(&mut self) {
+        for s in self
+            .unacked
+            .iter_mut()
+            .filter(|s| s.state != ChunkState::Sacked)
+        {
+            s.state = ChunkState::Lost;
+        }
+    }
+
+    /// Our broker connection came back: everything in flight is lost, and
+    /// the timeout starts again from the measured one.
+    pub fn on_reconnect(&mut self) {
+        self.mark_all_lost();
+        self.rtt.reset_backoff();
+    }
+
+    /// When the oldest chunk in flight times out.
+    pub fn retransmit_deadline(&self) -> Option<Instant> {
+        let rto = self.rtt.rto();
+        self.unacked
+            .iter()
+            .filter(|s| s.state == ChunkState::InFlight)
+            .map(|s| s.sent_at + rto)
+            .min()
+    }
+
+    /// When a zero window is probed next, if it is.
+    pub fn probe_deadline(&self) -> Option<Instant> {
+        self.probe_at
+    }
+
+    /// The retransmission timer: if a chunk in flight timed out, presume
+    /// all of them lost, drop the congestion window to one chunk and back
+    /// off the timeout. True when it fired (the caller retransmits and asks
+    /// for an ack).
+    pub fn on_rto(&mut self, now: Instant) -> bool {
+        let rto = self.rtt.rto();
+        let expired = self
+            .unacked
+            .iter()
+            .any(|s| s.state == ChunkState::InFlight && s.sent_at + rto <= now);
+        if expired {
+            self.cwnd.on_timeout(self.pipe());
+            self.mark_all_lost();
+            self.rtt.back_off();
+        }
+        expired
+    }
+
+    /// The zero-window probe timer: while the peer's window is closed with
+    /// nothing in flight (and no FIN sent), arm it one timeout ahead; when
+    /// due, back off and re-arm. True when a probe (an ACK asking for an
+    /// ack) must go now.
+    pub fn on_probe_timer(&mut self, now: Instant) -> bool {
+        if !self.unacked.is_empty() || self.peer_window != 0 || self.stage == SendStage::FinSent {
+            return false;
+        }
+        match self.probe_at {
+            Some(t) if t <= now => {
+                self.rtt.back_off();
+                self.probe_at = Some(now + self.rtt.rto());
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.probe_at = Some(now + self.rtt.rto());
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
