@@ -2,9 +2,11 @@
 //!
 //! Code map (the README points here; keep it true):
 //! - `protocol`: the wire format: topics, frame layout, limits, encode/decode.
-//! - `stream`: one session's reliable byte stream: sequencing, acks, windows,
-//!   retransmission, split into a sending and a receiving half, with the
-//!   round-trip estimator and congestion window in their own types. No I/O.
+//! - `stream`: one session's reliable byte stream, no I/O: `stream::send`
+//!   sequences and retransmits chunks, `stream::recv` reorders, delivers and
+//!   acknowledges them, `stream::rtt` estimates the round trip and the
+//!   retransmission timeout, `stream::congestion` keeps the congestion
+//!   window; `stream` itself joins them into frames and session timers.
 //! - `tunnel`: drives a `stream` over real I/O (a socket or pipes on one side,
 //!   MQTT frames on the other).
 //! - `mqtt`: the one task that owns the rumqttc event loop (connect,
@@ -12,19 +14,21 @@
 //! - `config`: flags, environment, config file, validated settings.
 //! - `tls`: rustls client configuration and TLS error messages.
 //! - `auth`: agent passwords (challenge-response) and token buckets.
-//! - `agent`: `mqtt-proxy-agent`: presence (`agent::presence`), session
-//!   admission without I/O (`agent::admission`), routing frames and carrying
-//!   out admission's decisions (`agent::dispatch`), the session task
-//!   (`agent::session`).
+//! - `agent`: `mqtt-proxy-agent`: its settings (`agent::settings`), presence
+//!   (`agent::presence`), session admission without I/O
+//!   (`agent::admission`), routing frames and carrying out admission's
+//!   decisions (`agent::dispatch`), the session task (`agent::session`), and
+//!   what they share (`agent::ctx`).
 //! - `proxy`: `mqtt-proxy <node>`: opening a session, carrying it on stdio.
 //! - `list`: `mqtt-proxy --list`.
 //! - `stdio`: the proxy's end of the ssh pipes.
 //! - `notify`: systemd readiness notification.
 //! - `logging`: `tracing` to stderr.
 //!
-//! Imports run one way: the roles (`agent`, `proxy`, `list`) use `tunnel`,
-//! `mqtt`, `config` and `protocol`; `mqtt` uses `config`; `config` uses
-//! neither.
+//! Imports run one way, with no loops: the roles (`agent`, `proxy`, `list`)
+//! use `tunnel`, `mqtt`, `config` and `protocol`; `tunnel` uses `stream` and
+//! `mqtt`; `mqtt` uses `config`; `config` uses neither. Inside `agent` and
+//! `stream`, the parent uses its parts and the parts use only siblings.
 #![forbid(unsafe_code)]
 
 pub mod agent;

@@ -38,10 +38,12 @@ use crate::protocol::{
 
 pub mod congestion;
 mod recv;
+mod rejected;
 pub mod rtt;
 mod send;
 
 use recv::RecvHalf;
+pub use rejected::Rejected;
 use send::{Chunk, SendHalf};
 
 /// An idle session sends an ACK at least this often so the peer knows it is
@@ -88,23 +90,6 @@ pub enum StreamError {
     Reset,
     #[error("no word from the peer for {0:?}")]
     PeerTimeout(Duration),
-}
-
-/// A frame the stream refused, for the caller's debug log and counter.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejected {
-    #[error("frame for another session")]
-    WrongSession,
-    #[error("acknowledges chunk {ack} that was never sent (next is {next})")]
-    AckBeyondSent { ack: u64, next: u64 },
-    #[error("chunk {seq} outside the receive window")]
-    OutsideWindow { seq: u64 },
-    #[error("chunk {seq} after the peer's FIN")]
-    AfterFin { seq: u64 },
-    #[error("chunk {seq} would exceed the receive buffer")]
-    BufferFull { seq: u64 },
-    #[error("{0:?} frame is not part of the stream")]
-    NotStream(Kind),
 }
 
 /// Counters for logs.

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::admission::{Action, Admission, Policy};
+use super::ctx::{accept_frame, drop_msg, refuse, send, Ctx};
 use super::session::{session, Note, SessionLinks};
-use super::{accept_frame, drop_msg, refuse, send, Ctx};
 use crate::auth;
 use crate::protocol::{Frame, Kind};
 

@@ -8,149 +8,33 @@
 //! - `dispatch`: routes incoming frames to sessions and carries out
 //!   admission's decisions.
 //! - `session`: one session's task.
+//! - `settings`: flags, environment and config file, validated.
+//! - `ctx`: the context they share, and the control frames they send.
 
 mod admission;
+mod ctx;
 mod dispatch;
 mod presence;
 mod session;
+mod settings;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
-use bytes::Bytes;
+use anyhow::Result;
 use rumqttc::{LastWill, QoS};
 use tokio::sync::mpsc;
 
-use crate::config::{self, Broker, BrokerArgs, FileConfig, Role, Secret};
 use crate::mqtt::{self, LinkState, Mqtt};
-use crate::protocol::{self, random_u64, Frame, Kind, RefuseCode, Topics};
-use crate::stream;
+use crate::protocol::{random_u64, Topics};
 
+use ctx::Ctx;
 use dispatch::Dispatcher;
 pub use presence::TakenOver;
 use presence::{on_presence, unix_now, Announcer, PRESENCE_UPDATE};
+pub use settings::{AgentArgs, AgentConfig, DEFAULT_MAX_SESSIONS};
 
 /// Incoming messages buffered between the MQTT task and the dispatcher.
 const INCOMING_CAPACITY: usize = 4096;
-
-/// `mqtt-proxy-agent` settings.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "mqtt-proxy-agent",
-    version,
-    about = "Expose this host's sshd through an MQTT broker, for `mqtt-proxy`."
-)]
-pub struct AgentArgs {
-    #[command(flatten)]
-    pub broker: BrokerArgs,
-
-    /// This node's id (letters, digits, '.', '_', '-') [default: the host name].
-    #[arg(long, env = "MQTT_ID")]
-    pub node_id: Option<String>,
-
-    /// Where sessions are forwarded; clients cannot choose another target
-    /// [default: 127.0.0.1:22].
-    #[arg(long, env = "MQTT_TARGET", value_name = "HOST:PORT")]
-    pub target: Option<String>,
-
-    /// Most sessions open at once; further open requests are refused
-    /// [default: 64].
-    #[arg(long, env = "MQTT_MAX_SESSIONS")]
-    pub max_sessions: Option<usize>,
-
-    /// File holding the agent password clients must prove they know
-    /// (challenge-response). The password itself is only read from the
-    /// MQTT_AGENT_PASSWORD environment variable.
-    #[arg(long, env = "MQTT_AGENT_PASSWORD_FILE", value_name = "FILE")]
-    pub agent_password_file: Option<std::path::PathBuf>,
-}
-
-/// Default limit on concurrent sessions: far more than interactive use
-/// needs, few enough that a flood of opens cannot exhaust file descriptors
-/// or memory (64 × 2 MiB of windows).
-pub const DEFAULT_MAX_SESSIONS: usize = 64;
-
-/// Validated agent settings.
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    pub broker: Broker,
-    pub node_id: String,
-    pub target: String,
-    pub max_sessions: usize,
-    pub agent_password: Option<Secret>,
-    pub stream: stream::Config,
-}
-
-impl AgentArgs {
-    /// Merge flags, environment, the config file and defaults.
-    pub fn resolve(&self) -> Result<AgentConfig> {
-        let file = FileConfig::load(self.broker.config.as_deref(), Role::Agent)?;
-        self.resolve_with(&file, &config::process_env)
-    }
-
-    pub fn resolve_with(
-        &self,
-        file: &FileConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<AgentConfig> {
-        let node_id = match self.node_id.clone().or_else(|| file.node_id.clone()) {
-            Some(n) => n,
-            None => gethostname::gethostname().to_string_lossy().into_owned(),
-        };
-        if !protocol::valid_id(&node_id) {
-            bail!(
-                "invalid node id {node_id:?}: use 1-{} letters, digits, '.', '_' or '-'",
-                protocol::MAX_ID_LEN
-            );
-        }
-        let target = self
-            .target
-            .clone()
-            .or_else(|| file.target.clone())
-            .unwrap_or_else(|| "127.0.0.1:22".to_owned());
-        if !matches!(config::split_host_port(&target), Ok((_, Some(_)))) {
-            bail!("invalid target {target:?}: expected HOST:PORT");
-        }
-        let max_sessions = self
-            .max_sessions
-            .or(file.max_sessions)
-            .unwrap_or(DEFAULT_MAX_SESSIONS);
-        if max_sessions == 0 {
-            bail!("max sessions must be at least 1");
-        }
-        let broker = self.broker.resolve(file, None, env)?;
-        let agent_password =
-            config::agent_password(self.agent_password_file.as_deref(), file, env)?;
-        Ok(AgentConfig {
-            agent_password,
-            stream: stream::Config {
-                peer_timeout: broker.resume_timeout,
-                ..stream::Config::default()
-            },
-            broker,
-            node_id,
-            target,
-            max_sessions,
-        })
-    }
-}
-
-/// Shared, read-only context of all sessions.
-struct Ctx {
-    cfg: AgentConfig,
-    topics: Topics,
-    client: rumqttc::AsyncClient,
-    link: tokio::sync::watch::Receiver<LinkState>,
-}
-
-/// Frames dropped by the dispatcher (malformed, unknown session, queue full).
-static DROPPED: AtomicU64 = AtomicU64::new(0);
-
-fn drop_msg(topic: &str, why: &dyn std::fmt::Display) {
-    let n = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
-    tracing::debug!(topic, %why, dropped_total = n, "dropped message");
-}
 
 /// Run the agent until SIGINT/SIGTERM.
 pub async fn run(cfg: AgentConfig) -> Result<()> {
@@ -264,27 +148,4 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         .await;
     mqtt.close().await;
     Ok(())
-}
-
-/// Publish a control frame without waiting. Dropped if the request queue is
-/// full: the client repeats its request.
-fn send(ctx: &Ctx, cid: &str, f: Frame) {
-    // Err: queue full or MQTT task gone; the client repeats or times out.
-    let _ = ctx
-        .client
-        .try_publish(ctx.topics.down(cid), QoS::AtLeastOnce, false, f.encode());
-}
-
-fn accept_frame(sid: u64, window: u32) -> Frame {
-    let mut f = Frame::control(Kind::Accept, sid, Bytes::new());
-    f.window = window;
-    f
-}
-
-fn refuse(ctx: &Ctx, cid: &str, sid: u64, code: RefuseCode, reason: &str) {
-    send(
-        ctx,
-        cid,
-        Frame::control(Kind::Refuse, sid, protocol::refuse_payload(code, reason)),
-    );
 }

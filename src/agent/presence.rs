@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rumqttc::{Publish, QoS};
 
-use super::{drop_msg, Ctx};
+use super::ctx::{drop_msg, Ctx};
 use crate::protocol::Presence;
 
 /// Shortest interval between two presence updates for a changed session

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{accept_frame, refuse, send, Ctx};
+use super::ctx::{accept_frame, refuse, send, Ctx};
 use crate::mqtt;
 use crate::protocol::{Frame, Kind, RefuseCode};
 use crate::stream::Stream;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use tokio::time::Instant;
 
-use super::Rejected;
+use super::rejected::Rejected;
 use crate::protocol::{MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 
 /// Acknowledge at least every this many in-order chunks.

@@ -1,0 +1,50 @@
+//! What every part of the agent shares: the read-only context, and the
+//! fire-and-forget control frames sent to clients.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use rumqttc::QoS;
+
+use super::settings::AgentConfig;
+use crate::mqtt::LinkState;
+use crate::protocol::{self, Frame, Kind, RefuseCode, Topics};
+
+/// Shared, read-only context of all sessions.
+pub(super) struct Ctx {
+    pub cfg: AgentConfig,
+    pub topics: Topics,
+    pub client: rumqttc::AsyncClient,
+    pub link: tokio::sync::watch::Receiver<LinkState>,
+}
+
+/// Frames dropped by the dispatcher (malformed, unknown session, queue full).
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+pub(super) fn drop_msg(topic: &str, why: &dyn std::fmt::Display) {
+    let n = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::debug!(topic, %why, dropped_total = n, "dropped message");
+}
+
+/// Publish a control frame without waiting. Dropped if the request queue is
+/// full: the client repeats its request.
+pub(super) fn send(ctx: &Ctx, cid: &str, f: Frame) {
+    // Err: queue full or MQTT task gone; the client repeats or times out.
+    let _ = ctx
+        .client
+        .try_publish(ctx.topics.down(cid), QoS::AtLeastOnce, false, f.encode());
+}
+
+pub(super) fn accept_frame(sid: u64, window: u32) -> Frame {
+    let mut f = Frame::control(Kind::Accept, sid, Bytes::new());
+    f.window = window;
+    f
+}
+
+pub(super) fn refuse(ctx: &Ctx, cid: &str, sid: u64, code: RefuseCode, reason: &str) {
+    send(
+        ctx,
+        cid,
+        Frame::control(Kind::Refuse, sid, protocol::refuse_payload(code, reason)),
+    );
+}
