@@ -18,7 +18,7 @@ use crate::stream::{self, Stream, StreamError};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
 
 /// Longest a session open may take, connect to the broker included: ssh
-/// users expect an answer, and the issue promises one within 10 s.
+/// users expect an answer within 10 s (the README promises it).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(9);
 /// Repeat the OPEN request this often until answered (it may be dropped).
 const OPEN_RETRY: Duration = Duration::from_secs(1);
