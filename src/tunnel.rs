@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use crate::mqtt::{LinkState, TaskEnded};
-use crate::protocol::{Frame, MAX_CHUNK};
+use crate::protocol::{self, Delivery, Frame, MAX_CHUNK};
 use crate::stream::{Stream, StreamError};
 
 /// Where a session's outgoing frames go.
@@ -22,7 +22,7 @@ pub trait FrameSink: Send {
     fn send(&mut self, frame: Bytes) -> impl Future<Output = io::Result<()>> + Send;
 }
 
-/// Publishes frames with QoS 1 on one topic.
+/// Publishes frames on one topic, at the QoS [`protocol::delivery`] picks.
 pub struct MqttSink {
     pub client: AsyncClient,
     pub topic: String,
@@ -35,9 +35,13 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl FrameSink for MqttSink {
     async fn send(&mut self, frame: Bytes) -> io::Result<()> {
+        let qos = match protocol::delivery(&frame) {
+            Delivery::AtMostOnce => QoS::AtMostOnce,
+            Delivery::AtLeastOnce => QoS::AtLeastOnce,
+        };
         let publish = self
             .client
-            .publish_bytes(self.topic.clone(), QoS::AtLeastOnce, false, frame);
+            .publish_bytes(self.topic.clone(), qos, false, frame);
         match tokio::time::timeout(SEND_TIMEOUT, publish).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, TaskEnded)),
