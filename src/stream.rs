@@ -36,12 +36,15 @@ use crate::protocol::{
     Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_PEER_LOST, FLAG_RESYNC, MAX_CHUNK,
 };
 
+mod autotune;
 pub mod congestion;
 mod recv;
 mod rejected;
 pub mod rtt;
 mod send;
 
+use autotune::WindowTuner;
+pub use autotune::MAX_RECV_WINDOW;
 use recv::RecvHalf;
 pub use rejected::Rejected;
 use send::{Chunk, SendHalf};
@@ -61,23 +64,28 @@ pub const FIRST_CONTACT: Duration = Duration::from_secs(10);
 /// Per-session settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
-    /// Bytes of the peer's data we are willing to buffer (advertised window).
+    /// Bytes of the peer's data we are willing to buffer at first
+    /// (advertised window).
     pub recv_window: u32,
+    /// What auto-tuning may grow that window to (see `stream::autotune`);
+    /// `recv_window` or less turns tuning off.
+    pub max_recv_window: u32,
     /// A peer not heard from for this long is dead.
     pub peer_timeout: Duration,
 }
 
-/// Default receive window: 1 MiB. Large enough to fill loopback and LAN
-/// round trips through a broker (`scripts/bench`), small enough that 64
-/// sessions stay within ~128 MiB of buffered data even when every reader
-/// stalls, and at most 64 chunks in flight (16 when they are full) stay far
-/// below a broker's default 1000-message queue.
+/// Default receive window at the start of a session: 1 MiB. Large enough
+/// to fill loopback and LAN round trips through a broker (`scripts/bench`),
+/// small enough that 64 sessions on such paths stay within ~128 MiB of
+/// buffered data even when every reader stalls. Longer paths grow it (see
+/// [`MAX_RECV_WINDOW`]).
 pub const DEFAULT_RECV_WINDOW: u32 = 1 << 20;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             recv_window: DEFAULT_RECV_WINDOW,
+            max_recv_window: MAX_RECV_WINDOW,
             peer_timeout: Duration::from_secs(60),
         }
     }
@@ -108,6 +116,8 @@ pub struct Stream {
     sid: u64,
     send: SendHalf,
     recv: RecvHalf,
+    /// Grows `recv`'s window to follow the round trip.
+    tuner: WindowTuner,
 
     // Flags for the next outgoing frame.
     /// Ask the peer to acknowledge at once (after a timeout or for a probe).
@@ -134,6 +144,7 @@ impl Stream {
             sid,
             send: SendHalf::new(peer_window),
             recv: RecvHalf::new(cfg.recv_window),
+            tuner: WindowTuner::new(cfg.max_recv_window),
             ack_req: false,
             resync: false,
             last_heard: now,
@@ -301,6 +312,16 @@ impl Stream {
         if f.kind == Kind::Data {
             let fin = f.has(FLAG_FIN);
             self.recv.on_data(f.seq, f.payload, fin)?;
+            let grown = self.tuner.on_data(
+                now,
+                self.recv.bytes_received(),
+                self.send.rtt().srtt(),
+                self.recv.capacity(),
+                self.recv.buffered(),
+            );
+            if let Some(window) = grown {
+                self.recv.grow(window);
+            }
         }
         self.pump(now);
         Ok(())

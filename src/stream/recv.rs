@@ -92,6 +92,18 @@ impl RecvHalf {
         self.deliver_bytes + self.ooo_bytes
     }
 
+    /// Bytes of the peer's data we are willing to buffer.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Buffer up to `capacity` bytes from now on (auto-tuning), and tell
+    /// the peer at once.
+    pub fn grow(&mut self, capacity: u32) {
+        self.capacity = self.capacity.max(capacity);
+        self.ack_now = true;
+    }
+
     /// Our free receive buffer, as advertised to the peer.
     pub fn window(&self) -> u32 {
         (self.capacity as usize).saturating_sub(self.buffered()) as u32

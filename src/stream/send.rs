@@ -108,7 +108,8 @@ impl SendHalf {
         self.unacked_bytes
     }
 
-    #[cfg(test)]
+    /// The round-trip estimator (its smoothed estimate tunes the receive
+    /// window too).
     pub fn rtt(&self) -> &RttEstimator {
         &self.rtt
     }
