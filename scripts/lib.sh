@@ -1,8 +1,11 @@
 # Shared by scripts/demo and scripts/bench (source it): a throwaway
-# mosquitto, sshd and agent on free loopback ports, all killed and the
-# temporary directory removed on exit. Expects $agent (agent binary path).
-# After `start_all`, these are set: tmp, mqtt_port, sshd_port, user, node,
-# prefix, ssh_opts (ssh options that go through mqtt-proxy, needs $proxy).
+# mosquitto, sshd and agents on free loopback ports, all killed and the
+# temporary directory removed on exit. Expects $agent and $proxy (binary
+# paths). After `start_all`, these are set: tmp, mqtt_port, sshd_port, user,
+# node, prefix, ssh_opts (ssh options that go through mqtt-proxy).
+# The broker runs with mosquitto's default settings (Nagle's algorithm on,
+# default queue and in-flight limits), as most users' brokers do;
+# BROKER_CONF adds lines to its config.
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/mqtt-proxy-${0##*/}.XXXXXX")"
 pids=()
@@ -52,31 +55,33 @@ wait_for() {
 }
 accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-start_all() {
+start_broker() {
   mqtt_port=$(free_port)
-  sshd_port=$(free_port)
-  user=$(id -un)
-  node="${node:-demo-node}"
-  prefix="mqtt-proxy-${0##*/}-$$"
-
-  echo "==> mosquitto on 127.0.0.1:$mqtt_port" >&2
+  echo "==> mosquitto on 127.0.0.1:$mqtt_port (default settings${BROKER_CONF:+ + $BROKER_CONF})" >&2
   cat >"$tmp/mosquitto.conf" <<CONF
 listener $mqtt_port 127.0.0.1
 allow_anonymous true
 persistence false
-set_tcp_nodelay true
 log_dest stderr
+${BROKER_CONF:-}
 CONF
   "$(tool mosquitto)" -c "$tmp/mosquitto.conf" </dev/null >>"$tmp/mosquitto.log" 2>&1 &
-  pids+=($!)
+  broker_pid=$!
+  pids+=("$broker_pid")
   wait_for 10 "mosquitto to listen" accepts "$mqtt_port"
+}
 
+start_sshd() {
+  sshd_port=$(free_port)
+  user=$(id -un)
   echo "==> sshd on 127.0.0.1:$sshd_port (logins for $user with a throwaway key)" >&2
   ssh-keygen -q -t ed25519 -N '' -C demo-host -f "$tmp/host_key"
   ssh-keygen -q -t ed25519 -N '' -C demo-client -f "$tmp/client_key"
   cp "$tmp/client_key.pub" "$tmp/authorized_keys"
   sftp_server=internal-sftp
   [ -x /usr/lib/openssh/sftp-server ] && sftp_server=/usr/lib/openssh/sftp-server
+  # MaxStartups: the benchmark opens 65 sessions at once; sshd's default
+  # (10:30:100) would drop some of them before they log in.
   cat >"$tmp/sshd_config" <<CONF
 ListenAddress 127.0.0.1
 Port $sshd_port
@@ -88,24 +93,45 @@ StrictModes no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
+MaxStartups 200:30:300
 Subsystem sftp $sftp_server
 CONF
   # Privilege separation directory, required when sshd starts as root.
   if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd; fi
   "$(tool sshd)" -D -e -f "$tmp/sshd_config" </dev/null >>"$tmp/sshd.log" 2>&1 &
-  pids+=($!)
+  sshd_pid=$!
+  pids+=("$sshd_pid")
   wait_for 10 "sshd to listen" accepts "$sshd_port"
+}
 
-  echo "==> mqtt-proxy-agent for node '$node' (topic prefix $prefix)" >&2
-  RUST_LOG=info "$agent" --host 127.0.0.1 --port "$mqtt_port" --topic-prefix "$prefix" \
-    --node-id "$node" --target "127.0.0.1:$sshd_port" </dev/null >>"$tmp/agent.log" 2>&1 &
+# start_agent NODE BROKER_PORT TARGET_PORT [ARGS...]: an agent serving NODE
+# (log in $tmp/agent-NODE.log, pid in agent_pids[NODE]).
+declare -A agent_pids
+start_agent() {
+  local node=$1 port=$2 target=$3
+  shift 3
+  echo "==> mqtt-proxy-agent for node '$node' (broker port $port, target port $target)" >&2
+  RUST_LOG=info "$agent" --host 127.0.0.1 --port "$port" --topic-prefix "$prefix" \
+    --node-id "$node" --target "127.0.0.1:$target" "$@" </dev/null >>"$tmp/agent-$node.log" 2>&1 &
+  agent_pids[$node]=$!
   pids+=($!)
-  wait_for 10 "the agent to come online" grep -q "agent is online" "$tmp/agent.log"
+  wait_for 10 "the agent for $node to come online" grep -q "agent is online" "$tmp/agent-$node.log"
+}
 
-  ssh_opts=(
-    -F /dev/null -i "$tmp/client_key" -o IdentitiesOnly=yes
-    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-    -o BatchMode=yes -o LogLevel=ERROR
-    -o "ProxyCommand=$proxy --host 127.0.0.1 --port $mqtt_port --topic-prefix $prefix %n"
-  )
+# ssh_via PROXYCOMMAND: ssh options that log in with the throwaway key
+# through PROXYCOMMAND.
+ssh_via() {
+  printf '%s\n' -F /dev/null -i "$tmp/client_key" -o IdentitiesOnly=yes \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o BatchMode=yes -o LogLevel=ERROR -o "ProxyCommand=$1"
+}
+
+# The broker, sshd and one agent for $node (default demo-node).
+start_all() {
+  prefix="mqtt-proxy-${0##*/}-$$"
+  node="${node:-demo-node}"
+  start_broker
+  start_sshd
+  start_agent "$node" "$mqtt_port" "$sshd_port"
+  mapfile -t ssh_opts < <(ssh_via "$proxy --host 127.0.0.1 --port $mqtt_port --topic-prefix $prefix %n")
 }

@@ -1,0 +1,95 @@
+//! Keystroke round trips for benchmarks.
+//!
+//! - `rtt_probe echo`: a TCP echo server on 127.0.0.1 (a free port, printed
+//!   as the first line on stdout), standing in for sshd behind the agent.
+//! - `rtt_probe measure COUNT GAP_MS -- COMMAND ARGS...`: runs COMMAND (the
+//!   tunnel, `mqtt-proxy NODE`, or the baseline, `nc 127.0.0.1 PORT`) with
+//!   piped stdin/stdout, writes one byte, waits for it to come back, sleeps
+//!   GAP_MS (a typist's pause, which also lets delayed TCP acks expire as
+//!   they do between keystrokes), COUNT times, and prints the median, the
+//!   10th and the 90th percentile round trip in milliseconds, on one line
+//!   separated by spaces.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::process::Command;
+use tokio::time::{timeout, Instant};
+
+/// Longest wait for one echo before the measurement is declared broken.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Round trips made and discarded first: the session open and its first
+/// frames are not keystrokes.
+const WARMUP: usize = 5;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("echo") => echo().await,
+        Some("measure") if args.len() > 4 && args[3] == "--" => {
+            let count: usize = args[1].parse().context("COUNT")?;
+            let gap = Duration::from_millis(args[2].parse().context("GAP_MS")?);
+            measure(count, gap, &args[4..]).await
+        }
+        _ => bail!("usage: rtt_probe echo | rtt_probe measure COUNT GAP_MS -- COMMAND ARGS..."),
+    }
+}
+
+async fn echo() -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?.port());
+    loop {
+        let (mut s, _) = listener.accept().await?;
+        s.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let (mut r, mut w) = s.split();
+            // An error ends this connection only.
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+    }
+}
+
+async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot run {}", cmd[0]))?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut samples = Vec::with_capacity(count);
+    let mut byte = [0u8; 1];
+    for i in 0..WARMUP + count {
+        let sent = b'a' + (i % 26) as u8;
+        let start = Instant::now();
+        stdin.write_all(&[sent]).await?;
+        stdin.flush().await?;
+        timeout(ECHO_TIMEOUT, stdout.read_exact(&mut byte))
+            .await
+            .context("no echo within 10 s")??;
+        let rtt = start.elapsed();
+        ensure!(
+            byte[0] == sent,
+            "echo returned {:?}, sent {:?}",
+            byte[0],
+            sent
+        );
+        if i >= WARMUP {
+            samples.push(rtt.as_secs_f64() * 1e3);
+        }
+        tokio::time::sleep(gap).await;
+    }
+    drop(stdin);
+    // The command may take a moment to close its session; we have our figures.
+    let _ = timeout(Duration::from_secs(3), child.wait()).await;
+    samples.sort_by(f64::total_cmp);
+    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+    println!("{:.3} {:.3} {:.3}", pct(0.5), pct(0.1), pct(0.9));
+    Ok(())
+}
