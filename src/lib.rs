@@ -14,7 +14,7 @@
 //! - `auth`: agent passwords (challenge-response) and token buckets.
 //! - `agent`: `mqtt-proxy-agent`: presence, session admission, sessions.
 //! - `proxy`: `mqtt-proxy <node>`: opening a session, carrying it on stdio.
-//! - `list`: `mqtt-proxy --list`.
+//! - `list`: `mqtt-proxy --list` (complete or an error) and `--forget`.
 //! - `stdio`: the proxy's end of the ssh pipes.
 //! - `notify`: systemd readiness notification.
 //! - `logging`: `tracing` to stderr.
