@@ -20,7 +20,7 @@
 //!   decisions (`agent::dispatch`), the session task (`agent::session`), and
 //!   what they share (`agent::ctx`).
 //! - `proxy`: `mqtt-proxy <node>`: opening a session, carrying it on stdio.
-//! - `list`: `mqtt-proxy --list`.
+//! - `list`: `mqtt-proxy --list` (complete or an error) and `--forget`.
 //! - `stdio`: the proxy's end of the ssh pipes.
 //! - `notify`: systemd readiness notification.
 //! - `logging`: `tracing` to stderr.

@@ -1,6 +1,7 @@
 //! The MQTT connection owner: one task polls the rumqttc `EventLoop`, keeps
 //! the connection up (reconnect with backoff, resubscribe) and hands incoming
-//! publishes to one bounded channel.
+//! publishes to one bounded channel, lossy for the tunnel and lossless for
+//! the listing ([`Inbox`]).
 //! Everything else talks to the broker through a cloned `AsyncClient`.
 
 use std::time::Duration;
@@ -58,6 +59,25 @@ pub enum LinkState {
 #[error("the MQTT connection task ended")]
 pub struct TaskEnded;
 
+/// How a connection subscribes and hands incoming publishes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inbox {
+    /// The QoS of every subscription.
+    pub qos: QoS,
+    /// Wait for room in the channel rather than drop a publish. Reading
+    /// from the broker pauses meanwhile, so the reader must keep up.
+    pub lossless: bool,
+}
+
+impl Inbox {
+    /// Sessions and presence watching: QoS 1, and a full channel drops (the
+    /// tunnel retransmits what it never acknowledged).
+    pub const TUNNEL: Inbox = Inbox {
+        qos: QoS::AtLeastOnce,
+        lossless: false,
+    };
+}
+
 /// A running connection.
 pub struct Mqtt {
     pub client: AsyncClient,
@@ -93,6 +113,18 @@ impl Mqtt {
         subscriptions: Vec<String>,
         incoming: mpsc::Sender<Publish>,
     ) -> Mqtt {
+        Mqtt::spawn_with(options, addr, subscriptions, incoming, Inbox::TUNNEL)
+    }
+
+    /// [`Mqtt::spawn`] with the subscription QoS and channel behaviour of
+    /// `inbox`.
+    pub fn spawn_with(
+        options: MqttOptions,
+        addr: BrokerAddr,
+        subscriptions: Vec<String>,
+        incoming: mpsc::Sender<Publish>,
+        inbox: Inbox,
+    ) -> Mqtt {
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let mut net = NetworkOptions::new();
         // Keystrokes and acks are small messages: never wait for Nagle.
@@ -106,6 +138,7 @@ impl Mqtt {
             addr,
             subscriptions,
             incoming,
+            inbox,
             state_tx,
         ));
         Mqtt {
@@ -143,6 +176,7 @@ async fn run(
     addr: BrokerAddr,
     subscriptions: Vec<String>,
     incoming: mpsc::Sender<Publish>,
+    inbox: Inbox,
     state: watch::Sender<LinkState>,
 ) {
     let mut generation = 0u64;
@@ -161,7 +195,7 @@ async fn run(
                 tokio::spawn(async move {
                     let filters = subs
                         .into_iter()
-                        .map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
+                        .map(|t| rumqttc::SubscribeFilter::new(t, inbox.qos));
                     // An error means the event loop ended; nothing left to do.
                     let _ = client.subscribe_many(filters).await;
                 });
@@ -182,6 +216,11 @@ async fn run(
                 } else {
                     tracing::error!(broker = %addr, ?denied, "broker refused subscription");
                     state.send_replace(LinkState::SubscribeDenied { topics: denied });
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if inbox.lossless => {
+                if incoming.send(p).await.is_err() {
+                    return;
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => match incoming.try_send(p) {

@@ -39,9 +39,19 @@ pub struct ProxyArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
 
-    /// List the nodes known to the broker instead of connecting.
-    #[arg(long, conflicts_with = "node")]
-    pub list: bool,
+    /// List the nodes known to the broker instead of connecting; only those
+    /// whose id matches PATTERN (a shell glob, e.g. 'prod-*') if given.
+    #[arg(long, value_name = "PATTERN", num_args = 0..=1, conflicts_with = "node")]
+    pub list: Option<Option<String>>,
+
+    /// With --list: only nodes whose agent is online.
+    #[arg(long, requires = "list")]
+    pub online: bool,
+
+    /// Remove a retired (offline) node from the listing: clear its retained
+    /// presence message on the broker.
+    #[arg(long, value_name = "NODE", conflicts_with_all = ["list", "node"])]
+    pub forget: Option<String>,
 
     /// File holding the node's agent password, if its agent requires one.
     /// The password itself is only read from MQTT_AGENT_PASSWORD.
@@ -54,7 +64,7 @@ pub struct ProxyArgs {
 
     /// The node to connect to (its agent's node id), optionally on a broker
     /// of its own: NODE@HOST[:PORT].
-    #[arg(required_unless_present = "list")]
+    #[arg(required_unless_present_any = ["list", "forget"])]
     pub node: Option<String>,
 }
 
@@ -79,7 +89,11 @@ impl ProxyArgs {
         file: &FileConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ProxyConfig> {
-        let target = self.node.as_deref().unwrap_or("");
+        let target = self
+            .node
+            .as_deref()
+            .or(self.forget.as_deref())
+            .unwrap_or("");
         let (node, broker_override) = match target.split_once('@') {
             Some((node, at)) => {
                 let hp = config::split_host_port(at)
@@ -88,7 +102,7 @@ impl ProxyArgs {
             }
             None => (target, None),
         };
-        if !self.list && !protocol::valid_id(node) {
+        if self.list.is_none() && !protocol::valid_id(node) {
             bail!(
                 "invalid node id {node:?}: use 1-{} letters, digits, '.', '_' or '-'",
                 protocol::MAX_ID_LEN
@@ -416,6 +430,45 @@ async fn open<S: FrameSink>(
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn list_and_forget_flags() {
+        let parse = |args: &[&str]| {
+            ProxyArgs::try_parse_from([&["mqtt-proxy"], args].concat()).map(|a| {
+                let node = a
+                    .resolve_with(&FileConfig::default(), &|_| None)
+                    .map(|c| c.node);
+                (a.list, a.online, a.forget, node.map_err(|e| e.to_string()))
+            })
+        };
+        let none = || Ok(String::new());
+        assert_eq!(
+            parse(&["--list"]).ok(),
+            Some((Some(None), false, None, none()))
+        );
+        assert_eq!(
+            parse(&["--list", "prod-*", "--online"]).ok(),
+            Some((Some(Some("prod-*".into())), true, None, none()))
+        );
+        assert_eq!(
+            parse(&["--forget", "web-1"]).ok(),
+            Some((None, false, Some("web-1".into()), Ok("web-1".into())))
+        );
+        assert_eq!(
+            parse(&["--forget", "a/b"]).ok().map(|r| r.3),
+            Some(Err(
+                "invalid node id \"a/b\": use 1-64 letters, digits, '.', '_' or '-'".into()
+            ))
+        );
+        for bad in [
+            &["--online"][..],
+            &["--forget", "a", "--list"],
+            &["--forget", "a", "b"],
+            &["--list", "a", "b"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 
     /// Frames the proxy sends, for the test to inspect.
     struct Sent(mpsc::UnboundedSender<Frame>);

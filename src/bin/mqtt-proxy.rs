@@ -17,8 +17,17 @@ async fn main() -> std::process::ExitCode {
                 cfg.broker.password = (!p.is_empty()).then(|| config::Secret::new(p));
             }
         }
-        if args.list {
-            return list::run(&cfg.broker, args.json)
+        if let Some(pattern) = &args.list {
+            let filter = list::Filter {
+                pattern: pattern.clone(),
+                online: args.online,
+            };
+            return list::run(&cfg.broker, args.json, &filter)
+                .await
+                .map_err(|e| format!("{e:#}"));
+        }
+        if args.forget.is_some() {
+            return list::forget(&cfg.broker, &cfg.node)
                 .await
                 .map_err(|e| format!("{e:#}"));
         }
