@@ -982,3 +982,47 @@ fn many_sessions_leave_no_fds_threads_or_memory_behind() {
         after.rss_kib
     );
 }
+
+/// One-way delay on each broker link in the distant-broker test: a path
+/// round trip of 4 × this (80 ms), like a broker in another region.
+const FAR_ONE_WAY: Duration = Duration::from_millis(20);
+/// Bytes each way through the distant broker: enough for many windows.
+const FAR_BYTES: u64 = 16 << 20;
+
+#[test]
+fn scp_both_ways_through_a_distant_broker() {
+    // Both the agent's and the proxy's broker connections go through a
+    // relay that delays every byte, on a broker with default settings
+    // (Nagle on): what users of a hosted broker have.
+    let s = Setup::new("far_scp");
+    let agent_link = Relay::start(s.broker.port());
+    let client_link = Relay::start(s.broker.port());
+    agent_link.set_latency(FAR_ONE_WAY);
+    client_link.set_latency(FAR_ONE_WAY);
+    let agent = s.agent(agent_link.port(), &[]);
+    let ssh = s.ssh(client_link.port(), &[]);
+
+    let out = run_with_timeout(&mut ssh.ssh("echo far && exit 7"), BIG_TIMEOUT);
+    s.check(&agent, &out, 7, "ssh through the distant broker");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "far\n");
+
+    let local = s.path("far.bin");
+    let remote = s.path("far.remote");
+    let back = s.path("far.back");
+    write_random_file(&local, FAR_BYTES);
+    let t = Instant::now();
+    let out = run_with_timeout(&mut ssh.scp_upload(&local, &remote), BIG_TIMEOUT);
+    s.check(&agent, &out, 0, "scp upload through the distant broker");
+    let up = t.elapsed();
+    assert_files_equal(&local, &remote);
+    let t = Instant::now();
+    let out = run_with_timeout(&mut ssh.scp_download(&remote, &back), BIG_TIMEOUT);
+    s.check(&agent, &out, 0, "scp download through the distant broker");
+    let down = t.elapsed();
+    assert_files_equal(&local, &back);
+    eprintln!(
+        "16 MiB scp through a broker {FAR_ONE_WAY:?} away on each link: up {}, down {}",
+        rate(FAR_BYTES, up),
+        rate(FAR_BYTES, down)
+    );
+}
