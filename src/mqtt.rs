@@ -16,8 +16,10 @@ use tokio::task::JoinHandle;
 use crate::config::{Broker, BrokerAddr};
 use crate::protocol::MAX_PACKET;
 
-/// Keepalive towards the broker: a dead TCP connection is noticed within
-/// 1.5 × this; short enough to resume quickly, long enough for slow links.
+/// Keepalive towards the broker: a silently dead TCP connection is noticed
+/// within 2 × this (rumqttc gives up when the next ping is due and the last
+/// one is unanswered); short enough to resume quickly, long enough for slow
+/// links. The agent sets a longer one (`agent::KEEP_ALIVE`).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Requests (publishes, subscribes) queued towards the event loop. Session
 /// tasks wait when it is full, which is the backpressure we want.

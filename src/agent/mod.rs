@@ -36,6 +36,22 @@ pub use settings::{AgentArgs, AgentConfig, DEFAULT_MAX_SESSIONS};
 /// Incoming messages buffered between the MQTT task and the dispatcher.
 const INCOMING_CAPACITY: usize = 4096;
 
+/// MQTT keepalive of the agent's broker connection; the proxy keeps the
+/// shorter `mqtt::KEEP_ALIVE` (15 s), being interactive. An idle agent's
+/// only traffic is one PINGREQ and one PINGRESP per keepalive (rumqttc pings
+/// on schedule whatever else is sent), so 120 s costs the broker 1 message a
+/// minute per agent, where 15 s cost 8 (scripts/fleet-bench, README).
+/// The price: a connection that dies silently (a NAT that forgets it, a
+/// broker host that loses power) is noticed by the agent within 2 × this
+/// and by the broker, which then publishes the agent's offline will, within
+/// 1.5 ×; sessions open across such a failure outlast `--resume-timeout`
+/// (60 s) and close. A broker that restarts or crashes closes the connection
+/// and is noticed at once, and sessions survive that as before. There is no
+/// cheaper probe: rumqttc 0.25's `NetworkOptions` has no TCP keepalive
+/// setting. 120 s still refreshes NAT and load-balancer idle timers of
+/// 4 minutes and more (Azure's 4 min, AWS NAT gateways' 350 s).
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Run the agent until SIGINT/SIGTERM.
 pub async fn run(cfg: AgentConfig) -> Result<()> {
     let topics = Topics::new(&cfg.broker.topic_prefix, &cfg.node_id);
@@ -55,6 +71,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         &instance[..8]
     );
     let mut opts = mqtt::options(&client_id, &cfg.broker)?;
+    opts.set_keep_alive(KEEP_ALIVE);
     // The broker publishes this unchanged, so its `since` is when the agent
     // started: an operator reads "offline, last started at".
     opts.set_last_will(LastWill::new(
