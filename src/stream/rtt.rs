@@ -1,6 +1,7 @@
 //! Round-trip time estimation and the retransmission timeout (RFC 6298:
-//! smoothed RTT, RTT variation, RTO = SRTT + 4·RTTVAR), clamped to
-//! [`MIN_RTO`]..[`MAX_RTO`], with exponential backoff after a timeout.
+//! smoothed RTT, RTT variation, RTO = SRTT + 4·RTTVAR), with the variation
+//! term at least [`RTO_MIN_MARGIN`] (as Linux applies its minimum RTO) and
+//! the whole at most [`MAX_RTO`], with exponential backoff after a timeout.
 //!
 //! The estimator only takes samples; which acknowledgements make a valid
 //! sample (Karn's rule: never a retransmitted chunk) is the sender's
@@ -10,9 +11,14 @@ use std::time::Duration;
 
 /// Retransmission timeout before any round trip was measured.
 pub const INITIAL_RTO: Duration = Duration::from_secs(1);
-/// Floor of the retransmission timeout: a broker under load adds jitter of
-/// tens of milliseconds; a spurious retransmission only costs one chunk.
-pub const MIN_RTO: Duration = Duration::from_millis(200);
+/// Least time the retransmission timeout waits beyond the smoothed round
+/// trip: a broker under load adds jitter of tens of milliseconds, and the
+/// peer delays acks (by up to 10 ms). A floor on the whole timeout instead
+/// would leave a 200 ms path with a timeout barely above its round trip, and
+/// every small delay would be a spurious timeout that drops the congestion
+/// window to one chunk (measured: 1,106 retransmissions and 0.4 of direct
+/// scp speed over a 200 ms path).
+pub const RTO_MIN_MARGIN: Duration = Duration::from_millis(200);
 /// Ceiling of the (backed-off) retransmission timeout, so a stream resumes
 /// within seconds once a broker outage ends.
 pub const MAX_RTO: Duration = Duration::from_secs(4);
@@ -24,7 +30,7 @@ pub struct RttEstimator {
     srtt: Option<Duration>,
     /// Round-trip time variation.
     rttvar: Duration,
-    /// Timeout from the samples alone, already clamped, before backoff.
+    /// Timeout from the samples alone, within its bounds, before backoff.
     base_rto: Duration,
     /// Consecutive timeouts (or window probes) without progress; each
     /// doubles the timeout.
@@ -64,7 +70,7 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt.expect("just set");
-        self.base_rto = (srtt + self.rttvar * 4).clamp(MIN_RTO, MAX_RTO);
+        self.base_rto = (srtt + (self.rttvar * 4).max(RTO_MIN_MARGIN)).min(MAX_RTO);
     }
 
     /// The smoothed round-trip time, once measured.

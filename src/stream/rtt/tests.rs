@@ -43,11 +43,11 @@ fn samples_set_srtt_rttvar_and_clamped_rto() {
             rto: ms(300),
         },
         Case {
-            name: "first sample below the floor",
+            name: "first sample with a variation below the margin",
             samples: &[ms(40)],
             srtt: Some(ms(40)),
             rttvar: ms(20),
-            rto: MIN_RTO,
+            rto: ms(40) + RTO_MIN_MARGIN,
         },
         Case {
             name: "first sample above the ceiling",
@@ -73,19 +73,27 @@ fn samples_set_srtt_rttvar_and_clamped_rto() {
             rto: ms(320),
         },
         Case {
-            // rttvar: 50, 37.5, 28.125, 21.09375 ms; rto 184.375 ms < floor.
-            name: "a steady path shrinks the variation until the floor holds",
+            // rttvar: 50, 37.5, 28.125, 21.09375 ms; 4·rttvar < the margin.
+            name: "a steady path shrinks the variation until the margin holds",
             samples: &[ms(100), ms(100), ms(100), ms(100)],
             srtt: Some(ms(100)),
             rttvar: Duration::from_nanos(21_093_750),
-            rto: MIN_RTO,
+            rto: ms(100) + RTO_MIN_MARGIN,
         },
         Case {
             name: "zero round trip",
             samples: &[Duration::ZERO],
             srtt: Some(Duration::ZERO),
             rttvar: Duration::ZERO,
-            rto: MIN_RTO,
+            rto: RTO_MIN_MARGIN,
+        },
+        Case {
+            // rttvar: 200, 150, 112.5, 84.375, 63.28125, 47.4609375 ms.
+            name: "a long steady path keeps the margin above its round trip",
+            samples: &[ms(400), ms(400), ms(400), ms(400), ms(400), ms(400)],
+            srtt: Some(ms(400)),
+            rttvar: Duration::from_nanos(47_460_937),
+            rto: ms(400) + RTO_MIN_MARGIN,
         },
     ];
     for c in cases {
@@ -107,7 +115,12 @@ fn backoff_doubles_up_to_the_ceiling() {
         ("sampled, twice", &[ms(100)], 2, ms(1200)),
         ("sampled, three times", &[ms(100)], 3, ms(2400)),
         ("sampled, capped", &[ms(100)], 4, MAX_RTO),
-        ("floor doubles too", &[ms(10)], 1, MIN_RTO * 2),
+        (
+            "margin doubles too",
+            &[ms(10)],
+            1,
+            (ms(10) + RTO_MIN_MARGIN) * 2,
+        ),
         ("far past any shift width", &[ms(100)], 100, MAX_RTO),
     ];
     for &(name, samples, timeouts, rto) in cases {
