@@ -257,30 +257,40 @@ where
             // Data that overtook (or replaced a lost) ACCEPT.
             let _ = stream.on_frame(f, Instant::now());
         }
-        let tunnel = tunnel::run(
-            &mut stream,
-            stdin,
-            stdout,
-            &mut frames,
-            &mut sink,
-            &mut link,
-            stop,
-        );
-        tokio::pin!(tunnel);
-        let outcome = loop {
-            tokio::select! {
-                r = &mut tunnel => break r,
-                changed = presence.changed() => {
-                    if changed.is_err() { continue; }
-                    let p = presence.borrow_and_update().clone();
-                    if let (Some(p), Some(inst)) = (p, &instance) {
-                        if p.is_online() && &p.instance != inst {
-                            return Err(ProxyError::Restarted(node.clone()));
+        let outcome = {
+            let tunnel = tunnel::run(
+                &mut stream,
+                stdin,
+                stdout,
+                &mut frames,
+                &mut sink,
+                &mut link,
+                stop,
+            );
+            tokio::pin!(tunnel);
+            let outcome = loop {
+                tokio::select! {
+                    r = &mut tunnel => break r,
+                    changed = presence.changed() => {
+                        if changed.is_err() { continue; }
+                        let p = presence.borrow_and_update().clone();
+                        if let (Some(p), Some(inst)) = (p, &instance) {
+                            if p.is_online() && &p.instance != inst {
+                                return Err(ProxyError::Restarted(node.clone()));
+                            }
                         }
                     }
                 }
-            }
+            };
+            outcome
         };
+        let st = stream.stats();
+        tracing::debug!(
+            bytes_sent = st.bytes_sent,
+            bytes_received = st.bytes_received,
+            retransmits = st.retransmits,
+            "session closed"
+        );
         match outcome {
             Ok(()) => Ok(()),
             Err(TunnelError::Stream(StreamError::Reset)) => Err(ProxyError::Reset(node.clone())),
