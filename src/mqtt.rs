@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Broker, BrokerAddr};
-use crate::protocol::MAX_PACKET;
+use crate::protocol::{Delivery, MAX_PACKET};
 
 /// Keepalive towards the broker: a silently dead TCP connection is noticed
 /// within 2 × this (rumqttc gives up when the next ping is due and the last
@@ -78,6 +78,14 @@ impl Inbox {
         qos: QoS::AtLeastOnce,
         lossless: false,
     };
+}
+
+/// The MQTT QoS for a frame's [`Delivery`].
+pub fn qos(d: Delivery) -> QoS {
+    match d {
+        Delivery::AtMostOnce => QoS::AtMostOnce,
+        Delivery::AtLeastOnce => QoS::AtLeastOnce,
+    }
 }
 
 /// A running connection.

@@ -8,13 +8,13 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use rumqttc::{AsyncClient, QoS};
+use rumqttc::AsyncClient;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use crate::mqtt::{LinkState, TaskEnded};
-use crate::protocol::{self, Delivery, Frame, MAX_CHUNK};
+use crate::mqtt::{self, LinkState, TaskEnded};
+use crate::protocol::{self, Frame, MAX_CHUNK};
 use crate::stream::{Stream, StreamError};
 
 /// Where a session's outgoing frames go.
@@ -35,10 +35,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl FrameSink for MqttSink {
     async fn send(&mut self, frame: Bytes) -> io::Result<()> {
-        let qos = match protocol::delivery(&frame) {
-            Delivery::AtMostOnce => QoS::AtMostOnce,
-            Delivery::AtLeastOnce => QoS::AtLeastOnce,
-        };
+        let qos = mqtt::qos(protocol::delivery(&frame));
         let publish = self
             .client
             .publish_bytes(self.topic.clone(), qos, false, frame);

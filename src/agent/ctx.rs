@@ -4,10 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use rumqttc::QoS;
 
 use super::settings::AgentConfig;
-use crate::mqtt::LinkState;
+use crate::mqtt::{self, LinkState};
 use crate::protocol::{self, Frame, Kind, RefuseCode, Topics};
 
 /// Shared, read-only context of all sessions.
@@ -30,9 +29,11 @@ pub(super) fn drop_msg(topic: &str, why: &dyn std::fmt::Display) {
 /// full: the client repeats its request.
 pub(super) fn send(ctx: &Ctx, cid: &str, f: Frame) {
     // Err: queue full or MQTT task gone; the client repeats or times out.
+    let frame = f.encode();
+    let qos = mqtt::qos(protocol::delivery(&frame));
     let _ = ctx
         .client
-        .try_publish(ctx.topics.down(cid), QoS::AtLeastOnce, false, f.encode());
+        .try_publish(ctx.topics.down(cid), qos, false, frame);
 }
 
 pub(super) fn accept_frame(sid: u64, window: u32) -> Frame {
