@@ -29,9 +29,22 @@ pub struct BrokerArgs {
     #[arg(long, env = "MQTT_PROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Broker as a URL: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS).
+    /// Broker as a URL: mqtt://HOST[:PORT], mqtts://HOST[:PORT] (TLS),
+    /// ws://HOST[:PORT][/PATH] or wss://… (MQTT over WebSocket; ports 80
+    /// and 443, path /mqtt by default).
     #[arg(long, env = "MQTT_BROKER", value_name = "URL")]
     pub broker: Option<String>,
+
+    /// MQTT protocol version: 5 or 3.1.1 [default: 5, falling back to
+    /// 3.1.1 when the broker refuses 5].
+    #[arg(long, env = "MQTT_VERSION", value_name = "5|3.1.1", value_parser = MqttVersion::parse)]
+    pub mqtt_version: Option<MqttVersion>,
+
+    /// Reach the broker through this HTTP proxy (HTTP CONNECT):
+    /// http://HOST:PORT. Proxy credentials (http://USER:PASSWORD@HOST:PORT)
+    /// are only read from MQTT_HTTP_PROXY or the config file, never a flag.
+    #[arg(long, value_name = "URL")]
+    pub http_proxy: Option<String>,
 
     /// MQTT broker host name or address [default: localhost].
     #[arg(long, env = "MQTT_HOST")]
@@ -97,6 +110,8 @@ pub struct BrokerArgs {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileConfig {
     pub broker: Option<String>,
+    pub mqtt_version: Option<MqttVersion>,
+    pub http_proxy: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub user: Option<String>,
@@ -175,6 +190,8 @@ impl FileConfig {
 /// Config file keys both binaries accept (the fields of [`FileConfig`]).
 const SHARED_KEYS: &[&str] = &[
     "broker",
+    "mqtt-version",
+    "http-proxy",
     "host",
     "port",
     "user",
@@ -223,28 +240,210 @@ fn toml_error(text: &str, e: &toml::de::Error, role: Role) -> anyhow::Error {
     }
 }
 
+/// The MQTT protocol version to speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MqttVersion {
+    /// MQTT 5, or 3.1.1 when the broker refuses 5.
+    #[default]
+    Auto,
+    /// MQTT 5 only.
+    V5,
+    /// MQTT 3.1.1 only.
+    V311,
+}
+
+impl MqttVersion {
+    /// `5` or `3.1.1` (what `--mqtt-version` and `mqtt-version` take).
+    pub fn parse(s: &str) -> Result<MqttVersion> {
+        match s.trim() {
+            "5" | "5.0" => Ok(MqttVersion::V5),
+            "3.1.1" => Ok(MqttVersion::V311),
+            other => bail!("invalid MQTT version {other:?}: use 5 or 3.1.1"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MqttVersion {
+    /// A string (`"5"`, `"3.1.1"`) or the integer 5.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MqttVersion, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = MqttVersion;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("5 or \"3.1.1\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<MqttVersion, E> {
+                MqttVersion::parse(s).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<MqttVersion, E> {
+                MqttVersion::parse(&n.to_string()).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// How MQTT is carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Carrier {
+    /// MQTT straight on TCP (or TLS).
+    Tcp,
+    /// MQTT over WebSocket at this HTTP path (`wss` when TLS is on).
+    WebSocket { path: String },
+}
+
+/// Default WebSocket ports and path.
+pub const PORT_WS: u16 = 80;
+pub const PORT_WSS: u16 = 443;
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
+
 /// A parsed broker URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
     pub host: String,
     pub port: Option<u16>,
     pub tls: bool,
+    pub carrier: Carrier,
 }
 
 impl BrokerUrl {
     pub fn parse(url: &str) -> Result<BrokerUrl> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-            (true, r)
-        } else if let Some(r) = url.strip_prefix("mqtt://") {
-            (false, r)
-        } else {
-            bail!("invalid broker URL {url:?}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]");
+        let schemes = [
+            ("mqtts://", true, false),
+            ("mqtt://", false, false),
+            ("wss://", true, true),
+            ("ws://", false, true),
+        ];
+        let Some((tls, ws, rest)) = schemes
+            .iter()
+            .find_map(|(s, tls, ws)| url.strip_prefix(s).map(|r| (*tls, *ws, r)))
+        else {
+            bail!(
+                "invalid broker URL {url:?}: expected mqtt://HOST[:PORT], mqtts://HOST[:PORT], \
+                 ws://HOST[:PORT][/PATH] or wss://HOST[:PORT][/PATH]"
+            );
         };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let carrier = if ws {
+            if path.contains(['?', '#', ' ']) {
+                bail!("invalid broker URL {url:?}: the WebSocket path may not hold '?', '#' or spaces");
+            }
+            let path = if path.is_empty() {
+                DEFAULT_WS_PATH
+            } else {
+                path
+            };
+            Carrier::WebSocket {
+                path: path.to_owned(),
+            }
+        } else {
+            if !matches!(path, "" | "/") {
+                bail!("invalid broker URL {url:?}: only ws:// and wss:// URLs have a path");
+            }
+            Carrier::Tcp
+        };
         let (host, port) =
-            split_host_port(rest).with_context(|| format!("invalid broker URL {url:?}"))?;
-        Ok(BrokerUrl { host, port, tls })
+            split_host_port(authority).with_context(|| format!("invalid broker URL {url:?}"))?;
+        Ok(BrokerUrl {
+            host,
+            port,
+            tls,
+            carrier,
+        })
     }
+}
+
+/// An HTTP proxy for HTTP CONNECT, with its optional Basic credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpProxy {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, Secret)>,
+}
+
+impl HttpProxy {
+    /// `http://[USER:PASSWORD@]HOST:PORT[/]`; user and password may be
+    /// percent-encoded.
+    pub fn parse(url: &str) -> Result<HttpProxy> {
+        let bad = || {
+            format!(
+                "invalid HTTP proxy URL {}: expected http://HOST:PORT",
+                mask_userinfo(url)
+            )
+        };
+        let rest = url.strip_prefix("http://").with_context(bad)?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (host, port) = split_host_port(hostport).with_context(bad)?;
+        let port = port.with_context(bad)?;
+        let credentials = match userinfo {
+            Some(u) => {
+                let (user, password) = u.split_once(':').unwrap_or((u, ""));
+                let user = percent_decode(user).with_context(bad)?;
+                let password = percent_decode(password).with_context(bad)?;
+                Some((user, Secret::new(password)))
+            }
+            None => None,
+        };
+        Ok(HttpProxy {
+            host,
+            port,
+            credentials,
+        })
+    }
+}
+
+impl std::fmt::Display for HttpProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("password", &self.credentials.as_ref().map(|(_, p)| p))
+            .finish()
+    }
+}
+
+/// `url` with any `user:password@` replaced by `***@`, for messages.
+fn mask_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Decode `%XX` escapes (RFC 3986 userinfo).
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
@@ -316,6 +515,11 @@ pub struct Broker {
     pub addr: BrokerAddr,
     /// TLS settings when TLS is on.
     pub tls: Option<TlsFiles>,
+    /// TCP or WebSocket.
+    pub carrier: Carrier,
+    /// The HTTP proxy to tunnel through, if any.
+    pub http_proxy: Option<HttpProxy>,
+    pub mqtt_version: MqttVersion,
     pub user: Option<String>,
     pub password: Option<Secret>,
     pub topic_prefix: String,
@@ -350,6 +554,7 @@ impl BrokerArgs {
             .or_else(|| file.host.clone())
             .or_else(|| file_url.as_ref().map(|u| u.host.clone()))
             .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+        let tls_setting = self.tls.or(file.tls);
         let tls = self
             .tls
             .or(cli_url.as_ref().map(|u| u.tls))
@@ -361,15 +566,42 @@ impl BrokerArgs {
             cert_file: self.cert_file.clone().or_else(|| file.cert_file.clone()),
             key_file: self.key_file.clone().or_else(|| file.key_file.clone()),
         };
+        // The URL that names the broker decides how MQTT is carried.
+        let url = cli_url.as_ref().or(file_url.as_ref());
+        let carrier = url.map_or(Carrier::Tcp, |u| u.carrier.clone());
+        if let Some(u) = url.filter(|u| u.carrier != Carrier::Tcp) {
+            // A WebSocket URL says whether TLS is on; a TLS setting that
+            // disagrees is a mistake, not something to resolve by precedence.
+            let tls_asked = tls_setting == Some(true) || tls_files != TlsFiles::default();
+            if !u.tls && tls_asked {
+                bail!(
+                    "a ws:// broker URL has no TLS, but TLS options are set (--tls, --ca-file, \
+                     --cert-file, --key-file): use wss:// or drop them"
+                );
+            }
+            if u.tls && tls_setting == Some(false) {
+                bail!("a wss:// broker URL needs TLS, but TLS is turned off (--tls=false)");
+            }
+        }
+        let tls = match &carrier {
+            Carrier::WebSocket { .. } => url.is_some_and(|u| u.tls),
+            Carrier::Tcp => tls,
+        };
         if !tls && tls_files != TlsFiles::default() {
             bail!("--ca-file, --cert-file and --key-file need TLS: add --tls or use an mqtts:// broker URL");
         }
+        let default_port = match (&carrier, tls) {
+            (Carrier::Tcp, false) => PORT_PLAIN,
+            (Carrier::Tcp, true) => PORT_TLS,
+            (Carrier::WebSocket { .. }, false) => PORT_WS,
+            (Carrier::WebSocket { .. }, true) => PORT_WSS,
+        };
         let mut port = self
             .port
             .or(cli_url.as_ref().and_then(|u| u.port))
             .or(file.port)
             .or(file_url.as_ref().and_then(|u| u.port))
-            .unwrap_or(if tls { PORT_TLS } else { PORT_PLAIN });
+            .unwrap_or(default_port);
         if let Some((h, p)) = url_override {
             host = h;
             if let Some(p) = p {
@@ -412,6 +644,25 @@ impl BrokerArgs {
             (None, None, Some(path)) => Some(read_password_file(path)?),
             (None, None, None) => None,
         };
+        let http_proxy = match (&self.http_proxy, env("MQTT_HTTP_PROXY"), &file.http_proxy) {
+            (Some(flag), _, _) => {
+                let p = HttpProxy::parse(flag).context("--http-proxy")?;
+                if p.credentials.is_some() {
+                    bail!(
+                        "--http-proxy: proxy credentials are not accepted on the command line \
+                         (others can read it); put the URL in MQTT_HTTP_PROXY or the config \
+                         file's http-proxy"
+                    );
+                }
+                Some(p)
+            }
+            (None, Some(e), _) if !e.is_empty() => {
+                Some(HttpProxy::parse(&e).context("MQTT_HTTP_PROXY")?)
+            }
+            (None, _, Some(f)) => Some(HttpProxy::parse(f).context("key 'http-proxy'")?),
+            _ => None,
+        };
+        let mqtt_version = self.mqtt_version.or(file.mqtt_version).unwrap_or_default();
         let resume = self.resume_timeout.or(file.resume_timeout).unwrap_or(60);
         if resume == 0 {
             bail!("resume timeout must be at least 1 second");
@@ -424,6 +675,9 @@ impl BrokerArgs {
                 login: user.is_some(),
             },
             tls: tls.then_some(tls_files),
+            carrier,
+            http_proxy,
+            mqtt_version,
             user,
             password,
             topic_prefix,

@@ -4,17 +4,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use rumqttc::QoS;
 
 use super::settings::AgentConfig;
-use crate::mqtt::LinkState;
+use crate::mqtt::{Client, LinkState, QoS};
 use crate::protocol::{self, Frame, Kind, RefuseCode, Topics};
 
 /// Shared, read-only context of all sessions.
 pub(super) struct Ctx {
     pub cfg: AgentConfig,
     pub topics: Topics,
-    pub client: rumqttc::AsyncClient,
+    pub client: Client,
     pub link: tokio::sync::watch::Receiver<LinkState>,
 }
 

@@ -21,10 +21,9 @@ mod settings;
 use std::sync::Arc;
 
 use anyhow::Result;
-use rumqttc::{LastWill, QoS};
 use tokio::sync::mpsc;
 
-use crate::mqtt::{self, LinkState, Mqtt};
+use crate::mqtt::{self, LinkState, Mqtt, QoS};
 use crate::protocol::{random_u64, Topics};
 
 use ctx::Ctx;
@@ -57,19 +56,14 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let mut opts = mqtt::options(&client_id, &cfg.broker)?;
     // The broker publishes this unchanged, so its `since` is when the agent
     // started: an operator reads "offline, last started at".
-    opts.set_last_will(LastWill::new(
+    opts.set_last_will(
         topics.presence(),
         announcer.payload("offline", None),
         QoS::AtLeastOnce,
         true,
-    ));
-    let (in_tx, mut incoming) = mpsc::channel(INCOMING_CAPACITY);
-    let mqtt = Mqtt::spawn(
-        opts,
-        cfg.broker.addr.clone(),
-        vec![topics.all_up(), topics.presence()],
-        in_tx,
     );
+    let (in_tx, mut incoming) = mpsc::channel(INCOMING_CAPACITY);
+    let mqtt = Mqtt::spawn(opts, vec![topics.all_up(), topics.presence()], in_tx);
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         topics,
@@ -139,7 +133,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     // Best effort: the last will would say the same if this is lost.
     let _ = ctx
         .client
-        .publish_bytes(
+        .publish(
             announcer.topic.clone(),
             QoS::AtLeastOnce,
             true,

@@ -1,20 +1,33 @@
-//! The MQTT connection owner: one task polls the rumqttc `EventLoop`, keeps
+//! The MQTT connection owner: one task polls the rumqttc event loop, keeps
 //! the connection up (reconnect with backoff, resubscribe) and hands incoming
 //! publishes to one bounded channel, lossy for the tunnel and lossless for
 //! the listing ([`Inbox`]).
-//! Everything else talks to the broker through a cloned `AsyncClient`.
+//! Everything else talks to the broker through a cloned [`Client`].
+//!
+//! - `client`: the handle (publish, subscribe) and the message type, the
+//!   same for either MQTT version.
+//! - `engine`: rumqttc's two APIs (3.1.1 and 5) behind one event loop type,
+//!   and the transports (TCP, TLS, WebSocket, HTTP proxy).
+//! - `describe`: the one-line error messages.
+//!
+//! MQTT 5 is the default; a broker that refuses it gets 3.1.1 (decided
+//! once per process, before the first connection is up).
 
+mod client;
+mod describe;
+mod engine;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions,
-    Outgoing, Packet, Publish, QoS, StateError, SubscribeReasonCode, TlsConfiguration, Transport,
-};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Broker, BrokerAddr};
-use crate::protocol::MAX_PACKET;
+use crate::config::{Broker, MqttVersion};
+pub use client::{Client, Message, QoS};
+pub use engine::Options;
+use engine::{Engine, Ev, V5Verdict, Version};
 
 /// Keepalive towards the broker: a dead TCP connection is noticed within
 /// 1.5 × this; short enough to resume quickly, long enough for slow links.
@@ -24,6 +37,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const REQUEST_CAPACITY: usize = 512;
 /// QoS 1 publishes awaiting PUBACK. Above the sum of the sessions' windows
 /// in chunks for typical use, so the windows, not this, limit throughput.
+/// With MQTT 5 the broker's Receive Maximum lowers it.
 const INFLIGHT: u16 = 512;
 /// First reconnect delay; doubles up to [`BACKOFF_MAX`], with jitter.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -80,62 +94,60 @@ impl Inbox {
 
 /// A running connection.
 pub struct Mqtt {
-    pub client: AsyncClient,
+    pub client: Client,
     pub state: watch::Receiver<LinkState>,
     task: JoinHandle<()>,
 }
 
-/// Options common to agent and proxy.
-pub fn options(client_id: &str, broker: &Broker) -> anyhow::Result<MqttOptions> {
-    let addr = &broker.addr;
-    let mut o = MqttOptions::new(client_id, addr.host.clone(), addr.port);
-    if let Some(files) = &broker.tls {
-        let config = crate::tls::client_config(files)?;
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
-    }
-    o.set_keep_alive(KEEP_ALIVE);
-    o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
-    o.set_inflight(INFLIGHT);
-    o.set_request_channel_capacity(REQUEST_CAPACITY);
-    o.set_clean_session(true);
-    if let Some((u, p)) = broker.credentials() {
-        o.set_credentials(u, p);
-    }
-    Ok(o)
+/// Options common to agent and proxy. Fails on unusable TLS files, before
+/// anything connects.
+pub fn options(client_id: &str, broker: &Broker) -> anyhow::Result<Options> {
+    let tls = broker
+        .tls
+        .as_ref()
+        .map(crate::tls::client_config)
+        .transpose()?;
+    Ok(Options {
+        client_id: client_id.to_owned(),
+        broker: broker.clone(),
+        tls,
+        will: None,
+    })
 }
 
 impl Mqtt {
     /// Start the connection task. Incoming publishes go to `incoming`; when it
     /// is full they are dropped (the tunnel retransmits).
     pub fn spawn(
-        options: MqttOptions,
-        addr: BrokerAddr,
+        options: Options,
         subscriptions: Vec<String>,
-        incoming: mpsc::Sender<Publish>,
+        incoming: mpsc::Sender<Message>,
     ) -> Mqtt {
-        Mqtt::spawn_with(options, addr, subscriptions, incoming, Inbox::TUNNEL)
+        Mqtt::spawn_with(options, subscriptions, incoming, Inbox::TUNNEL)
     }
 
     /// [`Mqtt::spawn`] with the subscription QoS and channel behaviour of
     /// `inbox`.
     pub fn spawn_with(
-        options: MqttOptions,
-        addr: BrokerAddr,
+        options: Options,
         subscriptions: Vec<String>,
-        incoming: mpsc::Sender<Publish>,
+        incoming: mpsc::Sender<Message>,
         inbox: Inbox,
     ) -> Mqtt {
-        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
-        let mut net = NetworkOptions::new();
-        // Keystrokes and acks are small messages: never wait for Nagle.
-        net.set_tcp_nodelay(true);
-        net.set_connection_timeout(CONNECT_TIMEOUT_SECS);
-        eventloop.set_network_options(net);
+        let version = match options.broker.mqtt_version {
+            MqttVersion::Auto | MqttVersion::V5 => Version::V5,
+            MqttVersion::V311 => Version::V311,
+        };
+        let probe = options.broker.mqtt_version == MqttVersion::Auto;
+        let (inner, engine) = Engine::new(version, &options, probe);
+        let client = Client {
+            shared: Arc::new(client::Shared::new(inner)),
+        };
         let (state_tx, state) = watch::channel(LinkState::Connecting);
         let task = tokio::spawn(run(
-            eventloop,
+            engine,
+            options,
             client.clone(),
-            addr,
             subscriptions,
             incoming,
             inbox,
@@ -170,43 +182,94 @@ impl Mqtt {
     }
 }
 
+/// Which protocol version the connection uses, and whether that may still
+/// change: with [`MqttVersion::Auto`], until a connection was up.
+struct VersionChoice {
+    current: Version,
+    /// Settled: forced by the user, or a connection was up with `current`,
+    /// or the broker refused MQTT 5 outright.
+    settled: bool,
+    /// The fallback was logged (once per process).
+    logged: bool,
+}
+
+impl VersionChoice {
+    /// After a failed connect attempt (no CONNACK): the version to try
+    /// next, and whether to try it at once (a fallback) rather than after
+    /// the backoff.
+    fn after_failure(&mut self, verdict: V5Verdict) -> (Version, bool) {
+        if self.settled {
+            return (self.current, false);
+        }
+        match (self.current, verdict) {
+            (Version::V5, V5Verdict::Refused | V5Verdict::NoAnswer) => {
+                // A broker that refused MQTT 5 by code is a 3.1.1 broker; one
+                // that closed the connection or stayed silent may have been a
+                // network fault, so 5 gets another chance if 3.1.1 fails too.
+                self.settled = verdict == V5Verdict::Refused;
+                self.current = Version::V311;
+                (Version::V311, true)
+            }
+            (Version::V311, _) => {
+                self.current = Version::V5;
+                (Version::V5, false)
+            }
+            (Version::V5, V5Verdict::Unrelated) => (Version::V5, false),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
-    addr: BrokerAddr,
+    mut engine: Engine,
+    options: Options,
+    client: Client,
     subscriptions: Vec<String>,
-    incoming: mpsc::Sender<Publish>,
+    incoming: mpsc::Sender<Message>,
     inbox: Inbox,
     state: watch::Sender<LinkState>,
 ) {
+    let broker = &options.broker;
+    let addr = &broker.addr;
+    let mut version = VersionChoice {
+        current: engine.version(),
+        settled: broker.mqtt_version != MqttVersion::Auto,
+        logged: false,
+    };
     let mut generation = 0u64;
     let mut attempt = 0u32;
+    let mut connected = false;
     let mut awaiting_suback = false;
     let mut dropped = 0u64;
     loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+        match engine.poll(broker).await {
+            Ok(Ev::ConnAck(limits)) => {
                 attempt = 0;
+                connected = true;
+                version.settled = true;
                 awaiting_suback = true;
+                client
+                    .shared
+                    .broker_max_packet
+                    .store(limits.max_packet.unwrap_or(0), Ordering::Relaxed);
+                tracing::debug!(broker = %addr, version = ?version.current,
+                    max_packet = ?limits.max_packet, receive_max = ?limits.receive_max,
+                    topic_alias_max = ?limits.topic_alias_max, "connected");
                 // Queue from another task: awaiting the request channel here
                 // would deadlock, since only this loop drains it.
                 let client = client.clone();
                 let subs = subscriptions.clone();
                 tokio::spawn(async move {
-                    let filters = subs
-                        .into_iter()
-                        .map(|t| rumqttc::SubscribeFilter::new(t, inbox.qos));
                     // An error means the event loop ended; nothing left to do.
-                    let _ = client.subscribe_many(filters).await;
+                    let _ = client.subscribe_many(subs, inbox.qos).await;
                 });
             }
-            Ok(Event::Incoming(Packet::SubAck(ack))) if awaiting_suback => {
+            Ok(Ev::SubAck(granted)) if awaiting_suback => {
                 awaiting_suback = false;
-                let denied: Vec<String> = ack
-                    .return_codes
+                let denied: Vec<String> = granted
                     .iter()
                     .zip(&subscriptions)
-                    .filter(|(c, _)| matches!(c, SubscribeReasonCode::Failure))
+                    .filter(|(ok, _)| !**ok)
                     .map(|(_, t)| t.clone())
                     .collect();
                 if denied.is_empty() {
@@ -218,12 +281,12 @@ async fn run(
                     state.send_replace(LinkState::SubscribeDenied { topics: denied });
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) if inbox.lossless => {
+            Ok(Ev::Publish(p)) if inbox.lossless => {
                 if incoming.send(p).await.is_err() {
                     return;
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => match incoming.try_send(p) {
+            Ok(Ev::Publish(p)) => match incoming.try_send(p) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     // Safe to drop: the sender retransmits what we never ack.
@@ -232,20 +295,37 @@ async fn run(
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             },
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => {}
-            Err(e) => {
-                attempt += 1;
-                let reason = describe(&e, &addr);
-                if matches!(e, ConnectionError::RequestsDone) {
+            Ok(Ev::Disconnected) => return,
+            Ok(Ev::SubAck(_) | Ev::Other) => {}
+            Err(f) => {
+                if f.done {
                     return;
                 }
+                let was_connected = std::mem::take(&mut connected);
+                if !was_connected {
+                    let before = version.current;
+                    let (next, at_once) = version.after_failure(f.v5);
+                    if next != before {
+                        if at_once && !version.logged {
+                            version.logged = true;
+                            tracing::debug!(broker = %addr, why = %f.reason,
+                                "the broker refused MQTT 5; falling back to MQTT 3.1.1");
+                        }
+                        let (inner, e) = Engine::new(next, &options, !version.settled);
+                        engine = e;
+                        client.shared.replace(inner);
+                        if at_once {
+                            continue;
+                        }
+                    }
+                }
+                attempt += 1;
                 let delay = backoff(attempt);
                 // Logged by whoever watches the state: the agent warns, the
                 // proxy reports the first failure as its one-line error.
-                tracing::debug!(broker = %addr, attempt, retry_in = ?delay, "{reason}");
+                tracing::debug!(broker = %addr, attempt, retry_in = ?delay, "{}", f.reason);
                 state.send_replace(LinkState::Down {
-                    reason,
+                    reason: f.reason,
                     attempt,
                     retry_in: delay,
                 });
@@ -264,63 +344,6 @@ fn backoff(attempt: u32) -> Duration {
     d / 2 + d / 2 * jitter as u32 / 1000
 }
 
-/// A one-line, user-facing description of a connection failure.
-pub fn describe(e: &ConnectionError, addr: &BrokerAddr) -> String {
-    if let Some(trust) = &addr.tls_trust {
-        if let Some(why) = crate::tls::explain(e, &addr.host, trust) {
-            return format!("could not connect to broker {addr}: {why}");
-        }
-    }
-    match e {
-        ConnectionError::Io(io) => io_reason(io, addr),
-        ConnectionError::MqttState(StateError::Io(io)) => io_reason(io, addr),
-        ConnectionError::ConnectionRefused(code) => {
-            let why = match code {
-                ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-                // mosquitto 2 (and others) answer a wrong password with 5
-                // "not authorized" instead of 4, so as not to tell which of
-                // user and password was wrong.
-                ConnectReturnCode::NotAuthorized if addr.login => "bad user name or password",
-                ConnectReturnCode::NotAuthorized => {
-                    "not authorized (the broker wants a user name and password: --user, MQTT_PASSWORD)"
-                }
-                ConnectReturnCode::BadClientId => "client id rejected",
-                ConnectReturnCode::ServiceUnavailable => "server unavailable",
-                ConnectReturnCode::RefusedProtocolVersion => "unsupported protocol version",
-                ConnectReturnCode::Success => "unexpected success code",
-            };
-            format!("broker refused the connection: {why}")
-        }
-        ConnectionError::NetworkTimeout => format!("could not reach broker {addr}: timed out"),
-        ConnectionError::MqttState(StateError::ConnectionAborted) => {
-            format!("connection to broker {addr} closed")
-        }
-        ConnectionError::MqttState(StateError::AwaitPingResp) => {
-            format!("broker {addr} stopped answering")
-        }
-        other => format!("connection to broker {addr} failed: {other}"),
-    }
-}
-
-fn io_reason(io: &std::io::Error, addr: &BrokerAddr) -> String {
-    use std::io::ErrorKind::*;
-    let why = match io.kind() {
-        ConnectionRefused => "connection refused".to_owned(),
-        ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe => {
-            return format!("connection to broker {addr} closed");
-        }
-        TimedOut => "timed out".to_owned(),
-        _ => {
-            let s = io.to_string();
-            // rumqttc wraps resolver errors; keep the innermost text short.
-            s.strip_prefix("failed to lookup address information: ")
-                .map(|r| format!("cannot resolve host: {r}"))
-                .unwrap_or(s)
-        }
-    };
-    format!("could not reach broker {addr}: {why}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,44 +358,47 @@ mod tests {
     }
 
     #[test]
-    fn messages_name_the_broker_and_the_cause() {
-        let mut addr = BrokerAddr {
-            host: "b.example".into(),
-            port: 1883,
-            tls_trust: None,
-            login: false,
+    fn mqtt_5_falls_back_to_3_1_1_only_before_it_was_ever_up() {
+        use V5Verdict::*;
+        let auto = || VersionChoice {
+            current: Version::V5,
+            settled: false,
+            logged: false,
         };
-        let refused =
-            ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert_eq!(
-            describe(&refused, &addr),
-            "could not reach broker b.example:1883: connection refused"
-        );
-        let refused = |code| describe(&ConnectionError::ConnectionRefused(code), &addr);
-        let cases = [
+        // (verdicts of successive failed attempts, expected (version, at once) after each)
+        type Steps = &'static [(Version, bool)];
+        let cases: &[(&[V5Verdict], Steps)] = &[
+            // Refused by code: 3.1.1 at once, and for good.
             (
-                ConnectReturnCode::BadUserNamePassword,
-                "broker refused the connection: bad user name or password",
+                &[Refused, Unrelated],
+                &[(Version::V311, true), (Version::V311, false)],
             ),
+            // Closed or silent instead of an answer: 3.1.1 at once; if that fails too,
+            // 5 again after the backoff.
             (
-                ConnectReturnCode::NotAuthorized,
-                "broker refused the connection: not authorized (the broker wants a user name \
-                 and password: --user, MQTT_PASSWORD)",
+                &[NoAnswer, Unrelated, NoAnswer],
+                &[
+                    (Version::V311, true),
+                    (Version::V5, false),
+                    (Version::V311, true),
+                ],
+            ),
+            // Broker down, wrong password, TLS: no fallback.
+            (
+                &[Unrelated, Unrelated],
+                &[(Version::V5, false), (Version::V5, false)],
             ),
         ];
-        for (code, line) in cases {
-            assert_eq!(refused(code), line);
+        for (i, (verdicts, expected)) in cases.iter().enumerate() {
+            let mut v = auto();
+            let got: Vec<_> = verdicts.iter().map(|&x| v.after_failure(x)).collect();
+            assert_eq!(&got, expected, "case {i}");
         }
-        addr.login = true;
-        let refused = |code| describe(&ConnectionError::ConnectionRefused(code), &addr);
-        for code in [
-            ConnectReturnCode::BadUserNamePassword,
-            ConnectReturnCode::NotAuthorized,
-        ] {
-            assert_eq!(
-                refused(code),
-                "broker refused the connection: bad user name or password"
-            );
-        }
+        // Forced, or once a connection was up: never changes.
+        let mut v = VersionChoice {
+            settled: true,
+            ..auto()
+        };
+        assert_eq!(v.after_failure(Refused), (Version::V5, false));
     }
 }
