@@ -10,7 +10,10 @@
 //! - `tunnel`: drives a `stream` over real I/O (a socket or pipes on one side,
 //!   MQTT frames on the other).
 //! - `mqtt`: the one task that owns the rumqttc event loop (connect,
-//!   reconnect, resubscribe), and the user-facing connection errors.
+//!   reconnect, resubscribe, MQTT 5 with fallback to 3.1.1): `mqtt::client`
+//!   is the handle everything else uses, `mqtt::engine` hides rumqttc's two
+//!   APIs and the transports (TCP, TLS, WebSocket, HTTP proxy),
+//!   `mqtt::describe` words the user-facing connection errors.
 //! - `config`: flags, environment, config file, validated settings.
 //! - `tls`: rustls client configuration and TLS error messages.
 //! - `auth`: agent passwords (challenge-response) and token buckets.
