@@ -9,7 +9,18 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+
+mod file;
+mod secret;
+mod url;
+
+pub use file::{FileConfig, Role};
+#[cfg(test)]
+use file::{AGENT_KEYS, SHARED_KEYS};
+pub use secret::Secret;
+pub use url::{
+    split_host_port, BrokerUrl, Carrier, HttpProxy, MqttVersion, DEFAULT_WS_PATH, PORT_WS, PORT_WSS,
+};
 
 use crate::protocol::{valid_id, valid_prefix};
 use crate::tls::TlsFiles;
@@ -29,9 +40,22 @@ pub struct BrokerArgs {
     #[arg(long, env = "MQTT_PROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Broker as a URL: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS).
+    /// Broker as a URL: mqtt://HOST[:PORT], mqtts://HOST[:PORT] (TLS),
+    /// ws://HOST[:PORT][/PATH] or wss://… (MQTT over WebSocket; ports 80
+    /// and 443, path /mqtt by default).
     #[arg(long, env = "MQTT_BROKER", value_name = "URL")]
     pub broker: Option<String>,
+
+    /// MQTT protocol version: 5 or 3.1.1 [default: 5, falling back to
+    /// 3.1.1 when the broker refuses 5].
+    #[arg(long, env = "MQTT_VERSION", value_name = "5|3.1.1", value_parser = MqttVersion::parse)]
+    pub mqtt_version: Option<MqttVersion>,
+
+    /// Reach the broker through this HTTP proxy (HTTP CONNECT):
+    /// http://HOST:PORT. Proxy credentials (http://USER:PASSWORD@HOST:PORT)
+    /// are only read from MQTT_HTTP_PROXY or the config file, never a flag.
+    #[arg(long, value_name = "URL")]
+    pub http_proxy: Option<String>,
 
     /// MQTT broker host name or address [default: localhost].
     #[arg(long, env = "MQTT_HOST")]
@@ -90,208 +114,6 @@ pub struct BrokerArgs {
     pub quiet: bool,
 }
 
-/// The config file. Every key has a flag and an environment variable of the
-/// same name (`topic-prefix` = `--topic-prefix`). Agent-only keys are
-/// refused in the proxy's file and vice versa.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FileConfig {
-    pub broker: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub user: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub topic_prefix: Option<String>,
-    pub client_id_prefix: Option<String>,
-    pub resume_timeout: Option<u64>,
-    pub tls: Option<bool>,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub agent_password_file: Option<PathBuf>,
-    // Agent only.
-    pub node_id: Option<String>,
-    pub target: Option<String>,
-    pub max_sessions: Option<usize>,
-}
-
-/// Which binary reads the file (for key checks and the default path).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Proxy,
-    Agent,
-}
-
-impl Role {
-    /// The default config file path.
-    pub fn default_config(self) -> Option<PathBuf> {
-        match self {
-            Role::Agent => Some(PathBuf::from("/etc/mqtt-proxy/agent.toml")),
-            Role::Proxy => directories::ProjectDirs::from("", "", "mqtt-proxy")
-                .map(|d| d.config_dir().join("config.toml")),
-        }
-    }
-}
-
-impl FileConfig {
-    /// Load `explicit` (must exist) or the role's default file (may be
-    /// absent).
-    pub fn load(explicit: Option<&Path>, role: Role) -> Result<FileConfig> {
-        let (path, required) = match explicit {
-            Some(p) => (p.to_path_buf(), true),
-            None => match role.default_config() {
-                Some(p) => (p, false),
-                None => return Ok(FileConfig::default()),
-            },
-        };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(FileConfig::default())
-            }
-            Err(e) => bail!("cannot read config file {}: {e}", path.display()),
-        };
-        FileConfig::parse(&text, role).with_context(|| format!("config file {}", path.display()))
-    }
-
-    /// Parse and check the keys for `role`.
-    pub fn parse(text: &str, role: Role) -> Result<FileConfig> {
-        let cfg: FileConfig = toml::from_str(text).map_err(|e| toml_error(text, &e, role))?;
-        if role == Role::Proxy {
-            for (key, set) in [
-                ("node-id", cfg.node_id.is_some()),
-                ("target", cfg.target.is_some()),
-                ("max-sessions", cfg.max_sessions.is_some()),
-            ] {
-                if set {
-                    bail!("key '{key}' is only valid in the agent's config file");
-                }
-            }
-        }
-        Ok(cfg)
-    }
-}
-
-/// Config file keys both binaries accept (the fields of [`FileConfig`]).
-const SHARED_KEYS: &[&str] = &[
-    "broker",
-    "host",
-    "port",
-    "user",
-    "password-file",
-    "topic-prefix",
-    "client-id-prefix",
-    "resume-timeout",
-    "tls",
-    "ca-file",
-    "cert-file",
-    "key-file",
-    "agent-password-file",
-];
-/// Config file keys only the agent accepts.
-const AGENT_KEYS: &[&str] = &["node-id", "target", "max-sessions"];
-
-/// One line naming the line and the key, instead of toml's multi-line
-/// snippet: `line 3: unknown key 'hots' (known: …)`,
-/// `line 1: key 'port': invalid type: string "x", expected u16`.
-fn toml_error(text: &str, e: &toml::de::Error, role: Role) -> anyhow::Error {
-    let line_no = e
-        .span()
-        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-    let msg = e.message().trim().replace('\n', " ");
-    let what = if let Some(rest) = msg.strip_prefix("unknown field `") {
-        let key = rest.split('`').next().unwrap_or_default();
-        let mut known = SHARED_KEYS.to_vec();
-        if role == Role::Agent {
-            known.extend_from_slice(AGENT_KEYS);
-        }
-        format!("unknown key '{key}' (known: {})", known.join(", "))
-    } else {
-        let key = line_no
-            .and_then(|n| text.lines().nth(n - 1))
-            .and_then(|l| l.split_once('='))
-            .map(|(k, _)| k.trim().trim_matches('"'))
-            .filter(|k| !k.is_empty());
-        match key {
-            Some(k) => format!("key '{k}': {msg}"),
-            None => msg,
-        }
-    };
-    match line_no {
-        Some(n) => anyhow::anyhow!("line {n}: {what}"),
-        None => anyhow::anyhow!("{what}"),
-    }
-}
-
-/// A parsed broker URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    pub host: String,
-    pub port: Option<u16>,
-    pub tls: bool,
-}
-
-impl BrokerUrl {
-    pub fn parse(url: &str) -> Result<BrokerUrl> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-            (true, r)
-        } else if let Some(r) = url.strip_prefix("mqtt://") {
-            (false, r)
-        } else {
-            bail!("invalid broker URL {url:?}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]");
-        };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let (host, port) =
-            split_host_port(rest).with_context(|| format!("invalid broker URL {url:?}"))?;
-        Ok(BrokerUrl { host, port, tls })
-    }
-}
-
-/// `host`, `host:port`, `[v6]` or `[v6]:port`.
-pub fn split_host_port(s: &str) -> Result<(String, Option<u16>)> {
-    let (host, port) = if let Some(r) = s.strip_prefix('[') {
-        let (h, after) = r.split_once(']').context("missing ']'")?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h, Some(p)),
-            _ => (s, None),
-        }
-    };
-    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
-        bail!("invalid host {host:?}");
-    }
-    let port = match port {
-        Some(p) => Some(
-            p.parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .with_context(|| format!("invalid port {p:?}"))?,
-        ),
-        None => None,
-    };
-    Ok((host.to_owned(), port))
-}
-
-/// A secret string whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Secret {
-        Secret(s)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// Where the broker is, for messages.
 #[derive(Debug, Clone)]
 pub struct BrokerAddr {
@@ -316,6 +138,11 @@ pub struct Broker {
     pub addr: BrokerAddr,
     /// TLS settings when TLS is on.
     pub tls: Option<TlsFiles>,
+    /// TCP or WebSocket.
+    pub carrier: Carrier,
+    /// The HTTP proxy to tunnel through, if any.
+    pub http_proxy: Option<HttpProxy>,
+    pub mqtt_version: MqttVersion,
     pub user: Option<String>,
     pub password: Option<Secret>,
     pub topic_prefix: String,
@@ -350,6 +177,7 @@ impl BrokerArgs {
             .or_else(|| file.host.clone())
             .or_else(|| file_url.as_ref().map(|u| u.host.clone()))
             .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+        let tls_setting = self.tls.or(file.tls);
         let tls = self
             .tls
             .or(cli_url.as_ref().map(|u| u.tls))
@@ -361,15 +189,42 @@ impl BrokerArgs {
             cert_file: self.cert_file.clone().or_else(|| file.cert_file.clone()),
             key_file: self.key_file.clone().or_else(|| file.key_file.clone()),
         };
+        // The URL that names the broker decides how MQTT is carried.
+        let url = cli_url.as_ref().or(file_url.as_ref());
+        let carrier = url.map_or(Carrier::Tcp, |u| u.carrier.clone());
+        if let Some(u) = url.filter(|u| u.carrier != Carrier::Tcp) {
+            // A WebSocket URL says whether TLS is on; a TLS setting that
+            // disagrees is a mistake, not something to resolve by precedence.
+            let tls_asked = tls_setting == Some(true) || tls_files != TlsFiles::default();
+            if !u.tls && tls_asked {
+                bail!(
+                    "a ws:// broker URL has no TLS, but TLS options are set (--tls, --ca-file, \
+                     --cert-file, --key-file): use wss:// or drop them"
+                );
+            }
+            if u.tls && tls_setting == Some(false) {
+                bail!("a wss:// broker URL needs TLS, but TLS is turned off (--tls=false)");
+            }
+        }
+        let tls = match &carrier {
+            Carrier::WebSocket { .. } => url.is_some_and(|u| u.tls),
+            Carrier::Tcp => tls,
+        };
         if !tls && tls_files != TlsFiles::default() {
             bail!("--ca-file, --cert-file and --key-file need TLS: add --tls or use an mqtts:// broker URL");
         }
+        let default_port = match (&carrier, tls) {
+            (Carrier::Tcp, false) => PORT_PLAIN,
+            (Carrier::Tcp, true) => PORT_TLS,
+            (Carrier::WebSocket { .. }, false) => PORT_WS,
+            (Carrier::WebSocket { .. }, true) => PORT_WSS,
+        };
         let mut port = self
             .port
             .or(cli_url.as_ref().and_then(|u| u.port))
             .or(file.port)
             .or(file_url.as_ref().and_then(|u| u.port))
-            .unwrap_or(if tls { PORT_TLS } else { PORT_PLAIN });
+            .unwrap_or(default_port);
         if let Some((h, p)) = url_override {
             host = h;
             if let Some(p) = p {
@@ -412,6 +267,25 @@ impl BrokerArgs {
             (None, None, Some(path)) => Some(read_password_file(path)?),
             (None, None, None) => None,
         };
+        let http_proxy = match (&self.http_proxy, env("MQTT_HTTP_PROXY"), &file.http_proxy) {
+            (Some(flag), _, _) => {
+                let p = HttpProxy::parse(flag).context("--http-proxy")?;
+                if p.credentials.is_some() {
+                    bail!(
+                        "--http-proxy: proxy credentials are not accepted on the command line \
+                         (others can read it); put the URL in MQTT_HTTP_PROXY or the config \
+                         file's http-proxy"
+                    );
+                }
+                Some(p)
+            }
+            (None, Some(e), _) if !e.is_empty() => {
+                Some(HttpProxy::parse(&e).context("MQTT_HTTP_PROXY")?)
+            }
+            (None, _, Some(f)) => Some(HttpProxy::parse(f).context("key 'http-proxy'")?),
+            _ => None,
+        };
+        let mqtt_version = self.mqtt_version.or(file.mqtt_version).unwrap_or_default();
         let resume = self.resume_timeout.or(file.resume_timeout).unwrap_or(60);
         if resume == 0 {
             bail!("resume timeout must be at least 1 second");
@@ -424,6 +298,9 @@ impl BrokerArgs {
                 login: user.is_some(),
             },
             tls: tls.then_some(tls_files),
+            carrier,
+            http_proxy,
+            mqtt_version,
             user,
             password,
             topic_prefix,

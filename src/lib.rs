@@ -6,12 +6,18 @@
 //!   sequences and retransmits chunks, `stream::recv` reorders, delivers and
 //!   acknowledges them, `stream::rtt` estimates the round trip and the
 //!   retransmission timeout, `stream::congestion` keeps the congestion
-//!   window; `stream` itself joins them into frames and session timers.
+//!   window, `stream::autotune` grows the receive window with the round
+//!   trip; `stream` itself joins them into frames and session timers.
 //! - `tunnel`: drives a `stream` over real I/O (a socket or pipes on one side,
 //!   MQTT frames on the other).
 //! - `mqtt`: the one task that owns the rumqttc event loop (connect,
-//!   reconnect, resubscribe), and the user-facing connection errors.
-//! - `config`: flags, environment, config file, validated settings.
+//!   reconnect, resubscribe, MQTT 5 with fallback to 3.1.1): `mqtt::client`
+//!   is the handle everything else uses, `mqtt::engine` hides rumqttc's two
+//!   APIs and the transports (TCP, TLS, WebSocket, HTTP proxy),
+//!   `mqtt::describe` words the user-facing connection errors.
+//! - `config`: flags, environment and validated settings; `config::file`
+//!   reads the config file, `config::url` parses broker and proxy URLs,
+//!   `config::secret` keeps passwords out of `Debug`.
 //! - `tls`: rustls client configuration and TLS error messages.
 //! - `auth`: agent passwords (challenge-response) and token buckets.
 //! - `agent`: `mqtt-proxy-agent`: its settings (`agent::settings`), presence
@@ -27,8 +33,9 @@
 //!
 //! Imports run one way, with no loops: the roles (`agent`, `proxy`, `list`)
 //! use `tunnel`, `mqtt`, `config` and `protocol`; `tunnel` uses `stream` and
-//! `mqtt`; `mqtt` uses `config`; `config` uses neither. Inside `agent` and
-//! `stream`, the parent uses its parts and the parts use only siblings.
+//! `mqtt`; `mqtt` uses `config`; `config` uses neither. Inside `agent`,
+//! `stream`, `mqtt` and `config`, the parent uses its parts and the parts
+//! use only siblings.
 #![forbid(unsafe_code)]
 
 pub mod agent;

@@ -15,13 +15,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use bytes::Bytes;
-use rumqttc::{Publish, QoS};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use crate::config::Broker;
-use crate::mqtt::{self, Inbox, LinkState, Mqtt};
+use crate::mqtt::{self, Inbox, LinkState, Message, Mqtt, QoS};
 use crate::protocol::{random_u64, Presence, Topics};
 
 /// Longest wait for the broker connection.
@@ -118,7 +117,7 @@ pub async fn forget(broker: &Broker, node: &str) -> Result<()> {
 /// topic, at QoS 0, with a lossless inbox.
 struct Conn {
     mqtt: Mqtt,
-    rx: mpsc::Receiver<Publish>,
+    rx: mpsc::Receiver<Message>,
     state: watch::Receiver<LinkState>,
     prefix: String,
     marker_topic: String,
@@ -128,7 +127,7 @@ struct Conn {
     nonce: u64,
     /// Messages that arrived before the connection was up (a broker may
     /// send retained messages before its SUBACK).
-    early: Vec<Publish>,
+    early: Vec<Message>,
     deadline: Instant,
 }
 
@@ -147,7 +146,7 @@ impl Conn {
             lossless: true,
         };
         let subscriptions = vec![presence.to_owned(), marker_topic.clone()];
-        let mqtt = Mqtt::spawn_with(opts, broker.addr.clone(), subscriptions, tx, inbox);
+        let mqtt = Mqtt::spawn_with(opts, subscriptions, tx, inbox);
         let mut state = mqtt.state.clone();
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         let mut rx = rx;
@@ -314,7 +313,7 @@ impl Conn {
     async fn send_marker(&self, marker: &Bytes) -> Result<()> {
         self.mqtt
             .client
-            .publish_bytes(&self.marker_topic, QoS::AtLeastOnce, false, marker.clone())
+            .publish(&self.marker_topic, QoS::AtLeastOnce, false, marker.clone())
             .await
             .map_err(|_| mqtt::TaskEnded.into())
     }
@@ -342,7 +341,7 @@ struct Pass {
 }
 
 impl Pass {
-    fn apply(&mut self, prefix: &str, p: &Publish) {
+    fn apply(&mut self, prefix: &str, p: &Message) {
         let Some(node) = p
             .topic
             .strip_prefix(prefix)
@@ -525,10 +524,8 @@ pub fn utc(secs: u64) -> String {
 mod tests {
     use super::*;
 
-    fn publish(topic: &str, retain: bool, payload: &str) -> Publish {
-        let mut p = Publish::new(topic, QoS::AtMostOnce, payload.as_bytes().to_vec());
-        p.retain = retain;
-        p
+    fn publish(topic: &str, retain: bool, payload: &str) -> Message {
+        Message::new(topic, payload.as_bytes().to_vec(), retain)
     }
 
     fn presence(status: &str, sessions: Option<u32>) -> String {

@@ -5,14 +5,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use rumqttc::{LastWill, QoS};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
 use crate::config::{self, Broker, BrokerArgs, FileConfig, Role, Secret};
-use crate::mqtt::{self, LinkState, Mqtt};
+use crate::mqtt::{self, LinkState, Mqtt, QoS};
 use crate::protocol::{self, random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
 use crate::stream::{self, Stream, StreamError};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
@@ -191,21 +190,11 @@ where
     will.flags = FLAG_PEER_LOST;
     let mut opts =
         mqtt::options(&cid, &cfg.broker).map_err(|e| ProxyError::Local(format!("{e:#}")))?;
-    opts.set_last_will(LastWill::new(
-        topics.up(&cid),
-        will.encode(),
-        QoS::AtLeastOnce,
-        false,
-    ));
+    opts.set_last_will(topics.up(&cid), will.encode(), QoS::AtLeastOnce, false);
     let (in_tx, mut incoming) = mpsc::channel(INCOMING_CAPACITY);
     let down = topics.down(&cid);
     let presence_topic = topics.presence();
-    let mqtt = Mqtt::spawn(
-        opts,
-        cfg.broker.addr.clone(),
-        vec![down.clone(), presence_topic.clone()],
-        in_tx,
-    );
+    let mqtt = Mqtt::spawn(opts, vec![down.clone(), presence_topic.clone()], in_tx);
 
     // Split incoming messages: frames for the session, presence for us.
     let (frames_tx, mut frames) = mpsc::channel::<Frame>(INCOMING_CAPACITY);

@@ -8,23 +8,28 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use rumqttc::AsyncClient;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use crate::mqtt::{self, LinkState, TaskEnded};
+use crate::mqtt::{self, Client, LinkState, TaskEnded};
 use crate::protocol::{self, Frame, MAX_CHUNK};
 use crate::stream::{Stream, StreamError};
 
 /// Where a session's outgoing frames go.
 pub trait FrameSink: Send {
     fn send(&mut self, frame: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// The largest chunk a DATA frame may carry now: [`MAX_CHUNK`], or less
+    /// when the broker's Maximum Packet Size (MQTT 5) leaves less room.
+    fn max_chunk(&self) -> usize {
+        MAX_CHUNK
+    }
 }
 
 /// Publishes frames on one topic, at the QoS [`protocol::delivery`] picks.
 pub struct MqttSink {
-    pub client: AsyncClient,
+    pub client: Client,
     pub topic: String,
 }
 
@@ -36,9 +41,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 impl FrameSink for MqttSink {
     async fn send(&mut self, frame: Bytes) -> io::Result<()> {
         let qos = mqtt::qos(protocol::delivery(&frame));
-        let publish = self
-            .client
-            .publish_bytes(self.topic.clone(), qos, false, frame);
+        let publish = self.client.publish(self.topic.clone(), qos, false, frame);
         match tokio::time::timeout(SEND_TIMEOUT, publish).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, TaskEnded)),
@@ -47,6 +50,16 @@ impl FrameSink for MqttSink {
                 Ok(())
             }
         }
+    }
+
+    fn max_chunk(&self) -> usize {
+        let room = self
+            .client
+            .max_payload(&self.topic)
+            .map_or(usize::MAX, |max| max.saturating_sub(protocol::HEADER_LEN));
+        // At least one byte, so a session makes progress however small the
+        // broker's limit (a frame above it is dropped and retransmitted).
+        room.clamp(1, MAX_CHUNK)
     }
 }
 
@@ -131,10 +144,12 @@ where
             return Err(abort(stream, sink, TunnelError::Stopped).await);
         }
         let can_read = reading && stream.can_send();
-        if can_read && rbuf.capacity() < MAX_CHUNK {
+        let chunk = sink.max_chunk();
+        if can_read && rbuf.capacity() != chunk {
             // A fresh buffer per chunk: the chunk is kept (shared) until it is
-            // acknowledged, and a read never exceeds the chunk cap.
-            rbuf = BytesMut::with_capacity(MAX_CHUNK);
+            // acknowledged, and a read never exceeds the chunk cap (which
+            // follows the broker's packet limit, so it may change).
+            rbuf = BytesMut::with_capacity(chunk);
         }
         let pending_write = writer
             .is_some()

@@ -946,19 +946,27 @@ fn agent_survives_a_flood_of_garbage_and_open_requests() {
 
 /// One publish bigger than the binaries' MQTT packet limit, on a broker
 /// without `max_packet_size`, at an agent's topic (where every client that
-/// may open sessions can publish). rumqttc cannot skip an oversized packet,
-/// so the agent loses its broker connection (MQTT 3.1.1 has no way to tell
-/// the broker our limit; MQTT 5's Maximum Packet Size would). What must
-/// hold: the agent stays up, reconnects at once, a session in flight
-/// resumes intact and new sessions work. The shipped mosquitto.conf caps
-/// packets at the broker so it does not come to that.
+/// may open sessions can publish), with the agent on MQTT 3.1.1. rumqttc
+/// cannot skip an oversized packet, so the agent loses its broker
+/// connection (MQTT 3.1.1 has no way to tell the broker our limit; with
+/// MQTT 5 it never comes to that, see the next test). What must hold: the
+/// agent stays up, reconnects at once, a session in flight resumes intact
+/// and new sessions work. The shipped mosquitto.conf caps packets at the
+/// broker so it does not come to that.
 #[test]
-fn oversized_publish_costs_the_agent_a_reconnect_not_its_sessions() {
+fn oversized_publish_costs_a_3_1_1_agent_a_reconnect_not_its_sessions() {
     let _lock = shared();
     let broker = Broker::start("");
     let sshd = Sshd::start();
     let n = names("oversized");
-    let mut agent = Agent::start(&broker, sshd.port(), &n.node, &n.prefix);
+    let mut agent = Agent::start_with(
+        &broker,
+        &sshd.target(),
+        &n.node,
+        &n.prefix,
+        &["--mqtt-version", "3.1.1"],
+        &[],
+    );
     let ssh = Ssh::via_proxy(&broker, &n.prefix, &n.node, &sshd);
     // Prints after the fault, so its output must cross the resumed session.
     let late_output = "sleep 3; head -c 200000 /dev/zero";
@@ -986,5 +994,43 @@ fn oversized_publish_costs_the_agent_a_reconnect_not_its_sessions() {
     assert_success(&out, "the session in flight");
     assert_eq!(out.stdout.len(), 200_000, "bytes of the session in flight");
     check_ssh_echo(&ssh, &[], "ssh after the oversized publish");
+    assert!(agent.exit_status().is_none(), "the agent exited");
+}
+
+/// The same publish with the agent on MQTT 5 (the default): the agent
+/// advertised its Maximum Packet Size, so the broker never forwards the
+/// message and the agent keeps its connection and its sessions.
+#[test]
+fn oversized_publish_never_reaches_an_mqtt_5_agent() {
+    let _lock = shared();
+    let broker = Broker::start("");
+    let sshd = Sshd::start();
+    let n = names("oversized5");
+    let mut agent = Agent::start(&broker, sshd.port(), &n.node, &n.prefix);
+    let ssh = Ssh::via_proxy(&broker, &n.prefix, &n.node, &sshd);
+    let in_flight = Background::start(&mut clean(ssh.ssh("sleep 3; head -c 200000 /dev/zero")));
+    agent.wait_log("session opened", 1, Duration::from_secs(10));
+
+    let attacker = Raw::connect(broker.port(), "oversized5-sender", None);
+    let mut rng = Rng::seeded();
+    attacker.publish(
+        &format!("{}/{}/s/oversized5-sender/up", n.prefix, n.node),
+        rng.bytes(MAX_PACKET + 1),
+    );
+    assert!(attacker.wait_acked(1, Duration::from_secs(10)));
+
+    let out = in_flight.finish(Duration::from_secs(30));
+    if !out.status.success() {
+        eprintln!("--- agent log ---\n{}", agent.log_text());
+    }
+    assert_success(&out, "the session in flight");
+    assert_eq!(out.stdout.len(), 200_000, "bytes of the session in flight");
+    check_ssh_echo(&ssh, &[], "ssh after the oversized publish");
+    assert_eq!(
+        agent.log_text().matches(AGENT_ONLINE_TEXT).count(),
+        1,
+        "the agent lost its broker connection:\n{}",
+        agent.log_text()
+    );
     assert!(agent.exit_status().is_none(), "the agent exited");
 }

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 use super::settings::AgentConfig;
-use crate::mqtt::{self, LinkState};
+use crate::mqtt::{self, Client, LinkState};
 use crate::protocol::{self, Frame, Kind, RefuseCode, Topics};
 
 /// Shared, read-only context of all sessions.
 pub(super) struct Ctx {
     pub cfg: AgentConfig,
     pub topics: Topics,
-    pub client: rumqttc::AsyncClient,
+    pub client: Client,
     pub link: tokio::sync::watch::Receiver<LinkState>,
 }
 

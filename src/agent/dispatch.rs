@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rumqttc::Publish;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -15,6 +14,7 @@ use super::admission::{Action, Admission, Policy};
 use super::ctx::{accept_frame, drop_msg, refuse, send, Ctx};
 use super::session::{session, Note, SessionLinks};
 use crate::auth;
+use crate::mqtt::Message;
 use crate::protocol::{Frame, Kind};
 
 /// Frames buffered per session between dispatcher and session task: a full
@@ -82,7 +82,7 @@ impl Dispatcher {
         }
     }
 
-    pub(super) fn dispatch(&mut self, p: Publish) {
+    pub(super) fn dispatch(&mut self, p: Message) {
         let ctx = self.ctx.clone();
         let Some(cid) = ctx.topics.parse_up(&p.topic) else {
             return drop_msg(&p.topic, &"not a session topic");

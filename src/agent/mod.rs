@@ -21,10 +21,9 @@ mod settings;
 use std::sync::Arc;
 
 use anyhow::Result;
-use rumqttc::{LastWill, QoS};
 use tokio::sync::mpsc;
 
-use crate::mqtt::{self, LinkState, Mqtt};
+use crate::mqtt::{self, LinkState, Mqtt, QoS};
 use crate::protocol::{random_u64, Topics};
 
 use ctx::Ctx;
@@ -74,19 +73,14 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     opts.set_keep_alive(KEEP_ALIVE);
     // The broker publishes this unchanged, so its `since` is when the agent
     // started: an operator reads "offline, last started at".
-    opts.set_last_will(LastWill::new(
+    opts.set_last_will(
         topics.presence(),
         announcer.payload("offline", None),
         QoS::AtLeastOnce,
         true,
-    ));
-    let (in_tx, mut incoming) = mpsc::channel(INCOMING_CAPACITY);
-    let mqtt = Mqtt::spawn(
-        opts,
-        cfg.broker.addr.clone(),
-        vec![topics.all_up(), topics.presence()],
-        in_tx,
     );
+    let (in_tx, mut incoming) = mpsc::channel(INCOMING_CAPACITY);
+    let mqtt = Mqtt::spawn(opts, vec![topics.all_up(), topics.presence()], in_tx);
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         topics,
@@ -156,7 +150,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     // Best effort: the last will would say the same if this is lost.
     let _ = ctx
         .client
-        .publish_bytes(
+        .publish(
             announcer.topic.clone(),
             QoS::AtLeastOnce,
             true,

@@ -4,9 +4,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rumqttc::{Publish, QoS};
 
 use super::ctx::{drop_msg, Ctx};
+use crate::mqtt::{Client, Message, QoS};
 use crate::protocol::Presence;
 
 /// Shortest interval between two presence updates for a changed session
@@ -43,7 +43,7 @@ impl Announcer {
 
     /// Announce `online` with `sessions`, unless (without `force`) that is
     /// what was announced last.
-    pub(super) fn update(&mut self, client: &rumqttc::AsyncClient, sessions: usize, force: bool) {
+    pub(super) fn update(&mut self, client: &Client, sessions: usize, force: bool) {
         if !force && self.announced == Some(sessions) {
             return;
         }
@@ -71,7 +71,7 @@ pub struct TakenOver {
 /// it steps down. A live `offline` from another instance is a predecessor's
 /// late last will: we announce ourselves again so it does not stick.
 /// `Ok(true)`: announce ourselves again.
-pub(super) fn on_presence(ctx: &Ctx, instance: &str, p: &Publish) -> Result<bool, TakenOver> {
+pub(super) fn on_presence(ctx: &Ctx, instance: &str, p: &Message) -> Result<bool, TakenOver> {
     if p.retain {
         return Ok(false);
     }

@@ -118,8 +118,8 @@ fn file_errors_name_the_key() {
     let cases = [
         (
             "host = \"h\"\nhots = \"x\"",
-            "line 2: unknown key 'hots' (known: broker, host, port, user, password-file, \
-             topic-prefix, client-id-prefix, resume-timeout, tls, ca-file, cert-file, key-file, \
+            "line 2: unknown key 'hots' (known: broker, mqtt-version, http-proxy, host, port, user, \
+             password-file, topic-prefix, client-id-prefix, resume-timeout, tls, ca-file, cert-file, key-file, \
              agent-password-file)",
         ),
         (
@@ -257,6 +257,178 @@ fn broker_urls() {
 }
 
 #[test]
+fn websocket_urls() {
+    let ws = |p: &str| Carrier::WebSocket { path: p.into() };
+    let cases = [
+        ("ws://h", ("h", None, false, ws("/mqtt"))),
+        ("ws://h:8080/", ("h", Some(8080), false, ws("/"))),
+        ("wss://h/a/b", ("h", None, true, ws("/a/b"))),
+        ("wss://[::1]:9/x", ("::1", Some(9), true, ws("/x"))),
+    ];
+    for (url, (host, port, tls, carrier)) in cases {
+        let u = BrokerUrl::parse(url).unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.tls, u.carrier),
+            (host, port, tls, carrier),
+            "{url}"
+        );
+    }
+    let err = BrokerUrl::parse("mqtt://h/x").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid broker URL \"mqtt://h/x\": only ws:// and wss:// URLs have a path"
+    );
+    // Default ports, and what the rest of the program sees.
+    let resolve = |args: BrokerArgs| args.resolve(&file(""), None, &no_env);
+    let b = resolve(BrokerArgs {
+        broker: Some("ws://h".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        (b.addr.port, b.tls.is_none(), b.carrier),
+        (80, true, ws("/mqtt"))
+    );
+    let b = resolve(BrokerArgs {
+        broker: Some("wss://h/p".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        (b.addr.port, b.tls.is_some(), b.carrier),
+        (443, true, ws("/p"))
+    );
+}
+
+#[test]
+fn ws_with_tls_options_is_a_contradiction() {
+    let resolve = |args: BrokerArgs| {
+        args.resolve(&file(""), None, &no_env)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let ws_msg = "a ws:// broker URL has no TLS, but TLS options are set (--tls, --ca-file, \
+                  --cert-file, --key-file): use wss:// or drop them";
+    for args in [
+        BrokerArgs {
+            tls: Some(true),
+            ..Default::default()
+        },
+        BrokerArgs {
+            ca_file: Some("ca.pem".into()),
+            ..Default::default()
+        },
+    ] {
+        let args = BrokerArgs {
+            broker: Some("ws://h".into()),
+            ..args
+        };
+        assert_eq!(resolve(args), Err(ws_msg.to_owned()));
+    }
+    let args = BrokerArgs {
+        broker: Some("wss://h".into()),
+        tls: Some(false),
+        ..Default::default()
+    };
+    assert_eq!(
+        resolve(args),
+        Err("a wss:// broker URL needs TLS, but TLS is turned off (--tls=false)".to_owned())
+    );
+}
+
+#[test]
+fn mqtt_version_sources() {
+    assert_eq!(MqttVersion::parse("5").unwrap(), MqttVersion::V5);
+    assert_eq!(MqttVersion::parse("3.1.1").unwrap(), MqttVersion::V311);
+    assert_eq!(
+        MqttVersion::parse("4").unwrap_err().to_string(),
+        "invalid MQTT version \"4\": use 5 or 3.1.1"
+    );
+    let version = |args: BrokerArgs, text: &str| {
+        args.resolve(&file(text), None, &no_env)
+            .unwrap()
+            .mqtt_version
+    };
+    assert_eq!(version(BrokerArgs::default(), ""), MqttVersion::Auto);
+    assert_eq!(
+        version(BrokerArgs::default(), "mqtt-version = 5"),
+        MqttVersion::V5
+    );
+    assert_eq!(
+        version(BrokerArgs::default(), "mqtt-version = \"3.1.1\""),
+        MqttVersion::V311
+    );
+    let flag = BrokerArgs {
+        mqtt_version: Some(MqttVersion::V5),
+        ..Default::default()
+    };
+    assert_eq!(version(flag, "mqtt-version = \"3.1.1\""), MqttVersion::V5);
+    let err = format!(
+        "{:#}",
+        FileConfig::parse("mqtt-version = \"3\"", Role::Proxy).unwrap_err()
+    );
+    assert!(
+        err.contains("line 1: key 'mqtt-version': invalid MQTT version \"3\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn http_proxy_credentials_never_come_from_a_flag() {
+    let p = HttpProxy::parse("http://proxy.corp:3128").unwrap();
+    assert_eq!(
+        (p.to_string(), p.credentials.is_none()),
+        ("proxy.corp:3128".into(), true)
+    );
+    let p = HttpProxy::parse("http://al%40ice:p%3Ass@10.0.0.1:8080/").unwrap();
+    let (user, password) = p.credentials.clone().unwrap();
+    assert_eq!((user.as_str(), password.expose()), ("al@ice", "p:ss"));
+    assert_eq!(
+        HttpProxy::parse("http://u:secret@h")
+            .unwrap_err()
+            .to_string(),
+        "invalid HTTP proxy URL http://***@h: expected http://HOST:PORT"
+    );
+    let env = |name: &str| (name == "MQTT_HTTP_PROXY").then(|| "http://u:pw@e:1".to_owned());
+    let resolve = |args: BrokerArgs, text: &str, env: &dyn Fn(&str) -> Option<String>| {
+        args.resolve(&file(text), None, env)
+            .map(|b| {
+                b.http_proxy
+                    .map(|p| (p.to_string(), p.credentials.map(|c| c.0)))
+            })
+            .map_err(|e| format!("{e:#}"))
+    };
+    let flag = |url: &str| BrokerArgs {
+        http_proxy: Some(url.into()),
+        ..Default::default()
+    };
+    // Flag > environment > file.
+    assert_eq!(
+        resolve(flag("http://f:2"), "http-proxy = \"http://c:3\"", &env),
+        Ok(Some(("f:2".into(), None)))
+    );
+    assert_eq!(
+        resolve(BrokerArgs::default(), "http-proxy = \"http://c:3\"", &env),
+        Ok(Some(("e:1".into(), Some("u".into()))))
+    );
+    assert_eq!(
+        resolve(
+            BrokerArgs::default(),
+            "http-proxy = \"http://cu:cp@c:3\"",
+            &no_env
+        ),
+        Ok(Some(("c:3".into(), Some("cu".into()))))
+    );
+    let err = resolve(flag("http://u:pw@f:2"), "", &no_env).unwrap_err();
+    assert!(!err.contains("pw"), "{err}");
+    assert_eq!(
+        err,
+        "--http-proxy: proxy credentials are not accepted on the command line (others can read \
+         it); put the URL in MQTT_HTTP_PROXY or the config file's http-proxy"
+    );
+}
+
+#[test]
 fn secret_debug_is_masked() {
     let b = Broker {
         addr: BrokerAddr {
@@ -266,6 +438,9 @@ fn secret_debug_is_masked() {
             login: true,
         },
         tls: None,
+        carrier: Carrier::Tcp,
+        http_proxy: Some(HttpProxy::parse("http://pu:pw%21secret@proxy:3128").unwrap()),
+        mqtt_version: MqttVersion::Auto,
         user: Some("u".into()),
         password: Some(Secret::new("hunter2".into())),
         topic_prefix: "p".into(),
@@ -274,6 +449,10 @@ fn secret_debug_is_masked() {
     };
     let dbg = format!("{b:?}");
     assert!(!dbg.contains("hunter2"), "{dbg}");
+    assert!(
+        !dbg.contains("pw!secret") && !dbg.contains("pw%21"),
+        "{dbg}"
+    );
     assert!(dbg.contains("***"));
 }
 

@@ -69,6 +69,29 @@ impl Broker {
         );
     }
 
+    /// Start a broker with a plain MQTT listener (which Debian 12's mosquitto
+    /// needs before it starts a WebSocket one) and a WebSocket listener on a
+    /// second free port, whose options `ws_conf` adds (e.g. TLS files);
+    /// returns the broker and the WebSocket port.
+    pub fn start_ws(ws_conf: &str) -> (Broker, u16) {
+        let ws_port = std::cell::Cell::new(0);
+        let broker = Broker::start_custom(|port| {
+            ws_port.set(free_port());
+            format!(
+                "listener {port} 127.0.0.1\nlistener {} 127.0.0.1\nprotocol websockets\n{ws_conf}\n\
+                 allow_anonymous true\npersistence false\n",
+                ws_port.get()
+            )
+        });
+        let port = ws_port.get();
+        assert!(
+            wait_until(SERVER_START_TIMEOUT, || port_accepts(port)),
+            "mosquitto's WebSocket listener on port {port} does not accept\n{}",
+            broker.log_text()
+        );
+        (broker, port)
+    }
+
     /// Start a broker on 127.0.0.1:`port` (e.g. one a client was already
     /// pointed at, from [`free_port`]); panics if it cannot listen there.
     pub fn start_on(port: u16, extra_conf: &str) -> Broker {

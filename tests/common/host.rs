@@ -35,6 +35,8 @@ pub const MQTT_ENV: &[&str] = &[
     "MQTT_CA_CERTS",
     "MQTT_CERTFILE",
     "MQTT_KEYFILE",
+    "MQTT_VERSION",
+    "MQTT_HTTP_PROXY",
 ];
 
 /// A loopback port that was free a moment ago (bind port 0, read it, drop).

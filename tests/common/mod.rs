@@ -12,7 +12,7 @@
 //! in a log), never by sleeping for a guessed duration.
 //!
 //! One file per concern, all re-exported here: `host` (ports, names, tools),
-//! `process` (commands and their exit), `broker`, `sshd`, `agent`, `ssh`
+//! `process` (commands and their exit), `broker`, `amqtt` (a 3.1.1-only broker), `sshd`, `tinyproxy` (an HTTP CONNECT proxy), `agent`, `ssh`
 //! (client commands and `mqtt-proxy` itself), `procfs` (what a process
 //! holds), `files` (test data), `pki` (a test CA), `raw` (a bare MQTT
 //! client), and `relay` (a fault-injecting TCP relay, used as
@@ -20,6 +20,7 @@
 #![allow(dead_code)] // each test crate uses a different subset of the harness
 
 mod agent;
+mod amqtt;
 mod broker;
 mod files;
 mod host;
@@ -30,9 +31,11 @@ mod raw;
 pub mod relay;
 mod ssh;
 mod sshd;
+mod tinyproxy;
 
 // Every test crate imports `common::*` and uses a different subset of it.
 #[allow(unused_imports)]
 pub use self::{
-    agent::*, broker::*, files::*, host::*, pki::*, process::*, procfs::*, raw::*, ssh::*, sshd::*,
+    agent::*, amqtt::*, broker::*, files::*, host::*, pki::*, process::*, procfs::*, raw::*,
+    ssh::*, sshd::*, tinyproxy::*,
 };

@@ -1,0 +1,400 @@
+//! The MQTT connection owner: one task polls the rumqttc event loop, keeps
+//! the connection up (reconnect with backoff, resubscribe) and hands incoming
+//! publishes to one bounded channel, lossy for the tunnel and lossless for
+//! the listing ([`Inbox`]).
+//! Everything else talks to the broker through a cloned [`Client`].
+//!
+//! - `client`: the handle (publish, subscribe) and the message type, the
+//!   same for either MQTT version.
+//! - `engine`: rumqttc's two APIs (3.1.1 and 5) behind one event loop type,
+//!   and the transports (TCP, TLS, WebSocket, HTTP proxy).
+//! - `describe`: the one-line error messages.
+//!
+//! MQTT 5 is the default; a broker that refuses it gets 3.1.1 (decided
+//! once per process, before the first connection is up).
+
+mod client;
+mod describe;
+mod engine;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Broker, MqttVersion};
+use crate::protocol::Delivery;
+pub use client::{Client, Message, QoS, TaskEnded};
+pub use engine::Options;
+use engine::{Engine, Ev, V5Verdict, Version};
+
+/// Keepalive towards the broker: a silently dead TCP connection is noticed
+/// within 2 × this (rumqttc gives up when the next ping is due and the last
+/// one is unanswered); short enough to resume quickly, long enough for slow
+/// links. The agent sets a longer one (`agent::KEEP_ALIVE`).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// First reconnect delay; doubles up to [`BACKOFF_MAX`], with jitter.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// Longest wait between reconnect attempts: an agent started before its
+/// broker comes online within this of the broker starting.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a closing client waits for its last frames to be written.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the rest of the program needs to know about the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not connected yet.
+    Connecting,
+    /// Connected and subscribed; `generation` counts successful connects.
+    Up { generation: u64 },
+    /// The last attempt failed or the connection dropped; retrying.
+    Down {
+        reason: String,
+        attempt: u32,
+        retry_in: Duration,
+    },
+    /// The broker refused a subscription (usually an ACL).
+    SubscribeDenied { topics: Vec<String> },
+}
+
+/// How a connection subscribes and hands incoming publishes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inbox {
+    /// The QoS of every subscription.
+    pub qos: QoS,
+    /// Wait for room in the channel rather than drop a publish. Reading
+    /// from the broker pauses meanwhile, so the reader must keep up.
+    pub lossless: bool,
+}
+
+impl Inbox {
+    /// Sessions and presence watching: QoS 1, and a full channel drops (the
+    /// tunnel retransmits what it never acknowledged).
+    pub const TUNNEL: Inbox = Inbox {
+        qos: QoS::AtLeastOnce,
+        lossless: false,
+    };
+}
+
+/// The MQTT QoS for a frame's [`Delivery`].
+pub fn qos(d: Delivery) -> QoS {
+    match d {
+        Delivery::AtMostOnce => QoS::AtMostOnce,
+        Delivery::AtLeastOnce => QoS::AtLeastOnce,
+    }
+}
+
+/// A running connection.
+pub struct Mqtt {
+    pub client: Client,
+    pub state: watch::Receiver<LinkState>,
+    task: JoinHandle<()>,
+}
+
+/// Options common to agent and proxy. Fails on unusable TLS files, before
+/// anything connects.
+pub fn options(client_id: &str, broker: &Broker) -> anyhow::Result<Options> {
+    let tls = broker
+        .tls
+        .as_ref()
+        .map(crate::tls::client_config)
+        .transpose()?;
+    Ok(Options {
+        client_id: client_id.to_owned(),
+        broker: broker.clone(),
+        tls,
+        will: None,
+        keep_alive: KEEP_ALIVE,
+    })
+}
+
+impl Mqtt {
+    /// Start the connection task. Incoming publishes go to `incoming`; when it
+    /// is full they are dropped (the tunnel retransmits).
+    pub fn spawn(
+        options: Options,
+        subscriptions: Vec<String>,
+        incoming: mpsc::Sender<Message>,
+    ) -> Mqtt {
+        Mqtt::spawn_with(options, subscriptions, incoming, Inbox::TUNNEL)
+    }
+
+    /// [`Mqtt::spawn`] with the subscription QoS and channel behaviour of
+    /// `inbox`.
+    pub fn spawn_with(
+        options: Options,
+        subscriptions: Vec<String>,
+        incoming: mpsc::Sender<Message>,
+        inbox: Inbox,
+    ) -> Mqtt {
+        let version = match options.broker.mqtt_version {
+            MqttVersion::Auto | MqttVersion::V5 => Version::V5,
+            MqttVersion::V311 => Version::V311,
+        };
+        let probe = options.broker.mqtt_version == MqttVersion::Auto;
+        let (inner, engine) = Engine::new(version, &options, probe);
+        let client = Client {
+            shared: Arc::new(client::Shared::new(inner)),
+        };
+        let (state_tx, state) = watch::channel(LinkState::Connecting);
+        let task = tokio::spawn(run(
+            engine,
+            options,
+            client.clone(),
+            subscriptions,
+            incoming,
+            inbox,
+            state_tx,
+        ));
+        Mqtt {
+            client,
+            state,
+            task,
+        }
+    }
+
+    /// Send DISCONNECT after everything already queued, and wait (bounded)
+    /// until it was written, so the last frames reach the broker and the
+    /// broker does not publish our last will. Without a broker connection
+    /// there is nothing to flush: stop at once rather than make a user whose
+    /// broker is down wait [`FLUSH_TIMEOUT`] longer for the error.
+    pub async fn close(self) {
+        let mut task = self.task;
+        if !matches!(*self.state.borrow(), LinkState::Up { .. }) {
+            task.abort();
+            return;
+        }
+        // An error means the event loop is gone already; nothing to flush.
+        let _ = self.client.disconnect().await;
+        if tokio::time::timeout(FLUSH_TIMEOUT, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Which protocol version the connection uses, and whether that may still
+/// change: with [`MqttVersion::Auto`], until a connection was up.
+struct VersionChoice {
+    current: Version,
+    /// Settled: forced by the user, or a connection was up with `current`,
+    /// or the broker refused MQTT 5 outright.
+    settled: bool,
+    /// The fallback was logged (once per process).
+    logged: bool,
+}
+
+impl VersionChoice {
+    /// After a failed connect attempt (no CONNACK): the version to try
+    /// next, and whether to try it at once (a fallback) rather than after
+    /// the backoff.
+    fn after_failure(&mut self, verdict: V5Verdict) -> (Version, bool) {
+        if self.settled {
+            return (self.current, false);
+        }
+        match (self.current, verdict) {
+            (Version::V5, V5Verdict::Refused | V5Verdict::NoAnswer) => {
+                // A broker that refused MQTT 5 by code is a 3.1.1 broker; one
+                // that closed the connection or stayed silent may have been a
+                // network fault, so 5 gets another chance if 3.1.1 fails too.
+                self.settled = verdict == V5Verdict::Refused;
+                self.current = Version::V311;
+                (Version::V311, true)
+            }
+            (Version::V311, _) => {
+                self.current = Version::V5;
+                (Version::V5, false)
+            }
+            (Version::V5, V5Verdict::Unrelated) => (Version::V5, false),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    mut engine: Engine,
+    options: Options,
+    client: Client,
+    subscriptions: Vec<String>,
+    incoming: mpsc::Sender<Message>,
+    inbox: Inbox,
+    state: watch::Sender<LinkState>,
+) {
+    let broker = &options.broker;
+    let addr = &broker.addr;
+    let mut version = VersionChoice {
+        current: engine.version(),
+        settled: broker.mqtt_version != MqttVersion::Auto,
+        logged: false,
+    };
+    let mut generation = 0u64;
+    let mut attempt = 0u32;
+    let mut connected = false;
+    let mut awaiting_suback = false;
+    let mut dropped = 0u64;
+    loop {
+        match engine.poll(broker).await {
+            Ok(Ev::ConnAck(limits)) => {
+                attempt = 0;
+                connected = true;
+                version.settled = true;
+                awaiting_suback = true;
+                client
+                    .shared
+                    .broker_max_packet
+                    .store(limits.max_packet.unwrap_or(0), Ordering::Relaxed);
+                tracing::debug!(broker = %addr, version = ?version.current,
+                    max_packet = ?limits.max_packet, receive_max = ?limits.receive_max,
+                    topic_alias_max = ?limits.topic_alias_max, "connected");
+                // Queue from another task: awaiting the request channel here
+                // would deadlock, since only this loop drains it.
+                let client = client.clone();
+                let subs = subscriptions.clone();
+                tokio::spawn(async move {
+                    // An error means the event loop ended; nothing left to do.
+                    let _ = client.subscribe_many(subs, inbox.qos).await;
+                });
+            }
+            Ok(Ev::SubAck(granted)) if awaiting_suback => {
+                awaiting_suback = false;
+                let denied: Vec<String> = granted
+                    .iter()
+                    .zip(&subscriptions)
+                    .filter(|(ok, _)| !**ok)
+                    .map(|(_, t)| t.clone())
+                    .collect();
+                if denied.is_empty() {
+                    generation += 1;
+                    tracing::debug!(broker = %addr, generation, "connected and subscribed");
+                    state.send_replace(LinkState::Up { generation });
+                } else {
+                    tracing::error!(broker = %addr, ?denied, "broker refused subscription");
+                    state.send_replace(LinkState::SubscribeDenied { topics: denied });
+                }
+            }
+            Ok(Ev::Publish(p)) if inbox.lossless => {
+                if incoming.send(p).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Ev::Publish(p)) => match incoming.try_send(p) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Safe to drop: the sender retransmits what we never ack.
+                    dropped += 1;
+                    tracing::debug!(dropped, "incoming queue full, dropped a message");
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            },
+            Ok(Ev::Disconnected) => return,
+            Ok(Ev::SubAck(_) | Ev::Other) => {}
+            Err(f) => {
+                if f.done {
+                    return;
+                }
+                let was_connected = std::mem::take(&mut connected);
+                if !was_connected {
+                    let before = version.current;
+                    let (next, at_once) = version.after_failure(f.v5);
+                    if next != before {
+                        if at_once && !version.logged {
+                            version.logged = true;
+                            tracing::debug!(broker = %addr, why = %f.reason,
+                                "the broker refused MQTT 5; falling back to MQTT 3.1.1");
+                        }
+                        let (inner, e) = Engine::new(next, &options, !version.settled);
+                        engine = e;
+                        client.shared.replace(inner);
+                        if at_once {
+                            continue;
+                        }
+                    }
+                }
+                attempt += 1;
+                let delay = backoff(attempt);
+                // Logged by whoever watches the state: the agent warns, the
+                // proxy reports the first failure as its one-line error.
+                tracing::debug!(broker = %addr, attempt, retry_in = ?delay, "{}", f.reason);
+                state.send_replace(LinkState::Down {
+                    reason: f.reason,
+                    attempt,
+                    retry_in: delay,
+                });
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter in [d/2, d].
+fn backoff(attempt: u32) -> Duration {
+    let d = BACKOFF_MIN
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(BACKOFF_MAX);
+    let jitter = getrandom::u64().unwrap_or(0) % 1000;
+    d / 2 + d / 2 * jitter as u32 / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) <= BACKOFF_MIN && backoff(1) >= BACKOFF_MIN / 2);
+        for a in 1..40 {
+            assert!(backoff(a) <= BACKOFF_MAX);
+        }
+        assert!(backoff(30) >= BACKOFF_MAX / 2);
+    }
+
+    #[test]
+    fn mqtt_5_falls_back_to_3_1_1_only_before_it_was_ever_up() {
+        use V5Verdict::*;
+        let auto = || VersionChoice {
+            current: Version::V5,
+            settled: false,
+            logged: false,
+        };
+        // (verdicts of successive failed attempts, expected (version, at once) after each)
+        type Steps = &'static [(Version, bool)];
+        let cases: &[(&[V5Verdict], Steps)] = &[
+            // Refused by code: 3.1.1 at once, and for good.
+            (
+                &[Refused, Unrelated],
+                &[(Version::V311, true), (Version::V311, false)],
+            ),
+            // Closed or silent instead of an answer: 3.1.1 at once; if that fails too,
+            // 5 again after the backoff.
+            (
+                &[NoAnswer, Unrelated, NoAnswer],
+                &[
+                    (Version::V311, true),
+                    (Version::V5, false),
+                    (Version::V311, true),
+                ],
+            ),
+            // Broker down, wrong password, TLS: no fallback.
+            (
+                &[Unrelated, Unrelated],
+                &[(Version::V5, false), (Version::V5, false)],
+            ),
+        ];
+        for (i, (verdicts, expected)) in cases.iter().enumerate() {
+            let mut v = auto();
+            let got: Vec<_> = verdicts.iter().map(|&x| v.after_failure(x)).collect();
+            assert_eq!(&got, expected, "case {i}");
+        }
+        // Forced, or once a connection was up: never changes.
+        let mut v = VersionChoice {
+            settled: true,
+            ..auto()
+        };
+        assert_eq!(v.after_failure(Refused), (Version::V5, false));
+    }
+}
