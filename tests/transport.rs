@@ -69,12 +69,14 @@ fn list_shows(args: &[&str], node: &str) {
     assert_eq!(&rows[0][..2], [node, "online"], "{table}");
 }
 
-/// Size of the copies over mosquitto's WebSocket listeners: mosquitto
-/// 2.0.11 with Debian 12's libwebsockets 4.1 moves data to WebSocket
-/// clients in fits and starts (eclipse-mosquitto/mosquitto#2252, fixed
-/// with libwebsockets 4.2): a megabyte takes about a second, 8 MiB stall.
-/// The tunnel over plain MQTT moves 64 MiB in the other tests.
-const WS_COPY: u64 = 1 << 20;
+/// Size of the copies over mosquitto's WebSocket listeners. Over
+/// WebSocket the tunnel moves only about 50 KB/s through Debian 12's
+/// mosquitto 2.0.11 (measured: 1 MiB in 19 s, 4 MiB in 87 s, with
+/// retransmissions; believed to be mosquitto with libwebsockets 4.1,
+/// eclipse-mosquitto/mosquitto#2252, not yet confirmed), so the copies stay
+/// small enough for the suite's time budget. The tunnel over plain MQTT
+/// moves 64 MiB in the other tests.
+const WS_COPY: u64 = 128 << 10;
 
 #[test]
 fn websocket_carries_ssh_scp_and_the_listing_across_a_broker_restart() {
