@@ -142,7 +142,12 @@ impl RecvHalf {
         }
         self.accept(payload, fin);
         let mut filled_gap = false;
-        while let Some((payload, fin)) = self.ooo.remove(&self.next) {
+        // Nothing follows a FIN: stop there (what a hostile peer sent
+        // after it is forgotten below).
+        while self.stage == RecvStage::Open {
+            let Some((payload, fin)) = self.ooo.remove(&self.next) else {
+                break;
+            };
             self.ooo_bytes -= payload.len();
             self.accept(payload, fin);
             filled_gap = true;

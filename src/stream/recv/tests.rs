@@ -62,8 +62,10 @@ fn duplicate_is_dropped_and_acked_at_once() {
 fn fin_closes_the_direction_once_everything_before_it_is_consumed() {
     let t0 = Instant::now();
     let mut r = RecvHalf::new(CAPACITY);
-    // The FIN (1) and a bogus chunk after it (3) arrive before chunk 0.
+    // The FIN (1) and bogus chunks after it (2, right behind it, and 3)
+    // arrive before chunk 0.
     r.on_data(1, Bytes::new(), true).unwrap();
+    r.on_data(2, chunk(5), false).unwrap();
     r.on_data(3, chunk(3), false).unwrap();
     assert_eq!(r.stage(), RecvStage::Open, "FIN out of order");
     r.on_data(0, chunk(4), false).unwrap();
