@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
-use super::host::{free_port, port_accepts, BIND_ATTEMPTS};
-use super::process::{append_log, read_lossy, wait_until, Killed, SERVER_START_TIMEOUT};
+use super::host::{free_port, BIND_ATTEMPTS};
+use super::process::{append_log, read_lossy, wait_server, Killed};
 
 /// Where `scripts/install-deps` puts amqtt (keep the two in step).
 pub fn amqtt_bin() -> PathBuf {
@@ -65,20 +65,18 @@ impl Amqtt {
                 .spawn()
                 .expect("spawn amqtt");
             let mut child = Killed(child);
-            let mut status = None;
-            let ready = wait_until(SERVER_START_TIMEOUT, || {
-                status = child.exited();
-                status.is_some() || port_accepts(port)
-            });
-            if ready && status.is_none() {
-                return Amqtt {
-                    _dir: dir,
-                    port,
-                    log,
-                    _child: child,
-                };
+            // Ready when the port accepts (no log line to wait for).
+            match wait_server(&mut child, &log, "", port, "amqtt") {
+                Ok(()) => {
+                    return Amqtt {
+                        _dir: dir,
+                        port,
+                        log,
+                        _child: child,
+                    }
+                }
+                Err(e) => errors.push(format!("port {port}: {e}")),
             }
-            errors.push(format!("port {port}: {status:?}"));
         }
         panic!(
             "amqtt did not start: {errors:?}\n--- amqtt.log ---\n{}",

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
-use super::host::{find_tool, free_port, is_root, port_accepts, BIND_ATTEMPTS};
-use super::process::{append_log, read_lossy, wait_until, Killed, SERVER_START_TIMEOUT};
+use super::host::{find_tool, free_port, is_root, BIND_ATTEMPTS};
+use super::process::{append_log, read_lossy, wait_server, Killed};
 
 /// tinyproxy on 127.0.0.1 that logs every CONNECT it handles.
 pub struct Tinyproxy {
@@ -53,20 +53,18 @@ impl Tinyproxy {
                 .spawn()
                 .expect("spawn tinyproxy");
             let mut child = Killed(child);
-            let mut status = None;
-            let ready = wait_until(SERVER_START_TIMEOUT, || {
-                status = child.exited();
-                status.is_some() || port_accepts(port)
-            });
-            if ready && status.is_none() {
-                return Tinyproxy {
-                    _dir: dir,
-                    port,
-                    log,
-                    _child: child,
-                };
+            // Ready when the port accepts (no log line to wait for).
+            match wait_server(&mut child, &log, "", port, "tinyproxy") {
+                Ok(()) => {
+                    return Tinyproxy {
+                        _dir: dir,
+                        port,
+                        log,
+                        _child: child,
+                    }
+                }
+                Err(e) => errors.push(format!("port {port}: {e}")),
             }
-            errors.push(format!("port {port}: {status:?}"));
         }
         panic!(
             "tinyproxy did not start: {errors:?}\n--- log ---\n{}",
