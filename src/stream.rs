@@ -45,6 +45,7 @@ mod send;
 
 use autotune::WindowTuner;
 pub use autotune::MAX_RECV_WINDOW;
+pub use recv::ACK_DELAY;
 use recv::RecvHalf;
 pub use rejected::Rejected;
 use send::{Chunk, SendHalf};
@@ -72,6 +73,11 @@ pub struct Config {
     pub max_recv_window: u32,
     /// A peer not heard from for this long is dead.
     pub peer_timeout: Duration,
+    /// Longest a pure acknowledgement of in-order data waits to ride on a
+    /// data frame ([`ACK_DELAY`] by default; longer under a publish rate
+    /// cap). The retransmission timeout allows the peer as long beyond the
+    /// default: both ends of a session use the same kind of broker.
+    pub ack_delay: Duration,
 }
 
 /// Default receive window at the start of a session: 1 MiB. Large enough
@@ -87,6 +93,7 @@ impl Default for Config {
             recv_window: DEFAULT_RECV_WINDOW,
             max_recv_window: MAX_RECV_WINDOW,
             peer_timeout: Duration::from_secs(60),
+            ack_delay: ACK_DELAY,
         }
     }
 }
@@ -139,11 +146,15 @@ impl Stream {
     /// A new stream for session `sid`; `peer_window` is the window the peer
     /// announced when the session was opened.
     pub fn new(sid: u64, cfg: Config, peer_window: u32, now: Instant) -> Stream {
+        let mut send = SendHalf::new(peer_window);
+        send.allow_ack_delay(cfg.ack_delay.saturating_sub(ACK_DELAY));
+        let mut recv = RecvHalf::new(cfg.recv_window);
+        recv.set_ack_delay(cfg.ack_delay);
         Stream {
             cfg,
             sid,
-            send: SendHalf::new(peer_window),
-            recv: RecvHalf::new(cfg.recv_window),
+            send,
+            recv,
             tuner: WindowTuner::new(cfg.max_recv_window),
             ack_req: false,
             resync: false,
@@ -354,6 +365,15 @@ impl Stream {
     /// Both directions closed and acknowledged: the session is over.
     pub fn is_done(&self) -> bool {
         self.send.fin_acked() && self.read_closed() && self.out.is_empty()
+    }
+
+    /// `f`, taken from [`Stream::poll_transmit`], was handed to the broker
+    /// connection now: a data chunk's round trip starts here, not when it
+    /// was queued (it may have waited for the connection's rate caps).
+    pub fn on_transmitted(&mut self, f: &Frame, now: Instant) {
+        if f.kind == Kind::Data {
+            self.send.on_transmitted(f.seq, now);
+        }
     }
 
     /// The next frame to publish, if any.
