@@ -119,7 +119,8 @@ fn file_errors_name_the_key() {
         (
             "host = \"h\"\nhots = \"x\"",
             "line 2: unknown key 'hots' (known: broker, mqtt-version, http-proxy, host, port, user, \
-             password-file, topic-prefix, client-id-prefix, resume-timeout, tls, ca-file, cert-file, key-file, \
+             password-file, topic-prefix, client-id-prefix, resume-timeout, max-publish-rate, \
+             max-bandwidth, tls, ca-file, cert-file, key-file, \
              agent-password-file)",
         ),
         (
