@@ -75,9 +75,13 @@ pub struct Config {
     pub peer_timeout: Duration,
     /// Longest a pure acknowledgement of in-order data waits to ride on a
     /// data frame ([`ACK_DELAY`] by default; longer under a publish rate
-    /// cap). The retransmission timeout allows the peer as long beyond the
-    /// default: both ends of a session use the same kind of broker.
+    /// cap).
     pub ack_delay: Duration,
+    /// How much longer the retransmission timeout waits than the measured
+    /// round trip alone asks for: the time rate caps may add to a round
+    /// trip without any loss (`mqtt::pacer::rto_allowance`; the peer, on the
+    /// same kind of broker, is assumed to be capped alike). Zero by default.
+    pub rto_allowance: Duration,
 }
 
 /// Default receive window at the start of a session: 1 MiB. Large enough
@@ -94,6 +98,7 @@ impl Default for Config {
             max_recv_window: MAX_RECV_WINDOW,
             peer_timeout: Duration::from_secs(60),
             ack_delay: ACK_DELAY,
+            rto_allowance: Duration::ZERO,
         }
     }
 }
@@ -147,7 +152,7 @@ impl Stream {
     /// announced when the session was opened.
     pub fn new(sid: u64, cfg: Config, peer_window: u32, now: Instant) -> Stream {
         let mut send = SendHalf::new(peer_window);
-        send.allow_ack_delay(cfg.ack_delay.saturating_sub(ACK_DELAY));
+        send.allow_delay(cfg.rto_allowance);
         let mut recv = RecvHalf::new(cfg.recv_window);
         recv.set_ack_delay(cfg.ack_delay);
         Stream {

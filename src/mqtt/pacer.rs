@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::Broker;
+use crate::protocol::MAX_PACKET;
 
 /// Share of the publish cap we plan to use in any one-second window: the
 /// rest absorbs jitter between us and the broker's counter (one publish in
@@ -182,6 +183,30 @@ pub fn ack_delay(caps: Caps) -> Option<Duration> {
     let n = caps.publishes_per_sec?;
     let (rate, _) = publish_bucket(n);
     Some(Duration::from_secs_f64(ACK_DELAY_INTERVALS as f64 / rate).min(MAX_ACK_DELAY))
+}
+
+/// Legs of a round trip that may each wait one paced packet's time (one
+/// largest packet at the byte cap, or one publish interval, whichever is
+/// longer): our chunk through our capped link and through the peer's; the
+/// peer's acknowledgement waiting in its pacer behind one of its own frames
+/// (twice: the ack a chunk carries was taken when the chunk was queued);
+/// and the chunk it rides on through both capped links back.
+const PACED_LEGS: u32 = 6;
+
+/// How much longer than usual a round trip may take under `caps` with
+/// nothing lost: the acknowledgement delay beyond `default_ack_delay`, plus
+/// [`PACED_LEGS`] paced packets. The retransmission timeout waits that much
+/// more, so our own pacing (and the peer's, on the same kind of broker)
+/// never looks like a loss. Zero without caps.
+pub fn rto_allowance(caps: Caps, default_ack_delay: Duration) -> Duration {
+    let acks = ack_delay(caps).map_or(Duration::ZERO, |d| d.saturating_sub(default_ack_delay));
+    let packet = caps.bytes_per_sec.map_or(0.0, |b| {
+        MAX_PACKET as f64 / (b as f64 * BANDWIDTH_FRACTION)
+    });
+    let publish = caps
+        .publishes_per_sec
+        .map_or(0.0, |n| 1.0 / publish_bucket(n).0);
+    acks + Duration::from_secs_f64(packet.max(publish) * PACED_LEGS as f64)
 }
 
 /// (rate per second, burst) of the publish bucket for a cap of `n` per

@@ -35,9 +35,9 @@ pub struct RttEstimator {
     /// Consecutive timeouts (or window probes) without progress; each
     /// doubles the timeout.
     backoff: u32,
-    /// Added to the margin: how much longer than usual the peer may delay
-    /// an acknowledgement ([`RttEstimator::allow_ack_delay`]).
-    ack_delay: Duration,
+    /// Added to the margin: how much longer than usual a round trip may
+    /// take without a loss ([`RttEstimator::allow_delay`]).
+    allowance: Duration,
 }
 
 impl Default for RttEstimator {
@@ -54,15 +54,15 @@ impl RttEstimator {
             rttvar: Duration::ZERO,
             base_rto: INITIAL_RTO,
             backoff: 0,
-            ack_delay: Duration::ZERO,
+            allowance: Duration::ZERO,
         }
     }
 
-    /// The peer may hold an acknowledgement `d` longer than the few
-    /// milliseconds [`RTO_MIN_MARGIN`] allows for (it does under a publish
-    /// rate cap): the timeout waits that much longer, from the start.
-    pub fn allow_ack_delay(&mut self, d: Duration) {
-        self.ack_delay = d;
+    /// A round trip may take `d` longer than [`RTO_MIN_MARGIN`] allows for,
+    /// with nothing lost (under rate caps: delayed acknowledgements, paced
+    /// packets): the timeout waits that much longer, from the start.
+    pub fn allow_delay(&mut self, d: Duration) {
+        self.allowance = d;
         if self.srtt.is_none() {
             self.base_rto = (INITIAL_RTO + d).min(MAX_RTO);
         }
@@ -85,7 +85,7 @@ impl RttEstimator {
         }
         let srtt = self.srtt.expect("just set");
         self.base_rto =
-            (srtt + (self.rttvar * 4).max(RTO_MIN_MARGIN) + self.ack_delay).min(MAX_RTO);
+            (srtt + (self.rttvar * 4).max(RTO_MIN_MARGIN) + self.allowance).min(MAX_RTO);
     }
 
     /// The smoothed round-trip time, once measured.

@@ -108,10 +108,10 @@ impl SendHalf {
         self.unacked_bytes
     }
 
-    /// The peer may delay acknowledgements `d` longer than usual: the
-    /// retransmission timeout allows for it.
-    pub fn allow_ack_delay(&mut self, d: std::time::Duration) {
-        self.rtt.allow_ack_delay(d);
+    /// A round trip may take `d` longer than usual without a loss (rate
+    /// caps): the retransmission timeout allows for it.
+    pub fn allow_delay(&mut self, d: std::time::Duration) {
+        self.rtt.allow_delay(d);
     }
 
     /// Chunk `seq` actually left now (it may have waited for the

@@ -142,3 +142,24 @@ fn acks_wait_four_publish_intervals_at_most_half_a_second() {
     let at_100 = delay(Some(100)).expect("capped");
     assert!((at_100.as_secs_f64() - 4.0 / 81.0).abs() < 1e-6, "{at_100:?}");
 }
+
+#[test]
+fn the_retransmission_timeout_allows_for_delayed_acks_and_paced_packets() {
+    let ten_ms = Duration::from_millis(10);
+    assert_eq!(rto_allowance(Caps::default(), ten_ms), Duration::ZERO);
+    let emqx = Caps {
+        publishes_per_sec: Some(10),
+        bytes_per_sec: None,
+    };
+    // 490 ms of ack delay beyond 10 ms, and six publish intervals of 1/8 s.
+    assert_eq!(rto_allowance(emqx, ten_ms), Duration::from_millis(1240));
+    let aws = Caps {
+        publishes_per_sec: Some(100),
+        bytes_per_sec: Some(512 * 1024),
+    };
+    // 4/81 s of ack delay beyond 10 ms, and six ~66 KiB packets at 95 % of
+    // 512 KiB/s (~0.14 s each).
+    let want = 4.0 / 81.0 - 0.010 + 6.0 * MAX_PACKET as f64 / (524_288.0 * 0.95);
+    let got = rto_allowance(aws, ten_ms).as_secs_f64();
+    assert!((got - want).abs() < 1e-6, "{got} != {want}");
+}
