@@ -18,7 +18,11 @@ fn main() -> ExitCode {
     let usage = "usage: throttle_relay UPSTREAM_PORT PUBLISHES_PER_SEC [BYTES_PER_SEC]";
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = match args.as_slice() {
-        [port, n] => port.parse().ok().zip(n.parse().ok()).map(|(p, n)| (p, n, None)),
+        [port, n] => port
+            .parse()
+            .ok()
+            .zip(n.parse().ok())
+            .map(|(p, n)| (p, n, None)),
         [port, n, b] => port
             .parse()
             .ok()

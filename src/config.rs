@@ -314,11 +314,18 @@ impl BrokerArgs {
         }
         let max_publish_rate = match self.max_publish_rate {
             Some(n) => Some(n),
-            None => file.max_publish_rate.map(caps::file_publish_rate).transpose()?,
+            None => file
+                .max_publish_rate
+                .map(caps::file_publish_rate)
+                .transpose()?,
         };
         let max_bandwidth = match self.max_bandwidth {
             Some(b) => Some(b),
-            None => file.max_bandwidth.as_ref().map(caps::file_bandwidth).transpose()?,
+            None => file
+                .max_bandwidth
+                .as_ref()
+                .map(caps::file_bandwidth)
+                .transpose()?,
         };
         Ok(Broker {
             addr: BrokerAddr {

@@ -45,8 +45,8 @@ mod send;
 
 use autotune::WindowTuner;
 pub use autotune::MAX_RECV_WINDOW;
-pub use recv::ACK_DELAY;
 use recv::RecvHalf;
+pub use recv::ACK_DELAY;
 pub use rejected::Rejected;
 use send::{Chunk, SendHalf};
 

@@ -43,9 +43,9 @@ impl FrameSink for MqttSink {
         let qos = mqtt::qos(protocol::delivery(&frame));
         // Waiting for the rate caps (if any) does not count against the
         // timeout: that wait is bounded by the caps, not by the broker.
-        let publish = self
-            .client
-            .publish_within(self.topic.clone(), qos, false, frame, SEND_TIMEOUT);
+        let publish =
+            self.client
+                .publish_within(self.topic.clone(), qos, false, frame, SEND_TIMEOUT);
         match publish.await {
             Ok(true) => Ok(()),
             Ok(false) => {

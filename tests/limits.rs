@@ -81,7 +81,8 @@ impl Capped {
         );
         let dir = tempfile::tempdir().expect("create scratch dir");
         // Every proxy of the test appends its log here.
-        let mut ssh = Ssh::via_proxy_at(proxy_relay.port(), &names.prefix, &names.node, &sshd, &args);
+        let mut ssh =
+            Ssh::via_proxy_at(proxy_relay.port(), &names.prefix, &names.node, &sshd, &args);
         let log = shell_quote(&dir.path().join("proxy.log").display().to_string());
         ssh.proxy_command = format!(
             "env RUST_LOG={PROXY_LOG} {} 2>>{}",
@@ -105,7 +106,10 @@ impl Capped {
 
     /// Throttle disconnects on (agent's link, proxy's link).
     fn disconnects(&self) -> (u64, u64) {
-        (self.agent_relay.disconnects(), self.proxy_relay.disconnects())
+        (
+            self.agent_relay.disconnects(),
+            self.proxy_relay.disconnects(),
+        )
     }
 
     /// Sessions closed and retransmissions in all of them, from the
@@ -124,7 +128,11 @@ impl Capped {
         let closed = wait_until(CLOSE_TIMEOUT, || {
             self.proxy_log().matches(SESSION_CLOSED).count() >= n
         });
-        assert!(closed, "the proxies did not log {n} closed sessions\n{}", report(self));
+        assert!(
+            closed,
+            "the proxies did not log {n} closed sessions\n{}",
+            report(self)
+        );
     }
 }
 

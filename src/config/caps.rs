@@ -26,7 +26,8 @@ pub fn parse_bandwidth(s: &str) -> Result<u64, String> {
         Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
         _ => (t, 1),
     };
-    let bad = || format!("invalid bandwidth {s:?}: use BYTES, or with K (KiB) or M (MiB), e.g. 512K");
+    let bad =
+        || format!("invalid bandwidth {s:?}: use BYTES, or with K (KiB) or M (MiB), e.g. 512K");
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }

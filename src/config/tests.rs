@@ -551,7 +551,9 @@ fn rate_caps_sources_and_errors() {
     );
     assert_eq!(
         caps(BrokerArgs::default(), "max-bandwidth = \"fast\""),
-        Err(format!("key 'max-bandwidth': invalid bandwidth \"fast\": {bad}"))
+        Err(format!(
+            "key 'max-bandwidth': invalid bandwidth \"fast\": {bad}"
+        ))
     );
     assert_eq!(
         caps(BrokerArgs::default(), "max-bandwidth = 0"),

@@ -200,9 +200,9 @@ const PACED_LEGS: u32 = 6;
 /// never looks like a loss. Zero without caps.
 pub fn rto_allowance(caps: Caps, default_ack_delay: Duration) -> Duration {
     let acks = ack_delay(caps).map_or(Duration::ZERO, |d| d.saturating_sub(default_ack_delay));
-    let packet = caps.bytes_per_sec.map_or(0.0, |b| {
-        MAX_PACKET as f64 / (b as f64 * BANDWIDTH_FRACTION)
-    });
+    let packet = caps
+        .bytes_per_sec
+        .map_or(0.0, |b| MAX_PACKET as f64 / (b as f64 * BANDWIDTH_FRACTION));
     let publish = caps
         .publishes_per_sec
         .map_or(0.0, |n| 1.0 / publish_bucket(n).0);

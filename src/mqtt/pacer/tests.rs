@@ -140,7 +140,10 @@ fn acks_wait_four_publish_intervals_at_most_half_a_second() {
     assert_eq!(delay(Some(10)), Some(Duration::from_millis(500)));
     assert_eq!(delay(Some(1)), Some(MAX_ACK_DELAY));
     let at_100 = delay(Some(100)).expect("capped");
-    assert!((at_100.as_secs_f64() - 4.0 / 81.0).abs() < 1e-6, "{at_100:?}");
+    assert!(
+        (at_100.as_secs_f64() - 4.0 / 81.0).abs() < 1e-6,
+        "{at_100:?}"
+    );
 }
 
 #[test]
