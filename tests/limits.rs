@@ -229,3 +229,36 @@ fn ssh_and_scp_1_mib_behind_10_per_s() {
     let ((agent_sessions, _), (proxy_sessions, _)) = c.retransmits();
     assert_eq!((agent_sessions, proxy_sessions), (2, 2), "{}", report(&c));
 }
+
+#[test]
+fn bad_cap_values_are_refused_with_the_reason_by_both_binaries() {
+    let bad_bandwidth = "error: invalid value 'lots' for '--max-bandwidth <BYTES[K|M]>': invalid \
+                         bandwidth \"lots\": use BYTES, or with K (KiB) or M (MiB), e.g. 512K";
+    let low_bandwidth = "error: invalid value '1K' for '--max-bandwidth <BYTES[K|M]>': bandwidth \
+                         1024 B/s is below the minimum of 65536 (64K): one largest frame must go \
+                         within a second";
+    let zero_rate =
+        "error: invalid value '0' for '--max-publish-rate <N>': 0 is not in 1..=4294967295";
+    // The proxy needs a node to get as far as the values; the agent takes none.
+    for (bin, rest) in [(proxy_bin(), &["node"][..]), (agent_bin(), &[][..])] {
+        for (args, env, want) in [
+            (&["--max-bandwidth", "lots"][..], None, bad_bandwidth),
+            (&["--max-bandwidth", "1K"][..], None, low_bandwidth),
+            (&[][..], Some(("MQTT_MAX_BANDWIDTH", "1K")), low_bandwidth),
+            (&["--max-publish-rate", "0"][..], None, zero_rate),
+        ] {
+            let mut cmd = std::process::Command::new(bin);
+            for var in MQTT_ENV {
+                cmd.env_remove(var);
+            }
+            cmd.args(args).args(rest).stdin(Stdio::null());
+            if let Some((k, v)) = env {
+                cmd.env(k, v);
+            }
+            let out = run(&mut cmd);
+            assert_exit_code(&out, 2, &format!("{bin} {args:?} {env:?}"));
+            let first = stderr_text(&out).lines().next().unwrap_or("").to_owned();
+            assert_eq!(first, want, "{bin} {args:?} {env:?}");
+        }
+    }
+}
