@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+mod caps;
 mod file;
 mod secret;
 mod url;
 
+pub use caps::{parse_bandwidth, ByteCount, MIN_BANDWIDTH};
 pub use file::{FileConfig, Role};
 #[cfg(test)]
 use file::{AGENT_KEYS, SHARED_KEYS};
@@ -87,6 +89,22 @@ pub struct BrokerArgs {
     #[arg(long, env = "MQTT_RESUME_TIMEOUT", value_name = "SECONDS")]
     pub resume_timeout: Option<u64>,
 
+    /// Most MQTT publishes per second on this program's broker connection,
+    /// for hosted brokers that disconnect a client above theirs (AWS IoT
+    /// Core: 100, EMQX Serverless: 10, Azure Event Grid: 1000). Publishes
+    /// are paced to stay below it [default: no limit].
+    #[arg(long, env = "MQTT_MAX_PUBLISH_RATE", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_publish_rate: Option<u32>,
+
+    /// Most bytes per second on this program's broker connection: BYTES, or
+    /// with K (KiB, ×1024) or M (MiB, ×1048576), e.g. 512K for AWS IoT
+    /// Core, 1M for Azure Event Grid; at least 64K. Sending is paced to stay
+    /// below it [default: no limit].
+    #[arg(long, env = "MQTT_MAX_BANDWIDTH", value_name = "BYTES[K|M]",
+          value_parser = parse_bandwidth)]
+    pub max_bandwidth: Option<u64>,
+
     /// Connect with TLS (default port 8883), verifying the broker's
     /// certificate and host name. MQTT_TLS=1 or --tls.
     #[arg(long, env = "MQTT_TLS", num_args = 0..=1, default_missing_value = "true",
@@ -148,6 +166,10 @@ pub struct Broker {
     pub topic_prefix: String,
     pub client_id_prefix: String,
     pub resume_timeout: std::time::Duration,
+    /// Most publishes per second on the connection (`--max-publish-rate`).
+    pub max_publish_rate: Option<u32>,
+    /// Most bytes per second on the connection (`--max-bandwidth`).
+    pub max_bandwidth: Option<u64>,
 }
 
 impl Broker {
@@ -290,6 +312,21 @@ impl BrokerArgs {
         if resume == 0 {
             bail!("resume timeout must be at least 1 second");
         }
+        let max_publish_rate = match self.max_publish_rate {
+            Some(n) => Some(n),
+            None => file
+                .max_publish_rate
+                .map(caps::file_publish_rate)
+                .transpose()?,
+        };
+        let max_bandwidth = match self.max_bandwidth {
+            Some(b) => Some(b),
+            None => file
+                .max_bandwidth
+                .as_ref()
+                .map(caps::file_bandwidth)
+                .transpose()?,
+        };
         Ok(Broker {
             addr: BrokerAddr {
                 host,
@@ -306,6 +343,8 @@ impl BrokerArgs {
             topic_prefix,
             client_id_prefix,
             resume_timeout: std::time::Duration::from_secs(resume),
+            max_publish_rate,
+            max_bandwidth,
         })
     }
 

@@ -14,7 +14,8 @@
 //!   reconnect, resubscribe, MQTT 5 with fallback to 3.1.1): `mqtt::client`
 //!   is the handle everything else uses, `mqtt::engine` hides rumqttc's two
 //!   APIs and the transports (TCP, TLS, WebSocket, HTTP proxy),
-//!   `mqtt::describe` words the user-facing connection errors.
+//!   `mqtt::describe` words the user-facing connection errors,
+//!   `mqtt::pacer` keeps to a hosted broker's per-connection rate caps.
 //! - `config`: flags, environment and validated settings; `config::file`
 //!   reads the config file, `config::url` parses broker and proxy URLs,
 //!   `config::secret` keeps passwords out of `Debug`.

@@ -11,6 +11,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
 use crate::config::{self, Broker, BrokerArgs, FileConfig, Role, Secret};
+use crate::mqtt::pacer::{self, Caps};
 use crate::mqtt::{self, LinkState, Mqtt, QoS};
 use crate::protocol::{self, random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
 use crate::stream::{self, Stream, StreamError};
@@ -114,6 +115,8 @@ impl ProxyArgs {
             agent_password,
             stream: stream::Config {
                 peer_timeout: broker.resume_timeout,
+                ack_delay: pacer::ack_delay(Caps::of(&broker)).unwrap_or(stream::ACK_DELAY),
+                rto_allowance: pacer::rto_allowance(Caps::of(&broker), stream::ACK_DELAY),
                 ..stream::Config::default()
             },
             broker,

@@ -46,6 +46,7 @@ mod send;
 use autotune::WindowTuner;
 pub use autotune::MAX_RECV_WINDOW;
 use recv::RecvHalf;
+pub use recv::ACK_DELAY;
 pub use rejected::Rejected;
 use send::{Chunk, SendHalf};
 
@@ -72,6 +73,15 @@ pub struct Config {
     pub max_recv_window: u32,
     /// A peer not heard from for this long is dead.
     pub peer_timeout: Duration,
+    /// Longest a pure acknowledgement of in-order data waits to ride on a
+    /// data frame ([`ACK_DELAY`] by default; longer under a publish rate
+    /// cap).
+    pub ack_delay: Duration,
+    /// How much longer the retransmission timeout waits than the measured
+    /// round trip alone asks for: the time rate caps may add to a round
+    /// trip without any loss (`mqtt::pacer::rto_allowance`; the peer, on the
+    /// same kind of broker, is assumed to be capped alike). Zero by default.
+    pub rto_allowance: Duration,
 }
 
 /// Default receive window at the start of a session: 1 MiB. Large enough
@@ -87,6 +97,8 @@ impl Default for Config {
             recv_window: DEFAULT_RECV_WINDOW,
             max_recv_window: MAX_RECV_WINDOW,
             peer_timeout: Duration::from_secs(60),
+            ack_delay: ACK_DELAY,
+            rto_allowance: Duration::ZERO,
         }
     }
 }
@@ -139,11 +151,15 @@ impl Stream {
     /// A new stream for session `sid`; `peer_window` is the window the peer
     /// announced when the session was opened.
     pub fn new(sid: u64, cfg: Config, peer_window: u32, now: Instant) -> Stream {
+        let mut send = SendHalf::new(peer_window);
+        send.allow_delay(cfg.rto_allowance);
+        let mut recv = RecvHalf::new(cfg.recv_window);
+        recv.set_ack_delay(cfg.ack_delay);
         Stream {
             cfg,
             sid,
-            send: SendHalf::new(peer_window),
-            recv: RecvHalf::new(cfg.recv_window),
+            send,
+            recv,
             tuner: WindowTuner::new(cfg.max_recv_window),
             ack_req: false,
             resync: false,
@@ -354,6 +370,15 @@ impl Stream {
     /// Both directions closed and acknowledged: the session is over.
     pub fn is_done(&self) -> bool {
         self.send.fin_acked() && self.read_closed() && self.out.is_empty()
+    }
+
+    /// `f`, taken from [`Stream::poll_transmit`], was handed to the broker
+    /// connection now: a data chunk's round trip starts here, not when it
+    /// was queued (it may have waited for the connection's rate caps).
+    pub fn on_transmitted(&mut self, f: &Frame, now: Instant) {
+        if f.kind == Kind::Data {
+            self.send.on_transmitted(f.seq, now);
+        }
     }
 
     /// The next frame to publish, if any.

@@ -41,14 +41,18 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 impl FrameSink for MqttSink {
     async fn send(&mut self, frame: Bytes) -> io::Result<()> {
         let qos = mqtt::qos(protocol::delivery(&frame));
-        let publish = self.client.publish(self.topic.clone(), qos, false, frame);
-        match tokio::time::timeout(SEND_TIMEOUT, publish).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, TaskEnded)),
-            Err(_) => {
+        // Waiting for the rate caps (if any) does not count against the
+        // timeout: that wait is bounded by the caps, not by the broker.
+        let publish =
+            self.client
+                .publish_within(self.topic.clone(), qos, false, frame, SEND_TIMEOUT);
+        match publish.await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
                 tracing::debug!(topic = %self.topic, "MQTT request queue full; frame dropped");
                 Ok(())
             }
+            Err(_) => Err(io::Error::new(io::ErrorKind::BrokenPipe, TaskEnded)),
         }
     }
 
@@ -113,12 +117,14 @@ where
         _ => 0,
     };
     loop {
-        let now = Instant::now();
-        while let Some(f) = stream.poll_transmit(now) {
+        while let Some(f) = stream.poll_transmit(Instant::now()) {
             sink.send(f.encode())
                 .await
                 .map_err(|_| TunnelError::LinkClosed(TaskEnded))?;
+            // The send may have waited for the connection's rate caps.
+            stream.on_transmitted(&f, Instant::now());
         }
+        let now = Instant::now();
         if let Some(e) = stream.error() {
             return Err(e.clone().into());
         }

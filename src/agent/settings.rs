@@ -3,6 +3,7 @@
 use anyhow::{bail, Result};
 
 use crate::config::{self, Broker, BrokerArgs, FileConfig, Role, Secret};
+use crate::mqtt::pacer::{self, Caps};
 use crate::{protocol, stream};
 
 /// `mqtt-proxy-agent` settings.
@@ -100,6 +101,8 @@ impl AgentArgs {
             agent_password,
             stream: stream::Config {
                 peer_timeout: broker.resume_timeout,
+                ack_delay: pacer::ack_delay(Caps::of(&broker)).unwrap_or(stream::ACK_DELAY),
+                rto_allowance: pacer::rto_allowance(Caps::of(&broker), stream::ACK_DELAY),
                 ..stream::Config::default()
             },
             broker,

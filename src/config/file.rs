@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use super::caps::ByteCount;
 use super::url::MqttVersion;
 
 /// The config file. Every key has a flag and an environment variable of the
@@ -24,6 +25,8 @@ pub struct FileConfig {
     pub topic_prefix: Option<String>,
     pub client_id_prefix: Option<String>,
     pub resume_timeout: Option<u64>,
+    pub max_publish_rate: Option<u32>,
+    pub max_bandwidth: Option<ByteCount>,
     pub tls: Option<bool>,
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
@@ -104,6 +107,8 @@ pub(super) const SHARED_KEYS: &[&str] = &[
     "topic-prefix",
     "client-id-prefix",
     "resume-timeout",
+    "max-publish-rate",
+    "max-bandwidth",
     "tls",
     "ca-file",
     "cert-file",

@@ -119,7 +119,8 @@ fn file_errors_name_the_key() {
         (
             "host = \"h\"\nhots = \"x\"",
             "line 2: unknown key 'hots' (known: broker, mqtt-version, http-proxy, host, port, user, \
-             password-file, topic-prefix, client-id-prefix, resume-timeout, tls, ca-file, cert-file, key-file, \
+             password-file, topic-prefix, client-id-prefix, resume-timeout, max-publish-rate, \
+             max-bandwidth, tls, ca-file, cert-file, key-file, \
              agent-password-file)",
         ),
         (
@@ -446,6 +447,8 @@ fn secret_debug_is_masked() {
         topic_prefix: "p".into(),
         client_id_prefix: "c".into(),
         resume_timeout: std::time::Duration::from_secs(1),
+        max_publish_rate: None,
+        max_bandwidth: None,
     };
     let dbg = format!("{b:?}");
     assert!(!dbg.contains("hunter2"), "{dbg}");
@@ -486,4 +489,74 @@ fn key_lists_match_the_config_struct() {
         .map(|k| k.trim().trim_matches('`'))
         .collect();
     assert_eq!(fields, [SHARED_KEYS, AGENT_KEYS].concat());
+}
+
+#[test]
+fn rate_caps_sources_and_errors() {
+    assert_eq!(parse_bandwidth("524288"), Ok(524_288));
+    assert_eq!(parse_bandwidth("512K"), Ok(524_288));
+    assert_eq!(parse_bandwidth("512k"), Ok(524_288));
+    assert_eq!(parse_bandwidth("1M"), Ok(1 << 20));
+    let bad = "use BYTES, or with K (KiB) or M (MiB), e.g. 512K";
+    for s in ["", "K", "1.5M", "-1", "12 K", "1G", "lots"] {
+        assert_eq!(
+            parse_bandwidth(s),
+            Err(format!("invalid bandwidth {s:?}: {bad}")),
+            "{s:?}"
+        );
+    }
+    assert_eq!(
+        parse_bandwidth("99999999999999999999M"),
+        Err("bandwidth \"99999999999999999999M\" is too large".to_owned())
+    );
+    assert_eq!(
+        parse_bandwidth("17592186044416M"),
+        Err("bandwidth \"17592186044416M\" is too large".to_owned())
+    );
+    let low = "bandwidth 0 B/s is below the minimum of 65536 (64K): one largest frame must go \
+               within a second";
+    assert_eq!(parse_bandwidth("0"), Err(low.to_owned()));
+    assert_eq!(parse_bandwidth("0K"), Err(low.to_owned()));
+
+    let caps = |args: BrokerArgs, text: &str| {
+        args.resolve(&file(text), None, &no_env)
+            .map(|b| (b.max_publish_rate, b.max_bandwidth))
+            .map_err(|e| format!("{e:#}"))
+    };
+    assert_eq!(caps(BrokerArgs::default(), ""), Ok((None, None)));
+    assert_eq!(
+        caps(
+            BrokerArgs::default(),
+            "max-publish-rate = 100\nmax-bandwidth = \"512K\""
+        ),
+        Ok((Some(100), Some(524_288)))
+    );
+    assert_eq!(
+        caps(BrokerArgs::default(), "max-bandwidth = 1048576"),
+        Ok((None, Some(1 << 20)))
+    );
+    // The flag wins over the file.
+    let flags = BrokerArgs {
+        max_publish_rate: Some(10),
+        max_bandwidth: Some(1 << 20),
+        ..Default::default()
+    };
+    assert_eq!(
+        caps(flags, "max-publish-rate = 100\nmax-bandwidth = \"512K\""),
+        Ok((Some(10), Some(1 << 20)))
+    );
+    assert_eq!(
+        caps(BrokerArgs::default(), "max-publish-rate = 0"),
+        Err("key 'max-publish-rate': must be at least 1".to_owned())
+    );
+    assert_eq!(
+        caps(BrokerArgs::default(), "max-bandwidth = \"fast\""),
+        Err(format!(
+            "key 'max-bandwidth': invalid bandwidth \"fast\": {bad}"
+        ))
+    );
+    assert_eq!(
+        caps(BrokerArgs::default(), "max-bandwidth = 0"),
+        Err(format!("key 'max-bandwidth': {low}"))
+    );
 }

@@ -3,9 +3,14 @@
 //! the same whichever MQTT version the connection speaks.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::{mpsc, Mutex};
+use tokio::time::Instant;
+
+use super::pacer::Pacer;
 
 /// The connection task is gone: the program is shutting down, or the task
 /// ended with an error it logged. Every caller that waits on the connection
@@ -62,15 +67,53 @@ pub(super) struct Shared {
     pub(super) epoch: AtomicU64,
     /// The broker's Maximum Packet Size (MQTT 5 CONNACK); 0: none announced.
     pub(super) broker_max_packet: AtomicU32,
+    /// The rate caps of this connection, if any. Every publish waits its
+    /// turn here before it is queued towards the event loop; tokio's mutex
+    /// is fair (first come, first served), and each session has at most one
+    /// frame waiting (the tunnel awaits each send), so a keystroke waits
+    /// behind at most one frame of every other session, never behind a
+    /// queue of bulk chunks.
+    pacer: Option<Mutex<Pacer>>,
+    /// With a pacer: publishes that must not wait ([`Client::try_publish`])
+    /// queue here, for a task that sends them at the pacer's pace.
+    control: Option<mpsc::Sender<Request>>,
 }
 
+/// A publish waiting in [`Shared::control`].
+pub(super) struct Request {
+    topic: String,
+    qos: QoS,
+    retain: bool,
+    payload: Bytes,
+}
+
+/// Publishes that did not want to wait (control frames, presence) queued
+/// behind a pacer: the callers treat a full queue like a full request
+/// queue (the client repeats its request, presence retries next tick).
+const CONTROL_QUEUE: usize = 64;
+
 impl Shared {
-    pub(super) fn new(inner: Inner) -> Shared {
-        Shared {
+    /// `pacer`: the connection's caps, if any; the caller then runs
+    /// [`send_control`] on the returned receiver.
+    pub(super) fn new(
+        inner: Inner,
+        pacer: Option<Pacer>,
+    ) -> (Shared, Option<mpsc::Receiver<Request>>) {
+        let (control, rx) = match pacer {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let shared = Shared {
             inner: RwLock::new(inner),
             epoch: AtomicU64::new(0),
             broker_max_packet: AtomicU32::new(0),
-        }
+            pacer: pacer.map(Mutex::new),
+            control,
+        };
+        (shared, rx)
     }
 
     pub(super) fn replace(&self, inner: Inner) {
@@ -134,7 +177,29 @@ impl Client {
         over
     }
 
-    /// Publish, waiting for room in the request queue.
+    /// Wait until the connection's rate caps let one more publish of
+    /// `payload` bytes on `topic` go, and count it. At once without caps.
+    async fn pace(&self, topic: &str, payload: usize) {
+        let Some(pacer) = &self.shared.pacer else {
+            return;
+        };
+        // The whole PUBLISH packet counts against a byte cap, not only its
+        // payload (an upper bound of its header: safe).
+        let len = topic.len() + payload + PUBLISH_OVERHEAD;
+        let mut pacer = pacer.lock().await;
+        loop {
+            let now = Instant::now();
+            let at = pacer.ready_at(len, now);
+            if at <= now {
+                pacer.take(len, now);
+                return;
+            }
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
+    /// Publish, waiting for the rate caps and for room in the request
+    /// queue.
     pub async fn publish(
         &self,
         topic: impl Into<String>,
@@ -147,6 +212,41 @@ impl Client {
         if self.too_large(&topic, payload.len()) {
             return Ok(());
         }
+        self.pace(&topic, payload.len()).await;
+        self.enqueue(topic, qos, retain, payload).await
+    }
+
+    /// [`Client::publish`] that waits at most `queue_wait` for room in the
+    /// request queue (time spent waiting for the rate caps not included):
+    /// `Ok(false)` when it gave up and dropped the publish.
+    pub async fn publish_within(
+        &self,
+        topic: impl Into<String>,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Bytes>,
+        queue_wait: Duration,
+    ) -> Result<bool, TaskEnded> {
+        let topic = topic.into();
+        let payload = payload.into();
+        if self.too_large(&topic, payload.len()) {
+            return Ok(true);
+        }
+        self.pace(&topic, payload.len()).await;
+        match tokio::time::timeout(queue_wait, self.enqueue(topic, qos, retain, payload)).await {
+            Ok(r) => r.map(|()| true),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Hand a publish to the event loop, waiting for room in its queue.
+    async fn enqueue(
+        &self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: Bytes,
+    ) -> Result<(), TaskEnded> {
         loop {
             let (inner, epoch) = self.shared.current();
             let sent = match inner {
@@ -169,7 +269,8 @@ impl Client {
     }
 
     /// Publish if the request queue has room; `Err` when it is full or the
-    /// connection task is gone.
+    /// connection task is gone. Under rate caps it joins a short queue of
+    /// its own that is sent at the caps' pace, in order (`Err` when full).
     pub fn try_publish(
         &self,
         topic: impl Into<String>,
@@ -181,6 +282,15 @@ impl Client {
         let payload = payload.into();
         if self.too_large(&topic, payload.len()) {
             return Ok(());
+        }
+        if let Some(control) = &self.shared.control {
+            let req = Request {
+                topic,
+                qos,
+                retain,
+                payload,
+            };
+            return control.try_send(req).map_err(|_| TaskEnded);
         }
         let sent = match self.shared.current().0 {
             Inner::V4(c) => c
@@ -234,5 +344,24 @@ impl Client {
             Inner::V5(c) => c.disconnect().await.is_ok(),
         };
         sent.then_some(()).ok_or(TaskEnded)
+    }
+}
+
+/// Send what [`Client::try_publish`] queued behind the rate caps, in order,
+/// until every client is gone (it holds none itself, so it does not keep
+/// the connection alive).
+pub(super) async fn send_control(shared: Weak<Shared>, mut queue: mpsc::Receiver<Request>) {
+    while let Some(r) = queue.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let client = Client { shared };
+        if client
+            .publish(r.topic, r.qos, r.retain, r.payload)
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
 }

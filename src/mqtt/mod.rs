@@ -9,6 +9,8 @@
 //! - `engine`: rumqttc's two APIs (3.1.1 and 5) behind one event loop type,
 //!   and the transports (TCP, TLS, WebSocket, HTTP proxy).
 //! - `describe`: the one-line error messages.
+//! - `pacer`: the per-connection rate caps (publishes and bytes per
+//!   second), no I/O; every publish waits for it in `client`.
 //!
 //! MQTT 5 is the default; a broker that refuses it gets 3.1.1 (decided
 //! once per process, before the first connection is up).
@@ -16,6 +18,7 @@
 mod client;
 mod describe;
 mod engine;
+pub mod pacer;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,6 +32,7 @@ use crate::protocol::Delivery;
 pub use client::{Client, Message, QoS, TaskEnded};
 pub use engine::Options;
 use engine::{Engine, Ev, V5Verdict, Version};
+use pacer::{Caps, Pacer};
 
 /// Keepalive towards the broker: a silently dead TCP connection is noticed
 /// within 2 × this (rumqttc gives up when the next ping is due and the last
@@ -136,9 +140,14 @@ impl Mqtt {
         };
         let probe = options.broker.mqtt_version == MqttVersion::Auto;
         let (inner, engine) = Engine::new(version, &options, probe);
+        let pacer = Pacer::new(Caps::of(&options.broker), tokio::time::Instant::now());
+        let (shared, control) = client::Shared::new(inner, pacer);
         let client = Client {
-            shared: Arc::new(client::Shared::new(inner)),
+            shared: Arc::new(shared),
         };
+        if let Some(queue) = control {
+            tokio::spawn(client::send_control(Arc::downgrade(&client.shared), queue));
+        }
         let (state_tx, state) = watch::channel(LinkState::Connecting);
         let task = tokio::spawn(run(
             engine,

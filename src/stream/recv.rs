@@ -13,8 +13,8 @@ use crate::protocol::{MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 /// Acknowledge at least every this many in-order chunks.
 const ACK_EVERY: u64 = 4;
 /// Longest an acknowledgement of in-order data waits for a chance to ride on
-/// a data frame.
-const ACK_DELAY: Duration = Duration::from_millis(10);
+/// a data frame, by default (`stream::Config::ack_delay`).
+pub const ACK_DELAY: Duration = Duration::from_millis(10);
 
 /// Where the receiving direction is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,8 @@ pub struct RecvHalf {
     /// When an owed acknowledgement of in-order data stops waiting for a
     /// data frame to ride on.
     ack_at: Option<Instant>,
+    /// How long that is ([`ACK_DELAY`] unless set).
+    ack_delay: Duration,
     bytes_received: u64,
 }
 
@@ -78,8 +80,16 @@ impl RecvHalf {
             last_adv: capacity,
             ack_now: false,
             ack_at: None,
+            ack_delay: ACK_DELAY,
             bytes_received: 0,
         }
+    }
+
+    /// Let acknowledgements of in-order data wait `d` instead of
+    /// [`ACK_DELAY`] (longer under a publish rate cap, where each pure ACK
+    /// costs a publish).
+    pub fn set_ack_delay(&mut self, d: Duration) {
+        self.ack_delay = d;
     }
 
     #[cfg(test)]
@@ -213,7 +223,7 @@ impl RecvHalf {
     }
 
     /// Must a bare ACK frame go now? True when one is wanted at once, or
-    /// when in-order data has waited [`ACK_DELAY`] for a data frame to ride
+    /// when in-order data has waited the ack delay for a data frame to ride
     /// on; otherwise arms that delay if data is owed an acknowledgement.
     pub fn poll_ack(&mut self, now: Instant) -> bool {
         let ack_owed = self.next > self.acked_upto;
@@ -221,7 +231,7 @@ impl RecvHalf {
             return true;
         }
         if ack_owed && self.ack_at.is_none() {
-            self.ack_at = Some(now + ACK_DELAY);
+            self.ack_at = Some(now + self.ack_delay);
         }
         false
     }

@@ -35,6 +35,9 @@ pub struct RttEstimator {
     /// Consecutive timeouts (or window probes) without progress; each
     /// doubles the timeout.
     backoff: u32,
+    /// Added to the margin: how much longer than usual a round trip may
+    /// take without a loss ([`RttEstimator::allow_delay`]).
+    allowance: Duration,
 }
 
 impl Default for RttEstimator {
@@ -51,6 +54,17 @@ impl RttEstimator {
             rttvar: Duration::ZERO,
             base_rto: INITIAL_RTO,
             backoff: 0,
+            allowance: Duration::ZERO,
+        }
+    }
+
+    /// A round trip may take `d` longer than [`RTO_MIN_MARGIN`] allows for,
+    /// with nothing lost (under rate caps: delayed acknowledgements, paced
+    /// packets): the timeout waits that much longer, from the start.
+    pub fn allow_delay(&mut self, d: Duration) {
+        self.allowance = d;
+        if self.srtt.is_none() {
+            self.base_rto = (INITIAL_RTO + d).min(MAX_RTO);
         }
     }
 
@@ -70,7 +84,8 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt.expect("just set");
-        self.base_rto = (srtt + (self.rttvar * 4).max(RTO_MIN_MARGIN)).min(MAX_RTO);
+        self.base_rto =
+            (srtt + (self.rttvar * 4).max(RTO_MIN_MARGIN) + self.allowance).min(MAX_RTO);
     }
 
     /// The smoothed round-trip time, once measured.

@@ -108,6 +108,31 @@ impl SendHalf {
         self.unacked_bytes
     }
 
+    /// A round trip may take `d` longer than usual without a loss (rate
+    /// caps): the retransmission timeout allows for it.
+    pub fn allow_delay(&mut self, d: std::time::Duration) {
+        self.rtt.allow_delay(d);
+    }
+
+    /// Chunk `seq` actually left now (it may have waited for the
+    /// connection's rate caps since it was queued): its round trip and its
+    /// timeout count from here, so time spent in our own queue is neither
+    /// taken for network delay nor a reason to retransmit.
+    pub fn on_transmitted(&mut self, seq: u64, now: Instant) {
+        let Some(first) = self.unacked.front().map(|s| s.seq) else {
+            return;
+        };
+        let Some(s) = seq
+            .checked_sub(first)
+            .and_then(|i| self.unacked.get_mut(i as usize))
+        else {
+            return;
+        };
+        if s.seq == seq && s.state == ChunkState::InFlight {
+            s.sent_at = s.sent_at.max(now);
+        }
+    }
+
     /// The round-trip estimator (its smoothed estimate tunes the receive
     /// window too).
     pub fn rtt(&self) -> &RttEstimator {

@@ -37,6 +37,8 @@ pub const MQTT_ENV: &[&str] = &[
     "MQTT_KEYFILE",
     "MQTT_VERSION",
     "MQTT_HTTP_PROXY",
+    "MQTT_MAX_PUBLISH_RATE",
+    "MQTT_MAX_BANDWIDTH",
 ];
 
 /// A loopback port that was free a moment ago (bind port 0, read it, drop).

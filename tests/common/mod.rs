@@ -15,8 +15,9 @@
 //! `process` (commands and their exit), `broker`, `amqtt` (a 3.1.1-only broker), `sshd`, `tinyproxy` (an HTTP CONNECT proxy), `agent`, `ssh`
 //! (client commands and `mqtt-proxy` itself), `procfs` (what a process
 //! holds), `files` (test data), `pki` (a test CA), `raw` (a bare MQTT
-//! client), and `relay` (a fault-injecting TCP relay, used as
-//! `common::relay::Relay`).
+//! client), `relay` (a fault-injecting TCP relay, used as
+//! `common::relay::Relay`) and `throttle` (a relay that enforces a hosted
+//! broker's per-connection limits, `common::throttle::Throttle`).
 #![allow(dead_code)] // each test crate uses a different subset of the harness
 
 mod agent;
@@ -31,6 +32,7 @@ mod raw;
 pub mod relay;
 mod ssh;
 mod sshd;
+pub mod throttle;
 mod tinyproxy;
 
 // Every test crate imports `common::*` and uses a different subset of it.

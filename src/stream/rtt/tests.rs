@@ -153,3 +153,16 @@ fn sample_during_backoff_updates_the_base_and_keeps_the_backoff() {
     r.reset_backoff();
     assert_eq!(r.rto(), us(362_500));
 }
+
+#[test]
+fn an_allowance_for_rate_caps_lengthens_every_timeout() {
+    let mut r = RttEstimator::new();
+    r.allow_delay(ms(700));
+    assert_eq!(r.rto(), INITIAL_RTO + ms(700), "before any sample");
+    r.on_sample(ms(20));
+    // 20 ms + max(4 × 10 ms, 200 ms) + 700 ms.
+    assert_eq!(r.rto(), ms(920));
+    r.allow_delay(ms(10_000));
+    r.on_sample(ms(20));
+    assert_eq!(r.rto(), MAX_RTO, "still capped");
+}

@@ -126,3 +126,23 @@ fn no_probe_after_the_fin() {
     assert!(!s.on_probe_timer(t0 + ms(5)));
     assert_eq!(s.probe_deadline(), None);
 }
+
+#[test]
+fn a_chunk_is_timed_from_when_it_left_not_when_it_was_queued() {
+    let t0 = Instant::now();
+    let mut s = sent(2, t0);
+    // Chunk 1 waited 300 ms for the rate caps before it left; chunk 0 went
+    // at once. Unknown chunks are ignored.
+    s.on_transmitted(1, t0 + ms(300));
+    s.on_transmitted(7, t0 + ms(300));
+    assert_eq!(s.retransmit_deadline(), Some(t0 + INITIAL_RTO), "chunk 0");
+    s.on_ack(1, 0, WINDOW, t0 + ms(100));
+    assert_eq!(
+        s.retransmit_deadline(),
+        Some(t0 + ms(300) + s.rtt().rto()),
+        "chunk 1's timeout runs from when it left"
+    );
+    s.on_ack(2, 0, WINDOW, t0 + ms(400));
+    // Its round trip is 100 ms, not the 400 ms since it was queued.
+    assert_eq!(s.rtt().srtt(), Some(ms(100)));
+}
