@@ -37,6 +37,12 @@ pub const MAX_PACKET: usize = MAX_FRAME + 2048;
 /// and a fragment still carries 464 bytes of data.
 pub const MIN_MESSAGE: usize = 512;
 
+/// Smallest MQTT packet limit we work under (`--max-message-size`, or
+/// one discovered from disconnects): [`MIN_MESSAGE`] plus room for the
+/// topic (`<prefix>/<node>/s/<cid>/up`, two ids of up to [`MAX_ID_LEN`])
+/// and the PUBLISH headers.
+pub const MIN_PACKET: usize = MIN_MESSAGE + 256;
+
 /// The message sizes size discovery tries, largest first: a whole
 /// [`MAX_FRAME`], then powers of two less 256 bytes, so that a broker limit
 /// on the whole packet of a power of two (mosquitto's `max_packet_size
