@@ -189,11 +189,13 @@ impl Client {
     ) -> Result<(), TaskEnded> {
         let topic = topic.into();
         let payload = payload.into();
-        if self.too_large(&topic, payload.len()) {
-            return Ok(());
-        }
-        self.note_sent(&topic, payload.len());
         loop {
+            // Checked again after a replacement: the limit may have fallen
+            // while this waited for room (see `mqtt::size`).
+            if self.too_large(&topic, payload.len()) {
+                return Ok(());
+            }
+            self.note_sent(&topic, payload.len());
             let (inner, epoch) = self.shared.current();
             let sent = match inner {
                 Inner::V4(c) => c
