@@ -24,7 +24,7 @@ pub use url::{
     split_host_port, BrokerUrl, Carrier, HttpProxy, MqttVersion, DEFAULT_WS_PATH, PORT_WS, PORT_WSS,
 };
 
-use crate::protocol::{valid_id, valid_prefix};
+use crate::protocol::{valid_id, valid_prefix, MIN_PACKET};
 use crate::tls::TlsFiles;
 
 /// Default MQTT ports.
@@ -52,6 +52,13 @@ pub struct BrokerArgs {
     /// 3.1.1 when the broker refuses 5].
     #[arg(long, env = "MQTT_VERSION", value_name = "5|3.1.1", value_parser = MqttVersion::parse)]
     pub mqtt_version: Option<MqttVersion>,
+
+    /// Largest MQTT packet to publish, in bytes, topic and headers included
+    /// (so either a broker's packet limit or its payload limit will do)
+    /// [default: the broker's announced Maximum Packet Size with MQTT 5;
+    /// otherwise discovered when large messages are lost].
+    #[arg(long, env = "MQTT_MAX_MESSAGE_SIZE", value_name = "BYTES")]
+    pub max_message_size: Option<u32>,
 
     /// Reach the broker through this HTTP proxy (HTTP CONNECT):
     /// http://HOST:PORT. Proxy credentials (http://USER:PASSWORD@HOST:PORT)
@@ -161,6 +168,8 @@ pub struct Broker {
     /// The HTTP proxy to tunnel through, if any.
     pub http_proxy: Option<HttpProxy>,
     pub mqtt_version: MqttVersion,
+    /// `--max-message-size`: the largest MQTT packet we publish.
+    pub max_message_size: Option<u32>,
     pub user: Option<String>,
     pub password: Option<Secret>,
     pub topic_prefix: String,
@@ -308,6 +317,10 @@ impl BrokerArgs {
             _ => None,
         };
         let mqtt_version = self.mqtt_version.or(file.mqtt_version).unwrap_or_default();
+        let max_message_size = self.max_message_size.or(file.max_message_size);
+        if let Some(n) = max_message_size.filter(|&n| (n as usize) < MIN_PACKET) {
+            bail!("max message size {n} is too small: the least that works is {MIN_PACKET} bytes");
+        }
         let resume = self.resume_timeout.or(file.resume_timeout).unwrap_or(60);
         if resume == 0 {
             bail!("resume timeout must be at least 1 second");
@@ -338,6 +351,7 @@ impl BrokerArgs {
             carrier,
             http_proxy,
             mqtt_version,
+            max_message_size,
             user,
             password,
             topic_prefix,

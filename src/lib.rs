@@ -7,7 +7,8 @@
 //!   acknowledges them, `stream::rtt` estimates the round trip and the
 //!   retransmission timeout, `stream::congestion` keeps the congestion
 //!   window, `stream::autotune` grows the receive window with the round
-//!   trip; `stream` itself joins them into frames and session timers.
+//!   trip, `stream::segment` discovers the largest message that gets
+//!   through; `stream` itself joins them into frames and session timers.
 //! - `tunnel`: drives a `stream` over real I/O (a socket or pipes on one side,
 //!   MQTT frames on the other).
 //! - `mqtt`: the one task that owns the rumqttc event loop (connect,
@@ -15,7 +16,8 @@
 //!   is the handle everything else uses, `mqtt::engine` hides rumqttc's two
 //!   APIs and the transports (TCP, TLS, WebSocket, HTTP proxy),
 //!   `mqtt::describe` words the user-facing connection errors,
-//!   `mqtt::pacer` keeps to a hosted broker's per-connection rate caps.
+//!   `mqtt::pacer` keeps to a hosted broker's per-connection rate caps,
+//!   `mqtt::size` finds a packet size limit from disconnects.
 //! - `config`: flags, environment and validated settings; `config::file`
 //!   reads the config file, `config::url` parses broker and proxy URLs,
 //!   `config::secret` keeps passwords out of `Debug`.

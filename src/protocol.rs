@@ -31,6 +31,33 @@ pub const MAX_FRAME: usize = HEADER_LEN + MAX_CHUNK;
 /// rumqttc's default of 10 KiB would silently cap chunks.
 pub const MAX_PACKET: usize = MAX_FRAME + 2048;
 
+/// Smallest message (MQTT publish payload, a whole frame) we cut data
+/// into, and the least `--max-message-size` accepts: every control frame
+/// we send fits (OPEN carries well under 200 bytes, presence about 150),
+/// and a fragment still carries 464 bytes of data.
+pub const MIN_MESSAGE: usize = 512;
+
+/// Smallest MQTT packet limit we work under (`--max-message-size`, or
+/// one discovered from disconnects): [`MIN_MESSAGE`] plus room for the
+/// topic (`<prefix>/<node>/s/<cid>/up`, two ids of up to [`MAX_ID_LEN`])
+/// and the PUBLISH headers.
+pub const MIN_PACKET: usize = MIN_MESSAGE + 256;
+
+/// The message sizes size discovery tries, largest first: a whole
+/// [`MAX_FRAME`], then powers of two less 256 bytes, so that a broker limit
+/// on the whole packet of a power of two (mosquitto's `max_packet_size
+/// 16384`) leaves room for the topic and MQTT headers, down to
+/// [`MIN_MESSAGE`].
+pub const MESSAGE_STEPS: [usize; 8] = [MAX_FRAME, 32512, 16128, 7936, 3840, 1792, 768, MIN_MESSAGE];
+
+/// The next size discovery tries below `size` (at least [`MIN_MESSAGE`]).
+pub fn step_below(size: usize) -> usize {
+    MESSAGE_STEPS
+        .into_iter()
+        .find(|&s| s < size)
+        .unwrap_or(MIN_MESSAGE)
+}
+
 /// Largest control payload (refusal reason, open parameters).
 pub const MAX_CONTROL_PAYLOAD: usize = 1024;
 
@@ -126,7 +153,61 @@ pub const FLAG_PEER_LOST: u8 = 0x04;
 /// ACK: the sender just reconnected to the broker; everything it has not
 /// acknowledged is lost and must be retransmitted now.
 pub const FLAG_RESYNC: u8 = 0x08;
-const KNOWN_FLAGS: u8 = FLAG_FIN | FLAG_ACK_REQ | FLAG_PEER_LOST | FLAG_RESYNC;
+/// DATA: the payload is one fragment of chunk `seq`: a [`FRAG_PREFIX_LEN`]
+/// prefix (offset u32, total length u32, big-endian) and the chunk's bytes
+/// `offset..offset + len`. Sent when a chunk is larger than the messages
+/// the broker lets through (a retransmission after size discovery shrank
+/// them); the receiver reassembles the chunk before it counts as received.
+pub const FLAG_FRAG: u8 = 0x10;
+const KNOWN_FLAGS: u8 = FLAG_FIN | FLAG_ACK_REQ | FLAG_PEER_LOST | FLAG_RESYNC | FLAG_FRAG;
+
+/// Bytes in front of a fragment's data: offset u32, total u32.
+pub const FRAG_PREFIX_LEN: usize = 8;
+
+/// One fragment of a chunk, from a DATA frame with [`FLAG_FRAG`]. Decoding
+/// guarantees `0 < data.len()`, `offset + data.len() <= total` and
+/// `total <= MAX_CHUNK`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    pub offset: usize,
+    pub total: usize,
+    pub data: Bytes,
+}
+
+impl Fragment {
+    /// The payload of a DATA frame with [`FLAG_FRAG`] carrying this.
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(FRAG_PREFIX_LEN + self.data.len());
+        b.put_u32(self.offset as u32);
+        b.put_u32(self.total as u32);
+        b.extend_from_slice(&self.data);
+        b.freeze()
+    }
+
+    /// Parse and check a fragment payload.
+    fn decode(payload: &Bytes) -> Result<Fragment, DecodeError> {
+        if payload.len() <= FRAG_PREFIX_LEN {
+            return Err(DecodeError::Fragment("no data"));
+        }
+        let mut h = &payload[..FRAG_PREFIX_LEN];
+        let offset = h.get_u32() as usize;
+        let total = h.get_u32() as usize;
+        let data = payload.slice(FRAG_PREFIX_LEN..);
+        if total > MAX_CHUNK {
+            return Err(DecodeError::Fragment(
+                "total length above the largest chunk",
+            ));
+        }
+        if offset.checked_add(data.len()).map_or(true, |end| end > total) {
+            return Err(DecodeError::Fragment("data beyond the total length"));
+        }
+        Ok(Fragment {
+            offset,
+            total,
+            data,
+        })
+    }
+}
 
 /// One protocol frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +243,8 @@ pub enum DecodeError {
     Flags { kind: Kind, flags: u8 },
     #[error("{0:?} frame with a payload of {1} bytes")]
     Payload(Kind, usize),
+    #[error("malformed fragment: {0}")]
+    Fragment(&'static str),
 }
 
 impl Frame {
@@ -181,6 +264,15 @@ impl Frame {
 
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
+    }
+
+    /// The fragment a DATA frame with [`FLAG_FRAG`] carries (checked by
+    /// [`Frame::decode`]); `None` for any other frame.
+    pub fn fragment(&self) -> Option<Fragment> {
+        if self.kind != Kind::Data || !self.has(FLAG_FRAG) {
+            return None;
+        }
+        Fragment::decode(&self.payload).ok()
     }
 
     pub fn encode(&self) -> Bytes {
@@ -226,6 +318,8 @@ impl Frame {
             payload: buf.slice(HEADER_LEN..),
         };
         let allowed = match kind {
+            // A FIN is an empty chunk: never fragmented.
+            Kind::Data if flags & FLAG_FRAG != 0 => FLAG_ACK_REQ | FLAG_FRAG,
             Kind::Data => FLAG_FIN | FLAG_ACK_REQ,
             Kind::Ack => FLAG_ACK_REQ | FLAG_RESYNC,
             Kind::Reset => FLAG_PEER_LOST,
@@ -242,6 +336,9 @@ impl Frame {
         };
         if !payload_ok {
             return Err(DecodeError::Payload(kind, len));
+        }
+        if frame.has(FLAG_FRAG) {
+            Fragment::decode(&frame.payload)?;
         }
         Ok(frame)
     }
@@ -487,6 +584,85 @@ mod tests {
             Frame::decode(ack.split_to(ack.len())),
             Err(DecodeError::Payload(Kind::Ack, 1))
         );
+    }
+
+    #[test]
+    fn fragments_roundtrip_and_bad_ones_are_refused() {
+        let frag = |offset: usize, total: usize, len: usize| Frame {
+            flags: FLAG_FRAG,
+            payload: Fragment {
+                offset,
+                total,
+                data: Bytes::from(vec![3u8; len]),
+            }
+            .encode(),
+            ..data(5, b"")
+        };
+        let good = frag(100, 1000, 900);
+        let decoded = Frame::decode(good.encode()).unwrap();
+        assert_eq!(
+            decoded.fragment(),
+            Some(Fragment {
+                offset: 100,
+                total: 1000,
+                data: Bytes::from(vec![3u8; 900])
+            })
+        );
+        assert_eq!(data(5, b"abc").fragment(), None, "not a fragment");
+        let bad = |f: Frame| Frame::decode(f.encode()).unwrap_err();
+        let cases = [
+            (frag(0, 10, 0), DecodeError::Fragment("no data")),
+            (
+                frag(5, 10, 6),
+                DecodeError::Fragment("data beyond the total length"),
+            ),
+            (
+                frag(u32::MAX as usize, 10, 1),
+                DecodeError::Fragment("data beyond the total length"),
+            ),
+            (
+                frag(0, MAX_CHUNK + 1, 10),
+                DecodeError::Fragment("total length above the largest chunk"),
+            ),
+            (
+                Frame {
+                    flags: FLAG_FRAG | FLAG_FIN,
+                    ..frag(0, 10, 10)
+                },
+                DecodeError::Flags {
+                    kind: Kind::Data,
+                    flags: FLAG_FRAG | FLAG_FIN,
+                },
+            ),
+            (
+                Frame {
+                    kind: Kind::Ack,
+                    ..frag(0, 10, 10)
+                },
+                DecodeError::Flags {
+                    kind: Kind::Ack,
+                    flags: FLAG_FRAG,
+                },
+            ),
+        ];
+        for (f, want) in cases {
+            assert_eq!(bad(f.clone()), want, "{f:?}");
+        }
+        // A short prefix.
+        let mut short = frag(0, 10, 10);
+        short.payload = Bytes::from_static(&[0, 0, 0]);
+        assert_eq!(bad(short), DecodeError::Fragment("no data"));
+    }
+
+    #[test]
+    fn size_steps_go_down_to_the_floor() {
+        assert_eq!(step_below(MAX_FRAME), 32512);
+        assert_eq!(step_below(MAX_FRAME + 1), MAX_FRAME);
+        assert_eq!(step_below(16129), 16128);
+        assert_eq!(step_below(16128), 7936);
+        assert_eq!(step_below(MIN_MESSAGE + 1), MIN_MESSAGE);
+        assert_eq!(step_below(MIN_MESSAGE), MIN_MESSAGE);
+        assert!(MESSAGE_STEPS.windows(2).all(|w| w[0] > w[1]));
     }
 
     #[test]

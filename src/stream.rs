@@ -20,8 +20,12 @@
 //! - The receiver drops duplicates, holds out-of-order chunks (bounded by
 //!   its window) and acknowledges at once when it sees a gap.
 //!
+//! - A chunk larger than the messages the broker lets through (see
+//!   `segment`) goes as fragments of chunk size; the receiver reassembles it.
+//!
 //! Parts: `send::SendHalf` (sequencing, retransmission, with
-//! [`congestion::CongestionWindow`] and [`rtt::RttEstimator`]) and
+//! [`congestion::CongestionWindow`], [`rtt::RttEstimator`] and the message
+//! size estimate `segment::Segmenter`) and
 //! `recv::RecvHalf` (delivery, acknowledgement); this file joins them into
 //! frames and owns the timers that concern the whole session (keepalive,
 //! peer timeout) and its outcome.
@@ -33,7 +37,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::protocol::{
-    Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_PEER_LOST, FLAG_RESYNC, MAX_CHUNK,
+    Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_PEER_LOST, FLAG_RESYNC,
+    MAX_CHUNK,
 };
 
 mod autotune;
@@ -41,6 +46,7 @@ pub mod congestion;
 mod recv;
 mod rejected;
 pub mod rtt;
+mod segment;
 mod send;
 
 use autotune::WindowTuner;
@@ -48,6 +54,7 @@ pub use autotune::MAX_RECV_WINDOW;
 use recv::RecvHalf;
 pub use recv::ACK_DELAY;
 pub use rejected::Rejected;
+pub use segment::Discovery;
 use send::{Chunk, SendHalf};
 
 /// An idle session sends an ACK at least this often so the peer knows it is
@@ -224,8 +231,34 @@ impl Stream {
         self.error.is_none() && self.send.can_send()
     }
 
-    /// Send a chunk read from the local side (at most [`MAX_CHUNK`] bytes).
-    /// Call only when [`Stream::can_send`] is true.
+    /// The largest message (encoded frame) the connection lets through now:
+    /// the broker's announced limit, `--max-message-size`, or what the
+    /// connection discovered. The stream's own discovery may go lower.
+    pub fn set_max_message(&mut self, max: usize) {
+        self.send.segment_mut().set_ceiling(max);
+    }
+
+    /// The largest chunk to read from the local side now: it goes as one
+    /// message.
+    pub fn max_chunk(&self) -> usize {
+        self.send.segment().max_chunk()
+    }
+
+    /// The broker connection went down: until it is back, lost chunks say
+    /// nothing about message sizes.
+    pub fn on_link_down(&mut self) {
+        self.send.segment_mut().set_link_up(false);
+    }
+
+    /// A message size this stream discovered and confirmed since the last
+    /// call, for the caller to log.
+    pub fn take_size_discovery(&mut self) -> Option<Discovery> {
+        self.send.segment_mut().take_discovery()
+    }
+
+    /// Send a chunk read from the local side (at most [`MAX_CHUNK`] bytes;
+    /// above [`Stream::max_chunk`] it goes in fragments). Call only when
+    /// [`Stream::can_send`] is true.
     pub fn send(&mut self, data: Bytes, now: Instant) {
         debug_assert!(!data.is_empty() && data.len() <= MAX_CHUNK);
         debug_assert!(self.can_send());
@@ -249,6 +282,9 @@ impl Stream {
     }
 
     fn emit_data(&mut self, chunk: Chunk, now: Instant) {
+        if chunk.data.len() > self.send.segment().max_chunk() {
+            return self.emit_fragments(chunk, now);
+        }
         let mut f = self.frame(Kind::Data, now);
         f.seq = chunk.seq;
         f.payload = chunk.data;
@@ -256,6 +292,26 @@ impl Stream {
             f.flags |= FLAG_FIN;
         }
         self.out.push_back(f);
+    }
+
+    /// A chunk too large for one message, as fragments of the largest size
+    /// that fits (a FIN is empty, so never one of these).
+    fn emit_fragments(&mut self, chunk: Chunk, now: Instant) {
+        debug_assert!(!chunk.fin);
+        let total = chunk.data.len();
+        let step = self.send.segment().max_fragment();
+        for offset in (0..total).step_by(step) {
+            let mut f = self.frame(Kind::Data, now);
+            f.seq = chunk.seq;
+            f.flags |= FLAG_FRAG;
+            f.payload = Fragment {
+                offset,
+                total,
+                data: chunk.data.slice(offset..total.min(offset + step)),
+            }
+            .encode();
+            self.out.push_back(f);
+        }
     }
 
     /// A frame of `kind` carrying our current acknowledgement state.
@@ -326,8 +382,13 @@ impl Stream {
             self.recv.ack_immediately();
         }
         if f.kind == Kind::Data {
-            let fin = f.has(FLAG_FIN);
-            self.recv.on_data(f.seq, f.payload, fin)?;
+            if f.has(FLAG_FRAG) {
+                let frag = f.fragment().ok_or(Rejected::BadFragment { seq: f.seq })?;
+                self.recv.on_fragment(f.seq, frag)?;
+            } else {
+                let fin = f.has(FLAG_FIN);
+                self.recv.on_data(f.seq, f.payload, fin)?;
+            }
             let grown = self.tuner.on_data(
                 now,
                 self.recv.bytes_received(),
@@ -346,6 +407,7 @@ impl Stream {
     /// Our MQTT connection came back after an outage: ask the peer for its
     /// state and assume everything in flight was lost in both directions.
     pub fn on_reconnect(&mut self, now: Instant) {
+        self.send.segment_mut().set_link_up(true);
         self.send.on_reconnect();
         self.recv.ack_immediately();
         self.resync = true;

@@ -13,18 +13,22 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use crate::mqtt::{self, Client, LinkState, TaskEnded};
-use crate::protocol::{self, Frame, MAX_CHUNK};
-use crate::stream::{Stream, StreamError};
+use crate::protocol::{self, Frame, MAX_FRAME};
+use crate::stream::{Discovery, Stream, StreamError};
 
 /// Where a session's outgoing frames go.
 pub trait FrameSink: Send {
     fn send(&mut self, frame: Bytes) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// The largest chunk a DATA frame may carry now: [`MAX_CHUNK`], or less
-    /// when the broker's Maximum Packet Size (MQTT 5) leaves less room.
-    fn max_chunk(&self) -> usize {
-        MAX_CHUNK
+    /// The largest message (encoded frame) the connection lets through
+    /// now: [`MAX_FRAME`], or less under the broker's Maximum Packet Size
+    /// (MQTT 5), `--max-message-size`, or what the connection discovered.
+    fn max_message(&self) -> usize {
+        MAX_FRAME
     }
+
+    /// The stream discovered and confirmed a message size (for the log).
+    fn discovered(&self, _d: Discovery) {}
 }
 
 /// Publishes frames on one topic, at the QoS [`protocol::delivery`] picks.
@@ -56,14 +60,14 @@ impl FrameSink for MqttSink {
         }
     }
 
-    fn max_chunk(&self) -> usize {
-        let room = self
-            .client
+    fn max_message(&self) -> usize {
+        self.client
             .max_payload(&self.topic)
-            .map_or(usize::MAX, |max| max.saturating_sub(protocol::HEADER_LEN));
-        // At least one byte, so a session makes progress however small the
-        // broker's limit (a frame above it is dropped and retransmitted).
-        room.clamp(1, MAX_CHUNK)
+            .map_or(MAX_FRAME, |max| max.min(MAX_FRAME))
+    }
+
+    fn discovered(&self, d: Discovery) {
+        self.client.log_message_size(d.failed, d.size);
     }
 }
 
@@ -117,12 +121,17 @@ where
         _ => 0,
     };
     loop {
+        // Before any frame is cut: the connection's limit may have fallen.
+        stream.set_max_message(sink.max_message());
         while let Some(f) = stream.poll_transmit(Instant::now()) {
             sink.send(f.encode())
                 .await
                 .map_err(|_| TunnelError::LinkClosed(TaskEnded))?;
             // The send may have waited for the connection's rate caps.
             stream.on_transmitted(&f, Instant::now());
+        }
+        if let Some(d) = stream.take_size_discovery() {
+            sink.discovered(d);
         }
         let now = Instant::now();
         if let Some(e) = stream.error() {
@@ -150,11 +159,11 @@ where
             return Err(abort(stream, sink, TunnelError::Stopped).await);
         }
         let can_read = reading && stream.can_send();
-        let chunk = sink.max_chunk();
+        let chunk = stream.max_chunk();
         if can_read && rbuf.capacity() != chunk {
             // A fresh buffer per chunk: the chunk is kept (shared) until it is
             // acknowledged, and a read never exceeds the chunk cap (which
-            // follows the broker's packet limit, so it may change).
+            // follows the broker's message size limit, so it may change).
             rbuf = BytesMut::with_capacity(chunk);
         }
         let pending_write = writer
@@ -179,12 +188,15 @@ where
                     return Err(TunnelError::LinkClosed(TaskEnded));
                 }
                 let state = link.borrow_and_update().clone();
-                if let LinkState::Up { generation: g } = state {
-                    if g != generation {
+                match state {
+                    LinkState::Up { generation: g } if g != generation => {
                         generation = g;
                         tracing::info!("broker connection restored, resynchronising");
+                        stream.set_max_message(sink.max_message());
                         stream.on_reconnect(Instant::now());
                     }
+                    LinkState::Up { .. } => {}
+                    _ => stream.on_link_down(),
                 }
             }
             r = reader.read_buf(&mut rbuf), if can_read => match r {

@@ -17,6 +17,7 @@ use super::url::MqttVersion;
 pub struct FileConfig {
     pub broker: Option<String>,
     pub mqtt_version: Option<MqttVersion>,
+    pub max_message_size: Option<u32>,
     pub http_proxy: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -99,6 +100,7 @@ impl FileConfig {
 pub(super) const SHARED_KEYS: &[&str] = &[
     "broker",
     "mqtt-version",
+    "max-message-size",
     "http-proxy",
     "host",
     "port",

@@ -118,9 +118,9 @@ fn file_errors_name_the_key() {
     let cases = [
         (
             "host = \"h\"\nhots = \"x\"",
-            "line 2: unknown key 'hots' (known: broker, mqtt-version, http-proxy, host, port, user, \
-             password-file, topic-prefix, client-id-prefix, resume-timeout, max-publish-rate, \
-             max-bandwidth, tls, ca-file, cert-file, key-file, \
+            "line 2: unknown key 'hots' (known: broker, mqtt-version, max-message-size, http-proxy, \
+             host, port, user, password-file, topic-prefix, client-id-prefix, resume-timeout, \
+             max-publish-rate, max-bandwidth, tls, ca-file, cert-file, key-file, \
              agent-password-file)",
         ),
         (
@@ -338,6 +338,33 @@ fn ws_with_tls_options_is_a_contradiction() {
 }
 
 #[test]
+fn max_message_size_sources_and_floor() {
+    let size = |args: BrokerArgs, text: &str| {
+        args.resolve(&file(text), None, &no_env)
+            .map(|b| b.max_message_size)
+            .map_err(|e| format!("{e:#}"))
+    };
+    assert_eq!(size(BrokerArgs::default(), ""), Ok(None));
+    assert_eq!(
+        size(BrokerArgs::default(), "max-message-size = 16000"),
+        Ok(Some(16000))
+    );
+    let flag = BrokerArgs {
+        max_message_size: Some(9000),
+        ..Default::default()
+    };
+    assert_eq!(size(flag, "max-message-size = 16000"), Ok(Some(9000)));
+    let tiny = BrokerArgs {
+        max_message_size: Some(100),
+        ..Default::default()
+    };
+    assert_eq!(
+        size(tiny, ""),
+        Err("max message size 100 is too small: the least that works is 768 bytes".to_owned())
+    );
+}
+
+#[test]
 fn mqtt_version_sources() {
     assert_eq!(MqttVersion::parse("5").unwrap(), MqttVersion::V5);
     assert_eq!(MqttVersion::parse("3.1.1").unwrap(), MqttVersion::V311);
@@ -442,6 +469,7 @@ fn secret_debug_is_masked() {
         carrier: Carrier::Tcp,
         http_proxy: Some(HttpProxy::parse("http://pu:pw%21secret@proxy:3128").unwrap()),
         mqtt_version: MqttVersion::Auto,
+        max_message_size: None,
         user: Some("u".into()),
         password: Some(Secret::new("hunter2".into())),
         topic_prefix: "p".into(),

@@ -77,6 +77,16 @@ pub(super) struct Shared {
     /// With a pacer: publishes that must not wait ([`Client::try_publish`])
     /// queue here, for a task that sends them at the pacer's pace.
     control: Option<mpsc::Sender<Request>>,
+    /// `--max-message-size`; 0: not set.
+    pub(super) user_max_packet: AtomicU32,
+    /// The packet size limit discovered from disconnects (`mqtt::size`);
+    /// 0: none.
+    pub(super) found_max_packet: AtomicU32,
+    /// The largest packet published since the connection last dropped:
+    /// what a disconnect may have been about.
+    pub(super) largest_packet: AtomicU32,
+    /// The message size last logged as discovered, so each is logged once.
+    logged_size: AtomicU32,
 }
 
 /// A publish waiting in [`Shared::control`].
@@ -110,6 +120,10 @@ impl Shared {
             inner: RwLock::new(inner),
             epoch: AtomicU64::new(0),
             broker_max_packet: AtomicU32::new(0),
+            user_max_packet: AtomicU32::new(0),
+            found_max_packet: AtomicU32::new(0),
+            largest_packet: AtomicU32::new(0),
+            logged_size: AtomicU32::new(0),
             pacer: pacer.map(Mutex::new),
             control,
         };
@@ -154,25 +168,56 @@ fn v5_qos(q: QoS) -> rumqttc::v5::mqttbytes::QoS {
 }
 
 impl Client {
-    /// The largest payload a publish on `topic` may carry under the broker's
-    /// Maximum Packet Size, if it announced one.
+    /// The packet size limit now: the least of the broker's Maximum Packet
+    /// Size (MQTT 5), `--max-message-size` and the one discovered from
+    /// disconnects, if any is known.
+    fn max_packet(&self) -> Option<usize> {
+        let s = &self.shared;
+        [
+            &s.broker_max_packet,
+            &s.user_max_packet,
+            &s.found_max_packet,
+        ]
+        .into_iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .filter(|&max| max != 0)
+        .min()
+        .map(|max| max as usize)
+    }
+
+    /// The largest payload a publish on `topic` may carry under the packet
+    /// size limit, if one is known.
     pub fn max_payload(&self, topic: &str) -> Option<usize> {
-        match self.shared.broker_max_packet.load(Ordering::Relaxed) {
-            0 => None,
-            max => Some((max as usize).saturating_sub(topic.len() + PUBLISH_OVERHEAD)),
+        self.max_packet()
+            .map(|max| max.saturating_sub(topic.len() + PUBLISH_OVERHEAD))
+    }
+
+    /// A session discovered that messages of `failed` bytes are dropped and
+    /// ones of `size` bytes arrive: logged once per size per process.
+    pub fn log_message_size(&self, failed: usize, size: usize) {
+        let size32 = u32::try_from(size).unwrap_or(u32::MAX);
+        if self.shared.logged_size.swap(size32, Ordering::Relaxed) != size32 {
+            tracing::info!(
+                "the broker drops messages of {failed} bytes; sending at most {size} bytes per message"
+            );
         }
     }
 
-    /// A publish the broker would refuse (and rumqttc would drop the
-    /// connection over): dropped here instead, with a debug log.
+    /// Note a publish that goes to the broker (for `mqtt::size`).
+    fn note_sent(&self, topic: &str, len: usize) {
+        let packet = u32::try_from(len + topic.len() + PUBLISH_OVERHEAD).unwrap_or(u32::MAX);
+        self.shared
+            .largest_packet
+            .fetch_max(packet, Ordering::Relaxed);
+    }
+
+    /// A publish above the packet size limit, which the broker would refuse
+    /// (and drop the connection over): dropped here instead, with a debug
+    /// log. The stream re-sends its frames smaller.
     fn too_large(&self, topic: &str, len: usize) -> bool {
         let over = self.max_payload(topic).is_some_and(|max| len > max);
         if over {
-            tracing::debug!(
-                topic,
-                len,
-                "publish above the broker's maximum packet size dropped"
-            );
+            tracing::debug!(topic, len, "publish above the maximum packet size dropped");
         }
         over
     }
@@ -248,6 +293,12 @@ impl Client {
         payload: Bytes,
     ) -> Result<(), TaskEnded> {
         loop {
+            // Checked again after a replacement: the limit may have fallen
+            // while this waited for room (see `mqtt::size`).
+            if self.too_large(&topic, payload.len()) {
+                return Ok(());
+            }
+            self.note_sent(&topic, payload.len());
             let (inner, epoch) = self.shared.current();
             let sent = match inner {
                 Inner::V4(c) => c
@@ -292,6 +343,7 @@ impl Client {
             };
             return control.try_send(req).map_err(|_| TaskEnded);
         }
+        self.note_sent(&topic, payload.len());
         let sent = match self.shared.current().0 {
             Inner::V4(c) => c
                 .try_publish(topic, v4_qos(qos), retain, payload.to_vec())

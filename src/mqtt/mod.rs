@@ -11,6 +11,8 @@
 //! - `describe`: the one-line error messages.
 //! - `pacer`: the per-connection rate caps (publishes and bytes per
 //!   second), no I/O; every publish waits for it in `client`.
+//! - `size`: a 3.1.1 broker's packet size limit, discovered from
+//!   disconnects.
 //!
 //! MQTT 5 is the default; a broker that refuses it gets 3.1.1 (decided
 //! once per process, before the first connection is up).
@@ -19,6 +21,7 @@ mod client;
 mod describe;
 mod engine;
 pub mod pacer;
+mod size;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::config::{Broker, MqttVersion};
 use crate::protocol::Delivery;
@@ -148,6 +152,10 @@ impl Mqtt {
         if let Some(queue) = control {
             tokio::spawn(client::send_control(Arc::downgrade(&client.shared), queue));
         }
+        client.shared.user_max_packet.store(
+            options.broker.max_message_size.unwrap_or(0),
+            Ordering::Relaxed,
+        );
         let (state_tx, state) = watch::channel(LinkState::Connecting);
         let task = tokio::spawn(run(
             engine,
@@ -244,13 +252,24 @@ async fn run(
     let mut generation = 0u64;
     let mut attempt = 0u32;
     let mut connected = false;
+    let mut connected_at = Instant::now();
+    let mut sizer = size::DropSizer::default();
     let mut awaiting_suback = false;
     let mut dropped = 0u64;
     loop {
-        match engine.poll(broker).await {
+        let polled = engine.poll(broker).await;
+        if connected {
+            if let Some(l) = sizer.on_alive(connected_at.elapsed()) {
+                tracing::info!(broker = %addr,
+                    "the broker closes the connection on packets of {} bytes; sending packets \
+                     of at most {} bytes", l.failed, l.limit);
+            }
+        }
+        match polled {
             Ok(Ev::ConnAck(limits)) => {
                 attempt = 0;
                 connected = true;
+                connected_at = Instant::now();
                 version.settled = true;
                 awaiting_suback = true;
                 client
@@ -307,7 +326,23 @@ async fn run(
                     return;
                 }
                 let was_connected = std::mem::take(&mut connected);
-                if !was_connected {
+                if was_connected {
+                    let largest = client.shared.largest_packet.swap(0, Ordering::Relaxed);
+                    if let Some(l) = sizer.on_drop(connected_at.elapsed(), largest) {
+                        tracing::debug!(broker = %addr, failed = l.failed, limit = l.limit,
+                            "connection dropped twice after large packets; lowering the packet size");
+                        client
+                            .shared
+                            .found_max_packet
+                            .store(l.limit, Ordering::Relaxed);
+                        // A fresh event loop: the old one's request queue
+                        // still holds packets above the new limit, and would
+                        // send them first.
+                        let (inner, e) = Engine::new(version.current, &options, false);
+                        engine = e;
+                        client.shared.replace(inner);
+                    }
+                } else {
                     let before = version.current;
                     let (next, at_once) = version.after_failure(f.v5);
                     if next != before {

@@ -4,17 +4,70 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::time::Instant;
 
 use super::rejected::Rejected;
-use crate::protocol::{MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
+use crate::protocol::{Fragment, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 
 /// Acknowledge at least every this many in-order chunks.
 const ACK_EVERY: u64 = 4;
 /// Longest an acknowledgement of in-order data waits for a chance to ride on
 /// a data frame, by default (`stream::Config::ack_delay`).
 pub const ACK_DELAY: Duration = Duration::from_millis(10);
+
+/// Most separate pieces a chunk being reassembled may have. An honest
+/// sender's fragments carry at least 464 bytes (`protocol::MIN_MESSAGE`
+/// less the headers), so a 64 KiB chunk comes in at most 142 pieces, even
+/// if sizes change between retransmissions; this bounds the bookkeeping a
+/// hostile peer's one-byte fragments can cost.
+const MAX_PIECES: usize = 256;
+
+/// A chunk arriving in fragments: its bytes so far, and which ranges of it
+/// they cover (sorted, disjoint, not touching).
+#[derive(Debug)]
+struct Partial {
+    buf: BytesMut,
+    pieces: Vec<(usize, usize)>,
+}
+
+impl Partial {
+    fn new(total: usize) -> Partial {
+        Partial {
+            buf: BytesMut::zeroed(total),
+            pieces: Vec::new(),
+        }
+    }
+
+    /// Add a fragment (checked by the decoder to lie within the chunk);
+    /// false, and nothing changed, if it would leave too many pieces.
+    /// Overlaps are fine: a retransmission carries the same bytes, maybe
+    /// cut at other places.
+    fn add(&mut self, f: &Fragment) -> bool {
+        let (mut start, mut end) = (f.offset, f.offset + f.data.len());
+        let mut pieces = Vec::with_capacity(self.pieces.len() + 1);
+        for &(s, e) in &self.pieces {
+            if e < start || s > end {
+                pieces.push((s, e));
+            } else {
+                start = start.min(s);
+                end = end.max(e);
+            }
+        }
+        pieces.push((start, end));
+        if pieces.len() > MAX_PIECES {
+            return false;
+        }
+        pieces.sort_unstable();
+        self.pieces = pieces;
+        self.buf[f.offset..f.offset + f.data.len()].copy_from_slice(&f.data);
+        true
+    }
+
+    fn complete(&self) -> bool {
+        self.pieces == [(0, self.buf.len())]
+    }
+}
 
 /// Where the receiving direction is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +100,10 @@ pub struct RecvHalf {
     next: u64,
     /// Chunks that arrived ahead of a gap: seq → (payload, FIN).
     ooo: BTreeMap<u64, (Bytes, bool)>,
+    /// Chunks arriving in fragments, within the window: seq → what came.
+    partial: BTreeMap<u64, Partial>,
+    /// Bytes of `ooo`, and the whole length of every chunk in `partial`
+    /// (reserved when its first fragment arrives).
     ooo_bytes: usize,
     /// In-order bytes the local writer has not taken yet.
     deliver: VecDeque<Bytes>,
@@ -73,6 +130,7 @@ impl RecvHalf {
             stage: RecvStage::Open,
             next: 0,
             ooo: BTreeMap::new(),
+            partial: BTreeMap::new(),
             ooo_bytes: 0,
             deliver: VecDeque::new(),
             deliver_bytes: 0,
@@ -139,6 +197,10 @@ impl RecvHalf {
         if self.stage == RecvStage::FinReceived {
             return Err(Rejected::AfterFin { seq });
         }
+        if let Some(p) = self.partial.remove(&seq) {
+            // Whole after all (sent before the sender's size shrank).
+            self.ooo_bytes -= p.buf.len();
+        }
         let len = payload.len();
         if self.buffered() + len > self.capacity as usize + MAX_CHUNK {
             self.ack_now = true;
@@ -166,12 +228,60 @@ impl RecvHalf {
         if fin_received {
             // Chunks beyond the FIN are bogus; forget them.
             self.ooo.clear();
+            self.partial.clear();
             self.ooo_bytes = 0;
         }
         if filled_gap || fin_received || self.next - self.acked_upto >= ACK_EVERY {
             self.ack_now = true;
         }
         Ok(())
+    }
+
+    /// A fragment of chunk `seq`. The chunk is received (and goes on as
+    /// [`RecvHalf::on_data`]) once its fragments cover it; until then it
+    /// holds its whole length of the buffer. Fragments of chunks already
+    /// received are duplicates; one whose total length contradicts earlier
+    /// fragments of its chunk is refused.
+    pub fn on_fragment(&mut self, seq: u64, f: Fragment) -> Result<(), Rejected> {
+        if seq < self.next || self.ooo.contains_key(&seq) {
+            self.ack_now = true;
+            return Ok(());
+        }
+        if seq >= self.next + MAX_INFLIGHT_CHUNKS {
+            self.ack_now = true;
+            return Err(Rejected::OutsideWindow { seq });
+        }
+        if self.stage == RecvStage::FinReceived {
+            return Err(Rejected::AfterFin { seq });
+        }
+        match self.partial.get(&seq) {
+            Some(p) if p.buf.len() != f.total => {
+                return Err(Rejected::FragmentMismatch {
+                    seq,
+                    total: f.total,
+                    earlier: p.buf.len(),
+                })
+            }
+            Some(_) => {}
+            None => {
+                if self.buffered() + f.total > self.capacity as usize + MAX_CHUNK {
+                    self.ack_now = true;
+                    return Err(Rejected::BufferFull { seq });
+                }
+                self.ooo_bytes += f.total;
+                self.partial.insert(seq, Partial::new(f.total));
+            }
+        }
+        let p = self.partial.get_mut(&seq).expect("inserted above");
+        if !p.add(&f) {
+            return Err(Rejected::TooFragmented { seq });
+        }
+        if !p.complete() {
+            return Ok(());
+        }
+        let p = self.partial.remove(&seq).expect("present");
+        self.ooo_bytes -= p.buf.len();
+        self.on_data(seq, p.buf.freeze(), false)
     }
 
     fn accept(&mut self, payload: Bytes, fin: bool) {

@@ -15,6 +15,16 @@ pub enum Rejected {
     AfterFin { seq: u64 },
     #[error("chunk {seq} would exceed the receive buffer")]
     BufferFull { seq: u64 },
+    #[error("fragment of chunk {seq} says it is {total} bytes long, earlier ones {earlier}")]
+    FragmentMismatch {
+        seq: u64,
+        total: usize,
+        earlier: usize,
+    },
+    #[error("malformed fragment of chunk {seq}")]
+    BadFragment { seq: u64 },
+    #[error("chunk {seq} arrives in too many pieces")]
+    TooFragmented { seq: u64 },
     #[error("{0:?} frame is not part of the stream")]
     NotStream(Kind),
 }

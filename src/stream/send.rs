@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 use super::congestion::CongestionWindow;
 use super::rtt::RttEstimator;
-use crate::protocol::MAX_INFLIGHT_CHUNKS;
+use super::segment::Segmenter;
+use crate::protocol::{HEADER_LEN, MAX_INFLIGHT_CHUNKS};
 
 /// Where the sending direction is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,9 @@ struct Sent {
     /// (Karn's rule: which transmission it answers is unknown).
     retransmitted: bool,
     state: ChunkState,
+    /// The largest message of its latest transmission (a whole frame, or
+    /// its fragments): what its delivery or loss says about sizes.
+    message: usize,
 }
 
 /// A chunk to put on the wire (first transmission or retransmission).
@@ -72,6 +76,8 @@ pub struct SendHalf {
     peer_window: u32,
     cwnd: CongestionWindow,
     rtt: RttEstimator,
+    /// How large a message may be.
+    segment: Segmenter,
     /// When to probe a zero window next.
     probe_at: Option<Instant>,
     bytes_sent: u64,
@@ -91,6 +97,7 @@ impl SendHalf {
             peer_window,
             cwnd: CongestionWindow::new(),
             rtt: RttEstimator::new(),
+            segment: Segmenter::new(),
             probe_at: None,
             bytes_sent: 0,
             chunks_sent: 0,
@@ -139,6 +146,20 @@ impl SendHalf {
         &self.rtt
     }
 
+    /// The message size estimate (the stream cuts frames by it).
+    pub fn segment(&self) -> &Segmenter {
+        &self.segment
+    }
+
+    pub fn segment_mut(&mut self) -> &mut Segmenter {
+        &mut self.segment
+    }
+
+    /// The largest message a chunk of `len` bytes goes out in now.
+    fn message_len(&self, len: usize) -> usize {
+        (len + HEADER_LEN).min(self.segment.limit())
+    }
+
     #[cfg(test)]
     pub fn cwnd(&self) -> &CongestionWindow {
         &self.cwnd
@@ -179,6 +200,7 @@ impl SendHalf {
         let seq = self.next;
         self.next += 1;
         self.unacked_bytes += data.len();
+        let message = self.message_len(data.len());
         self.unacked.push_back(Sent {
             seq,
             data: data.clone(),
@@ -187,6 +209,7 @@ impl SendHalf {
             xmit: self.xmit_count,
             retransmitted: false,
             state: ChunkState::InFlight,
+            message,
         });
         self.xmit_count += 1;
         self.bytes_sent += data.len() as u64;
@@ -207,10 +230,12 @@ impl SendHalf {
         if !self.cwnd.allows(self.pipe()) {
             return None;
         }
+        let limit = self.segment.limit();
         let s = self
             .unacked
             .iter_mut()
             .find(|s| s.state == ChunkState::Lost)?;
+        s.message = s.message.min(limit);
         s.state = ChunkState::InFlight;
         s.retransmitted = true;
         s.sent_at = now;
@@ -260,6 +285,7 @@ impl SendHalf {
             let sacked = s.state == ChunkState::Sacked;
             if !sacked {
                 newest_delivered = newest_delivered.max(Some(s.xmit));
+                self.segment.on_delivered(s.message);
             }
             // Only the chunk that moved the ack to here times a round trip:
             // an older one may have waited for a gap to fill.
@@ -272,6 +298,7 @@ impl SendHalf {
             if bit < 64 && sack & (1 << bit) != 0 && s.state != ChunkState::Sacked {
                 s.state = ChunkState::Sacked;
                 newest_delivered = newest_delivered.max(Some(s.xmit));
+                self.segment.on_delivered(s.message);
             }
         }
         if newly_acked > 0 {
@@ -339,9 +366,22 @@ impl SendHalf {
             .iter()
             .any(|s| s.state == ChunkState::InFlight && s.sent_at + rto <= now);
         if expired {
+            let largest = self
+                .unacked
+                .iter()
+                .filter(|s| s.state == ChunkState::InFlight)
+                .map(|s| s.message)
+                .max()
+                .unwrap_or(0);
             self.cwnd.on_timeout(self.pipe());
             self.mark_all_lost();
-            self.rtt.back_off();
+            if self.segment.on_timeout(largest) {
+                // The losses were the size, not congestion: the smaller
+                // retransmissions go at the measured timeout.
+                self.rtt.reset_backoff();
+            } else {
+                self.rtt.back_off();
+            }
         }
         expired
     }

@@ -2,7 +2,7 @@
 //! by a lossy, duplicating, reordering, delaying link on a virtual clock.
 
 use super::*;
-use crate::protocol::MAX_INFLIGHT_CHUNKS;
+use crate::protocol::{MAX_INFLIGHT_CHUNKS, MIN_MESSAGE};
 use proptest::prelude::*;
 
 /// Deterministic xorshift PRNG so failures reproduce.
@@ -65,6 +65,8 @@ impl End {
     /// Application activity: write what the stream accepts, read what it has.
     fn app(&mut self, now: Instant, chunk: usize) {
         while self.sent < self.to_send.len() && self.s.can_send() {
+            // Like the tunnel: reads are cut at the stream's chunk size.
+            let chunk = chunk.min(self.s.max_chunk());
             let end = (self.sent + chunk).min(self.to_send.len());
             let data = Bytes::copy_from_slice(&self.to_send[self.sent..end]);
             self.s.send(data, now);
@@ -99,6 +101,10 @@ struct Sim {
     /// While set, every frame is dropped (a broker outage).
     outage: bool,
     chunk: usize,
+    /// Frames larger than this are dropped (a broker's message size limit).
+    max_message: usize,
+    /// Frames dropped for their size.
+    too_large: u64,
 }
 
 impl Sim {
@@ -113,6 +119,8 @@ impl Sim {
             b: End::new(7, cfg, b_data, now),
             outage: false,
             chunk: MAX_CHUNK,
+            max_message: usize::MAX,
+            too_large: 0,
         }
     }
 
@@ -126,6 +134,11 @@ impl Sim {
                 if self.outage || self.rng.chance(self.faults.loss) {
                     continue;
                 }
+                let encoded = f.encode();
+                if encoded.len() > self.max_message {
+                    self.too_large += 1;
+                    continue;
+                }
                 let copies = if self.rng.chance(self.faults.dup) {
                     2
                 } else {
@@ -137,7 +150,7 @@ impl Sim {
                         delay += self.rng.next() % 30;
                     }
                     let at = self.now + Duration::from_millis(delay);
-                    self.wire.push((at, to_a, f.encode()));
+                    self.wire.push((at, to_a, encoded.clone()));
                 }
             }
         }
@@ -619,4 +632,73 @@ proptest! {
         sim.run_until_done(2_000_000);
         sim.assert_intact();
     }
+}
+
+/// A broker that silently drops messages above a size limit: the streams
+/// discover a size that passes, re-send what was lost as fragments, and
+/// the bytes arrive intact, with loss on top too; each direction reports
+/// what it discovered once.
+#[test]
+fn silent_size_limits_are_discovered() {
+    // (limit, faults, smallest size the senders may settle on)
+    let cases = [
+        (16_000, CLEAN, 7936),
+        (
+            16_000,
+            Faults {
+                loss: 0.05,
+                ..CLEAN
+            },
+            768,
+        ),
+        (1000, CLEAN, 768),
+        (MIN_MESSAGE + 10, CLEAN, MIN_MESSAGE),
+    ];
+    for (limit, faults, floor) in cases {
+        let mut sim = Sim::new(
+            11,
+            faults,
+            pattern(2_000_000, 1),
+            pattern(300_000, 2),
+            Config::default(),
+        );
+        sim.max_message = limit;
+        sim.run_until_done(600_000);
+        sim.assert_intact();
+        assert!(sim.too_large > 0, "{limit}: the limit was never hit");
+        for end in [&mut sim.a, &mut sim.b] {
+            let size = end.s.send.segment().limit();
+            assert!(size <= limit && size >= floor, "{limit}: settled on {size}");
+            let d = end.s.take_size_discovery().expect("a discovery to report");
+            assert_eq!(d.size, size, "{limit}");
+            assert!(d.failed > limit, "{limit}: {d:?}");
+            assert_eq!(end.s.take_size_discovery(), None, "{limit}: reported once");
+        }
+        eprintln!(
+            "{limit}: {:?} {:?} dropped {}",
+            sim.a.s.stats(),
+            sim.b.s.stats(),
+            sim.too_large
+        );
+    }
+}
+
+/// A limit the connection knows (the broker announced it, or
+/// `--max-message-size`): chunks are cut to fit and nothing is dropped.
+#[test]
+fn a_known_limit_cuts_chunks_and_loses_nothing() {
+    let mut sim = Sim::new(
+        5,
+        CLEAN,
+        pattern(1_000_000, 3),
+        pattern(10_000, 4),
+        Config::default(),
+    );
+    sim.max_message = 5000;
+    sim.a.s.set_max_message(5000);
+    sim.b.s.set_max_message(5000);
+    sim.run_until_done(600_000);
+    sim.assert_intact();
+    assert_eq!(sim.too_large, 0);
+    assert_eq!(sim.a.s.stats().retransmits, 0);
 }

@@ -36,6 +36,7 @@ pub const MQTT_ENV: &[&str] = &[
     "MQTT_CERTFILE",
     "MQTT_KEYFILE",
     "MQTT_VERSION",
+    "MQTT_MAX_MESSAGE_SIZE",
     "MQTT_HTTP_PROXY",
     "MQTT_MAX_PUBLISH_RATE",
     "MQTT_MAX_BANDWIDTH",

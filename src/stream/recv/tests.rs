@@ -116,3 +116,162 @@ fn buffer_and_sequence_limits() {
     );
     assert_eq!(r.window(), 0);
 }
+
+/// Fragment `offset..end` of `data`.
+fn frag(data: &[u8], offset: usize, end: usize) -> Fragment {
+    Fragment {
+        offset,
+        total: data.len(),
+        data: Bytes::copy_from_slice(&data[offset..end]),
+    }
+}
+
+fn delivered(r: &mut RecvHalf) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(b) = r.readable().cloned() {
+        out.extend_from_slice(&b);
+        r.consume(b.len());
+    }
+    out
+}
+
+#[test]
+fn fragments_reassemble_in_any_order_with_duplicates_and_overlaps() {
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    // (name, fragment ranges in arrival order)
+    let cases: &[(&str, &[(usize, usize)])] = &[
+        ("in order", &[(0, 4000), (4000, 8000), (8000, 10_000)]),
+        ("reversed", &[(8000, 10_000), (4000, 8000), (0, 4000)]),
+        (
+            "duplicates",
+            &[
+                (0, 4000),
+                (0, 4000),
+                (8000, 10_000),
+                (8000, 10_000),
+                (4000, 8000),
+            ],
+        ),
+        // A retransmission cut at another size.
+        (
+            "overlapping",
+            &[(0, 4000), (3000, 6000), (2000, 9000), (9000, 10_000)],
+        ),
+        ("touching", &[(5000, 10_000), (0, 5000)]),
+        (
+            "one byte at a time at the end",
+            &[(0, 9998), (9999, 10_000), (9998, 9999)],
+        ),
+    ];
+    for (name, ranges) in cases {
+        let mut r = RecvHalf::new(CAPACITY);
+        let (last, rest) = ranges.split_last().expect("cases are not empty");
+        for &(a, b) in rest {
+            r.on_fragment(0, frag(&data, a, b)).unwrap();
+            assert!(r.readable().is_none(), "{name}: incomplete chunk delivered");
+            assert_eq!(r.take_ack().ack, 0, "{name}: incomplete chunk acked");
+        }
+        assert_eq!(r.buffered(), data.len(), "{name}: reserves the whole chunk");
+        r.on_fragment(0, frag(&data, last.0, last.1)).unwrap();
+        assert_eq!(r.take_ack().ack, 1, "{name}");
+        assert_eq!(delivered(&mut r), data, "{name}");
+        assert_eq!(r.buffered(), 0, "{name}");
+        // A late fragment of a received chunk is a duplicate.
+        r.on_fragment(0, frag(&data, 0, 10)).unwrap();
+        assert!(
+            r.poll_ack(Instant::now()),
+            "{name}: a duplicate is re-acked"
+        );
+        assert!(r.readable().is_none());
+    }
+}
+
+#[test]
+fn fragmented_chunks_out_of_order_mix_with_whole_ones() {
+    let a = vec![1u8; 3000];
+    let b = vec![2u8; 5000];
+    let c = vec![3u8; 700];
+    let mut r = RecvHalf::new(CAPACITY);
+    // Chunk 1 in fragments, chunk 2 whole, then chunk 0 fills the gap.
+    r.on_fragment(1, frag(&b, 0, 2500)).unwrap();
+    r.on_data(2, Bytes::from(c.clone()), false).unwrap();
+    assert_eq!(r.take_ack().sack, 0b10, "only the whole chunk is sacked");
+    r.on_fragment(1, frag(&b, 2500, 5000)).unwrap();
+    assert_eq!(r.take_ack().sack, 0b11);
+    r.on_data(0, Bytes::from(a.clone()), false).unwrap();
+    assert_eq!(r.take_ack().ack, 3);
+    assert_eq!(delivered(&mut r), [a, b, c].concat());
+    // A chunk whose fragments were overtaken by a whole copy.
+    r.on_fragment(3, frag(&[9u8; 1000], 0, 400)).unwrap();
+    r.on_data(3, Bytes::from(vec![9u8; 1000]), false).unwrap();
+    assert_eq!(r.buffered(), 1000, "the partial copy was released");
+    assert_eq!(delivered(&mut r), vec![9u8; 1000]);
+    assert_eq!(r.buffered(), 0);
+}
+
+#[test]
+fn bad_fragments_are_refused_and_cost_nothing() {
+    let data = vec![5u8; 4000];
+    let mut r = RecvHalf::new(CAPACITY);
+    r.on_fragment(0, frag(&data, 0, 1000)).unwrap();
+    // Another total length for the same chunk.
+    let other = Fragment {
+        offset: 1000,
+        total: 5000,
+        data: Bytes::from(vec![5u8; 1000]),
+    };
+    assert_eq!(
+        r.on_fragment(0, other),
+        Err(Rejected::FragmentMismatch {
+            seq: 0,
+            total: 5000,
+            earlier: 4000
+        })
+    );
+    // Beyond the window.
+    assert_eq!(
+        r.on_fragment(MAX_INFLIGHT_CHUNKS, frag(&data, 0, 10)),
+        Err(Rejected::OutsideWindow {
+            seq: MAX_INFLIGHT_CHUNKS
+        })
+    );
+    // More than the buffer: each partial chunk reserves its whole length.
+    let mut small = RecvHalf::new(1000);
+    let big = vec![0u8; MAX_CHUNK];
+    small.on_fragment(0, frag(&big, 0, 10)).unwrap();
+    assert_eq!(
+        small.on_fragment(1, frag(&big, 0, 10)),
+        Err(Rejected::BufferFull { seq: 1 })
+    );
+    assert_eq!(small.buffered(), MAX_CHUNK);
+    // Too many pieces: one-byte fragments with gaps between them.
+    let mut r = RecvHalf::new(CAPACITY);
+    let many = vec![0u8; 2 * MAX_PIECES + 2];
+    for i in 0..MAX_PIECES {
+        r.on_fragment(0, frag(&many, 2 * i, 2 * i + 1)).unwrap();
+    }
+    assert_eq!(
+        r.on_fragment(0, frag(&many, 2 * MAX_PIECES, 2 * MAX_PIECES + 1)),
+        Err(Rejected::TooFragmented { seq: 0 })
+    );
+    // Filling the gaps still completes the chunk.
+    for i in 0..=MAX_PIECES {
+        r.on_fragment(0, frag(&many, 2 * i + 1, 2 * i + 2)).unwrap();
+    }
+    r.on_fragment(0, frag(&many, 2 * MAX_PIECES, 2 * MAX_PIECES + 1))
+        .unwrap();
+    assert_eq!(delivered(&mut r), many);
+}
+
+#[test]
+fn fragments_after_the_fin_are_refused_and_partials_forgotten() {
+    let mut r = RecvHalf::new(CAPACITY);
+    r.on_fragment(2, frag(&[1u8; 100], 0, 50)).unwrap();
+    r.on_data(0, chunk(10), false).unwrap();
+    r.on_data(1, Bytes::new(), true).unwrap();
+    assert_eq!(r.buffered(), 10, "the partial chunk beyond the FIN is gone");
+    assert_eq!(
+        r.on_fragment(2, frag(&[1u8; 100], 50, 100)),
+        Err(Rejected::AfterFin { seq: 2 })
+    );
+}
