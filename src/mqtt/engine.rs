@@ -148,8 +148,8 @@ pub(super) enum Engine {
 /// The packet size limit for our publishes: the broker's Maximum Packet
 /// Size (MQTT 5, `None` if it announced none), lowered to
 /// [`WS_MAX_PACKET`] over WebSocket.
-fn max_packet(broker: &Broker, announced: Option<u32>) -> Option<u32> {
-    let carrier = match broker.carrier {
+fn max_packet(carrier: &Carrier, announced: Option<u32>) -> Option<u32> {
+    let carrier = match carrier {
         Carrier::Tcp => None,
         Carrier::WebSocket { .. } => Some(WS_MAX_PACKET),
     };
@@ -303,7 +303,7 @@ impl Engine {
                 use rumqttc::{Event, Packet, SubscribeReasonCode};
                 match ev.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck(Limits {
-                        max_packet: max_packet(broker, None),
+                        max_packet: max_packet(&broker.carrier, None),
                         ..Limits::default()
                     })),
                     Ok(Event::Incoming(Packet::SubAck(ack))) => Ok(Ev::SubAck(
@@ -335,7 +335,7 @@ impl Engine {
                             topic_alias_max: p.topic_alias_max,
                         });
                         let limits = Limits {
-                            max_packet: max_packet(broker, limits.max_packet),
+                            max_packet: max_packet(&broker.carrier, limits.max_packet),
                             ..limits
                         };
                         Ok(Ev::ConnAck(limits))
@@ -387,6 +387,28 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_lowers_the_packet_limit_to_what_mosquitto_sends_in_one_piece() {
+        let ws = Carrier::WebSocket {
+            path: "/mqtt".into(),
+        };
+        let cases = [
+            (Carrier::Tcp, None, None),
+            (Carrier::Tcp, Some(100_000), Some(100_000)),
+            (ws.clone(), None, Some(WS_MAX_PACKET)),
+            (ws.clone(), Some(100_000), Some(WS_MAX_PACKET)),
+            (ws, Some(1000), Some(1000)),
+        ];
+        for (carrier, announced, want) in cases {
+            assert_eq!(max_packet(&carrier, announced), want, "{carrier:?} {announced:?}");
         }
     }
 }
