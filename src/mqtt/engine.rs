@@ -408,7 +408,11 @@ mod tests {
             (ws, Some(1000), Some(1000)),
         ];
         for (carrier, announced, want) in cases {
-            assert_eq!(max_packet(&carrier, announced), want, "{carrier:?} {announced:?}");
+            assert_eq!(
+                max_packet(&carrier, announced),
+                want,
+                "{carrier:?} {announced:?}"
+            );
         }
     }
 }
