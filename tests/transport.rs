@@ -69,14 +69,41 @@ fn list_shows(args: &[&str], node: &str) {
     assert_eq!(&rows[0][..2], [node, "online"], "{table}");
 }
 
-/// Size of the copies over mosquitto's WebSocket listeners. Over
-/// WebSocket the tunnel moves only about 50 KB/s through Debian 12's
-/// mosquitto 2.0.11 (measured: 1 MiB in 19 s, 4 MiB in 87 s, with
-/// retransmissions; believed to be mosquitto with libwebsockets 4.1,
-/// eclipse-mosquitto/mosquitto#2252, not yet confirmed), so the copies stay
-/// small enough for the suite's time budget. The tunnel over plain MQTT
-/// moves 64 MiB in the other tests.
-const WS_COPY: u64 = 128 << 10;
+/// Size of the copies over mosquitto's WebSocket listeners: many windows'
+/// worth of the tunnel's small WebSocket packets, a second or two each way.
+const WS_COPY: u64 = 4 << 20;
+
+/// The largest MQTT packet Debian 12's mosquitto 2.0.11 sends to a
+/// WebSocket client in one piece; a larger one goes out 4 KiB per pass of
+/// its main loop, up to 100 ms apart (measured with paho-mqtt; README,
+/// "WebSocket"). The tunnel's publishes must stay within it.
+const MOSQUITTO_WS_ONE_PIECE: usize = 4112;
+
+/// Bytes of a PUBLISH packet besides topic and payload as mosquitto sends
+/// it to an MQTT 5 client of a packet this size: fixed header (1), remaining
+/// length (2), topic length (2), packet id (2), property length (1).
+const PUBLISH_FRAMING: usize = 8;
+
+/// Every message a tunnel session published under `prefix` (seen by
+/// `observer`, subscribed to `prefix/#`) fits in one piece of mosquitto's
+/// WebSocket writes, and there were at least `min` of them.
+fn assert_ws_sized(observer: &Raw, prefix: &str, min: usize) {
+    let seen = observer.drain();
+    let sessions: Vec<_> = seen
+        .iter()
+        .filter(|(topic, _)| topic.starts_with(&format!("{prefix}/")))
+        .collect();
+    assert!(sessions.len() >= min, "{} messages seen", sessions.len());
+    let largest = sessions
+        .iter()
+        .map(|(topic, payload)| topic.len() + payload.len() + PUBLISH_FRAMING)
+        .max()
+        .expect("messages seen");
+    assert!(
+        largest <= MOSQUITTO_WS_ONE_PIECE,
+        "a {largest}-byte packet over WebSocket"
+    );
+}
 
 #[test]
 fn websocket_carries_ssh_scp_and_the_listing_across_a_broker_restart() {
@@ -86,7 +113,12 @@ fn websocket_carries_ssh_scp_and_the_listing_across_a_broker_restart() {
     let (mut agent, ssh) = agent_and_ssh(&url, ws, &sshd, &[], "ws");
     echo(&ssh, "ssh over ws");
     let dir = tmp();
+    // On the broker's plain listener: sees what both ends publish.
+    let observer = Raw::connect(broker.port(), "ws-observer", None);
+    observer.subscribe(&[&format!("{}/#", agent.prefix)]);
     scp_both_ways(&ssh, dir.path(), WS_COPY, "ws");
+    assert_ws_sized(&observer, &agent.prefix, WS_COPY as usize / 4096);
+    drop(observer);
     list_shows(
         &["--broker", &url, "--topic-prefix", &agent.prefix],
         &agent.node,

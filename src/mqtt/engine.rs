@@ -29,6 +29,19 @@ const CONNECT_TIMEOUT_SECS: u64 = 5;
 /// that never answers costs each `mqtt-proxy` call only this much (set
 /// `mqtt-version = "3.1.1"` for such a broker to skip it).
 const V5_PROBE_TIMEOUT_SECS: u64 = 3;
+/// Largest MQTT packet we publish over WebSocket, whatever the broker
+/// allows. mosquitto's `protocol websockets` listener (Debian 12's 2.0.11,
+/// libwebsockets 4.1.6 built in) sends a packet of up to 4112 bytes to a
+/// WebSocket client at once, but a larger one only 4 KiB at a time, one
+/// piece per pass of its main loop, which waits up to 100 ms for activity
+/// on its other sockets: 40 KB/s whatever the link (strace shows one
+/// 4116-byte `sendto` per 100 ms `epoll_wait` timeout;
+/// eclipse-mosquitto/mosquitto#1390). With an independent client (paho-mqtt)
+/// subscribed over WebSocket, QoS 0 messages of 4100 bytes (4112-byte
+/// packets) arrived at 77 MB/s, of 4101 bytes at 0.04 MB/s. Since the packets
+/// mosquitto sends our peer are the ones we publish, we keep them below
+/// that, with some margin.
+const WS_MAX_PACKET: u32 = 4096;
 
 /// The protocol version one event loop speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +96,8 @@ impl Options {
 /// The broker's limits from its CONNACK (MQTT 5; none with 3.1.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Limits {
+    /// The broker's Maximum Packet Size, lowered by what the transport
+    /// carries well ([`WS_MAX_PACKET`]).
     pub(super) max_packet: Option<u32>,
     pub(super) receive_max: Option<u16>,
     pub(super) topic_alias_max: Option<u16>,
@@ -128,6 +143,20 @@ pub(super) enum V5Verdict {
 pub(super) enum Engine {
     V4(Box<rumqttc::EventLoop>),
     V5(Box<rumqttc::v5::EventLoop>),
+}
+
+/// The packet size limit for our publishes: the broker's Maximum Packet
+/// Size (MQTT 5, `None` if it announced none), lowered to
+/// [`WS_MAX_PACKET`] over WebSocket.
+fn max_packet(carrier: &Carrier, announced: Option<u32>) -> Option<u32> {
+    let carrier = match carrier {
+        Carrier::Tcp => None,
+        Carrier::WebSocket { .. } => Some(WS_MAX_PACKET),
+    };
+    match (announced, carrier) {
+        (Some(a), Some(c)) => Some(a.min(c)),
+        (a, c) => a.or(c),
+    }
 }
 
 /// Host (or WebSocket URL), port and rumqttc transport for `o`.
@@ -273,7 +302,10 @@ impl Engine {
             Engine::V4(ev) => {
                 use rumqttc::{Event, Packet, SubscribeReasonCode};
                 match ev.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck(Limits::default())),
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck(Limits {
+                        max_packet: max_packet(&broker.carrier, None),
+                        ..Limits::default()
+                    })),
                     Ok(Event::Incoming(Packet::SubAck(ack))) => Ok(Ev::SubAck(
                         ack.return_codes
                             .iter()
@@ -302,6 +334,10 @@ impl Engine {
                             receive_max: p.receive_max,
                             topic_alias_max: p.topic_alias_max,
                         });
+                        let limits = Limits {
+                            max_packet: max_packet(&broker.carrier, limits.max_packet),
+                            ..limits
+                        };
                         Ok(Ev::ConnAck(limits))
                     }
                     Ok(Event::Incoming(Packet::SubAck(ack))) => Ok(Ev::SubAck(
@@ -351,6 +387,32 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_lowers_the_packet_limit_to_what_mosquitto_sends_in_one_piece() {
+        let ws = Carrier::WebSocket {
+            path: "/mqtt".into(),
+        };
+        let cases = [
+            (Carrier::Tcp, None, None),
+            (Carrier::Tcp, Some(100_000), Some(100_000)),
+            (ws.clone(), None, Some(WS_MAX_PACKET)),
+            (ws.clone(), Some(100_000), Some(WS_MAX_PACKET)),
+            (ws, Some(1000), Some(1000)),
+        ];
+        for (carrier, announced, want) in cases {
+            assert_eq!(
+                max_packet(&carrier, announced),
+                want,
+                "{carrier:?} {announced:?}"
+            );
         }
     }
 }
