@@ -198,7 +198,10 @@ impl Fragment {
                 "total length above the largest chunk",
             ));
         }
-        if offset.checked_add(data.len()).map_or(true, |end| end > total) {
+        if offset
+            .checked_add(data.len())
+            .map_or(true, |end| end > total)
+        {
             return Err(DecodeError::Fragment("data beyond the total length"));
         }
         Ok(Fragment {
