@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
-use super::pacer::Pacer;
+use super::pacer::{self, Caps, Pacer};
 
 /// The connection task is gone: the program is shutting down, or the task
 /// ended with an error it logged. Every caller that waits on the connection
@@ -74,6 +74,8 @@ pub(super) struct Shared {
     /// behind at most one frame of every other session, never behind a
     /// queue of bulk chunks.
     pacer: Option<Mutex<Pacer>>,
+    /// The largest packet worth sending under the byte cap, if any.
+    caps_max_packet: Option<usize>,
     /// With a pacer: publishes that must not wait ([`Client::try_publish`])
     /// queue here, for a task that sends them at the pacer's pace.
     control: Option<mpsc::Sender<Request>>,
@@ -103,12 +105,10 @@ pub(super) struct Request {
 const CONTROL_QUEUE: usize = 64;
 
 impl Shared {
-    /// `pacer`: the connection's caps, if any; the caller then runs
+    /// `caps`: the connection's rate caps; with any, the caller runs
     /// [`send_control`] on the returned receiver.
-    pub(super) fn new(
-        inner: Inner,
-        pacer: Option<Pacer>,
-    ) -> (Shared, Option<mpsc::Receiver<Request>>) {
+    pub(super) fn new(inner: Inner, caps: Caps) -> (Shared, Option<mpsc::Receiver<Request>>) {
+        let pacer = Pacer::new(caps, Instant::now());
         let (control, rx) = match pacer {
             Some(_) => {
                 let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
@@ -125,6 +125,7 @@ impl Shared {
             largest_packet: AtomicU32::new(0),
             logged_size: AtomicU32::new(0),
             pacer: pacer.map(Mutex::new),
+            caps_max_packet: pacer::max_packet(caps),
             control,
         };
         (shared, rx)
@@ -169,8 +170,9 @@ fn v5_qos(q: QoS) -> rumqttc::v5::mqttbytes::QoS {
 
 impl Client {
     /// The packet size limit now: the least of the broker's Maximum Packet
-    /// Size (MQTT 5), `--max-message-size` and the one discovered from
-    /// disconnects, if any is known.
+    /// Size (MQTT 5), `--max-message-size`, the one discovered from
+    /// disconnects and the one that keeps a byte cap prompt
+    /// ([`pacer::max_packet`]), if any is known.
     fn max_packet(&self) -> Option<usize> {
         let s = &self.shared;
         [
@@ -181,8 +183,9 @@ impl Client {
         .into_iter()
         .map(|a| a.load(Ordering::Relaxed))
         .filter(|&max| max != 0)
-        .min()
         .map(|max| max as usize)
+        .chain(s.caps_max_packet)
+        .min()
     }
 
     /// The largest payload a publish on `topic` may carry under the packet

@@ -36,7 +36,7 @@ use crate::protocol::Delivery;
 pub use client::{Client, Message, QoS, TaskEnded};
 pub use engine::Options;
 use engine::{Engine, Ev, V5Verdict, Version};
-use pacer::{Caps, Pacer};
+use pacer::Caps;
 
 /// Keepalive towards the broker: a silently dead TCP connection is noticed
 /// within 2 × this (rumqttc gives up when the next ping is due and the last
@@ -144,8 +144,7 @@ impl Mqtt {
         };
         let probe = options.broker.mqtt_version == MqttVersion::Auto;
         let (inner, engine) = Engine::new(version, &options, probe);
-        let pacer = Pacer::new(Caps::of(&options.broker), tokio::time::Instant::now());
-        let (shared, control) = client::Shared::new(inner, pacer);
+        let (shared, control) = client::Shared::new(inner, Caps::of(&options.broker));
         let client = Client {
             shared: Arc::new(shared),
         };

@@ -209,6 +209,31 @@ pub fn rto_allowance(caps: Caps, default_ack_delay: Duration) -> Duration {
     acks + Duration::from_secs_f64(packet.max(publish) * PACED_LEGS as f64)
 }
 
+/// Under a byte cap, the longest one message may take to go at the paced
+/// rate: a keystroke of another session (or the echo of one) waits behind
+/// at most one such message in the pacer's queue. Measured behind 512 KiB/s
+/// (`scripts/bench-caps`): a keystroke during a download waited 164 ms
+/// behind a 64 KiB chunk.
+const MESSAGE_TIME: Duration = Duration::from_millis(50);
+
+/// Share of the publish budget that bulk data may need at the byte cap with
+/// messages of [`max_packet`]'s size: the rest is left for acks,
+/// keystrokes and control frames.
+const BULK_PUBLISH_SHARE: f64 = 0.5;
+
+/// The largest MQTT packet worth sending under `caps`: one that goes in
+/// [`MESSAGE_TIME`] at the byte cap, but no smaller than what lets bulk data
+/// reach the byte cap with [`BULK_PUBLISH_SHARE`] of the publish budget.
+/// `None` without a byte cap (the packet size limits alone apply).
+pub fn max_packet(caps: Caps) -> Option<usize> {
+    let bytes = caps.bytes_per_sec? as f64 * BANDWIDTH_FRACTION;
+    let prompt = bytes * MESSAGE_TIME.as_secs_f64();
+    let enough = caps
+        .publishes_per_sec
+        .map_or(0.0, |n| bytes / (publish_bucket(n).0 * BULK_PUBLISH_SHARE));
+    Some((prompt.max(enough).ceil() as usize).min(MAX_PACKET))
+}
+
 /// (rate per second, burst) of the publish bucket for a cap of `n` per
 /// second: the budget is [`PUBLISH_FRACTION`] of `n` (at least one), the
 /// burst [`PUBLISH_BURST_FRACTION`] of that (at least one) and the rate the

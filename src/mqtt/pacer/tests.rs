@@ -166,3 +166,29 @@ fn the_retransmission_timeout_allows_for_delayed_acks_and_paced_packets() {
     let got = rto_allowance(aws, ten_ms).as_secs_f64();
     assert!((got - want).abs() < 1e-6, "{got} != {want}");
 }
+
+#[test]
+fn packets_under_a_byte_cap_go_in_50_ms_unless_the_publish_cap_needs_larger() {
+    let kib = |k: u64| Some(k * 1024);
+    let cases = [
+        // (publishes/s, bytes/s, largest packet)
+        (None, None, None),
+        (Some(10), None, None),
+        // AWS IoT Core: 512 KiB/s * 0.95 * 50 ms.
+        (Some(100), kib(512), Some(24_904)),
+        (None, kib(512), Some(24_904)),
+        // 10/s: 8 paced publishes/s, half of them carry the byte cap.
+        (Some(10), kib(512), Some(124_519)),
+        // Never above what one frame needs.
+        (None, kib(64 * 1024), Some(MAX_PACKET)),
+    ];
+    for (publishes_per_sec, bytes_per_sec, want) in cases {
+        let caps = Caps {
+            publishes_per_sec,
+            bytes_per_sec,
+        };
+        let got = max_packet(caps);
+        let want = want.map(|w: usize| w.min(MAX_PACKET));
+        assert_eq!(got, want, "{caps:?}");
+    }
+}
