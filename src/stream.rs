@@ -45,7 +45,7 @@ mod send;
 
 use autotune::WindowTuner;
 pub use autotune::MAX_RECV_WINDOW;
-use recv::RecvHalf;
+use recv::{RecvHalf, ACK_EVERY};
 pub use rejected::Rejected;
 use send::{Chunk, SendHalf};
 
@@ -238,6 +238,12 @@ impl Stream {
         f.payload = chunk.data;
         if chunk.fin {
             f.flags |= FLAG_FIN;
+        }
+        // The windows are full and too few chunks are in flight for the
+        // peer to ack at once on its own (every `ACK_EVERY`): without the
+        // request, we would wait the peer's whole ack delay for room.
+        if !self.send.can_send() && (self.send.pipe() as u64) < ACK_EVERY {
+            f.flags |= FLAG_ACK_REQ;
         }
         self.out.push_back(f);
     }
