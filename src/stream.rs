@@ -51,8 +51,8 @@ mod send;
 
 use autotune::WindowTuner;
 pub use autotune::MAX_RECV_WINDOW;
-use recv::RecvHalf;
 pub use recv::ACK_DELAY;
+use recv::{RecvHalf, ACK_EVERY};
 pub use rejected::Rejected;
 pub use segment::Discovery;
 use send::{Chunk, SendHalf};
@@ -290,6 +290,12 @@ impl Stream {
         f.payload = chunk.data;
         if chunk.fin {
             f.flags |= FLAG_FIN;
+        }
+        // The windows are full and too few chunks are in flight for the
+        // peer to ack at once on its own (every `ACK_EVERY`): without the
+        // request, we would wait the peer's whole ack delay for room.
+        if !self.send.can_send() && (self.send.pipe() as u64) < ACK_EVERY {
+            f.flags |= FLAG_ACK_REQ;
         }
         self.out.push_back(f);
     }

@@ -234,13 +234,16 @@ async fn write_some<W: AsyncWrite + Unpin>(
     let (Some(w), Some(data)) = (writer.as_mut(), data) else {
         return std::future::pending().await;
     };
+    // No flush here: `select!` drops this future whenever another branch
+    // wins, and bytes a write took but whose count never reached
+    // `consume` would be written again. A writer that buffers (tokio's
+    // `File`, the proxy's stdout when it is a regular file: its flush waits
+    // for a blocking thread) wrote a 64 MiB download as 76 MiB. Pipes and
+    // sockets do not buffer; a buffering writer is flushed by `shutdown`.
     let n = w.write(data).await?;
     if n == 0 {
         return Err(io::ErrorKind::WriteZero.into());
     }
-    // Stdout and sockets are unbuffered here, but flush keeps any buffered
-    // writer honest.
-    w.flush().await?;
     Ok(n)
 }
 
@@ -269,6 +272,105 @@ mod tests {
             let _ = self.0.send(f).await;
             Ok(())
         }
+    }
+
+    /// A writer that buffers like tokio's `File`: a write is taken at once
+    /// and its flush takes a while (a blocking thread writing).
+    struct SlowFlush<W> {
+        inner: W,
+        flushing: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    }
+    impl<W: AsyncWrite + Unpin> AsyncWrite for SlowFlush<W> {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let n = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, buf))?;
+            self.flushing = Some(Box::pin(tokio::time::sleep(Duration::from_millis(1))));
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if let Some(busy) = self.flushing.as_mut() {
+                std::task::ready!(busy.as_mut().poll(cx));
+                self.flushing = None;
+            }
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::ready!(self.as_mut().poll_flush(cx))?;
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Bytes arrive while the local writer is busy flushing: each byte is
+    /// written once (the write future is dropped by `select!` whenever a
+    /// frame or a timer wins).
+    #[tokio::test]
+    async fn buffering_local_writer_gets_each_byte_once() {
+        let (a_tx, mut a_rx) = mpsc::channel(256);
+        let (b_tx, mut b_rx) = mpsc::channel(256);
+        let (_link_tx, link) = watch::channel(LinkState::Up { generation: 1 });
+        let now = Instant::now();
+        let cfg = Config::default();
+        let (mut app_a, local_a) = duplex(64 * 1024);
+        let (mut app_b, local_b) = duplex(64 * 1024);
+        let (mut link_a, mut link_b) = (link.clone(), link);
+        let ta = tokio::spawn(async move {
+            let mut s = Stream::new(1, cfg, cfg.recv_window, now);
+            let (r, w) = tokio::io::split(local_a);
+            let sink = &mut ChanSink(b_tx);
+            run(
+                &mut s,
+                r,
+                w,
+                &mut a_rx,
+                sink,
+                &mut link_a,
+                std::future::pending(),
+            )
+            .await
+        });
+        let tb = tokio::spawn(async move {
+            let mut s = Stream::new(1, cfg, cfg.recv_window, now);
+            let (r, w) = tokio::io::split(local_b);
+            let w = SlowFlush {
+                inner: w,
+                flushing: None,
+            };
+            let sink = &mut ChanSink(a_tx);
+            run(
+                &mut s,
+                r,
+                w,
+                &mut b_rx,
+                sink,
+                &mut link_b,
+                std::future::pending(),
+            )
+            .await
+        });
+        let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        let send = data.clone();
+        tokio::spawn(async move {
+            app_a.write_all(&send).await.unwrap();
+            app_a.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            app_a.read_to_end(&mut rest).await.unwrap();
+        });
+        let mut got = Vec::new();
+        app_b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), data.len(), "bytes written to the local side");
+        assert!(got == data, "bytes differ");
+        app_b.shutdown().await.unwrap();
+        ta.await.unwrap().unwrap();
+        tb.await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -101,7 +101,7 @@ impl AgentArgs {
             agent_password,
             stream: stream::Config {
                 peer_timeout: broker.resume_timeout,
-                ack_delay: pacer::ack_delay(Caps::of(&broker)).unwrap_or(stream::ACK_DELAY),
+                ack_delay: pacer::stream_ack_delay(Caps::of(&broker), stream::ACK_DELAY),
                 rto_allowance: pacer::rto_allowance(Caps::of(&broker), stream::ACK_DELAY),
                 ..stream::Config::default()
             },

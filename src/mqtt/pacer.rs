@@ -185,6 +185,12 @@ pub fn ack_delay(caps: Caps) -> Option<Duration> {
     Some(Duration::from_secs_f64(ACK_DELAY_INTERVALS as f64 / rate).min(MAX_ACK_DELAY))
 }
 
+/// The stream's ack delay under `caps`: [`ack_delay`] where that is longer
+/// than the stream's `default` (a cap never makes acks more frequent).
+pub fn stream_ack_delay(caps: Caps, default: Duration) -> Duration {
+    ack_delay(caps).map_or(default, |d| d.max(default))
+}
+
 /// Legs of a round trip that may each wait one paced packet's time (one
 /// largest packet at the byte cap, or one publish interval, whichever is
 /// longer): our chunk through our capped link and through the peer's; the

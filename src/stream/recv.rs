@@ -11,10 +11,24 @@ use super::rejected::Rejected;
 use crate::protocol::{Fragment, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 
 /// Acknowledge at least every this many in-order chunks.
-const ACK_EVERY: u64 = 4;
+pub const ACK_EVERY: u64 = 4;
 /// Longest an acknowledgement of in-order data waits for a chance to ride on
-/// a data frame, by default (`stream::Config::ack_delay`).
-pub const ACK_DELAY: Duration = Duration::from_millis(10);
+/// a data frame, by default (`stream::Config::ack_delay`; the peer's
+/// retransmission timeout allows for it, see `stream::rtt`). Long, because
+/// on a broker with Nagle's algorithm on (a stock mosquitto) a pure ACK is a
+/// small message that holds back the next small one the broker sends the
+/// same client, a keystroke, until the client's TCP ack for it arrives: one
+/// broker-to-peer round trip. So pure ACKs should be rare in interactive
+/// use: the ack of an echo waits for the next keystroke to carry it. Any
+/// delay leaves a band of typing pauses that suffer (keys that come between
+/// this delay and it plus that round trip after the echo); measured with
+/// `scripts/bench` over a 40 ms path, a 10 ms delay put 50 keys/s (20 ms
+/// pauses) in it, +13 ms per keystroke. 200 ms, TCP's usual maximum, puts
+/// the band at pauses rarer than typing's and still lets a peer recover a
+/// lost chunk well within a second. Senders that wait for acks ask for them
+/// at once (`FLAG_ACK_REQ`), and every [`ACK_EVERY`] chunks are acked at
+/// once, so bulk transfers never wait for this delay.
+pub const ACK_DELAY: Duration = Duration::from_millis(200);
 
 /// Most separate pieces a chunk being reassembled may have. An honest
 /// sender's fragments carry at least 464 bytes (`protocol::MIN_MESSAGE`

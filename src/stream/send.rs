@@ -176,7 +176,7 @@ impl SendHalf {
     }
 
     /// Chunks in flight: sent, neither acknowledged nor presumed lost.
-    fn pipe(&self) -> usize {
+    pub fn pipe(&self) -> usize {
         self.unacked
             .iter()
             .filter(|s| s.state == ChunkState::InFlight)

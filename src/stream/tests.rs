@@ -105,6 +105,8 @@ struct Sim {
     max_message: usize,
     /// Frames dropped for their size.
     too_large: u64,
+    /// Pure ACK frames sent: [by A, by B].
+    pure_acks: [u64; 2],
 }
 
 impl Sim {
@@ -121,6 +123,7 @@ impl Sim {
             chunk: MAX_CHUNK,
             max_message: usize::MAX,
             too_large: 0,
+            pure_acks: [0; 2],
         }
     }
 
@@ -131,6 +134,9 @@ impl Sim {
                 let Some(f) = from.s.poll_transmit(self.now) else {
                     break;
                 };
+                if f.kind == Kind::Ack {
+                    self.pure_acks[usize::from(to_a)] += 1;
+                }
                 if self.outage || self.rng.chance(self.faults.loss) {
                     continue;
                 }
@@ -558,6 +564,115 @@ fn gap_triggers_sack_and_fast_retransmit() {
     assert_eq!((retx.kind, retx.seq), (Kind::Data, 1));
     assert!(tx.poll_transmit(later).is_none(), "only the hole is resent");
     assert_eq!(tx.stats().retransmits, 1);
+}
+
+/// Keystrokes over a 40 ms round trip with jitter: A types one byte, B
+/// echoes it unless it is a password prompt's, and A types the next one
+/// `pause` after the echo (or after its ack, unechoed). The ack of an echo
+/// rides on the next keystroke when the pause is shorter than the ack
+/// delay (a pure ACK would hold that keystroke back on a Nagle broker);
+/// longer pauses cost one pure ACK each; and an unechoed key, whose ack
+/// waits the whole ack delay right after round trips measured on echoes,
+/// is never taken for lost.
+#[test]
+fn keystroke_acks_ride_on_the_next_key_and_never_time_out() {
+    const KEYS: usize = 64;
+    let jitter = Faults {
+        reorder: 0.5,
+        latency_ms: 20,
+        ..CLEAN
+    };
+    fn all(_: usize) -> bool {
+        true
+    }
+    fn not_every_sixteenth(i: usize) -> bool {
+        i % 16 != 15
+    }
+    let n = KEYS as u64;
+    // (case, pause in ms, which keys B echoes, pure ACKs A sends)
+    type Case<'a> = (
+        &'a str,
+        u64,
+        fn(usize) -> bool,
+        std::ops::RangeInclusive<u64>,
+    );
+    let cases: &[Case] = &[
+        ("auto-repeat", 20, all, 0..=0),
+        ("fast typist", 100, all, 0..=0),
+        ("below the ack delay", 150, all, 0..=0),
+        ("slow typist", 300, all, n - 1..=n),
+        ("every 16th key unechoed", 100, not_every_sixteenth, 0..=0),
+    ];
+    for &(name, pause, echo, ref acks) in cases {
+        let mut sim = Sim::new(41, jitter, Vec::new(), Vec::new(), Config::default());
+        sim.a.close_after_send = false;
+        sim.b.close_after_send = false;
+        let mut next_key = Some(sim.now);
+        let mut typed = 0;
+        let mut seen = 0;
+        for _ in 0..100_000 {
+            if next_key.is_some_and(|t| t <= sim.now) {
+                sim.a.to_send.push(typed as u8);
+                typed += 1;
+                next_key = None;
+            }
+            sim.step();
+            for &key in &sim.b.received[seen..] {
+                if echo(key as usize) {
+                    sim.b.to_send.push(key);
+                }
+            }
+            seen = sim.b.received.len();
+            let last = typed - 1;
+            let answered = if echo(last) {
+                sim.a.received.last() == Some(&(last as u8))
+            } else {
+                sim.a.s.send.unacked_bytes() == 0
+            };
+            if next_key.is_none() && typed == sim.a.sent && answered {
+                if typed == KEYS {
+                    break;
+                }
+                next_key = Some(sim.now + Duration::from_millis(pause));
+            }
+        }
+        assert_eq!(typed, KEYS, "{name}: all keys typed");
+        let echoed: Vec<u8> = (0..KEYS).filter(|&i| echo(i)).map(|i| i as u8).collect();
+        assert_eq!(sim.b.received.len(), KEYS, "{name}");
+        assert_eq!(sim.a.received, echoed, "{name}");
+        assert!(
+            acks.contains(&sim.pure_acks[0]),
+            "{name}: A sent {} pure ACKs, expected {acks:?}",
+            sim.pure_acks[0]
+        );
+        let retransmits = sim.a.s.stats().retransmits + sim.b.s.stats().retransmits;
+        assert_eq!(retransmits, 0, "{name}: spurious retransmissions");
+    }
+}
+
+/// A sender whose windows a chunk fills, with too few chunks in flight for
+/// the peer's every-few-chunks ack, asks for an ack at once rather than
+/// wait out the peer's ack delay.
+#[test]
+fn sender_out_of_window_with_few_chunks_in_flight_asks_for_an_ack() {
+    // (case, peer window, chunks of 1000 bytes, ack requested on the last)
+    let cases = [
+        ("room left", 1 << 20, 3, false),
+        ("peer window filled by one chunk", 1000, 1, true),
+        ("peer window filled by three", 3000, 3, true),
+        ("window filled with enough in flight", 4000, 4, false),
+    ];
+    for (name, window, chunks, wanted) in cases {
+        let now = Instant::now();
+        let mut s = Stream::new(1, Config::default(), window, now);
+        let mut last = None;
+        for _ in 0..chunks {
+            s.send(Bytes::from(vec![1; 1000]), now);
+            last = s.poll_transmit(now);
+        }
+        let last = last.expect("a data frame");
+        assert_eq!(last.has(FLAG_ACK_REQ), wanted, "{name}");
+    }
 }
 
 fn arb_frame() -> impl Strategy<Value = Frame> {

@@ -147,6 +147,22 @@ fn acks_wait_four_publish_intervals_at_most_half_a_second() {
 }
 
 #[test]
+fn a_cap_never_shortens_the_streams_ack_delay() {
+    let default = Duration::from_millis(200);
+    let caps = |n| Caps {
+        publishes_per_sec: n,
+        bytes_per_sec: None,
+    };
+    assert_eq!(stream_ack_delay(caps(None), default), default);
+    // 4/81 s at 100/s is shorter than the default: the default stays.
+    assert_eq!(stream_ack_delay(caps(Some(100)), default), default);
+    assert_eq!(
+        stream_ack_delay(caps(Some(10)), default),
+        Duration::from_millis(500)
+    );
+}
+
+#[test]
 fn the_retransmission_timeout_allows_for_delayed_acks_and_paced_packets() {
     let ten_ms = Duration::from_millis(10);
     assert_eq!(rto_allowance(Caps::default(), ten_ms), Duration::ZERO);

@@ -36,18 +36,18 @@ fn samples_set_srtt_rttvar_and_clamped_rto() {
             rto: INITIAL_RTO,
         },
         Case {
-            name: "first sample: srtt = r, rttvar = r / 2, rto = 3r",
+            name: "first sample: srtt = r, rttvar = r / 2, rto = 3r + ack delay",
             samples: &[ms(100)],
             srtt: Some(ms(100)),
             rttvar: ms(50),
-            rto: ms(300),
+            rto: ms(300) + ACK_DELAY,
         },
         Case {
             name: "first sample with a variation below the margin",
             samples: &[ms(40)],
             srtt: Some(ms(40)),
             rttvar: ms(20),
-            rto: ms(40) + RTO_MIN_MARGIN,
+            rto: ms(40) + RTO_MIN_MARGIN + ACK_DELAY,
         },
         Case {
             name: "first sample above the ceiling",
@@ -62,7 +62,7 @@ fn samples_set_srtt_rttvar_and_clamped_rto() {
             samples: &[ms(100), ms(200)],
             srtt: Some(us(112_500)),
             rttvar: us(62_500),
-            rto: us(362_500),
+            rto: us(362_500) + ACK_DELAY,
         },
         Case {
             // srtt = (7·100 + 20) / 8, rttvar = (3·50 + 80) / 4.
@@ -70,7 +70,7 @@ fn samples_set_srtt_rttvar_and_clamped_rto() {
             samples: &[ms(100), ms(20)],
             srtt: Some(ms(90)),
             rttvar: us(57_500),
-            rto: ms(320),
+            rto: ms(320) + ACK_DELAY,
         },
         Case {
             // rttvar: 50, 37.5, 28.125, 21.09375 ms; 4·rttvar < the margin.
@@ -78,14 +78,14 @@ fn samples_set_srtt_rttvar_and_clamped_rto() {
             samples: &[ms(100), ms(100), ms(100), ms(100)],
             srtt: Some(ms(100)),
             rttvar: Duration::from_nanos(21_093_750),
-            rto: ms(100) + RTO_MIN_MARGIN,
+            rto: ms(100) + RTO_MIN_MARGIN + ACK_DELAY,
         },
         Case {
             name: "zero round trip",
             samples: &[Duration::ZERO],
             srtt: Some(Duration::ZERO),
             rttvar: Duration::ZERO,
-            rto: RTO_MIN_MARGIN,
+            rto: RTO_MIN_MARGIN + ACK_DELAY,
         },
         Case {
             // rttvar: 200, 150, 112.5, 84.375, 63.28125, 47.4609375 ms.
@@ -93,7 +93,7 @@ fn samples_set_srtt_rttvar_and_clamped_rto() {
             samples: &[ms(400), ms(400), ms(400), ms(400), ms(400), ms(400)],
             srtt: Some(ms(400)),
             rttvar: Duration::from_nanos(47_460_937),
-            rto: ms(400) + RTO_MIN_MARGIN,
+            rto: ms(400) + RTO_MIN_MARGIN + ACK_DELAY,
         },
     ];
     for c in cases {
@@ -111,15 +111,14 @@ fn backoff_doubles_up_to_the_ceiling() {
         ("initial, once", &[], 1, ms(2000)),
         ("initial, twice", &[], 2, ms(4000)),
         ("initial, capped", &[], 3, MAX_RTO),
-        ("sampled, once", &[ms(100)], 1, ms(600)),
-        ("sampled, twice", &[ms(100)], 2, ms(1200)),
-        ("sampled, three times", &[ms(100)], 3, ms(2400)),
-        ("sampled, capped", &[ms(100)], 4, MAX_RTO),
+        ("sampled, once", &[ms(100)], 1, (ms(300) + ACK_DELAY) * 2),
+        ("sampled, twice", &[ms(100)], 2, (ms(300) + ACK_DELAY) * 4),
+        ("sampled, capped", &[ms(100)], 3, MAX_RTO),
         (
             "margin doubles too",
             &[ms(10)],
             1,
-            (ms(10) + RTO_MIN_MARGIN) * 2,
+            (ms(10) + RTO_MIN_MARGIN + ACK_DELAY) * 2,
         ),
         ("far past any shift width", &[ms(100)], 100, MAX_RTO),
     ];
@@ -138,9 +137,13 @@ fn reset_backoff_returns_to_the_sampled_rto() {
     r.back_off();
     r.back_off();
     r.reset_backoff();
-    assert_eq!(r.rto(), ms(300));
+    assert_eq!(r.rto(), ms(300) + ACK_DELAY);
     r.back_off();
-    assert_eq!(r.rto(), ms(600), "backoff restarts from one doubling");
+    assert_eq!(
+        r.rto(),
+        (ms(300) + ACK_DELAY) * 2,
+        "backoff restarts from one doubling"
+    );
 }
 
 #[test]
@@ -149,9 +152,9 @@ fn sample_during_backoff_updates_the_base_and_keeps_the_backoff() {
     let mut r = after(&[ms(100)]);
     r.back_off();
     r.on_sample(ms(200));
-    assert_eq!(r.rto(), us(362_500) * 2);
+    assert_eq!(r.rto(), (us(362_500) + ACK_DELAY) * 2);
     r.reset_backoff();
-    assert_eq!(r.rto(), us(362_500));
+    assert_eq!(r.rto(), us(362_500) + ACK_DELAY);
 }
 
 #[test]
@@ -160,8 +163,8 @@ fn an_allowance_for_rate_caps_lengthens_every_timeout() {
     r.allow_delay(ms(700));
     assert_eq!(r.rto(), INITIAL_RTO + ms(700), "before any sample");
     r.on_sample(ms(20));
-    // 20 ms + max(4 × 10 ms, 200 ms) + 700 ms.
-    assert_eq!(r.rto(), ms(920));
+    // 20 ms + max(4 × 10 ms, 200 ms) + the peer's ack delay + 700 ms.
+    assert_eq!(r.rto(), ms(920) + ACK_DELAY);
     r.allow_delay(ms(10_000));
     r.on_sample(ms(20));
     assert_eq!(r.rto(), MAX_RTO, "still capped");
