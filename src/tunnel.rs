@@ -261,7 +261,8 @@ async fn abort<S: FrameSink>(stream: &mut Stream, sink: &mut S, e: TunnelError) 
 mod tests {
     use super::*;
     use crate::stream::Config;
-    use tokio::io::duplex;
+    use tokio::io::{duplex, DuplexStream, WriteHalf};
+    use tokio::task::JoinHandle;
 
     /// Frames from one tunnel straight into the other's channel.
     struct ChanSink(mpsc::Sender<Frame>);
@@ -309,52 +310,76 @@ mod tests {
         }
     }
 
+    /// Two tunnels joined frame to frame, app A <-> tunnel A ... tunnel B
+    /// <-> app B, with tunnel B's local writer wrapped by `wrap_b`.
+    struct Pair {
+        app_a: DuplexStream,
+        app_b: DuplexStream,
+        ends: [JoinHandle<Result<(), TunnelError>>; 2],
+        /// Keeps the link "up" for as long as the pair lives.
+        _link: watch::Sender<LinkState>,
+    }
+
+    fn pair<W>(wrap_b: impl FnOnce(WriteHalf<DuplexStream>) -> W) -> Pair
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (a_tx, a_rx) = mpsc::channel(256);
+        let (b_tx, b_rx) = mpsc::channel(256);
+        let (link_tx, link) = watch::channel(LinkState::Up { generation: 1 });
+        let (app_a, local_a) = duplex(64 * 1024);
+        let (app_b, local_b) = duplex(64 * 1024);
+        let (ra, wa) = tokio::io::split(local_a);
+        let (rb, wb) = tokio::io::split(local_b);
+        let a = tokio::spawn(end(ra, wa, a_rx, ChanSink(b_tx), link.clone()));
+        let b = tokio::spawn(end(rb, wrap_b(wb), b_rx, ChanSink(a_tx), link));
+        Pair {
+            app_a,
+            app_b,
+            ends: [a, b],
+            _link: link_tx,
+        }
+    }
+
+    async fn end<R, W>(
+        reader: R,
+        writer: W,
+        mut frames: mpsc::Receiver<Frame>,
+        mut sink: ChanSink,
+        mut link: watch::Receiver<LinkState>,
+    ) -> Result<(), TunnelError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let cfg = Config::default();
+        let mut s = Stream::new(1, cfg, cfg.recv_window, Instant::now());
+        let stop = std::future::pending();
+        run(
+            &mut s,
+            reader,
+            writer,
+            &mut frames,
+            &mut sink,
+            &mut link,
+            stop,
+        )
+        .await
+    }
+
     /// Bytes arrive while the local writer is busy flushing: each byte is
     /// written once (the write future is dropped by `select!` whenever a
     /// frame or a timer wins).
     #[tokio::test]
     async fn buffering_local_writer_gets_each_byte_once() {
-        let (a_tx, mut a_rx) = mpsc::channel(256);
-        let (b_tx, mut b_rx) = mpsc::channel(256);
-        let (_link_tx, link) = watch::channel(LinkState::Up { generation: 1 });
-        let now = Instant::now();
-        let cfg = Config::default();
-        let (mut app_a, local_a) = duplex(64 * 1024);
-        let (mut app_b, local_b) = duplex(64 * 1024);
-        let (mut link_a, mut link_b) = (link.clone(), link);
-        let ta = tokio::spawn(async move {
-            let mut s = Stream::new(1, cfg, cfg.recv_window, now);
-            let (r, w) = tokio::io::split(local_a);
-            let sink = &mut ChanSink(b_tx);
-            run(
-                &mut s,
-                r,
-                w,
-                &mut a_rx,
-                sink,
-                &mut link_a,
-                std::future::pending(),
-            )
-            .await
-        });
-        let tb = tokio::spawn(async move {
-            let mut s = Stream::new(1, cfg, cfg.recv_window, now);
-            let (r, w) = tokio::io::split(local_b);
-            let w = SlowFlush {
-                inner: w,
-                flushing: None,
-            };
-            let sink = &mut ChanSink(a_tx);
-            run(
-                &mut s,
-                r,
-                w,
-                &mut b_rx,
-                sink,
-                &mut link_b,
-                std::future::pending(),
-            )
-            .await
+        let Pair {
+            mut app_a,
+            mut app_b,
+            ends,
+            _link,
+        } = pair(|inner| SlowFlush {
+            inner,
+            flushing: None,
         });
         let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
         let send = data.clone();
@@ -369,50 +394,19 @@ mod tests {
         assert_eq!(got.len(), data.len(), "bytes written to the local side");
         assert!(got == data, "bytes differ");
         app_b.shutdown().await.unwrap();
-        ta.await.unwrap().unwrap();
-        tb.await.unwrap().unwrap();
+        for e in ends {
+            e.await.unwrap().unwrap();
+        }
     }
 
     #[tokio::test]
     async fn tunnel_pair_carries_bytes_and_half_closes() {
-        let (a_tx, mut a_rx) = mpsc::channel(256);
-        let (b_tx, mut b_rx) = mpsc::channel(256);
-        let (_link_tx, link) = watch::channel(LinkState::Up { generation: 1 });
-        let now = Instant::now();
-        let cfg = Config::default();
-        // Local apps: app_a <-> tunnel A ... tunnel B <-> app_b.
-        let (mut app_a, local_a) = duplex(64 * 1024);
-        let (mut app_b, local_b) = duplex(64 * 1024);
-        let mut link_a = link.clone();
-        let mut link_b = link;
-        let ta = tokio::spawn(async move {
-            let mut s = Stream::new(1, cfg, cfg.recv_window, now);
-            let (r, w) = tokio::io::split(local_a);
-            run(
-                &mut s,
-                r,
-                w,
-                &mut a_rx,
-                &mut ChanSink(b_tx),
-                &mut link_a,
-                std::future::pending(),
-            )
-            .await
-        });
-        let tb = tokio::spawn(async move {
-            let mut s = Stream::new(1, cfg, cfg.recv_window, now);
-            let (r, w) = tokio::io::split(local_b);
-            run(
-                &mut s,
-                r,
-                w,
-                &mut b_rx,
-                &mut ChanSink(a_tx),
-                &mut link_b,
-                std::future::pending(),
-            )
-            .await
-        });
+        let Pair {
+            mut app_a,
+            mut app_b,
+            ends,
+            _link,
+        } = pair(|w| w);
         let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
         let send = data.clone();
         let writer = tokio::spawn(async move {
@@ -428,7 +422,8 @@ mod tests {
         app_b.write_all(b"reply after half-close").await.unwrap();
         app_b.shutdown().await.unwrap();
         assert_eq!(writer.await.unwrap(), b"reply after half-close");
-        ta.await.unwrap().unwrap();
-        tb.await.unwrap().unwrap();
+        for e in ends {
+            e.await.unwrap().unwrap();
+        }
     }
 }

@@ -199,17 +199,8 @@ impl RecvHalf {
     /// A chunk from the peer. Duplicates are dropped (and re-acknowledged);
     /// chunks ahead of a gap wait, bounded by the window.
     pub fn on_data(&mut self, seq: u64, payload: Bytes, fin: bool) -> Result<(), Rejected> {
-        if seq < self.next || self.ooo.contains_key(&seq) {
-            // Duplicate: the peer may have missed our ack.
-            self.ack_now = true;
+        if !self.is_new(seq)? {
             return Ok(());
-        }
-        if seq >= self.next + MAX_INFLIGHT_CHUNKS {
-            self.ack_now = true;
-            return Err(Rejected::OutsideWindow { seq });
-        }
-        if self.stage == RecvStage::FinReceived {
-            return Err(Rejected::AfterFin { seq });
         }
         if let Some(p) = self.partial.remove(&seq) {
             // Whole after all (sent before the sender's size shrank).
@@ -257,16 +248,8 @@ impl RecvHalf {
     /// received are duplicates; one whose total length contradicts earlier
     /// fragments of its chunk is refused.
     pub fn on_fragment(&mut self, seq: u64, f: Fragment) -> Result<(), Rejected> {
-        if seq < self.next || self.ooo.contains_key(&seq) {
-            self.ack_now = true;
+        if !self.is_new(seq)? {
             return Ok(());
-        }
-        if seq >= self.next + MAX_INFLIGHT_CHUNKS {
-            self.ack_now = true;
-            return Err(Rejected::OutsideWindow { seq });
-        }
-        if self.stage == RecvStage::FinReceived {
-            return Err(Rejected::AfterFin { seq });
         }
         match self.partial.get(&seq) {
             Some(p) if p.buf.len() != f.total => {
@@ -296,6 +279,24 @@ impl RecvHalf {
         let p = self.partial.remove(&seq).expect("present");
         self.ooo_bytes -= p.buf.len();
         self.on_data(seq, p.buf.freeze(), false)
+    }
+
+    /// Whether chunk `seq` (or a fragment of it) is news: `Ok(false)` for a
+    /// duplicate (re-acknowledged: the peer may have missed our ack), an
+    /// error for one outside the window or after the peer's FIN.
+    fn is_new(&mut self, seq: u64) -> Result<bool, Rejected> {
+        if seq < self.next || self.ooo.contains_key(&seq) {
+            self.ack_now = true;
+            return Ok(false);
+        }
+        if seq >= self.next + MAX_INFLIGHT_CHUNKS {
+            self.ack_now = true;
+            return Err(Rejected::OutsideWindow { seq });
+        }
+        if self.stage == RecvStage::FinReceived {
+            return Err(Rejected::AfterFin { seq });
+        }
+        Ok(true)
     }
 
     fn accept(&mut self, payload: Bytes, fin: bool) {
