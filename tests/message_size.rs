@@ -25,6 +25,9 @@ const DROPPED_TEXT: &str = "Dropped too large PUBLISH";
 
 /// The discovered-size line each session's sender logs at info.
 const SILENT_DROP_TEXT: &str = "the broker drops messages of";
+/// The line a connection logs at info when disconnects lowered its packet
+/// size to the largest step below mosquitto's 16384.
+const DISCONNECT_FOUND_TEXT: &str = "; sending packets of at most 16128 bytes";
 
 fn tmp() -> TempDir {
     tempfile::Builder::new()
@@ -87,6 +90,12 @@ fn a_3_1_1_broker_that_disconnects_over_large_packets() {
     copy_both_ways(&ssh, dir.path(), "discovered", 8 << 20, &logs);
     let drops_before = broker.log_text().matches(OVERSIZE_TEXT).count();
     assert!(drops_before > 0, "the limit was never hit:\n{}", logs());
+    // The download's sender is the agent: it says what it found, at info.
+    assert!(
+        agent.log_text().contains(DISCONNECT_FOUND_TEXT),
+        "no discovery line in the agent's log:\n{}",
+        logs()
+    );
     drop(agent);
 
     let n = names("size-flag");

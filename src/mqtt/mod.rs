@@ -259,9 +259,8 @@ async fn run(
         let polled = engine.poll(broker).await;
         if connected {
             if let Some(l) = sizer.on_alive(connected_at.elapsed()) {
-                tracing::info!(broker = %addr,
-                    "the broker closes the connection on packets of {} bytes; sending packets \
-                     of at most {} bytes", l.failed, l.limit);
+                tracing::debug!(broker = %addr, failed = l.failed, limit = l.limit,
+                    "the connection lives with the lowered packet size");
             }
         }
         match polled {
@@ -328,8 +327,12 @@ async fn run(
                 if was_connected {
                     let largest = client.shared.largest_packet.swap(0, Ordering::Relaxed);
                     if let Some(l) = sizer.on_drop(connected_at.elapsed(), largest) {
-                        tracing::debug!(broker = %addr, failed = l.failed, limit = l.limit,
-                            "connection dropped twice after large packets; lowering the packet size");
+                        // Logged when the limit falls rather than once
+                        // confirmed: a short transfer may end before the
+                        // confirmation, and the line would never show.
+                        tracing::info!(broker = %addr,
+                            "the broker closes the connection on packets of {} bytes; sending \
+                             packets of at most {} bytes", l.failed, l.limit);
                         client
                             .shared
                             .found_max_packet

@@ -28,7 +28,7 @@ pub(super) const SIZE_DROP_WINDOW: Duration = Duration::from_secs(10);
 /// one could be a broker restart.
 pub(super) const STRIKES: u32 = 2;
 /// A connection up this long after the limit fell confirms the new limit
-/// (then logged, once).
+/// (logged at debug; the fall itself is logged at info when it happens).
 pub(super) const CONFIRM_AFTER: Duration = Duration::from_secs(2);
 
 /// A lowered packet size limit: packets of `failed` bytes broke the
