@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const VERSION: u8 = 1;
 
 /// Fixed header in front of every frame's payload:
-/// version u8, kind u8, flags u8, reserved u8, sid u64, seq u64, ack u64,
+/// version u8, kind u8, flags u8, recv_limit u8, sid u64, seq u64, ack u64,
 /// sack u64, window u32 (all big-endian).
 pub const HEADER_LEN: usize = 40;
 
@@ -56,6 +56,27 @@ pub fn step_below(size: usize) -> usize {
         .into_iter()
         .find(|&s| s < size)
         .unwrap_or(MIN_MESSAGE)
+}
+
+/// The unit of [`Frame::recv_limit`]: 256 bytes, so that one byte spans
+/// what matters (mosquitto's WebSocket limit of 4096 bytes is 16 units).
+pub const RECV_LIMIT_UNIT: usize = 256;
+
+/// [`Frame::recv_limit`] for the largest MQTT packet we receive well, if
+/// there is such a limit (0 for none, or one above what a unit count can
+/// say, which no frame of ours reaches anyway).
+pub fn recv_limit_units(packet: Option<usize>) -> u8 {
+    packet
+        .map(|p| p / RECV_LIMIT_UNIT)
+        .and_then(|u| u8::try_from(u.max(1)).ok())
+        .unwrap_or(0)
+}
+
+/// The largest MQTT packet a peer's [`Frame::recv_limit`] asks for, never
+/// below [`MIN_PACKET`] (a peer asking for less only slows itself down to
+/// that).
+pub fn recv_limit_packet(units: u8) -> Option<usize> {
+    (units != 0).then(|| (units as usize * RECV_LIMIT_UNIT).max(MIN_PACKET))
 }
 
 /// Largest control payload (refusal reason, open parameters).
@@ -228,6 +249,13 @@ pub struct Frame {
     pub sack: u64,
     /// Receive window: bytes the sender of this frame can still buffer.
     pub window: u32,
+    /// The largest MQTT packet the sender of this frame receives well, in
+    /// [`RECV_LIMIT_UNIT`]s; 0: no limit. A broker may deliver larger
+    /// packets to it only slowly (mosquitto to a WebSocket client: 4 KiB per
+    /// 100 ms), a limit its peer cannot see from its own connection. In the
+    /// header byte version 1 first left reserved; a peer that ignores it
+    /// still works, only slowly through such a broker.
+    pub recv_limit: u8,
     pub payload: Bytes,
 }
 
@@ -261,6 +289,7 @@ impl Frame {
             ack: 0,
             sack: 0,
             window: 0,
+            recv_limit: 0,
             payload,
         }
     }
@@ -283,7 +312,7 @@ impl Frame {
         b.put_u8(VERSION);
         b.put_u8(self.kind as u8);
         b.put_u8(self.flags);
-        b.put_u8(0);
+        b.put_u8(self.recv_limit);
         b.put_u64(self.sid);
         b.put_u64(self.seq);
         b.put_u64(self.ack);
@@ -309,10 +338,11 @@ impl Frame {
         let kind_byte = h.get_u8();
         let kind = Kind::from_u8(kind_byte).ok_or(DecodeError::Kind(kind_byte))?;
         let flags = h.get_u8();
-        let _reserved = h.get_u8();
+        let recv_limit = h.get_u8();
         let frame = Frame {
             kind,
             flags,
+            recv_limit,
             sid: h.get_u64(),
             seq: h.get_u64(),
             ack: h.get_u64(),
@@ -521,7 +551,27 @@ mod tests {
             ack: 7,
             sack: 0b101,
             window: 12345,
+            recv_limit: 16,
             payload: Bytes::from_static(payload),
+        }
+    }
+
+    #[test]
+    fn recv_limits_in_units_of_256_bytes() {
+        // (largest packet we receive well, units sent, what the peer reads)
+        let cases = [
+            (None, 0, None),
+            (Some(4096), 16, Some(4096)),
+            (Some(4100), 16, Some(4096)),
+            // Below one unit: one unit, read as the least packet we send.
+            (Some(100), 1, Some(MIN_PACKET)),
+            (Some(255 * 256), 255, Some(255 * 256)),
+            // Beyond what one byte says: no limit (above any frame of ours).
+            (Some(256 * 256), 0, None),
+        ];
+        for (packet, units, read) in cases {
+            assert_eq!(recv_limit_units(packet), units, "{packet:?}");
+            assert_eq!(recv_limit_packet(units), read, "{packet:?}");
         }
     }
 

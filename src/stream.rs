@@ -37,7 +37,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::protocol::{
-    Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_PEER_LOST, FLAG_RESYNC,
+    self, Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_PEER_LOST, FLAG_RESYNC,
     MAX_CHUNK,
 };
 
@@ -143,6 +143,9 @@ pub struct Stream {
     ack_req: bool,
     /// Tell the peer we reconnected and assume everything in flight lost.
     resync: bool,
+    /// Our [`Frame::recv_limit`], and the peer's latest.
+    recv_limit: u8,
+    peer_recv_limit: u8,
 
     // Liveness and outcome.
     last_heard: Instant,
@@ -170,6 +173,8 @@ impl Stream {
             tuner: WindowTuner::new(cfg.max_recv_window),
             ack_req: false,
             resync: false,
+            recv_limit: 0,
+            peer_recv_limit: 0,
             last_heard: now,
             heard_any: false,
             last_sent: now,
@@ -236,6 +241,18 @@ impl Stream {
     /// connection discovered. The stream's own discovery may go lower.
     pub fn set_max_message(&mut self, max: usize) {
         self.send.segment_mut().set_ceiling(max);
+    }
+
+    /// The largest MQTT packet we receive well, in
+    /// [`protocol::RECV_LIMIT_UNIT`]s (0: no limit): told to the peer in
+    /// every frame ([`Frame::recv_limit`]).
+    pub fn set_recv_limit(&mut self, units: u8) {
+        self.recv_limit = units;
+    }
+
+    /// The largest MQTT packet the peer said it receives well, if it said.
+    pub fn peer_recv_packet(&self) -> Option<usize> {
+        protocol::recv_limit_packet(self.peer_recv_limit)
     }
 
     /// The largest chunk to read from the local side now: it goes as one
@@ -336,6 +353,7 @@ impl Stream {
             ack: ack.ack,
             sack: ack.sack,
             window: ack.window,
+            recv_limit: self.recv_limit,
             payload: Bytes::new(),
         }
     }
@@ -378,6 +396,7 @@ impl Stream {
         }
         self.last_heard = now;
         self.heard_any = true;
+        self.peer_recv_limit = f.recv_limit;
         self.peer_lost_hint = false;
         if f.has(FLAG_ACK_REQ) {
             self.recv.ack_immediately();

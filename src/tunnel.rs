@@ -22,9 +22,17 @@ pub trait FrameSink: Send {
 
     /// The largest message (encoded frame) the connection lets through
     /// now: [`MAX_FRAME`], or less under the broker's Maximum Packet Size
-    /// (MQTT 5), `--max-message-size`, or what the connection discovered.
-    fn max_message(&self) -> usize {
+    /// (MQTT 5), `--max-message-size`, or what the connection discovered,
+    /// and no more than the peer receives well in packets of at most
+    /// `peer_packet` bytes.
+    fn max_message(&self, _peer_packet: Option<usize>) -> usize {
         MAX_FRAME
+    }
+
+    /// The largest MQTT packet we receive well, as
+    /// [`protocol::recv_limit_units`] (0: no limit).
+    fn recv_limit(&self) -> u8 {
+        0
     }
 
     /// The stream discovered and confirmed a message size (for the log).
@@ -60,10 +68,14 @@ impl FrameSink for MqttSink {
         }
     }
 
-    fn max_message(&self) -> usize {
+    fn max_message(&self, peer_packet: Option<usize>) -> usize {
         self.client
-            .max_payload(&self.topic)
+            .max_payload_to(&self.topic, peer_packet)
             .map_or(MAX_FRAME, |max| max.min(MAX_FRAME))
+    }
+
+    fn recv_limit(&self) -> u8 {
+        protocol::recv_limit_units(self.client.recv_max_packet())
     }
 
     fn discovered(&self, d: Discovery) {
@@ -116,13 +128,14 @@ where
     let mut writer = Some(writer);
     let mut reading = true;
     let mut rbuf = BytesMut::new();
+    stream.set_recv_limit(sink.recv_limit());
     let mut generation = match *link.borrow_and_update() {
         LinkState::Up { generation } => generation,
         _ => 0,
     };
     loop {
         // Before any frame is cut: the connection's limit may have fallen.
-        stream.set_max_message(sink.max_message());
+        stream.set_max_message(sink.max_message(stream.peer_recv_packet()));
         while let Some(f) = stream.poll_transmit(Instant::now()) {
             sink.send(f.encode())
                 .await
@@ -192,7 +205,7 @@ where
                     LinkState::Up { generation: g } if g != generation => {
                         generation = g;
                         tracing::info!("broker connection restored, resynchronising");
-                        stream.set_max_message(sink.max_message());
+                        stream.set_max_message(sink.max_message(stream.peer_recv_packet()));
                         stream.on_reconnect(Instant::now());
                     }
                     LinkState::Up { .. } => {}

@@ -302,9 +302,9 @@ fn user_facing_errors_are_exact_one_liners_with_status_255() {
             proxy_args(&["--config", bad_config, "node-x"]),
             format!(
                 "config file {bad_config}: line 1: unknown key 'hots' (known: broker, mqtt-version, \
-                 http-proxy, host, \
-                 port, user, password-file, topic-prefix, client-id-prefix, resume-timeout, \
-                 tls, ca-file, cert-file, key-file, agent-password-file)"
+                 max-message-size, http-proxy, host, port, user, password-file, topic-prefix, \
+                 client-id-prefix, resume-timeout, max-publish-rate, max-bandwidth, tls, ca-file, \
+                 cert-file, key-file, agent-password-file)"
             ),
         ),
     ];

@@ -73,6 +73,11 @@ fn list_shows(args: &[&str], node: &str) {
 /// worth of the tunnel's small WebSocket packets, a second or two each way.
 const WS_COPY: u64 = 4 << 20;
 
+/// Size of the copies with one end on WebSocket and the other on the plain
+/// listener (before the ends told each other their limits, 1 MiB took
+/// 113 s one way).
+const MIXED_COPY: u64 = 1 << 20;
+
 /// The largest MQTT packet Debian 12's mosquitto 2.0.11 sends to a
 /// WebSocket client in one piece; a larger one goes out 4 KiB per pass of
 /// its main loop, up to 100 ms apart (measured with paho-mqtt; README,
@@ -119,6 +124,32 @@ fn websocket_carries_ssh_scp_and_the_listing_across_a_broker_restart() {
     scp_both_ways(&ssh, dir.path(), WS_COPY, "ws");
     assert_ws_sized(&observer, &agent.prefix, WS_COPY as usize / 4096);
     drop(observer);
+
+    // One end on WebSocket, the other on the plain listener: the plain end
+    // must keep to what the WebSocket end receives well (it says so in its
+    // frames), in both arrangements.
+    let tcp = format!("mqtt://127.0.0.1:{}", broker.port());
+    for (agent_url, proxy_url, tag) in [(&tcp, &url, "ws-proxy"), (&url, &tcp, "ws-agent")] {
+        let n = names(tag);
+        let port = if agent_url == &url { ws } else { broker.port() };
+        let mixed = Agent::start_at(
+            port,
+            &sshd.target(),
+            &n.node,
+            &n.prefix,
+            &["--broker", agent_url],
+        );
+        let ssh = Ssh::via_proxy_args(
+            &sshd,
+            &n.node,
+            &["--broker", proxy_url, "--topic-prefix", &n.prefix],
+        );
+        let observer = Raw::connect(broker.port(), &format!("{tag}-observer"), None);
+        observer.subscribe(&[&format!("{}/#", n.prefix)]);
+        scp_both_ways(&ssh, dir.path(), MIXED_COPY, tag);
+        assert_ws_sized(&observer, &n.prefix, MIXED_COPY as usize / 4096);
+        drop(mixed);
+    }
     list_shows(
         &["--broker", &url, "--topic-prefix", &agent.prefix],
         &agent.node,

@@ -76,6 +76,8 @@ pub(super) struct Shared {
     pacer: Option<Mutex<Pacer>>,
     /// The largest packet worth sending under the byte cap, if any.
     caps_max_packet: Option<usize>,
+    /// The largest packet the transport brings us well, if it is limited.
+    recv_max_packet: Option<usize>,
     /// With a pacer: publishes that must not wait ([`Client::try_publish`])
     /// queue here, for a task that sends them at the pacer's pace.
     control: Option<mpsc::Sender<Request>>,
@@ -106,8 +108,13 @@ const CONTROL_QUEUE: usize = 64;
 
 impl Shared {
     /// `caps`: the connection's rate caps; with any, the caller runs
-    /// [`send_control`] on the returned receiver.
-    pub(super) fn new(inner: Inner, caps: Caps) -> (Shared, Option<mpsc::Receiver<Request>>) {
+    /// [`send_control`] on the returned receiver. `recv_max_packet`: the
+    /// largest packet the transport brings us well.
+    pub(super) fn new(
+        inner: Inner,
+        caps: Caps,
+        recv_max_packet: Option<u32>,
+    ) -> (Shared, Option<mpsc::Receiver<Request>>) {
         let pacer = Pacer::new(caps, Instant::now());
         let (control, rx) = match pacer {
             Some(_) => {
@@ -126,6 +133,7 @@ impl Shared {
             logged_size: AtomicU32::new(0),
             pacer: pacer.map(Mutex::new),
             caps_max_packet: pacer::max_packet(caps),
+            recv_max_packet: recv_max_packet.map(|p| p as usize),
             control,
         };
         (shared, rx)
@@ -191,8 +199,23 @@ impl Client {
     /// The largest payload a publish on `topic` may carry under the packet
     /// size limit, if one is known.
     pub fn max_payload(&self, topic: &str) -> Option<usize> {
+        self.max_payload_to(topic, None)
+    }
+
+    /// [`Client::max_payload`], and no more than a subscriber that receives
+    /// packets of at most `peer_packet` bytes well can take.
+    pub fn max_payload_to(&self, topic: &str, peer_packet: Option<usize>) -> Option<usize> {
         self.max_packet()
+            .into_iter()
+            .chain(peer_packet)
+            .min()
             .map(|max| max.saturating_sub(topic.len() + PUBLISH_OVERHEAD))
+    }
+
+    /// The largest packet this connection's transport brings us well, if
+    /// it is limited (WebSocket through mosquitto).
+    pub fn recv_max_packet(&self) -> Option<usize> {
+        self.shared.recv_max_packet
     }
 
     /// A session discovered that messages of `failed` bytes are dropped and

@@ -145,14 +145,21 @@ pub(super) enum Engine {
     V5(Box<rumqttc::v5::EventLoop>),
 }
 
+/// The largest packet `carrier` carries well: [`WS_MAX_PACKET`] over
+/// WebSocket, in both directions (what mosquitto sends us is what our peer
+/// published, so the peer must keep to it too: we tell it in our frames).
+pub(super) fn carrier_max_packet(carrier: &Carrier) -> Option<u32> {
+    match carrier {
+        Carrier::Tcp => None,
+        Carrier::WebSocket { .. } => Some(WS_MAX_PACKET),
+    }
+}
+
 /// The packet size limit for our publishes: the broker's Maximum Packet
 /// Size (MQTT 5, `None` if it announced none), lowered to
 /// [`WS_MAX_PACKET`] over WebSocket.
 fn max_packet(carrier: &Carrier, announced: Option<u32>) -> Option<u32> {
-    let carrier = match carrier {
-        Carrier::Tcp => None,
-        Carrier::WebSocket { .. } => Some(WS_MAX_PACKET),
-    };
+    let carrier = carrier_max_packet(carrier);
     match (announced, carrier) {
         (Some(a), Some(c)) => Some(a.min(c)),
         (a, c) => a.or(c),

@@ -144,7 +144,11 @@ impl Mqtt {
         };
         let probe = options.broker.mqtt_version == MqttVersion::Auto;
         let (inner, engine) = Engine::new(version, &options, probe);
-        let (shared, control) = client::Shared::new(inner, Caps::of(&options.broker));
+        let (shared, control) = client::Shared::new(
+            inner,
+            Caps::of(&options.broker),
+            engine::carrier_max_packet(&options.broker.carrier),
+        );
         let client = Client {
             shared: Arc::new(shared),
         };

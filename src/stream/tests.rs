@@ -692,17 +692,21 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         any::<u64>(),
         any::<u32>(),
         0usize..40_000,
+        any::<u8>(),
     )
-        .prop_map(|(kind, flags, sid, seq, ack, sack, window, len)| Frame {
-            kind,
-            flags: flags & 0x0f,
-            sid,
-            seq,
-            ack,
-            sack,
-            window,
-            payload: Bytes::from(vec![0u8; len]),
-        })
+        .prop_map(
+            |(kind, flags, sid, seq, ack, sack, window, len, recv_limit)| Frame {
+                kind,
+                flags: flags & 0x0f,
+                sid,
+                seq,
+                ack,
+                sack,
+                window,
+                recv_limit,
+                payload: Bytes::from(vec![0u8; len]),
+            },
+        )
 }
 
 proptest! {
@@ -816,4 +820,24 @@ fn a_known_limit_cuts_chunks_and_loses_nothing() {
     sim.assert_intact();
     assert_eq!(sim.too_large, 0);
     assert_eq!(sim.a.s.stats().retransmits, 0);
+}
+
+#[test]
+fn each_side_tells_the_other_what_it_receives_well() {
+    let now = Instant::now();
+    let mut s = Stream::new(1, Config::default(), 1 << 20, now);
+    assert_eq!(s.peer_recv_packet(), None, "nothing heard yet");
+    s.set_recv_limit(16);
+    s.send(Bytes::from_static(b"x"), now);
+    let f = s.poll_transmit(now).expect("a data frame");
+    assert_eq!(f.recv_limit, 16, "our limit rides on our frames");
+    let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
+    ack.ack = 1;
+    ack.window = 1 << 20;
+    ack.recv_limit = 16;
+    s.on_frame(ack.clone(), now).unwrap();
+    assert_eq!(s.peer_recv_packet(), Some(4096));
+    ack.recv_limit = 0;
+    s.on_frame(ack, now).unwrap();
+    assert_eq!(s.peer_recv_packet(), None, "the latest frame counts");
 }
