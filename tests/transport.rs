@@ -178,10 +178,10 @@ fn secure_websocket_verifies_like_mqtts_with_a_private_ca_and_mutual_tls() {
     let other_ca = pki.ca("other-ca");
     let (cert, key) = pki.server("broker", "ca", ServerCert::Localhost);
     let (client_cert, client_key) = pki.client("alice", "ca", KeyFormat::EcPkcs8);
-    let (_broker, wss) = Broker::start_ws(&tls_listener(&ca, &cert, &key));
+    let (mut broker, wss) = Broker::start_ws(&tls_listener(&ca, &cert, &key));
     let sshd = Sshd::start();
     let url = format!("wss://localhost:{wss}/mqtt");
-    let (agent, ssh) = agent_and_ssh(&url, wss, &sshd, &["--ca-file", p(&ca)], "wss");
+    let (mut agent, ssh) = agent_and_ssh(&url, wss, &sshd, &["--ca-file", p(&ca)], "wss");
     echo(&ssh, "ssh over wss");
     let dir = tmp();
     scp_both_ways(&ssh, dir.path(), WS_COPY, "wss");
@@ -196,6 +196,18 @@ fn secure_websocket_verifies_like_mqtts_with_a_private_ca_and_mutual_tls() {
         ],
         &agent.node,
     );
+    // A broker restart in the middle of a session: both ends reconnect over
+    // wss, and output written after the restart arrives intact.
+    let in_flight = Background::start(&mut ssh.ssh("sleep 3; head -c 300000 /dev/zero"));
+    // Three sessions before it: the echo and the two copies.
+    agent.wait_log("session opened", 4, Duration::from_secs(10));
+    broker.restart();
+    let out = in_flight.finish(Duration::from_secs(60));
+    if !out.status.success() {
+        eprintln!("--- agent log ---\n{}", agent.log_text());
+    }
+    assert_success(&out, "ssh over wss across a broker restart");
+    assert_eq!(out.stdout.len(), 300_000);
     // The same errors as mqtts.
     let out = run_with_timeout(
         &mut proxy_args(&["--broker", &url, "--ca-file", p(&other_ca), "n1"]),
