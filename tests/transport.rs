@@ -110,6 +110,21 @@ fn assert_ws_sized(observer: &Raw, prefix: &str, min: usize) {
     );
 }
 
+/// A broker restart in the middle of a session (after the echo and the two
+/// copies, the agent's fourth): both ends reconnect, and output written
+/// after the restart arrives intact.
+fn output_survives_a_broker_restart(broker: &mut Broker, agent: &mut Agent, ssh: &Ssh, what: &str) {
+    let in_flight = Background::start(&mut ssh.ssh("sleep 3; head -c 300000 /dev/zero"));
+    agent.wait_log("session opened", 4, Duration::from_secs(10));
+    broker.restart();
+    let out = in_flight.finish(Duration::from_secs(60));
+    if !out.status.success() {
+        eprintln!("--- agent log ---\n{}", agent.log_text());
+    }
+    assert_success(&out, &format!("{what} across a broker restart"));
+    assert_eq!(out.stdout.len(), 300_000);
+}
+
 #[test]
 fn websocket_carries_ssh_scp_and_the_listing_across_a_broker_restart() {
     let (mut broker, ws) = Broker::start_ws("");
@@ -155,18 +170,8 @@ fn websocket_carries_ssh_scp_and_the_listing_across_a_broker_restart() {
         &agent.node,
     );
 
-    // A broker restart in the middle of a session: both ends reconnect over
-    // WebSocket, and output written after the restart arrives intact.
-    let in_flight = Background::start(&mut ssh.ssh("sleep 3; head -c 300000 /dev/zero"));
-    // Three sessions before it: the echo and the two copies.
-    agent.wait_log("session opened", 4, Duration::from_secs(10));
-    broker.restart();
-    let out = in_flight.finish(Duration::from_secs(60));
-    if !out.status.success() {
-        eprintln!("--- agent log ---\n{}", agent.log_text());
-    }
-    assert_success(&out, "ssh over ws across a broker restart");
-    assert_eq!(out.stdout.len(), 300_000);
+    // Both ends reconnect over WebSocket.
+    output_survives_a_broker_restart(&mut broker, &mut agent, &ssh, "ssh over ws");
     agent.wait_log(AGENT_ONLINE_TEXT, 2, Duration::from_secs(20));
     echo(&ssh, "ssh over ws after the restart");
 }
@@ -196,18 +201,8 @@ fn secure_websocket_verifies_like_mqtts_with_a_private_ca_and_mutual_tls() {
         ],
         &agent.node,
     );
-    // A broker restart in the middle of a session: both ends reconnect over
-    // wss, and output written after the restart arrives intact.
-    let in_flight = Background::start(&mut ssh.ssh("sleep 3; head -c 300000 /dev/zero"));
-    // Three sessions before it: the echo and the two copies.
-    agent.wait_log("session opened", 4, Duration::from_secs(10));
-    broker.restart();
-    let out = in_flight.finish(Duration::from_secs(60));
-    if !out.status.success() {
-        eprintln!("--- agent log ---\n{}", agent.log_text());
-    }
-    assert_success(&out, "ssh over wss across a broker restart");
-    assert_eq!(out.stdout.len(), 300_000);
+    // Both ends reconnect over wss.
+    output_survives_a_broker_restart(&mut broker, &mut agent, &ssh, "ssh over wss");
     // The same errors as mqtts.
     let out = run_with_timeout(
         &mut proxy_args(&["--broker", &url, "--ca-file", p(&other_ca), "n1"]),
