@@ -34,8 +34,22 @@ fn is_fifo(fd: &OwnedFd) -> bool {
     })
 }
 
+/// Pipe capacity we ask for (Linux's default is 64 KiB, the size of one of
+/// our chunks): room for several chunks lets the proxy hand ssh a burst in
+/// one write and sleep while ssh drains it, instead of waking for every
+/// 64 KiB. Up to `/proc/sys/fs/pipe-max-size` (1 MiB by default); a refusal
+/// (the user's pipe quota) keeps the default.
+const PIPE_SIZE: usize = 1 << 20;
+
+fn grow_pipe(fd: &OwnedFd) {
+    if let Err(e) = rustix::pipe::fcntl_setpipe_size(fd, PIPE_SIZE) {
+        tracing::debug!(error = %e, "could not enlarge the pipe; keeping its size");
+    }
+}
+
 fn reader(fd: OwnedFd) -> io::Result<Reader> {
     if is_fifo(&fd) {
+        grow_pipe(&fd);
         Ok(Box::pin(pipe::Receiver::from_owned_fd(fd)?))
     } else {
         Ok(Box::pin(tokio::fs::File::from_std(File::from(fd))))
@@ -44,6 +58,7 @@ fn reader(fd: OwnedFd) -> io::Result<Reader> {
 
 fn writer(fd: OwnedFd) -> io::Result<Writer> {
     if is_fifo(&fd) {
+        grow_pipe(&fd);
         Ok(Box::pin(pipe::Sender::from_owned_fd(fd)?))
     } else {
         Ok(Box::pin(tokio::fs::File::from_std(File::from(fd))))
