@@ -279,6 +279,8 @@ where
         let st = stream.stats();
         tracing::debug!(
             bytes_sent = st.bytes_sent,
+            chunks_sent = st.chunks_sent,
+            pure_acks = st.pure_acks,
             bytes_received = st.bytes_received,
             retransmits = st.retransmits,
             "session closed"

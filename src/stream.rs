@@ -125,6 +125,8 @@ pub struct Stats {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub chunks_sent: u64,
+    /// Frames that carried only an acknowledgement.
+    pub pure_acks: u64,
     pub retransmits: u64,
 }
 
@@ -137,6 +139,8 @@ pub struct Stream {
     recv: RecvHalf,
     /// Grows `recv`'s window to follow the round trip.
     tuner: WindowTuner,
+    /// Pure ACK frames sent (for the session's closing log line).
+    pure_acks: u64,
 
     // Flags for the next outgoing frame.
     /// Ask the peer to acknowledge at once (after a timeout or for a probe).
@@ -171,6 +175,7 @@ impl Stream {
             send,
             recv,
             tuner: WindowTuner::new(cfg.max_recv_window),
+            pure_acks: 0,
             ack_req: false,
             resync: false,
             recv_limit: 0,
@@ -195,6 +200,7 @@ impl Stream {
             bytes_sent,
             bytes_received: self.recv.bytes_received(),
             chunks_sent,
+            pure_acks: self.pure_acks,
             retransmits,
         }
     }
@@ -422,6 +428,7 @@ impl Stream {
                 self.recv.buffered(),
             );
             if let Some(window) = grown {
+                tracing::debug!(window, "receive window grows");
                 self.recv.grow(window);
             }
         }
@@ -483,6 +490,7 @@ impl Stream {
     }
 
     fn ack_frame(&mut self, now: Instant) -> Frame {
+        self.pure_acks += 1;
         let resync = std::mem::take(&mut self.resync);
         let mut f = self.frame(Kind::Ack, now);
         if resync {

@@ -656,11 +656,22 @@ fn keystroke_acks_ride_on_the_next_key_and_never_time_out() {
 #[test]
 fn sender_out_of_window_with_few_chunks_in_flight_asks_for_an_ack() {
     // (case, peer window, chunks of 1000 bytes, ack requested on the last)
+    let every = ACK_EVERY as u32;
     let cases = [
         ("room left", 1 << 20, 3, false),
         ("peer window filled by one chunk", 1000, 1, true),
-        ("peer window filled by three", 3000, 3, true),
-        ("window filled with enough in flight", 4000, 4, false),
+        (
+            "peer window filled by one chunk too few",
+            1000 * (every - 1),
+            every - 1,
+            true,
+        ),
+        (
+            "window filled with enough in flight",
+            1000 * every,
+            every,
+            false,
+        ),
     ];
     for (name, window, chunks, wanted) in cases {
         let now = Instant::now();
