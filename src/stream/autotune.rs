@@ -26,13 +26,10 @@ pub const MAX_RECV_WINDOW: u32 = 8 << 20;
 /// ssh's own crypto, and any one of them may wait a scheduler slice of
 /// several milliseconds: a window of one measured round trip runs dry at
 /// each such wait. So the window holds 10 ms at the rate actually seen (a
-/// fast loopback download grows to the 8 MiB cap), which also lets
-/// [`ACK_EVERY`] rather than the quarter-window rule pace the acks.
-/// Sessions sharing a link each see their share of the rate, so many
-/// parallel sessions do not grow. (On 2 cores, A/B runs of a 256 MiB scp
-/// could not separate its effect on throughput from run-to-run spread.)
-///
-/// [`ACK_EVERY`]: super::recv::ACK_EVERY
+/// fast loopback download grows to the 8 MiB cap). Sessions sharing a
+/// link each see their share of the rate, so many parallel sessions do not
+/// grow. (On 2 cores, A/B runs of a 256 MiB scp could not separate its
+/// effect on throughput from run-to-run spread.)
 pub const MIN_TUNING_RTT: Duration = Duration::from_millis(10);
 
 /// Decides when the receive window grows; no I/O.
