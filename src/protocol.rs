@@ -309,6 +309,16 @@ impl Frame {
 
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::with_capacity(HEADER_LEN + self.payload.len());
+        b.resize(HEADER_LEN, 0);
+        self.write_header(&mut b);
+        b.extend_from_slice(&self.payload);
+        b.freeze()
+    }
+
+    /// Write the header into the first [`HEADER_LEN`] bytes of `out` (for
+    /// a payload that already sits right behind them).
+    pub fn write_header(&self, out: &mut [u8]) {
+        let mut b = &mut out[..HEADER_LEN];
         b.put_u8(VERSION);
         b.put_u8(self.kind as u8);
         b.put_u8(self.flags);
@@ -318,8 +328,6 @@ impl Frame {
         b.put_u64(self.ack);
         b.put_u64(self.sack);
         b.put_u32(self.window);
-        b.extend_from_slice(&self.payload);
-        b.freeze()
     }
 
     /// Decode and validate a frame. The payload shares `buf`'s memory.

@@ -33,12 +33,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
 use crate::protocol::{
     self, Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_PEER_LOST, FLAG_RESYNC,
-    MAX_CHUNK,
+    HEADER_LEN, MAX_CHUNK,
 };
 
 mod autotune;
@@ -158,7 +158,9 @@ pub struct Stream {
     peer_lost_hint: bool,
     error: Option<StreamError>,
     reset_queued: bool,
-    out: VecDeque<Frame>,
+    /// Frames to publish, each with its encoding when it was written in
+    /// place ([`Stream::send_framed`]).
+    out: VecDeque<(Frame, Option<Bytes>)>,
 }
 
 impl Stream {
@@ -289,6 +291,34 @@ impl Stream {
         self.emit_data(chunk, now);
     }
 
+    /// [`Stream::send`] for a chunk read into `buf` behind [`HEADER_LEN`]
+    /// bytes of room: the DATA header is written into that room, so the
+    /// first transmission is `buf` itself rather than a copy (the payload
+    /// is copied once more anyway, into the MQTT client's write buffer).
+    /// Retransmissions are encoded afresh, with the acks of their time.
+    pub fn send_framed(&mut self, mut buf: BytesMut, now: Instant) {
+        debug_assert!(buf.len() > HEADER_LEN && buf.len() - HEADER_LEN <= MAX_CHUNK);
+        if buf.len() - HEADER_LEN > self.send.segment().max_chunk() {
+            // Goes in fragments, which are encoded anyway.
+            return self.send(buf.split_off(HEADER_LEN).freeze(), now);
+        }
+        debug_assert!(self.can_send());
+        let mut f = self.frame(Kind::Data, now);
+        f.seq = self.send.next_seq();
+        f.write_header(&mut buf);
+        let wire = buf.freeze();
+        let chunk = self.send.push(wire.slice(HEADER_LEN..), false, now);
+        debug_assert_eq!(chunk.seq, f.seq);
+        f.payload = chunk.data;
+        if self.ack_request_due() {
+            // The header written has no ACK_REQ: encode this one afresh.
+            f.flags |= FLAG_ACK_REQ;
+            self.out.push_back((f, None));
+        } else {
+            self.out.push_back((f, Some(wire)));
+        }
+    }
+
     /// The local side reached EOF: send FIN once everything before it can go.
     pub fn close_write(&mut self, now: Instant) {
         self.send.close();
@@ -300,7 +330,7 @@ impl Stream {
         if !self.reset_queued {
             self.reset_queued = true;
             self.out
-                .push_back(Frame::control(Kind::Reset, self.sid, Bytes::new()));
+                .push_back((Frame::control(Kind::Reset, self.sid, Bytes::new()), None));
         }
     }
 
@@ -314,13 +344,17 @@ impl Stream {
         if chunk.fin {
             f.flags |= FLAG_FIN;
         }
-        // The windows are full and too few chunks are in flight for the
-        // peer to ack at once on its own (every `ACK_EVERY`): without the
-        // request, we would wait the peer's whole ack delay for room.
-        if !self.send.can_send() && (self.send.pipe() as u64) < ACK_EVERY {
+        if self.ack_request_due() {
             f.flags |= FLAG_ACK_REQ;
         }
-        self.out.push_back(f);
+        self.out.push_back((f, None));
+    }
+
+    /// The windows are full and too few chunks are in flight for the peer
+    /// to ack at once on its own (every `ACK_EVERY`): without a request, we
+    /// would wait the peer's whole ack delay for room.
+    fn ack_request_due(&self) -> bool {
+        !self.send.can_send() && (self.send.pipe() as u64) < ACK_EVERY
     }
 
     /// A chunk too large for one message, as fragments of the largest size
@@ -339,7 +373,7 @@ impl Stream {
                 data: chunk.data.slice(offset..total.min(offset + step)),
             }
             .encode();
-            self.out.push_back(f);
+            self.out.push_back((f, None));
         }
     }
 
@@ -477,14 +511,27 @@ impl Stream {
 
     /// The next frame to publish, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
-        if let Some(f) = self.out.pop_front() {
-            return Some(f);
+        self.poll_transmit_encoded(now).map(|(f, _)| f)
+    }
+
+    /// The next frame to publish and its encoding (written in place by
+    /// [`Stream::send_framed`], or encoded now).
+    pub fn poll_transmit_encoded(&mut self, now: Instant) -> Option<(Frame, Bytes)> {
+        self.next_frame(now).map(|(f, wire)| {
+            let wire = wire.unwrap_or_else(|| f.encode());
+            (f, wire)
+        })
+    }
+
+    fn next_frame(&mut self, now: Instant) -> Option<(Frame, Option<Bytes>)> {
+        if let Some(out) = self.out.pop_front() {
+            return Some(out);
         }
         if self.error.is_some() {
             return None;
         }
         if self.recv.poll_ack(now) {
-            return Some(self.ack_frame(now));
+            return Some((self.ack_frame(now), None));
         }
         None
     }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use crate::mqtt::{self, Client, LinkState, TaskEnded};
-use crate::protocol::{self, Frame, MAX_FRAME};
+use crate::protocol::{self, Frame, HEADER_LEN, MAX_FRAME};
 use crate::stream::{Discovery, Stream, StreamError};
 
 /// Where a session's outgoing frames go.
@@ -136,8 +136,8 @@ where
     loop {
         // Before any frame is cut: the connection's limit may have fallen.
         stream.set_max_message(sink.max_message(stream.peer_recv_packet()));
-        while let Some(f) = stream.poll_transmit(Instant::now()) {
-            sink.send(f.encode())
+        while let Some((f, wire)) = stream.poll_transmit_encoded(Instant::now()) {
+            sink.send(wire)
                 .await
                 .map_err(|_| TunnelError::LinkClosed(TaskEnded))?;
             // The send may have waited for the connection's rate caps.
@@ -173,11 +173,14 @@ where
         }
         let can_read = reading && stream.can_send();
         let chunk = stream.max_chunk();
-        if can_read && rbuf.capacity() != chunk {
+        if can_read && (rbuf.len() != HEADER_LEN || rbuf.capacity() != HEADER_LEN + chunk) {
             // A fresh buffer per chunk: the chunk is kept (shared) until it is
             // acknowledged, and a read never exceeds the chunk cap (which
             // follows the broker's message size limit, so it may change).
-            rbuf = BytesMut::with_capacity(chunk);
+            // Room for the frame header in front: the first transmission is
+            // this buffer (`Stream::send_framed`).
+            rbuf = BytesMut::with_capacity(HEADER_LEN + chunk);
+            rbuf.resize(HEADER_LEN, 0);
         }
         let pending_write = writer
             .is_some()
@@ -217,7 +220,7 @@ where
                     reading = false;
                     stream.close_write(Instant::now());
                 }
-                Ok(_) => stream.send(rbuf.split().freeze(), Instant::now()),
+                Ok(_) => stream.send_framed(rbuf.split(), Instant::now()),
                 Err(e) => return Err(abort(stream, sink, TunnelError::LocalRead(e)).await),
             },
             w = write_some(&mut writer, pending_write.as_ref()), if pending_write.is_some() => match w {

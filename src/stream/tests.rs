@@ -686,6 +686,54 @@ fn sender_out_of_window_with_few_chunks_in_flight_asks_for_an_ack() {
     }
 }
 
+/// A chunk read behind room for its header goes out exactly as the same
+/// chunk passed to `send` would, byte for byte: first transmissions (with
+/// and without an ack request), and retransmissions after a timeout.
+#[test]
+fn a_chunk_framed_in_place_is_sent_as_send_would_send_it() {
+    // (case, peer window, chunks of 1000 bytes)
+    let cases = [
+        ("room left", 1 << 20, 5),
+        ("the window fills: ack requested", 3000, 3),
+    ];
+    for (name, window, chunks) in cases {
+        let now = Instant::now();
+        let mut copied = Stream::new(7, Config::default(), window, now);
+        let mut framed = Stream::new(7, Config::default(), window, now);
+        let mut wires = Vec::new();
+        for i in 0..chunks {
+            let data = pattern(1000, i);
+            copied.send(Bytes::from(data.clone()), now);
+            let mut buf = BytesMut::zeroed(HEADER_LEN);
+            buf.extend_from_slice(&data);
+            framed.send_framed(buf, now);
+            let (fc, wc) = copied.poll_transmit_encoded(now).expect("a data frame");
+            let (ff, wf) = framed.poll_transmit_encoded(now).expect("a data frame");
+            assert_eq!((&ff, &wf), (&fc, &wc), "{name}: chunk {i}");
+            assert_eq!(
+                Frame::decode(wf.clone()).as_ref(),
+                Ok(&ff),
+                "{name}: chunk {i}"
+            );
+            wires.push(wf);
+        }
+        assert_eq!(
+            wires.last().map(|w| w[2] & FLAG_ACK_REQ != 0),
+            Some(window < 1 << 20),
+            "{name}: ack request on the last chunk"
+        );
+        let later = now + Duration::from_secs(5);
+        copied.on_timeout(later);
+        framed.on_timeout(later);
+        let resent = |s: &mut Stream| {
+            std::iter::from_fn(|| s.poll_transmit_encoded(later)).collect::<Vec<_>>()
+        };
+        let (rc, rf) = (resent(&mut copied), resent(&mut framed));
+        assert!(!rf.is_empty(), "{name}: a retransmission");
+        assert_eq!(rf, rc, "{name}: retransmissions");
+    }
+}
+
 fn arb_frame() -> impl Strategy<Value = Frame> {
     let kinds = prop_oneof![
         Just(Kind::Data),
