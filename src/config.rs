@@ -54,9 +54,11 @@ pub struct BrokerArgs {
     pub mqtt_version: Option<MqttVersion>,
 
     /// Largest MQTT packet to publish, in bytes, topic and headers included
-    /// (so either a broker's packet limit or its payload limit will do)
-    /// [default: the broker's announced Maximum Packet Size with MQTT 5;
-    /// otherwise discovered when large messages are lost].
+    /// (so either a broker's packet limit or its payload limit will do);
+    /// frames never exceed 65,576 bytes plus the topic [default: 40,000,
+    /// which suits mosquitto's memory use best, or less: the broker's
+    /// announced Maximum Packet Size with MQTT 5, or what is discovered when
+    /// large messages are lost].
     #[arg(long, env = "MQTT_MAX_MESSAGE_SIZE", value_name = "BYTES")]
     pub max_message_size: Option<u32>,
 

@@ -81,7 +81,7 @@ pub(super) struct Shared {
     /// With a pacer: publishes that must not wait ([`Client::try_publish`])
     /// queue here, for a task that sends them at the pacer's pace.
     control: Option<mpsc::Sender<Request>>,
-    /// `--max-message-size`; 0: not set.
+    /// `--max-message-size`, or `engine::DEFAULT_MAX_PACKET` without it.
     pub(super) user_max_packet: AtomicU32,
     /// The packet size limit discovered from disconnects (`mqtt::size`);
     /// 0: none.

@@ -156,7 +156,10 @@ impl Mqtt {
             tokio::spawn(client::send_control(Arc::downgrade(&client.shared), queue));
         }
         client.shared.user_max_packet.store(
-            options.broker.max_message_size.unwrap_or(0),
+            options
+                .broker
+                .max_message_size
+                .unwrap_or(engine::DEFAULT_MAX_PACKET),
             Ordering::Relaxed,
         );
         let (state_tx, state) = watch::channel(LinkState::Connecting);
