@@ -11,39 +11,21 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-/// MQTT's variable-length "remaining length".
-fn remaining_length(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n % 128) as u8;
-        n /= 128;
-        out.push(if n > 0 { byte | 0x80 } else { byte });
-        if n == 0 {
-            return;
-        }
-    }
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![first];
-    remaining_length(body.len(), &mut p);
-    p.extend_from_slice(body);
-    p
-}
-
-fn string(s: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s);
-}
+#[path = "../tests/common/mqtt_wire.rs"]
+mod mqtt_wire;
+use mqtt_wire::{mqtt_string, packet};
 
 /// Connect with a clean session and wait for the CONNACK.
 fn connect(port: u16, client_id: &[u8]) -> io::Result<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_nodelay(true)?;
     let mut body = Vec::new();
-    string(b"MQTT", &mut body);
+    mqtt_string(b"MQTT", &mut body);
     body.extend_from_slice(&[4, 0x02, 0, 60]); // 3.1.1, clean session, keepalive 60 s
-    string(client_id, &mut body);
-    s.write_all(&packet(0x10, &body))?;
+    mqtt_string(client_id, &mut body);
+    let mut out = Vec::new();
+    packet(0x10, &body, &mut out);
+    s.write_all(&out)?;
     let mut connack = [0u8; 4];
     s.read_exact(&mut connack)?;
     if connack[0] != 0x20 || connack[3] != 0 {
@@ -65,16 +47,19 @@ fn main() -> io::Result<()> {
 
     let mut sub = connect(port, format!("floor-sub-{}", std::process::id()).as_bytes())?;
     let mut body = vec![0, 1]; // packet id 1
-    string(topic.as_bytes(), &mut body);
+    mqtt_string(topic.as_bytes(), &mut body);
     body.push(0); // QoS 0
-    sub.write_all(&packet(0x82, &body))?;
+    let mut out = Vec::new();
+    packet(0x82, &body, &mut out);
+    sub.write_all(&out)?;
     let mut suback = [0u8; 5];
     sub.read_exact(&mut suback)?;
 
+    let mut body = Vec::new();
+    mqtt_string(topic.as_bytes(), &mut body);
+    body.resize(body.len() + size, 0xa5);
     let mut publish = Vec::new();
-    string(topic.as_bytes(), &mut publish);
-    publish.resize(publish.len() + size, 0xa5);
-    let publish = packet(0x30, &publish);
+    packet(0x30, &body, &mut publish);
     let count = total / size;
     let expected = count * publish.len();
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::mqtt_wire::{mqtt_string, packet};
 use common::*;
 use mqtt_proxy::list::{self, Node};
 use mqtt_proxy::EXIT_PROXY_FAILURE;
@@ -30,28 +31,6 @@ const MANY: usize = 5_000;
 // ---------------------------------------------------------------------------
 // Seeding retained presence messages with a minimal MQTT 3.1.1 client
 // ---------------------------------------------------------------------------
-
-fn remaining_length(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n % 128) as u8;
-        n /= 128;
-        out.push(if n > 0 { byte | 0x80 } else { byte });
-        if n == 0 {
-            return;
-        }
-    }
-}
-
-fn mqtt_string(s: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-fn packet(first: u8, body: &[u8], out: &mut Vec<u8>) {
-    out.push(first);
-    remaining_length(body.len(), out);
-    out.extend_from_slice(body);
-}
 
 /// Read one packet; returns its first byte.
 fn read_packet(s: &mut TcpStream) -> u8 {

@@ -25,6 +25,7 @@ mod amqtt;
 mod broker;
 mod files;
 mod host;
+pub mod mqtt_wire;
 mod pki;
 mod process;
 mod procfs;
