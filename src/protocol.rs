@@ -316,7 +316,8 @@ impl Frame {
     }
 
     /// Write the header into the first [`HEADER_LEN`] bytes of `out` (for
-    /// a payload that already sits right behind them).
+    /// a payload that already sits right behind them). Panics if `out` is
+    /// shorter.
     pub fn write_header(&self, out: &mut [u8]) {
         let mut b = &mut out[..HEADER_LEN];
         b.put_u8(VERSION);

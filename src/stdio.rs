@@ -34,10 +34,11 @@ fn is_fifo(fd: &OwnedFd) -> bool {
     })
 }
 
-/// Pipe capacity we ask for (Linux's default is 64 KiB, the size of one of
-/// our chunks): room for several chunks lets the proxy hand ssh a burst in
-/// one write and sleep while ssh drains it, instead of waking for every
-/// 64 KiB. Up to `/proc/sys/fs/pipe-max-size` (1 MiB by default); a refusal
+/// Pipe capacity we ask for. Linux's default, 64 KiB, holds a chunk or
+/// two, so the proxy woke for every chunk ssh drained; with room for many
+/// it hands ssh a burst and sleeps while ssh drains it (A/B, 256 MiB scp
+/// through a loopback broker: 0.52 to 0.63 of direct down, 0.69 to 0.78
+/// up). Up to `/proc/sys/fs/pipe-max-size` (1 MiB by default); a refusal
 /// (the user's pipe quota) keeps the default.
 const PIPE_SIZE: usize = 1 << 20;
 
