@@ -113,9 +113,23 @@ fn assert_ws_sized(observer: &Raw, prefix: &str, min: usize) {
 /// A broker restart in the middle of a session (after the echo and the two
 /// copies, the agent's fourth): both ends reconnect, and output written
 /// after the restart arrives intact.
-fn output_survives_a_broker_restart(broker: &mut Broker, agent: &mut Agent, ssh: &Ssh, what: &str) {
+fn output_survives_a_broker_restart(
+    broker: &mut Broker,
+    agent: &mut Agent,
+    sshd: &Sshd,
+    ssh: &Ssh,
+    what: &str,
+) {
     let in_flight = Background::start(&mut ssh.ssh("sleep 3; head -c 300000 /dev/zero"));
     agent.wait_log("session opened", 4, Duration::from_secs(10));
+    // Restart only once ssh has logged in (the fourth login of the test):
+    // the agent logs "session opened" before its ACCEPT reaches the proxy,
+    // and a broker that goes away while a session is still opening ends
+    // mqtt-proxy with an error, by design (seen once in CI).
+    let logged_in = wait_until(Duration::from_secs(10), || {
+        sshd.log_text().matches("Accepted publickey").count() >= 4
+    });
+    assert!(logged_in, "ssh did not log in:\n{}", sshd.log_text());
     broker.restart();
     let out = in_flight.finish(Duration::from_secs(60));
     if !out.status.success() {
@@ -171,7 +185,7 @@ fn websocket_carries_ssh_scp_and_the_listing_across_a_broker_restart() {
     );
 
     // Both ends reconnect over WebSocket.
-    output_survives_a_broker_restart(&mut broker, &mut agent, &ssh, "ssh over ws");
+    output_survives_a_broker_restart(&mut broker, &mut agent, &sshd, &ssh, "ssh over ws");
     agent.wait_log(AGENT_ONLINE_TEXT, 2, Duration::from_secs(20));
     echo(&ssh, "ssh over ws after the restart");
 }
@@ -202,7 +216,7 @@ fn secure_websocket_verifies_like_mqtts_with_a_private_ca_and_mutual_tls() {
         &agent.node,
     );
     // Both ends reconnect over wss.
-    output_survives_a_broker_restart(&mut broker, &mut agent, &ssh, "ssh over wss");
+    output_survives_a_broker_restart(&mut broker, &mut agent, &sshd, &ssh, "ssh over wss");
     // The same errors as mqtts.
     let out = run_with_timeout(
         &mut proxy_args(&["--broker", &url, "--ca-file", p(&other_ca), "n1"]),
