@@ -20,18 +20,6 @@ use tokio::time::Instant;
 /// reader on a far path holds at most this much.
 pub const MAX_RECV_WINDOW: u32 = 8 << 20;
 
-/// Shortest round trip the window is sized for. On a near broker the
-/// measured round trip is a millisecond or two, but every byte passes
-/// sshd, agent, broker, proxy and ssh, which share the machine's cores with
-/// ssh's own crypto, and any one of them may wait a scheduler slice of
-/// several milliseconds: a window of one measured round trip runs dry at
-/// each such wait. So the window holds 10 ms at the rate actually seen (a
-/// fast loopback download grows to the 8 MiB cap). Sessions sharing a
-/// link each see their share of the rate, so many parallel sessions do not
-/// grow. (On 2 cores, A/B runs of a 256 MiB scp could not separate its
-/// effect on throughput from run-to-run spread.)
-pub const MIN_TUNING_RTT: Duration = Duration::from_millis(10);
-
 /// Decides when the receive window grows; no I/O.
 #[derive(Debug, Clone)]
 pub struct WindowTuner {
@@ -57,7 +45,7 @@ impl WindowTuner {
         capacity: u32,
         buffered: usize,
     ) -> Option<u32> {
-        let rtt = srtt.filter(|r| !r.is_zero())?.max(MIN_TUNING_RTT);
+        let rtt = srtt.filter(|r| !r.is_zero())?;
         let (start, base) = *self.epoch.get_or_insert((now, received));
         let elapsed = now.saturating_duration_since(start);
         if elapsed < rtt {
