@@ -511,7 +511,7 @@ impl Stream {
 
     /// The next frame to publish, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
-        self.poll_transmit_encoded(now).map(|(f, _)| f)
+        self.next_frame(now).map(|(f, _)| f)
     }
 
     /// The next frame to publish and its encoding (written in place by

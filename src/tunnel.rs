@@ -266,9 +266,9 @@ async fn write_some<W: AsyncWrite + Unpin>(
 /// Send a RESET (best effort) and hand back the error.
 async fn abort<S: FrameSink>(stream: &mut Stream, sink: &mut S, e: TunnelError) -> TunnelError {
     stream.abort();
-    while let Some(f) = stream.poll_transmit(Instant::now()) {
+    while let Some((_, wire)) = stream.poll_transmit_encoded(Instant::now()) {
         // Best effort: if the link is gone the peer times out instead.
-        let _ = sink.send(f.encode()).await;
+        let _ = sink.send(wire).await;
     }
     e
 }
