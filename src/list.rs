@@ -161,7 +161,7 @@ impl Conn {
                         topics.join(", ")
                     ))
                 }
-                LinkState::Connecting => {}
+                LinkState::Connecting | LinkState::Subscribing => {}
             }
             tokio::select! {
                 r = state.changed() => if r.is_err() { break Err(mqtt::TaskEnded.into()) },

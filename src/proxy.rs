@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
@@ -13,7 +13,9 @@ use crate::auth;
 use crate::config::{self, Broker, BrokerArgs, FileConfig, Role, Secret};
 use crate::mqtt::pacer::{self, Caps};
 use crate::mqtt::{self, LinkState, Mqtt, QoS};
-use crate::protocol::{self, random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
+use crate::protocol::{
+    self, random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST, HEADER_LEN,
+};
 use crate::stream::{self, Stream, StreamError};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
 
@@ -27,6 +29,11 @@ const OPEN_RETRY: Duration = Duration::from_secs(1);
 const PRESENCE_WAIT: Duration = Duration::from_secs(2);
 /// Incoming messages buffered between the MQTT task and the session.
 const INCOMING_CAPACITY: usize = 1024;
+/// Most bytes read from stdin before the agent answers (see [`Early`]), and
+/// the window the session assumes the agent has until its ACCEPT says: ssh
+/// speaks first with its version banner (at most 255 bytes, RFC 4253), then
+/// waits for the server's.
+const EARLY_WINDOW: u32 = 4096;
 
 /// `mqtt-proxy` settings.
 #[derive(Debug, Clone, clap::Parser)]
@@ -231,7 +238,16 @@ where
         topic: topics.up(&cid),
     };
     let mut link = mqtt.state.clone();
+    let mut stdin = stdin;
     let result = async {
+        let mut stream = Stream::new(sid, cfg.stream, EARLY_WINDOW, Instant::now());
+        let early = Early {
+            stream: &mut stream,
+            stdin: &mut stdin,
+            // A challenge comes first, and the agent drops data before the
+            // answer: nothing to gain.
+            armed: cfg.agent_password.is_none(),
+        };
         let (peer_window, first) = open(
             &cfg,
             sid,
@@ -240,11 +256,12 @@ where
             &mut presence,
             &mut frames,
             &mut sink,
+            early,
         )
         .await?;
         let instance = presence.borrow().as_ref().map(|p| p.instance.clone());
         tracing::debug!(sid = %format!("{sid:016x}"), "session open");
-        let mut stream = Stream::new(sid, cfg.stream, peer_window, Instant::now());
+        stream.on_accept(peer_window, Instant::now());
         if let Some(f) = first {
             // Data that overtook (or replaced a lost) ACCEPT.
             let _ = stream.on_frame(f, Instant::now());
@@ -252,7 +269,7 @@ where
         let outcome = {
             let tunnel = tunnel::run(
                 &mut stream,
-                stdin,
+                &mut stdin,
                 stdout,
                 &mut frames,
                 &mut sink,
@@ -312,10 +329,23 @@ where
     result
 }
 
+/// The session's first bytes, sent right behind the OPEN: ssh's version
+/// banner then reaches sshd one broker round trip after the OPEN rather
+/// than two (the agent queues what follows an OPEN for the session it
+/// starts). One read of at most [`EARLY_WINDOW`] bytes.
+struct Early<'a, R> {
+    stream: &'a mut Stream,
+    stdin: &'a mut R,
+    /// The read is still to be tried.
+    armed: bool,
+}
+
 /// Connect, subscribe, ask the agent to open the session and wait for its
-/// answer. Returns the agent's receive window, and a stream frame that
-/// arrived before the ACCEPT, if any.
-async fn open<S: FrameSink>(
+/// answer; meanwhile send what the client says first ([`Early`]). Returns
+/// the agent's receive window, and a stream frame that arrived before the
+/// ACCEPT, if any.
+#[allow(clippy::too_many_arguments)]
+async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     cfg: &ProxyConfig,
     sid: u64,
     cid: &str,
@@ -323,13 +353,20 @@ async fn open<S: FrameSink>(
     presence: &mut watch::Receiver<Option<Presence>>,
     frames: &mut mpsc::Receiver<Frame>,
     sink: &mut S,
+    mut early: Early<'_, R>,
 ) -> Result<(u32, Option<Frame>), ProxyError> {
     let node = &cfg.node;
     let deadline = Instant::now() + OPEN_TIMEOUT;
-    // 1. Broker connection and subscriptions (ours first, then the OPEN).
+    // 1. Broker connection, and our SUBSCRIBE queued (the OPEN goes behind
+    // it; the SUBACK may still be on its way).
+    let mut subscribed_at = None;
     loop {
         match &*link.borrow_and_update() {
-            LinkState::Up { .. } => break,
+            LinkState::Up { .. } => {
+                subscribed_at = Some(Instant::now());
+                break;
+            }
+            LinkState::Subscribing => break,
             LinkState::Down { reason, .. } => return Err(ProxyError::Broker(reason.clone())),
             LinkState::SubscribeDenied { topics } => {
                 return Err(ProxyError::Denied(topics.join(", ")))
@@ -344,7 +381,6 @@ async fn open<S: FrameSink>(
                 "could not reach broker {}: timed out", cfg.broker.addr))),
         }
     }
-    let subscribed_at = Instant::now();
     // An agent seen online that then goes offline while we open may only be
     // reconnecting (its last will fired): keep asking until the deadline.
     // Offline from the start means the node is down: say so at once.
@@ -355,6 +391,7 @@ async fn open<S: FrameSink>(
     // OPEN until challenged, then AUTH: whatever is answered next.
     let mut request = open.encode();
     let mut next_open = Instant::now();
+    let mut rbuf = BytesMut::new();
     loop {
         match presence
             .borrow_and_update()
@@ -364,7 +401,7 @@ async fn open<S: FrameSink>(
             Some(true) => seen_online = true,
             Some(false) if !seen_online => return Err(ProxyError::Offline(node.clone())),
             Some(false) => {}
-            None if Instant::now() >= subscribed_at + PRESENCE_WAIT => {
+            None if subscribed_at.is_some_and(|t| Instant::now() >= t + PRESENCE_WAIT) => {
                 return Err(ProxyError::Offline(node.clone()))
             }
             None => {}
@@ -376,10 +413,33 @@ async fn open<S: FrameSink>(
             next_open = Instant::now() + OPEN_RETRY;
         }
         let mut wake = next_open.min(deadline);
-        if presence.borrow().is_none() {
-            wake = wake.min(subscribed_at + PRESENCE_WAIT);
+        if let Some(t) = subscribed_at.filter(|_| presence.borrow().is_none()) {
+            wake = wake.min(t + PRESENCE_WAIT);
+        }
+        if early.armed && rbuf.is_empty() {
+            let stream = &mut *early.stream;
+            stream.set_recv_limit(sink.recv_limit());
+            stream.set_max_message(sink.max_message(stream.peer_recv_packet()));
+            let room = stream.max_chunk().min(EARLY_WINDOW as usize);
+            rbuf = BytesMut::with_capacity(HEADER_LEN + room);
+            rbuf.resize(HEADER_LEN, 0);
         }
         tokio::select! {
+            r = early.stdin.read_buf(&mut rbuf), if early.armed => {
+                early.armed = false;
+                // Nothing read, or an error: the tunnel reads again and
+                // sees the same.
+                if matches!(r, Ok(n) if n > 0) {
+                    let stream = &mut *early.stream;
+                    stream.send_framed(rbuf.split(), Instant::now());
+                    while let Some((f, wire)) = stream.poll_transmit_encoded(Instant::now()) {
+                        sink.send(wire)
+                            .await
+                            .map_err(|e| ProxyError::Broker(e.to_string()))?;
+                        stream.on_transmitted(&f, Instant::now());
+                    }
+                }
+            }
             f = frames.recv() => match f {
                 Some(f) => match f.kind {
                     Kind::Accept => return Ok((f.window, None)),
@@ -413,8 +473,17 @@ async fn open<S: FrameSink>(
                 if r.is_err() {
                     return Err(mqtt::TaskEnded.into());
                 }
-                if let LinkState::Down { reason, .. } = &*link.borrow() {
-                    return Err(ProxyError::Broker(reason.clone()));
+                match &*link.borrow() {
+                    LinkState::Down { reason, .. } => {
+                        return Err(ProxyError::Broker(reason.clone()))
+                    }
+                    LinkState::SubscribeDenied { topics } => {
+                        return Err(ProxyError::Denied(topics.join(", ")))
+                    }
+                    LinkState::Up { .. } => {
+                        subscribed_at.get_or_insert_with(Instant::now);
+                    }
+                    LinkState::Connecting | LinkState::Subscribing => {}
                 }
             }
             _ = sleep_until(wake) => {}
@@ -525,6 +594,13 @@ mod tests {
         };
         let mut sink = Sent(sent_tx);
         let sid = 42;
+        let mut stream = Stream::new(sid, cfg.stream, EARLY_WINDOW, Instant::now());
+        let mut stdin = tokio::io::empty();
+        let early = Early {
+            stream: &mut stream,
+            stdin: &mut stdin,
+            armed: true,
+        };
         let opening = open(
             &cfg,
             sid,
@@ -533,6 +609,7 @@ mod tests {
             &mut presence_rx,
             &mut frames,
             &mut sink,
+            early,
         );
         let started = Instant::now();
         let result = tokio::select! {
@@ -564,5 +641,98 @@ mod tests {
         let (r, secs) = open_with(None, vec![], None).await;
         assert_eq!(r.unwrap_err().to_string(), "node 'n1' is offline");
         assert_eq!(secs, PRESENCE_WAIT.as_secs() as usize);
+    }
+
+    /// The frames the proxy sends before the agent answers, when ssh has
+    /// written `said` and the link is still waiting for its SUBACK; then
+    /// the session's window and timers once the agent accepts, `accept_after`
+    /// later.
+    async fn early_frames(
+        password: bool,
+        said: &'static [u8],
+        accept_after: Duration,
+    ) -> (Vec<Frame>, Stream) {
+        let mut cfg = ProxyArgs::parse_from(["mqtt-proxy", "n1"])
+            .resolve_with(&FileConfig::default(), &|_| None)
+            .expect("valid settings");
+        if password {
+            cfg.agent_password = Some(Secret::new("s3cret".into()));
+        }
+        let (_link_tx, mut link) = watch::channel(LinkState::Subscribing);
+        let (_presence_tx, mut presence_rx) = watch::channel(presence(true));
+        let (frames_tx, mut frames) = mpsc::channel(16);
+        let (sent_tx, mut sent) = mpsc::unbounded_channel::<Frame>();
+        let mut sink = Sent(sent_tx);
+        let mut stream = Stream::new(42, cfg.stream, EARLY_WINDOW, Instant::now());
+        let mut stdin = said;
+        let early = Early {
+            stream: &mut stream,
+            stdin: &mut stdin,
+            armed: cfg.agent_password.is_none(),
+        };
+        let agent = async move {
+            tokio::time::sleep(accept_after).await;
+            let mut accept = Frame::control(Kind::Accept, 42, Bytes::new());
+            accept.window = 1 << 20;
+            frames_tx.send(accept).await.expect("proxy listens");
+            std::future::pending::<()>().await;
+        };
+        let opening = open(
+            &cfg,
+            42,
+            "cid",
+            &mut link,
+            &mut presence_rx,
+            &mut frames,
+            &mut sink,
+            early,
+        );
+        let window = tokio::select! {
+            r = opening => r.expect("accepted").0,
+            _ = agent => unreachable!("the agent task never ends"),
+        };
+        stream.on_accept(window, Instant::now());
+        let mut out = Vec::new();
+        while let Ok(f) = sent.try_recv() {
+            out.push(f);
+        }
+        (out, stream)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ssh_s_banner_follows_the_open_before_the_agent_answers() {
+        let banner = b"SSH-2.0-OpenSSH_9.2\r\n";
+        let (sent, _) = early_frames(false, banner, Duration::from_millis(50)).await;
+        let kinds: Vec<Kind> = sent.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [Kind::Open, Kind::Data]);
+        assert_eq!((sent[1].seq, &sent[1].payload[..]), (0, &banner[..]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_an_agent_password_nothing_but_the_open_goes_before_the_answer() {
+        let (sent, _) = early_frames(true, b"SSH-2.0-x\r\n", Duration::from_millis(50)).await;
+        let kinds: Vec<Kind> = sent.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [Kind::Open]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_does_not_time_out_the_early_bytes() {
+        // The agent answers after 5 s (it was reconnecting): the banner's
+        // retransmission timeout counts from the ACCEPT, so it is not
+        // presumed lost at once, and the window is the agent's.
+        let (_, mut stream) = early_frames(false, b"SSH-2.0-x\r\n", Duration::from_secs(5)).await;
+        let now = Instant::now();
+        let due = stream.poll_deadline().expect("a timer runs");
+        assert!(due > now, "the early chunk must not be due at once");
+        stream.on_timeout(now);
+        assert!(
+            stream.poll_transmit(now).is_none(),
+            "nothing retransmitted yet"
+        );
+        assert!(stream.error().is_none());
+        assert!(
+            stream.can_send(),
+            "the agent's 1 MiB window, not the early one"
+        );
     }
 }

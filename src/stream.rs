@@ -212,6 +212,15 @@ impl Stream {
         self.recv.window()
     }
 
+    /// The agent accepted the session, announcing its receive window
+    /// (a client that sent data before the answer assumed a small one).
+    /// What went out before counts from now: its timeout, not the wait for
+    /// the answer, and no round-trip sample.
+    pub fn on_accept(&mut self, window: u32, now: Instant) {
+        self.last_heard = now;
+        self.send.on_accept(window, now);
+    }
+
     /// The error that ended the stream, if any.
     pub fn error(&self) -> Option<&StreamError> {
         self.error.as_ref()

@@ -415,6 +415,27 @@ impl Client {
         }
     }
 
+    /// Queue one SUBSCRIBE for several filters if the request channel has
+    /// room now; false if it has not (or the event loop is gone).
+    pub fn try_subscribe_many(&self, filters: &[String], qos: QoS) -> bool {
+        match self.shared.current().0 {
+            Inner::V4(c) => c
+                .try_subscribe_many(
+                    filters
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), v4_qos(qos))),
+                )
+                .is_ok(),
+            Inner::V5(c) => c
+                .try_subscribe_many(
+                    filters
+                        .iter()
+                        .map(|f| rumqttc::v5::mqttbytes::v5::Filter::new(f, v5_qos(qos))),
+                )
+                .is_ok(),
+        }
+    }
+
     /// Queue a DISCONNECT behind everything already queued.
     pub async fn disconnect(&self) -> Result<(), TaskEnded> {
         let sent = match self.shared.current().0 {

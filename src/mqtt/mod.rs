@@ -56,6 +56,12 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum LinkState {
     /// Not connected yet.
     Connecting,
+    /// Connected, and our SUBSCRIBE is queued ahead of anything published
+    /// from now on; its SUBACK is still to come. A broker handles one
+    /// connection's packets in order, so what we publish now is answered on
+    /// topics we are subscribed to: a client need not wait a round trip
+    /// for the SUBACK before it asks for a session.
+    Subscribing,
     /// Connected and subscribed; `generation` counts successful connects.
     Up { generation: u64 },
     /// The last attempt failed or the connection dropped; retrying.
@@ -186,7 +192,10 @@ impl Mqtt {
     /// broker is down wait [`FLUSH_TIMEOUT`] longer for the error.
     pub async fn close(self) {
         let mut task = self.task;
-        if !matches!(*self.state.borrow(), LinkState::Up { .. }) {
+        if !matches!(
+            *self.state.borrow(),
+            LinkState::Up { .. } | LinkState::Subscribing
+        ) {
             task.abort();
             return;
         }
@@ -284,14 +293,21 @@ async fn run(
                 tracing::debug!(broker = %addr, version = ?version.current,
                     max_packet = ?limits.max_packet, receive_max = ?limits.receive_max,
                     topic_alias_max = ?limits.topic_alias_max, "connected");
-                // Queue from another task: awaiting the request channel here
+                // Queued without waiting if there is room (a fresh
+                // connection's request channel is empty), so what is
+                // published after the state change goes behind it.
+                // Otherwise from another task: awaiting the channel here
                 // would deadlock, since only this loop drains it.
-                let client = client.clone();
-                let subs = subscriptions.clone();
-                tokio::spawn(async move {
-                    // An error means the event loop ended; nothing left to do.
-                    let _ = client.subscribe_many(subs, inbox.qos).await;
-                });
+                if client.try_subscribe_many(&subscriptions, inbox.qos) {
+                    state.send_replace(LinkState::Subscribing);
+                } else {
+                    let client = client.clone();
+                    let subs = subscriptions.clone();
+                    tokio::spawn(async move {
+                        // An error means the event loop ended; nothing left to do.
+                        let _ = client.subscribe_many(subs, inbox.qos).await;
+                    });
+                }
             }
             Ok(Ev::SubAck(granted)) if awaiting_suback => {
                 awaiting_suback = false;

@@ -46,7 +46,9 @@ struct Sent {
     /// in one burst share `sent_at`, so loss detection compares this.
     xmit: u64,
     /// Sent more than once: its acknowledgement is no round-trip sample
-    /// (Karn's rule: which transmission it answers is unknown).
+    /// (Karn's rule: which transmission it answers is unknown). Also set
+    /// for a chunk sent before the session was accepted, whose timer
+    /// restarted then.
     retransmitted: bool,
     state: ChunkState,
     /// The largest message of its latest transmission (a whole frame, or
@@ -137,6 +139,20 @@ impl SendHalf {
         };
         if s.seq == seq && s.state == ChunkState::InFlight {
             s.sent_at = s.sent_at.max(now);
+        }
+    }
+
+    /// The session was accepted with this receive window (see
+    /// [`crate::stream::Stream::on_accept`]).
+    pub fn on_accept(&mut self, window: u32, now: Instant) {
+        self.peer_window = window;
+        for s in self
+            .unacked
+            .iter_mut()
+            .filter(|s| s.state == ChunkState::InFlight)
+        {
+            s.sent_at = now;
+            s.retransmitted = true;
         }
     }
 
