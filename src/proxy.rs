@@ -248,7 +248,7 @@ where
             // answer: nothing to gain.
             armed: cfg.agent_password.is_none(),
         };
-        let (peer_window, first) = open(
+        let (peer_window, first, repeated) = open(
             &cfg,
             sid,
             &cid,
@@ -261,7 +261,7 @@ where
         .await?;
         let instance = presence.borrow().as_ref().map(|p| p.instance.clone());
         tracing::debug!(sid = %format!("{sid:016x}"), "session open");
-        stream.on_accept(peer_window, Instant::now());
+        stream.on_accept(peer_window, repeated, Instant::now());
         if let Some(f) = first {
             // Data that overtook (or replaced a lost) ACCEPT.
             let _ = stream.on_frame(f, Instant::now());
@@ -342,8 +342,9 @@ struct Early<'a, R> {
 
 /// Connect, subscribe, ask the agent to open the session and wait for its
 /// answer; meanwhile send what the client says first ([`Early`]). Returns
-/// the agent's receive window, and a stream frame that arrived before the
-/// ACCEPT, if any.
+/// the agent's receive window, a stream frame that arrived before the
+/// ACCEPT, if any, and whether the request had to be repeated (so what
+/// followed the first one may have been dropped with it).
 #[allow(clippy::too_many_arguments)]
 async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     cfg: &ProxyConfig,
@@ -354,7 +355,7 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     frames: &mut mpsc::Receiver<Frame>,
     sink: &mut S,
     mut early: Early<'_, R>,
-) -> Result<(u32, Option<Frame>), ProxyError> {
+) -> Result<(u32, Option<Frame>, bool), ProxyError> {
     let node = &cfg.node;
     let deadline = Instant::now() + OPEN_TIMEOUT;
     // 1. Broker connection, and our SUBSCRIBE queued (the OPEN goes behind
@@ -392,6 +393,7 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     let mut request = open.encode();
     let mut next_open = Instant::now();
     let mut rbuf = BytesMut::new();
+    let (mut sent_any, mut repeated) = (false, false);
     loop {
         match presence
             .borrow_and_update()
@@ -410,6 +412,8 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
             sink.send(request.clone())
                 .await
                 .map_err(|e| ProxyError::Broker(e.to_string()))?;
+            repeated = sent_any;
+            sent_any = true;
             next_open = Instant::now() + OPEN_RETRY;
         }
         let mut wake = next_open.min(deadline);
@@ -442,12 +446,12 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
             }
             f = frames.recv() => match f {
                 Some(f) => match f.kind {
-                    Kind::Accept => return Ok((f.window, None)),
+                    Kind::Accept => return Ok((f.window, None, repeated)),
                     Kind::Refuse => return Err(ProxyError::Refused {
                         node: node.clone(),
                         reason: protocol::refuse_reason(&f.payload),
                     }),
-                    Kind::Data | Kind::Ack => return Ok((f.window, Some(f))),
+                    Kind::Data | Kind::Ack => return Ok((f.window, Some(f), repeated)),
                     Kind::Reset => return Err(ProxyError::Reset(node.clone())),
                     Kind::Challenge => {
                         let Some(secret) = &cfg.agent_password else {
@@ -570,7 +574,7 @@ mod tests {
         first: Option<Presence>,
         changes: Vec<Option<Presence>>,
         accept_at: Option<u64>,
-    ) -> (Result<(u32, Option<Frame>), ProxyError>, usize) {
+    ) -> (Result<(u32, Option<Frame>, bool), ProxyError>, usize) {
         let cfg = ProxyArgs::parse_from(["mqtt-proxy", "n1"])
             .resolve_with(&FileConfig::default(), &|_| None)
             .expect("valid settings");
@@ -687,11 +691,11 @@ mod tests {
             &mut sink,
             early,
         );
-        let window = tokio::select! {
-            r = opening => r.expect("accepted").0,
+        let (window, _, repeated) = tokio::select! {
+            r = opening => r.expect("accepted"),
             _ = agent => unreachable!("the agent task never ends"),
         };
-        stream.on_accept(window, Instant::now());
+        stream.on_accept(window, repeated, Instant::now());
         let mut out = Vec::new();
         while let Ok(f) = sent.try_recv() {
             out.push(f);
@@ -716,14 +720,16 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_slow_answer_does_not_time_out_the_early_bytes() {
-        // The agent answers after 5 s (it was reconnecting): the banner's
-        // retransmission timeout counts from the ACCEPT, so it is not
-        // presumed lost at once, and the window is the agent's.
-        let (_, mut stream) = early_frames(false, b"SSH-2.0-x\r\n", Duration::from_secs(5)).await;
+    async fn the_early_bytes_time_out_from_the_accept_or_go_again_if_the_open_was_repeated() {
+        // Answered just before the OPEN would be repeated: the banner's
+        // retransmission timeout counts from the ACCEPT, so 200 ms later it
+        // is not presumed lost (counted from its sending, it would be), and
+        // the window is the agent's.
+        let (_, mut stream) =
+            early_frames(false, b"SSH-2.0-x\r\n", Duration::from_millis(900)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let now = Instant::now();
-        let due = stream.poll_deadline().expect("a timer runs");
-        assert!(due > now, "the early chunk must not be due at once");
+        assert!(stream.poll_deadline().expect("a timer runs") > now);
         stream.on_timeout(now);
         assert!(
             stream.poll_transmit(now).is_none(),
@@ -734,5 +740,11 @@ mod tests {
             stream.can_send(),
             "the agent's 1 MiB window, not the early one"
         );
+        // Answered after the OPEN was repeated: the first OPEN, and the
+        // banner behind it, may have been dropped; the banner goes again.
+        let (_, mut stream) =
+            early_frames(false, b"SSH-2.0-x\r\n", Duration::from_millis(1500)).await;
+        let again = stream.poll_transmit(Instant::now()).expect("sent again");
+        assert_eq!((again.kind, again.seq), (Kind::Data, 0));
     }
 }

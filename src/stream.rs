@@ -215,10 +215,16 @@ impl Stream {
     /// The agent accepted the session, announcing its receive window
     /// (a client that sent data before the answer assumed a small one).
     /// What went out before counts from now: its timeout, not the wait for
-    /// the answer, and no round-trip sample.
-    pub fn on_accept(&mut self, window: u32, now: Instant) {
+    /// the answer, and no round-trip sample. If the request was `repeated`,
+    /// the agent may have dropped it and what followed it: that goes again
+    /// at once.
+    pub fn on_accept(&mut self, window: u32, repeated: bool, now: Instant) {
         self.last_heard = now;
         self.send.on_accept(window, now);
+        if repeated {
+            self.send.mark_all_lost();
+            self.pump(now);
+        }
     }
 
     /// The error that ended the stream, if any.
