@@ -557,6 +557,18 @@ mod tests {
         }
     }
 
+    /// `open` for session 42 of client id "cid".
+    async fn open_42<R: AsyncRead + Unpin>(
+        cfg: &ProxyConfig,
+        link: &mut watch::Receiver<LinkState>,
+        presence: &mut watch::Receiver<Option<Presence>>,
+        frames: &mut mpsc::Receiver<Frame>,
+        sink: &mut Sent,
+        early: Early<'_, R>,
+    ) -> Result<(u32, Option<Frame>, bool), ProxyError> {
+        open(cfg, 42, "cid", link, presence, frames, sink, early).await
+    }
+
     fn presence(online: bool) -> Option<Presence> {
         Some(Presence {
             status: if online { "online" } else { "offline" }.into(),
@@ -605,10 +617,8 @@ mod tests {
             stdin: &mut stdin,
             armed: true,
         };
-        let opening = open(
+        let opening = open_42(
             &cfg,
-            sid,
-            "cid",
             &mut link,
             &mut presence_rx,
             &mut frames,
@@ -681,10 +691,8 @@ mod tests {
             frames_tx.send(accept).await.expect("proxy listens");
             std::future::pending::<()>().await;
         };
-        let opening = open(
+        let opening = open_42(
             &cfg,
-            42,
-            "cid",
             &mut link,
             &mut presence_rx,
             &mut frames,

@@ -389,22 +389,8 @@ impl Client {
         loop {
             let (inner, epoch) = self.shared.current();
             let sent = match inner {
-                Inner::V4(c) => c
-                    .subscribe_many(
-                        filters
-                            .iter()
-                            .map(|f| rumqttc::SubscribeFilter::new(f.clone(), v4_qos(qos))),
-                    )
-                    .await
-                    .is_ok(),
-                Inner::V5(c) => c
-                    .subscribe_many(
-                        filters
-                            .iter()
-                            .map(|f| rumqttc::v5::mqttbytes::v5::Filter::new(f, v5_qos(qos))),
-                    )
-                    .await
-                    .is_ok(),
+                Inner::V4(c) => c.subscribe_many(v4_filters(&filters, qos)).await.is_ok(),
+                Inner::V5(c) => c.subscribe_many(v5_filters(&filters, qos)).await.is_ok(),
             };
             if sent {
                 return Ok(());
@@ -419,20 +405,8 @@ impl Client {
     /// room now; false if it has not (or the event loop is gone).
     pub fn try_subscribe_many(&self, filters: &[String], qos: QoS) -> bool {
         match self.shared.current().0 {
-            Inner::V4(c) => c
-                .try_subscribe_many(
-                    filters
-                        .iter()
-                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), v4_qos(qos))),
-                )
-                .is_ok(),
-            Inner::V5(c) => c
-                .try_subscribe_many(
-                    filters
-                        .iter()
-                        .map(|f| rumqttc::v5::mqttbytes::v5::Filter::new(f, v5_qos(qos))),
-                )
-                .is_ok(),
+            Inner::V4(c) => c.try_subscribe_many(v4_filters(filters, qos)).is_ok(),
+            Inner::V5(c) => c.try_subscribe_many(v5_filters(filters, qos)).is_ok(),
         }
     }
 
@@ -444,6 +418,21 @@ impl Client {
         };
         sent.then_some(()).ok_or(TaskEnded)
     }
+}
+
+fn v4_filters(filters: &[String], qos: QoS) -> impl Iterator<Item = rumqttc::SubscribeFilter> + '_ {
+    filters
+        .iter()
+        .map(move |f| rumqttc::SubscribeFilter::new(f.clone(), v4_qos(qos)))
+}
+
+fn v5_filters(
+    filters: &[String],
+    qos: QoS,
+) -> impl Iterator<Item = rumqttc::v5::mqttbytes::v5::Filter> + '_ {
+    filters
+        .iter()
+        .map(move |f| rumqttc::v5::mqttbytes::v5::Filter::new(f, v5_qos(qos)))
 }
 
 /// Send what [`Client::try_publish`] queued behind the rate caps, in order,
