@@ -1,6 +1,8 @@
 //! `mqtt-proxy <node>`: opens a session on a node's agent and carries it on
 //! stdin/stdout, for OpenSSH's ProxyCommand.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -209,11 +211,19 @@ where
     // Split incoming messages: frames for the session, presence for us.
     let (frames_tx, mut frames) = mpsc::channel::<Frame>(INCOMING_CAPACITY);
     let (presence_tx, mut presence) = watch::channel::<Option<Presence>>(None);
+    // The watch keeps only the latest presence: an agent whose retained
+    // "online" and last-will "offline" arrive together (it dropped its
+    // connection as we opened) must still count as seen online.
+    let ever_online = Arc::new(AtomicBool::new(false));
+    let seen = ever_online.clone();
     let router = tokio::spawn(async move {
         while let Some(p) = incoming.recv().await {
             if p.topic == presence_topic {
                 match Presence::decode(&p.payload) {
                     Some(pr) => {
+                        if pr.is_online() {
+                            seen.store(true, Ordering::SeqCst);
+                        }
                         presence_tx.send_replace(Some(pr));
                     }
                     None => tracing::debug!("malformed presence message dropped"),
@@ -254,6 +264,7 @@ where
             &cid,
             &mut link,
             &mut presence,
+            &ever_online,
             &mut frames,
             &mut sink,
             early,
@@ -352,6 +363,7 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     cid: &str,
     link: &mut watch::Receiver<LinkState>,
     presence: &mut watch::Receiver<Option<Presence>>,
+    ever_online: &AtomicBool,
     frames: &mut mpsc::Receiver<Frame>,
     sink: &mut S,
     mut early: Early<'_, R>,
@@ -401,7 +413,9 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
             .map(Presence::is_online)
         {
             Some(true) => seen_online = true,
-            Some(false) if !seen_online => return Err(ProxyError::Offline(node.clone())),
+            Some(false) if !seen_online && !ever_online.load(Ordering::SeqCst) => {
+                return Err(ProxyError::Offline(node.clone()))
+            }
             Some(false) => {}
             None if subscribed_at.is_some_and(|t| Instant::now() >= t + PRESENCE_WAIT) => {
                 return Err(ProxyError::Offline(node.clone()))
@@ -557,7 +571,8 @@ mod tests {
         }
     }
 
-    /// `open` for session 42 of client id "cid".
+    /// `open` for session 42 of client id "cid", with no presence seen but
+    /// what `presence` shows.
     async fn open_42<R: AsyncRead + Unpin>(
         cfg: &ProxyConfig,
         link: &mut watch::Receiver<LinkState>,
@@ -566,7 +581,19 @@ mod tests {
         sink: &mut Sent,
         early: Early<'_, R>,
     ) -> Result<(u32, Option<Frame>, bool), ProxyError> {
-        open(cfg, 42, "cid", link, presence, frames, sink, early).await
+        let ever_online = AtomicBool::new(false);
+        open(
+            cfg,
+            42,
+            "cid",
+            link,
+            presence,
+            &ever_online,
+            frames,
+            sink,
+            early,
+        )
+        .await
     }
 
     fn presence(online: bool) -> Option<Presence> {
@@ -754,5 +781,49 @@ mod tests {
             early_frames(false, b"SSH-2.0-x\r\n", Duration::from_millis(1500)).await;
         let again = stream.poll_transmit(Instant::now()).expect("sent again");
         assert_eq!((again.kind, again.seq), (Kind::Data, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_seen_online_before_its_last_will_is_waited_for() {
+        // The retained "online" and the agent's last will arrived together
+        // (it dropped its connection as we opened): the latest presence
+        // says offline, but the node was seen online, so we wait for it.
+        let cfg = ProxyArgs::parse_from(["mqtt-proxy", "n1"])
+            .resolve_with(&FileConfig::default(), &|_| None)
+            .expect("valid settings");
+        let (_link_tx, mut link) = watch::channel(LinkState::Up { generation: 1 });
+        let (_presence_tx, mut presence) = watch::channel(presence(false));
+        let (frames_tx, mut frames) = mpsc::channel(16);
+        let (sent_tx, _sent) = mpsc::unbounded_channel::<Frame>();
+        let mut sink = Sent(sent_tx);
+        let mut stream = Stream::new(42, cfg.stream, EARLY_WINDOW, Instant::now());
+        let mut stdin = tokio::io::empty();
+        let early = Early {
+            stream: &mut stream,
+            stdin: &mut stdin,
+            armed: true,
+        };
+        let agent = async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let accept = Frame::control(Kind::Accept, 42, Bytes::new());
+            frames_tx.send(accept).await.expect("proxy listens");
+            std::future::pending::<()>().await;
+        };
+        let ever_online = AtomicBool::new(true);
+        let opening = open(
+            &cfg,
+            42,
+            "cid",
+            &mut link,
+            &mut presence,
+            &ever_online,
+            &mut frames,
+            &mut sink,
+            early,
+        );
+        tokio::select! {
+            r = opening => assert!(r.is_ok(), "waited for the agent: {:?}", r.err()),
+            _ = agent => unreachable!("the agent task never ends"),
+        }
     }
 }
