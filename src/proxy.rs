@@ -15,9 +15,7 @@ use crate::auth;
 use crate::config::{self, Broker, BrokerArgs, FileConfig, Role, Secret};
 use crate::mqtt::pacer::{self, Caps};
 use crate::mqtt::{self, LinkState, Mqtt, QoS};
-use crate::protocol::{
-    self, random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST, HEADER_LEN,
-};
+use crate::protocol::{self, random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
 use crate::stream::{self, Stream, StreamError};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
 
@@ -457,8 +455,7 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
             stream.set_recv_limit(sink.recv_limit());
             stream.set_max_message(sink.max_message(stream.peer_recv_packet()));
             let room = stream.max_chunk().min(EARLY_WINDOW as usize);
-            rbuf = BytesMut::with_capacity(HEADER_LEN + room);
-            rbuf.resize(HEADER_LEN, 0);
+            rbuf = tunnel::chunk_buffer(room);
         }
         tokio::select! {
             r = early.stdin.read_buf(&mut rbuf), if early.armed => {
@@ -468,12 +465,9 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
                 if matches!(r, Ok(n) if n > 0) {
                     let stream = &mut *early.stream;
                     stream.send_framed(rbuf.split(), Instant::now());
-                    while let Some((f, wire)) = stream.poll_transmit_encoded(Instant::now()) {
-                        sink.send(wire)
-                            .await
-                            .map_err(|e| ProxyError::Broker(e.to_string()))?;
-                        stream.on_transmitted(&f, Instant::now());
-                    }
+                    tunnel::transmit(stream, sink)
+                        .await
+                        .map_err(|e| ProxyError::Broker(e.to_string()))?;
                 }
             }
             f = frames.recv() => match f {
@@ -589,17 +583,19 @@ mod tests {
         }
     }
 
-    /// `open` for session 42 of client id "cid", with no presence seen but
-    /// what `presence` shows.
+    /// `open` for session 42 of client id "cid"; `ever_online`: the node
+    /// was seen online before what `presence` shows.
+    #[allow(clippy::too_many_arguments)]
     async fn open_42<R: AsyncRead + Unpin>(
         cfg: &ProxyConfig,
         link: &mut watch::Receiver<LinkState>,
         presence: &mut watch::Receiver<Option<Presence>>,
+        ever_online: bool,
         frames: &mut mpsc::Receiver<Frame>,
         sink: &mut Sent,
         early: Early<'_, R>,
     ) -> Result<(u32, Option<Frame>, bool), ProxyError> {
-        let ever_online = AtomicBool::new(false);
+        let ever_online = AtomicBool::new(ever_online);
         open(
             cfg,
             42,
@@ -667,6 +663,7 @@ mod tests {
             &cfg,
             &mut link,
             &mut presence_rx,
+            false,
             &mut frames,
             &mut sink,
             early,
@@ -752,6 +749,7 @@ mod tests {
             &cfg,
             &mut link,
             &mut presence_rx,
+            false,
             &mut frames,
             &mut sink,
             early,
@@ -853,14 +851,11 @@ mod tests {
             frames_tx.send(accept).await.expect("proxy listens");
             std::future::pending::<()>().await;
         };
-        let ever_online = AtomicBool::new(true);
-        let opening = open(
+        let opening = open_42(
             &cfg,
-            42,
-            "cid",
             &mut link,
             &mut presence,
-            &ever_online,
+            true,
             &mut frames,
             &mut sink,
             early,

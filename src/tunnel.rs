@@ -136,13 +136,9 @@ where
     loop {
         // Before any frame is cut: the connection's limit may have fallen.
         stream.set_max_message(sink.max_message(stream.peer_recv_packet()));
-        while let Some((f, wire)) = stream.poll_transmit_encoded(Instant::now()) {
-            sink.send(wire)
-                .await
-                .map_err(|_| TunnelError::LinkClosed(TaskEnded))?;
-            // The send may have waited for the connection's rate caps.
-            stream.on_transmitted(&f, Instant::now());
-        }
+        transmit(stream, sink)
+            .await
+            .map_err(|_| TunnelError::LinkClosed(TaskEnded))?;
         if let Some(d) = stream.take_size_discovery() {
             sink.discovered(d);
         }
@@ -177,10 +173,7 @@ where
             // A fresh buffer per chunk: the chunk is kept (shared) until it is
             // acknowledged, and a read never exceeds the chunk cap (which
             // follows the broker's message size limit, so it may change).
-            // Room for the frame header in front: the first transmission is
-            // this buffer (`Stream::send_framed`).
-            rbuf = BytesMut::with_capacity(HEADER_LEN + chunk);
-            rbuf.resize(HEADER_LEN, 0);
+            rbuf = chunk_buffer(chunk);
         }
         let pending_write = writer
             .is_some()
@@ -241,6 +234,25 @@ where
             }
         }
     }
+}
+
+/// Publish every frame the stream has ready, in order.
+pub async fn transmit<S: FrameSink>(stream: &mut Stream, sink: &mut S) -> io::Result<()> {
+    while let Some((f, wire)) = stream.poll_transmit_encoded(Instant::now()) {
+        sink.send(wire).await?;
+        // The send may have waited for the connection's rate caps.
+        stream.on_transmitted(&f, Instant::now());
+    }
+    Ok(())
+}
+
+/// An empty read buffer for a chunk of at most `chunk` bytes, with room for
+/// the frame header in front: the first transmission is this buffer
+/// ([`Stream::send_framed`]).
+pub fn chunk_buffer(chunk: usize) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + chunk);
+    buf.resize(HEADER_LEN, 0);
+    buf
 }
 
 async fn write_some<W: AsyncWrite + Unpin>(
