@@ -40,11 +40,12 @@ fn both_binaries_speak_mqtt_5_to_mosquitto_and_3_1_1_when_told() {
     ] {
         let n = names("version");
         let target = sshd.target();
-        let _agent = Agent::start_with(&broker, &target, &n.node, &n.prefix, args, &[]);
+        let agent = Agent::start_with(&broker, &target, &n.node, &n.prefix, args, &[QUICKACK_LOG]);
         let ssh = Ssh::via_proxy_at(broker.port(), &n.prefix, &n.node, &sshd, args);
         let out = run(&mut ssh.ssh("echo hi"));
         assert_success(&out, "ssh through the tunnel");
         assert_eq!(out.stdout, b"hi\n");
+        agent.assert_quick_acks(tag);
         let agent = connections(&broker, &format!("mqtt-proxy-agent-{}-", n.node));
         assert_eq!(agent.len(), 1, "{agent:?}");
         assert!(agent[0].contains(tag), "agent: {agent:?}");

@@ -30,7 +30,9 @@ fn p(path: &Path) -> &str {
 fn agent_and_ssh(url: &str, port: u16, sshd: &Sshd, args: &[&str], tag: &str) -> (Agent, Ssh) {
     let n = names(tag);
     let agent_args = [&["--broker", url][..], args].concat();
-    let agent = Agent::start_at(port, &sshd.target(), &n.node, &n.prefix, &agent_args);
+    let env = [QUICKACK_LOG];
+    let mut agent = Agent::spawn_at(port, &sshd.target(), &n.node, &n.prefix, &agent_args, &env);
+    agent.wait_online();
     let proxy_args = [&["--broker", url, "--topic-prefix", &n.prefix][..], args].concat();
     let ssh = Ssh::via_proxy_args(sshd, &n.node, &proxy_args);
     (agent, ssh)
@@ -146,6 +148,7 @@ fn websocket_carries_ssh_scp_and_the_listing_across_a_broker_restart() {
     let url = format!("ws://127.0.0.1:{ws}/mqtt");
     let (mut agent, ssh) = agent_and_ssh(&url, ws, &sshd, &[], "ws");
     echo(&ssh, "ssh over ws");
+    agent.assert_quick_acks("ws");
     let dir = tmp();
     // On the broker's plain listener: sees what both ends publish.
     let observer = Raw::connect(broker.port(), "ws-observer", None);
@@ -202,6 +205,7 @@ fn secure_websocket_verifies_like_mqtts_with_a_private_ca_and_mutual_tls() {
     let url = format!("wss://localhost:{wss}/mqtt");
     let (mut agent, ssh) = agent_and_ssh(&url, wss, &sshd, &["--ca-file", p(&ca)], "wss");
     echo(&ssh, "ssh over wss");
+    agent.assert_quick_acks("wss");
     let dir = tmp();
     scp_both_ways(&ssh, dir.path(), WS_COPY, "wss");
     list_shows(
@@ -306,8 +310,9 @@ fn every_transport_works_through_an_http_connect_proxy() {
         if *with_ca {
             args.extend(["--ca-file", p(&ca)]);
         }
-        let (_agent, ssh) = agent_and_ssh(url, *port, &sshd, &args, "via-proxy");
+        let (agent, ssh) = agent_and_ssh(url, *port, &sshd, &args, "via-proxy");
         echo(&ssh, &format!("ssh to {url} through tinyproxy"));
+        agent.assert_quick_acks(&format!("{url} through tinyproxy"));
         // The agent's connection and the proxy's, both through tinyproxy.
         let connects = proxy.connects_to(*port);
         assert!(

@@ -124,6 +124,9 @@ pub(super) enum Ev {
     Publish(Message),
     /// Our DISCONNECT went out.
     Disconnected,
+    /// Another packet from the broker.
+    Read,
+    /// Something we sent.
     Other,
 }
 
@@ -336,7 +339,8 @@ impl Engine {
                         Ok(Ev::Publish(Message::new(p.topic, p.payload, p.retain)))
                     }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => Ok(Ev::Disconnected),
-                    Ok(_) => Ok(Ev::Other),
+                    Ok(Event::Incoming(_)) => Ok(Ev::Read),
+                    Ok(Event::Outgoing(_)) => Ok(Ev::Other),
                     Err(e) => Err(Failure {
                         done: matches!(e, rumqttc::ConnectionError::RequestsDone),
                         reason: describe_v4(&e, broker),
@@ -371,11 +375,12 @@ impl Engine {
                             Ok(topic) => Ok(Ev::Publish(Message::new(topic, p.payload, p.retain))),
                             // MQTT requires UTF-8 topics; a broker that
                             // breaks that has nothing for us.
-                            Err(_) => Ok(Ev::Other),
+                            Err(_) => Ok(Ev::Read),
                         }
                     }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => Ok(Ev::Disconnected),
-                    Ok(_) => Ok(Ev::Other),
+                    Ok(Event::Incoming(_)) => Ok(Ev::Read),
+                    Ok(Event::Outgoing(_)) => Ok(Ev::Other),
                     Err(e) => {
                         let v5 = match &e {
                             E::ConnectionRefused(

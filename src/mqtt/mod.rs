@@ -21,6 +21,7 @@ mod client;
 mod describe;
 mod engine;
 pub mod pacer;
+mod quickack;
 mod size;
 
 use std::sync::atomic::Ordering;
@@ -271,8 +272,18 @@ async fn run(
     let mut sizer = size::DropSizer::default();
     let mut awaiting_suback = false;
     let mut dropped = 0u64;
+    let mut quick = quickack::QuickAck::default();
     loop {
         let polled = engine.poll(broker).await;
+        match &polled {
+            Ok(Ev::ConnAck(_)) => {
+                quick.attach(quickack::dialled(broker));
+                quick.after_read();
+            }
+            Ok(Ev::Other | Ev::Disconnected) => {}
+            Ok(_) => quick.after_read(),
+            Err(_) => quick.detach(),
+        }
         if connected {
             if let Some(l) = sizer.on_alive(connected_at.elapsed()) {
                 tracing::debug!(broker = %addr, failed = l.failed, limit = l.limit,
@@ -341,7 +352,7 @@ async fn run(
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             },
             Ok(Ev::Disconnected) => return,
-            Ok(Ev::SubAck(_) | Ev::Other) => {}
+            Ok(Ev::SubAck(_) | Ev::Read | Ev::Other) => {}
             Err(f) => {
                 if f.done {
                     return;

@@ -16,6 +16,8 @@ use super::process::{append_log, read_lossy, wait_until, Killed};
 pub const AGENT_ONLINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The text the agent logs once it is connected to the broker.
 pub const AGENT_ONLINE_TEXT: &str = "agent is online";
+/// The agent's `RUST_LOG` for [`Agent::assert_quick_acks`].
+pub const QUICKACK_LOG: (&str, &str) = ("RUST_LOG", "info,mqtt_proxy::mqtt::quickack=debug");
 
 /// The agent's exit status when another agent took over its node id, as
 /// [`ExitStatus::code`] reports it ([`mqtt_proxy::EXIT_AGENT_TAKEN_OVER`]).
@@ -163,6 +165,18 @@ impl Agent {
     /// Everything the agent has written to stderr/stdout.
     pub fn log_text(&self) -> String {
         read_lossy(&self.log)
+    }
+
+    /// The agent (started with [`QUICKACK_LOG`]) found its broker
+    /// connection's socket, to acknowledge what the broker sends at once
+    /// (`mqtt::quickack`).
+    pub fn assert_quick_acks(&self, what: &str) {
+        let log = self.log_text();
+        assert!(
+            log.contains("broker socket for TCP_QUICKACK found=true"),
+            "{what}: the agent did not find its broker socket\n{}",
+            super::process::tail(&log, 20)
+        );
     }
 
     /// Kill the agent with SIGKILL and reap it.

@@ -1,0 +1,139 @@
+//! `TCP_QUICKACK` on the broker connection after every read.
+//!
+//! A stock mosquitto leaves Nagle's algorithm on: a small packet it sends
+//! us (a PUBACK, an ack frame, ssh's window adjustment) waits until we
+//! acknowledge the one before it at the TCP level. Linux delays that
+//! acknowledgement by up to 40 ms when the connection looks interactive,
+//! which ours always does, so the broker's next small packet to us waited
+//! that long. Setting `TCP_QUICKACK` sends the pending acknowledgement at
+//! once, and has to be repeated after each read (the kernel goes back to
+//! delaying; tcp(7)).
+//!
+//! rumqttc owns the socket and offers no hook, so once connected we look
+//! for it among the process's descriptors: the one TCP socket whose peer is
+//! the address rumqttc dials (the broker, or the HTTP proxy), and take a
+//! duplicate with `pidfd_getfd(2)` on our own process (Linux 5.6; without
+//! it we simply go without). The duplicate keeps the socket open, so it is
+//! dropped whenever rumqttc drops its own: at every failed poll and with
+//! the event loop.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+
+use rustix::net::sockopt;
+use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
+
+use crate::config::Broker;
+
+/// The broker connection's socket, when found.
+#[derive(Default)]
+pub(super) struct QuickAck {
+    fd: Option<OwnedFd>,
+}
+
+/// Where rumqttc's TCP connection goes for `broker`: the HTTP proxy if
+/// there is one, else the broker. The host is an address only when it is
+/// written as one; otherwise any address with that port matches.
+pub(super) fn dialled(broker: &Broker) -> (Option<IpAddr>, u16) {
+    let (host, port) = match &broker.http_proxy {
+        Some(p) => (p.host.as_str(), p.port),
+        None => (broker.addr.host.as_str(), broker.addr.port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host.parse().ok(), port)
+}
+
+/// Whether `peer` is where we dialled.
+fn matches(peer: SocketAddr, (ip, port): (Option<IpAddr>, u16)) -> bool {
+    peer.port() == port && ip.map_or(true, |ip| ip == peer.ip().to_canonical())
+}
+
+impl QuickAck {
+    /// Find the connection to `to` (just made: call on CONNACK). Nothing if
+    /// the kernel cannot duplicate descriptors or more than one socket
+    /// matches (an agent whose sshd listens on the broker's port).
+    pub(super) fn attach(&mut self, to: (Option<IpAddr>, u16)) {
+        self.fd = find(to);
+        tracing::debug!(found = self.fd.is_some(), "broker socket for TCP_QUICKACK");
+    }
+
+    /// Let go of the socket: rumqttc has dropped (or is about to drop) its
+    /// connection.
+    pub(super) fn detach(&mut self) {
+        self.fd = None;
+    }
+
+    /// Acknowledge what we just read at once.
+    pub(super) fn after_read(&self) {
+        if let Some(fd) = &self.fd {
+            // Best effort: the worst outcome is the kernel's delayed ack.
+            let _ = sockopt::set_tcp_quickack(fd, true);
+        }
+    }
+}
+
+fn find(to: (Option<IpAddr>, u16)) -> Option<OwnedFd> {
+    let me = pidfd_open(
+        Pid::from_raw(std::process::id() as i32)?,
+        PidfdFlags::empty(),
+    )
+    .ok()?;
+    let mut found = None;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Some(n) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        let Ok(fd) = pidfd_getfd(&me, n, PidfdGetfdFlags::empty()) else {
+            continue;
+        };
+        if sockopt::socket_type(&fd) != Ok(rustix::net::SocketType::STREAM) {
+            continue;
+        }
+        let peer = rustix::net::getpeername(&fd)
+            .ok()
+            .flatten()
+            .and_then(|a| SocketAddr::try_from(a).ok());
+        if peer.is_some_and(|p| matches(p, to)) {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(fd);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_one_connection_to_the_dialled_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let ip = Some(IpAddr::from([127, 0, 0, 1]));
+        let mut q = QuickAck::default();
+        q.attach((ip, port));
+        assert!(q.fd.is_some(), "found by address and port");
+        q.after_read();
+        let fd = q.fd.as_ref().unwrap();
+        assert_eq!(sockopt::tcp_quickack(fd).ok(), Some(true));
+        q.attach((Some(IpAddr::from([127, 0, 0, 2])), port));
+        assert!(q.fd.is_none(), "another address");
+        q.attach((None, port ^ 1));
+        assert!(q.fd.is_none(), "another port");
+        let _second = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        q.attach((None, port));
+        assert!(q.fd.is_none(), "two candidates: neither");
+    }
+}
