@@ -17,7 +17,8 @@
 //!   APIs and the transports (TCP, TLS, WebSocket, HTTP proxy),
 //!   `mqtt::describe` words the user-facing connection errors,
 //!   `mqtt::pacer` keeps to a hosted broker's per-connection rate caps,
-//!   `mqtt::size` finds a packet size limit from disconnects.
+//!   `mqtt::size` finds a packet size limit from disconnects,
+//!   `mqtt::quickack` acks what the broker sends at once (`TCP_QUICKACK`).
 //! - `config`: flags, environment and validated settings; `config::file`
 //!   reads the config file, `config::url` parses broker and proxy URLs,
 //!   `config::secret` keeps passwords out of `Debug`.

@@ -13,6 +13,8 @@
 //!   second), no I/O; every publish waits for it in `client`.
 //! - `size`: a 3.1.1 broker's packet size limit, discovered from
 //!   disconnects.
+//! - `quickack`: `TCP_QUICKACK` on rumqttc's socket after every read, so a
+//!   broker with Nagle's algorithm on does not wait for our delayed acks.
 //!
 //! MQTT 5 is the default; a broker that refuses it gets 3.1.1 (decided
 //! once per process, before the first connection is up).
