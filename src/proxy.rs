@@ -242,6 +242,8 @@ where
                 }
             } else if p.topic == down {
                 match Frame::decode(p.payload) {
+                    // Padding has done its work by arriving.
+                    Ok(f) if f.kind == Kind::Pad => {}
                     Ok(f) if f.sid == sid => {
                         if frames_tx.try_send(f).is_err() {
                             // Full or closed: the agent retransmits.
@@ -322,6 +324,7 @@ where
             bytes_sent = st.bytes_sent,
             chunks_sent = st.chunks_sent,
             pure_acks = st.pure_acks,
+            pads = st.pads,
             bytes_received = st.bytes_received,
             retransmits = st.retransmits,
             "session closed"

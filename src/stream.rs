@@ -128,6 +128,8 @@ pub struct Stats {
     /// Frames that carried only an acknowledgement.
     pub pure_acks: u64,
     pub retransmits: u64,
+    /// PAD frames sent behind small frames (`tunnel::pad_after`).
+    pub pads: u64,
 }
 
 /// One session's reliable stream, both directions.
@@ -139,8 +141,9 @@ pub struct Stream {
     recv: RecvHalf,
     /// Grows `recv`'s window to follow the round trip.
     tuner: WindowTuner,
-    /// Pure ACK frames sent (for the session's closing log line).
+    /// Pure ACK and PAD frames sent (for the session's closing log line).
     pure_acks: u64,
+    pads: u64,
 
     // Flags for the next outgoing frame.
     /// Ask the peer to acknowledge at once (after a timeout or for a probe).
@@ -178,6 +181,7 @@ impl Stream {
             recv,
             tuner: WindowTuner::new(cfg.max_recv_window),
             pure_acks: 0,
+            pads: 0,
             ack_req: false,
             resync: false,
             recv_limit: 0,
@@ -204,7 +208,18 @@ impl Stream {
             chunks_sent,
             pure_acks: self.pure_acks,
             retransmits,
+            pads: self.pads,
         }
+    }
+
+    /// The smoothed round trip to the peer, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.send.rtt().srtt()
+    }
+
+    /// A PAD frame went out behind the last frame (counted for the log).
+    pub fn count_pad(&mut self) {
+        self.pads += 1;
     }
 
     /// Our free receive buffer, as advertised to the peer.

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use crate::mqtt::{self, Client, LinkState, TaskEnded};
-use crate::protocol::{self, Frame, HEADER_LEN, MAX_FRAME};
+use crate::protocol::{self, Frame, Kind, HEADER_LEN, MAX_FRAME};
 use crate::stream::{Discovery, Stream, StreamError};
 
 /// Where a session's outgoing frames go.
@@ -37,6 +37,27 @@ pub trait FrameSink: Send {
 
     /// The stream discovered and confirmed a message size (for the log).
     fn discovered(&self, _d: Discovery) {}
+
+    /// Whether PAD frames may follow small frames ([`pad_after`]): not
+    /// under rate caps, where each would cost a publish of the budget.
+    fn pads(&self) -> bool {
+        false
+    }
+}
+
+/// A path round trip from which small frames get a PAD behind them. Below
+/// it the broker is near both ends and what Nagle's algorithm holds back
+/// is released within that round trip, less than the padding costs.
+pub const PAD_MIN_RTT: Duration = Duration::from_millis(4);
+
+/// Whether frame `f`, `wire_len` bytes encoded, gets a PAD published right
+/// behind it ([`protocol::PAD_LEN`]): a stream frame (DATA or a pure ACK)
+/// smaller than a TCP segment, on a path whose smoothed round trip is at
+/// least [`PAD_MIN_RTT`].
+pub fn pad_after(f: &Frame, wire_len: usize, srtt: Option<Duration>) -> bool {
+    matches!(f.kind, Kind::Data | Kind::Ack)
+        && wire_len < protocol::PAD_LEN
+        && srtt.is_some_and(|r| r >= PAD_MIN_RTT)
 }
 
 /// Publishes frames on one topic, at the QoS [`protocol::delivery`] picks.
@@ -80,6 +101,10 @@ impl FrameSink for MqttSink {
 
     fn discovered(&self, d: Discovery) {
         self.client.log_message_size(d.failed, d.size);
+    }
+
+    fn pads(&self) -> bool {
+        !self.client.paced()
     }
 }
 
@@ -239,9 +264,14 @@ where
 /// Publish every frame the stream has ready, in order.
 pub async fn transmit<S: FrameSink>(stream: &mut Stream, sink: &mut S) -> io::Result<()> {
     while let Some((f, wire)) = stream.poll_transmit_encoded(Instant::now()) {
+        let pad = sink.pads() && pad_after(&f, wire.len(), stream.srtt());
         sink.send(wire).await?;
         // The send may have waited for the connection's rate caps.
         stream.on_transmitted(&f, Instant::now());
+        if pad {
+            sink.send(protocol::pad(f.sid)).await?;
+            stream.count_pad();
+        }
     }
     Ok(())
 }
@@ -393,6 +423,78 @@ mod tests {
             stop,
         )
         .await
+    }
+
+    /// Keeps every frame published; pads as told.
+    struct Recorder {
+        frames: Vec<Frame>,
+        pads: bool,
+    }
+    impl FrameSink for Recorder {
+        async fn send(&mut self, frame: Bytes) -> io::Result<()> {
+            self.frames.push(Frame::decode(frame).expect("valid"));
+            Ok(())
+        }
+        fn pads(&self) -> bool {
+            self.pads
+        }
+    }
+
+    #[test]
+    fn only_small_stream_frames_on_a_far_path_get_a_pad() {
+        let far = Some(PAD_MIN_RTT);
+        let near = Some(PAD_MIN_RTT - Duration::from_micros(1));
+        let small = protocol::PAD_LEN - 1;
+        let cases = [
+            (Kind::Data, small, far, true),
+            (Kind::Ack, small, far, true),
+            (Kind::Data, protocol::PAD_LEN, far, false),
+            (Kind::Data, small, near, false),
+            (Kind::Data, small, None, false),
+            (Kind::Reset, small, far, false),
+            (Kind::Accept, small, far, false),
+            (Kind::Pad, small, far, false),
+        ];
+        for (kind, len, srtt, want) in cases {
+            let f = Frame::control(kind, 1, Bytes::new());
+            assert_eq!(pad_after(&f, len, srtt), want, "{kind:?} {len} {srtt:?}");
+        }
+    }
+
+    /// A small DATA frame goes out with a PAD right behind it once the
+    /// round trip is far, a large one without, and never when the sink
+    /// may not pad (rate caps).
+    #[tokio::test(start_paused = true)]
+    async fn transmit_pads_small_frames_once_the_path_is_far() {
+        for may_pad in [true, false] {
+            let cfg = Config::default();
+            let mut s = Stream::new(1, cfg, cfg.recv_window, Instant::now());
+            let mut sink = Recorder {
+                frames: Vec::new(),
+                pads: may_pad,
+            };
+            // No round trip measured yet: no PAD.
+            s.send(Bytes::from_static(b"first"), Instant::now());
+            transmit(&mut s, &mut sink).await.unwrap();
+            tokio::time::advance(Duration::from_millis(20)).await;
+            let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
+            ack.ack = 1;
+            ack.window = cfg.recv_window;
+            s.on_frame(ack, Instant::now()).unwrap();
+            assert!(s.srtt().unwrap() >= PAD_MIN_RTT);
+            s.send(Bytes::from_static(b"small"), Instant::now());
+            transmit(&mut s, &mut sink).await.unwrap();
+            s.send(Bytes::from(vec![7u8; protocol::PAD_LEN]), Instant::now());
+            transmit(&mut s, &mut sink).await.unwrap();
+            let kinds: Vec<_> = sink.frames.iter().map(|f| f.kind).collect();
+            let want = if may_pad {
+                vec![Kind::Data, Kind::Data, Kind::Pad, Kind::Data]
+            } else {
+                vec![Kind::Data, Kind::Data, Kind::Data]
+            };
+            assert_eq!(kinds, want, "may pad: {may_pad}");
+            assert_eq!(s.stats().pads, u64::from(may_pad));
+        }
     }
 
     /// Bytes arrive while the local writer is busy flushing: each byte is

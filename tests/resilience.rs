@@ -1020,6 +1020,26 @@ fn scp_both_ways_through_a_distant_broker() {
     s.check(&agent, &out, 0, "scp download through the distant broker");
     let down = t.elapsed();
     assert_files_equal(&local, &back);
+    // On a path this far, small frames went with a PAD behind them (and
+    // the proxy dropped them: the checksums above).
+    let log = agent.log_text();
+    let pads: u64 = log
+        .lines()
+        .filter(|l| l.contains("session closed"))
+        .filter_map(|l| {
+            l.split(" pads=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        pads > 0,
+        "no PAD frames in the agent's session lines:\n{}",
+        tail(&log, 10)
+    );
     eprintln!(
         "16 MiB scp through a broker {FAR_ONE_WAY:?} away on each link: up {}, down {}",
         rate(FAR_BYTES, up),

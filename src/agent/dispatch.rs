@@ -88,6 +88,8 @@ impl Dispatcher {
             return drop_msg(&p.topic, &"not a session topic");
         };
         let frame = match Frame::decode(p.payload) {
+            // Padding has done its work by arriving.
+            Ok(f) if f.kind == Kind::Pad => return,
             Ok(f) => f,
             Err(e) => return drop_msg(&p.topic, &e),
         };

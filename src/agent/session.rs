@@ -147,6 +147,7 @@ pub(super) async fn session(
         bytes_to_client = st.bytes_sent,
         chunks_to_client = st.chunks_sent,
         pure_acks = st.pure_acks,
+        pads = st.pads,
         bytes_from_client = st.bytes_received,
         retransmits = st.retransmits,
         duration_ms = started.elapsed().as_millis() as u64,

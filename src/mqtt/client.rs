@@ -248,6 +248,11 @@ impl Client {
         over
     }
 
+    /// Whether the connection has rate caps (every publish counts).
+    pub fn paced(&self) -> bool {
+        self.shared.pacer.is_some()
+    }
+
     /// Wait until the connection's rate caps let one more publish of
     /// `payload` bytes on `topic` go, and count it. At once without caps.
     async fn pace(&self, topic: &str, payload: usize) {
