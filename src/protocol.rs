@@ -135,11 +135,11 @@ pub fn delivery(encoded: &[u8]) -> Delivery {
 /// frame's bytes go in a full-sized segment at once; only the padding's
 /// tail waits. Over a path emulator with end-to-end TCP (`scripts/bench-wan`:
 /// 20 ms round trip, MTU 1500, stock mosquitto), 64 MiB scp against direct
-/// ssh over the same path, 3 rounds: with the proxy far from the broker,
-/// upload 0.84-0.89 -> 0.96-1.06 (sftp's replies and ssh's window
-/// adjustments no longer wait), download unchanged; with the agent far,
-/// download 1.10-1.16 -> 1.46-1.52 (sftp's read requests), upload 0.92-0.99
-/// -> 0.98-1.00.
+/// ssh over the same path, medians of 3 rounds: with the proxy far from the
+/// broker, upload 0.85 -> 0.99 (sftp's replies and ssh's window adjustments
+/// no longer wait); with the agent far, download 1.16 -> 1.52 (sftp's read
+/// requests); the other two directions unchanged (1.43 -> 1.46, 1.03 ->
+/// 1.01). When a frame gets one: `tunnel::pad_after`.
 pub const PAD_LEN: usize = 1460;
 
 /// A PAD frame for session `sid`.

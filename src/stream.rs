@@ -212,9 +212,9 @@ impl Stream {
         }
     }
 
-    /// The smoothed round trip to the peer, once measured.
-    pub fn srtt(&self) -> Option<Duration> {
-        self.send.rtt().srtt()
+    /// The smallest round trip to the peer measured.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.send.rtt().min()
     }
 
     /// A PAD frame went out behind the last frame (counted for the log).

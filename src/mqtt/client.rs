@@ -89,6 +89,9 @@ pub(super) struct Shared {
     /// The largest packet published since the connection last dropped:
     /// what a disconnect may have been about.
     pub(super) largest_packet: AtomicU32,
+    /// Our round trip to the broker in microseconds, estimated from the
+    /// last connect (see `engine::handshake_round_trips`); 0 until then.
+    pub(super) link_rtt_us: AtomicU64,
     /// The message size last logged as discovered, so each is logged once.
     logged_size: AtomicU32,
 }
@@ -130,6 +133,7 @@ impl Shared {
             user_max_packet: AtomicU32::new(0),
             found_max_packet: AtomicU32::new(0),
             largest_packet: AtomicU32::new(0),
+            link_rtt_us: AtomicU64::new(0),
             logged_size: AtomicU32::new(0),
             pacer: pacer.map(Mutex::new),
             caps_max_packet: pacer::max_packet(caps),
@@ -251,6 +255,12 @@ impl Client {
     /// Whether the connection has rate caps (every publish counts).
     pub fn paced(&self) -> bool {
         self.shared.pacer.is_some()
+    }
+
+    /// Our round trip to the broker, as estimated from the last connect
+    /// (zero before one).
+    pub fn link_rtt(&self) -> Duration {
+        Duration::from_micros(self.shared.link_rtt_us.load(Ordering::Relaxed))
     }
 
     /// Wait until the connection's rate caps let one more publish of

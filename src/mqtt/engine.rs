@@ -206,6 +206,17 @@ fn endpoint(o: &Options) -> (String, u16, Transport) {
     }
 }
 
+/// Round trips to the broker that connecting takes: TCP, then CONNECT and
+/// CONNACK, plus one for TLS (1.3), one for the WebSocket upgrade and one
+/// for an HTTP proxy's CONNECT. Dividing the connect time by it estimates
+/// the round trip; name resolution and older TLS make that an
+/// overestimate, never an underestimate.
+pub(super) fn handshake_round_trips(broker: &Broker) -> u32 {
+    2 + u32::from(broker.tls.is_some())
+        + u32::from(matches!(broker.carrier, Carrier::WebSocket { .. }))
+        + u32::from(broker.http_proxy.is_some())
+}
+
 fn proxy(o: &Options) -> Option<Proxy> {
     o.broker.http_proxy.as_ref().map(|p| Proxy {
         ty: ProxyType::Http,

@@ -275,7 +275,11 @@ async fn run(
     let mut awaiting_suback = false;
     let mut dropped = 0u64;
     let mut quick = quickack::QuickAck::default();
+    let mut attempt_started = Instant::now();
     loop {
+        if !connected {
+            attempt_started = Instant::now();
+        }
         let polled = engine.poll(broker).await;
         match &polled {
             Ok(Ev::ConnAck(_)) => {
@@ -294,6 +298,11 @@ async fn run(
         }
         match polled {
             Ok(Ev::ConnAck(limits)) => {
+                let rtt = attempt_started.elapsed() / engine::handshake_round_trips(broker);
+                client
+                    .shared
+                    .link_rtt_us
+                    .store(rtt.as_micros() as u64, Ordering::Relaxed);
                 attempt = 0;
                 connected = true;
                 connected_at = Instant::now();

@@ -32,6 +32,9 @@ pub const MAX_RTO: Duration = Duration::from_secs(4);
 pub struct RttEstimator {
     /// Smoothed round-trip time; `None` until the first sample.
     srtt: Option<Duration>,
+    /// The smallest sample: the path's own round trip, without the queues
+    /// of a busy moment or an ack the peer delayed.
+    min: Option<Duration>,
     /// Round-trip time variation.
     rttvar: Duration,
     /// Timeout from the samples alone, within its bounds, before backoff.
@@ -55,6 +58,7 @@ impl RttEstimator {
     pub fn new() -> RttEstimator {
         RttEstimator {
             srtt: None,
+            min: None,
             rttvar: Duration::ZERO,
             base_rto: INITIAL_RTO,
             backoff: 0,
@@ -76,6 +80,7 @@ impl RttEstimator {
     /// half of it; later ones are smoothed with gains 1/8 and 1/4. Leaves the
     /// backoff alone: the sender resets that when the peer makes progress.
     pub fn on_sample(&mut self, r: Duration) {
+        self.min = Some(self.min.map_or(r, |m| m.min(r)));
         match self.srtt {
             None => {
                 self.srtt = Some(r);
@@ -95,6 +100,11 @@ impl RttEstimator {
     /// The smoothed round-trip time, once measured.
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
+    }
+
+    /// The smallest round trip measured.
+    pub fn min(&self) -> Option<Duration> {
+        self.min
     }
 
     /// The round-trip time variation (zero before the first sample).

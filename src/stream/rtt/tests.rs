@@ -169,3 +169,14 @@ fn an_allowance_for_rate_caps_lengthens_every_timeout() {
     r.on_sample(ms(20));
     assert_eq!(r.rto(), MAX_RTO, "still capped");
 }
+
+#[test]
+fn min_is_the_smallest_sample_whatever_the_smoothing() {
+    let mut r = RttEstimator::new();
+    assert_eq!(r.min(), None);
+    for (sample, min) in [(30, 30), (10, 10), (200, 10), (12, 10), (9, 9)] {
+        r.on_sample(ms(sample));
+        assert_eq!(r.min(), Some(ms(min)), "after {sample} ms");
+    }
+    assert!(r.srtt().unwrap() > ms(9), "smoothed stays above the floor");
+}
