@@ -39,7 +39,8 @@ pub trait FrameSink: Send {
     fn discovered(&self, _d: Discovery) {}
 
     /// Whether PAD frames may follow small frames ([`pad_after`]): not
-    /// under rate caps, where each would cost a publish of the budget.
+    /// under rate caps, where each would cost a publish of the budget, nor
+    /// when the connection's messages must be smaller than a PAD.
     fn pads(&self) -> bool {
         false
     }
@@ -134,7 +135,8 @@ impl FrameSink for MqttSink {
     }
 
     fn pads(&self) -> bool {
-        !self.client.paced()
+        // A PAD must fit the connection's message size limit like any frame.
+        !self.client.paced() && self.max_message(None) >= HEADER_LEN + protocol::PAD_LEN
     }
 
     fn link_rtt(&self) -> Duration {
