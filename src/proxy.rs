@@ -628,11 +628,13 @@ mod tests {
 
     /// What `open` returns when the node's presence goes through `changes`
     /// (one per second after the first OPEN) and, if `accept_at` is set,
-    /// the agent answers ACCEPT that many seconds after the first OPEN.
+    /// the agent answers ACCEPT that many seconds after the first OPEN;
+    /// `ever_online`: the node was seen online before `first`.
     async fn open_with(
         first: Option<Presence>,
         changes: Vec<Option<Presence>>,
         accept_at: Option<u64>,
+        ever_online: bool,
     ) -> (Result<(u32, Option<Frame>, bool), ProxyError>, usize) {
         let cfg = ProxyArgs::parse_from(["mqtt-proxy", "n1"])
             .resolve_with(&FileConfig::default(), &|_| None)
@@ -669,7 +671,7 @@ mod tests {
             &cfg,
             &mut link,
             &mut presence_rx,
-            false,
+            ever_online,
             &mut frames,
             &mut sink,
             early,
@@ -688,6 +690,7 @@ mod tests {
             presence(true),
             vec![presence(false), presence(true), presence(true)],
             Some(3),
+            false,
         )
         .await;
         assert_eq!(r.expect("accepted").0, 77);
@@ -695,13 +698,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn offline_from_the_start_fails_at_once_and_going_offline_at_the_deadline() {
-        let (r, secs) = open_with(presence(false), vec![], None).await;
+        let (r, secs) = open_with(presence(false), vec![], None, false).await;
         assert_eq!(r.unwrap_err().to_string(), "node 'n1' is offline");
         assert_eq!(secs, 0);
-        let (r, secs) = open_with(presence(true), vec![presence(false)], None).await;
+        let (r, secs) = open_with(presence(true), vec![presence(false)], None, false).await;
         assert_eq!(r.unwrap_err().to_string(), "node 'n1' went offline");
         assert_eq!(secs, OPEN_TIMEOUT.as_secs() as usize);
-        let (r, secs) = open_with(None, vec![], None).await;
+        let (r, secs) = open_with(None, vec![], None, false).await;
         assert_eq!(r.unwrap_err().to_string(), "node 'n1' is offline");
         assert_eq!(secs, PRESENCE_WAIT.as_secs() as usize);
     }
@@ -835,40 +838,8 @@ mod tests {
         // The retained "online" and the agent's last will arrived together
         // (it dropped its connection as we opened): the latest presence
         // says offline, but the node was seen online, so we wait for it.
-        let cfg = ProxyArgs::parse_from(["mqtt-proxy", "n1"])
-            .resolve_with(&FileConfig::default(), &|_| None)
-            .expect("valid settings");
-        let (_link_tx, mut link) = watch::channel(LinkState::Up { generation: 1 });
-        let (_presence_tx, mut presence) = watch::channel(presence(false));
-        let (frames_tx, mut frames) = mpsc::channel(16);
-        let (sent_tx, _sent) = mpsc::unbounded_channel::<Frame>();
-        let mut sink = Sent(sent_tx);
-        let mut stream = Stream::new(42, cfg.stream, EARLY_WINDOW, Instant::now());
-        let mut stdin = tokio::io::empty();
-        let early = Early {
-            stream: &mut stream,
-            stdin: &mut stdin,
-            armed: true,
-            connecting: Instant::now() - EARLY_MIN_CONNECT,
-        };
-        let agent = async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let accept = Frame::control(Kind::Accept, 42, Bytes::new());
-            frames_tx.send(accept).await.expect("proxy listens");
-            std::future::pending::<()>().await;
-        };
-        let opening = open_42(
-            &cfg,
-            &mut link,
-            &mut presence,
-            true,
-            &mut frames,
-            &mut sink,
-            early,
-        );
-        tokio::select! {
-            r = opening => assert!(r.is_ok(), "waited for the agent: {:?}", r.err()),
-            _ = agent => unreachable!("the agent task never ends"),
-        }
+        let offline = || presence(false);
+        let (r, _) = open_with(offline(), vec![offline(), offline()], Some(2), true).await;
+        assert!(r.is_ok(), "waited for the agent: {:?}", r.err());
     }
 }
