@@ -82,13 +82,16 @@ pub struct PadPath {
 /// takes our TCP window's room (a download over a 200 ms link ran at 1.15
 /// of direct instead of 1.46), and padding the bulk sender's small frames
 /// made some upload rounds run at 0.65-0.75 instead of about 1.0.
-pub fn pad_after(f: &Frame, wire_len: usize, path: PadPath) -> bool {
+/// `path` is asked only for a small stream frame (not for each bulk
+/// chunk); `None`: the sink may not pad ([`FrameSink::pads`]).
+pub fn pad_after(f: &Frame, wire_len: usize, path: impl FnOnce() -> Option<PadPath>) -> bool {
     matches!(f.kind, Kind::Data | Kind::Ack)
         && wire_len < protocol::PAD_LEN
-        && path.receiving
-        && path
-            .min_rtt
-            .is_some_and(|r| r.saturating_sub(path.link_rtt) >= PAD_MIN_RTT)
+        && path().is_some_and(|p| {
+            p.receiving
+                && p.min_rtt
+                    .is_some_and(|r| r.saturating_sub(p.link_rtt) >= PAD_MIN_RTT)
+        })
 }
 
 /// Publishes frames on one topic, at the QoS [`protocol::delivery`] picks.
@@ -300,15 +303,16 @@ where
 /// Publish every frame the stream has ready, in order.
 pub async fn transmit<S: FrameSink>(stream: &mut Stream, sink: &mut S) -> io::Result<()> {
     while let Some((f, wire)) = stream.poll_transmit_encoded(Instant::now()) {
-        let pad = sink.pads() && {
-            let st = stream.stats();
-            let path = PadPath {
-                min_rtt: stream.min_rtt(),
-                link_rtt: sink.link_rtt(),
-                receiving: st.bytes_received >= PAD_RECEIVER_RATIO * st.bytes_sent.max(1),
-            };
-            pad_after(&f, wire.len(), path)
-        };
+        let pad = pad_after(&f, wire.len(), || {
+            sink.pads().then(|| {
+                let st = stream.stats();
+                PadPath {
+                    min_rtt: stream.min_rtt(),
+                    link_rtt: sink.link_rtt(),
+                    receiving: st.bytes_received >= PAD_RECEIVER_RATIO * st.bytes_sent.max(1),
+                }
+            })
+        });
         sink.send(wire).await?;
         // The send may have waited for the connection's rate caps.
         stream.on_transmitted(&f, Instant::now());
@@ -515,7 +519,7 @@ mod tests {
                     link_rtt,
                     receiving,
                 };
-                let got = pad_after(&f, len, path);
+                let got = pad_after(&f, len, || Some(path));
                 assert_eq!(got, want && receiving, "{kind:?} {len} {path:?}");
             }
         }
