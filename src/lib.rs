@@ -34,6 +34,7 @@
 //! - `stdio`: the proxy's end of the ssh pipes.
 //! - `notify`: systemd readiness notification.
 //! - `logging`: `tracing` to stderr.
+//! - `heap`: glibc keeps freed buffers for reuse (set at start-up).
 //!
 //! Imports run one way, with no loops: the roles (`agent`, `proxy`, `list`)
 //! use `tunnel`, `mqtt`, `config` and `protocol`; `tunnel` uses `stream` and
@@ -45,6 +46,7 @@
 pub mod agent;
 pub mod auth;
 pub mod config;
+pub mod heap;
 pub mod list;
 pub mod logging;
 pub mod mqtt;

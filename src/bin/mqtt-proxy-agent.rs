@@ -5,6 +5,7 @@ use mqtt_proxy::{agent, logging, EXIT_AGENT_TAKEN_OVER};
 /// cross-thread wake-ups that cost half the CPU with the multi-threaded runtime.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    mqtt_proxy::heap::keep_freed_memory();
     let args = agent::AgentArgs::parse();
     logging::init_logging(args.broker.log_filter("info"));
     let result = match args.resolve() {

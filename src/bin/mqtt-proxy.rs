@@ -5,6 +5,7 @@ use mqtt_proxy::{config, list, logging, proxy, stdio, EXIT_PROXY_FAILURE};
 /// (measured: half the CPU of the multi-threaded runtime, see README).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    mqtt_proxy::heap::keep_freed_memory();
     let args = proxy::ProxyArgs::parse();
     logging::init_logging(args.broker.log_filter("warn"));
     let result = async {
