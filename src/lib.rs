@@ -8,7 +8,8 @@
 //!   retransmission timeout, `stream::congestion` keeps the congestion
 //!   window, `stream::autotune` grows the receive window with the round
 //!   trip, `stream::segment` discovers the largest message that gets
-//!   through; `stream` itself joins them into frames and session timers.
+//!   through, `stream::direction` tells which way bytes went lately;
+//!   `stream` itself joins them into frames and session timers.
 //! - `tunnel`: drives a `stream` over real I/O (a socket or pipes on one side,
 //!   MQTT frames on the other).
 //! - `mqtt`: the one task that owns the rumqttc event loop (connect,

@@ -43,6 +43,7 @@ use crate::protocol::{
 
 mod autotune;
 pub mod congestion;
+mod direction;
 mod recv;
 mod rejected;
 pub mod rtt;
@@ -51,6 +52,8 @@ mod send;
 
 use autotune::WindowTuner;
 pub use autotune::MAX_RECV_WINDOW;
+use direction::Direction;
+pub use direction::RECEIVER_RATIO;
 pub use recv::ACK_DELAY;
 use recv::{RecvHalf, ACK_EVERY};
 pub use rejected::Rejected;
@@ -144,6 +147,8 @@ pub struct Stream {
     /// Pure ACK and PAD frames sent (for the session's closing log line).
     pure_acks: u64,
     pads: u64,
+    /// Which way bytes have been going lately ([`Stream::receiving`]).
+    direction: Direction,
 
     // Flags for the next outgoing frame.
     /// Ask the peer to acknowledge at once (after a timeout or for a probe).
@@ -182,6 +187,7 @@ impl Stream {
             tuner: WindowTuner::new(cfg.max_recv_window),
             pure_acks: 0,
             pads: 0,
+            direction: Direction::new(now),
             ack_req: false,
             resync: false,
             recv_limit: 0,
@@ -215,6 +221,14 @@ impl Stream {
     /// The smallest round trip to the peer measured.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.send.rtt().min()
+    }
+
+    /// Whether this end has lately received at least [`RECEIVER_RATIO`]
+    /// times what it sent: the receiving end of a bulk transfer now.
+    pub fn receiving(&mut self, now: Instant) -> bool {
+        let (sent, _, _) = self.send.counters();
+        self.direction
+            .receiving(now, sent, self.recv.bytes_received())
     }
 
     /// A PAD frame went out behind the last frame (counted for the log).

@@ -56,12 +56,6 @@ pub trait FrameSink: Send {
 /// within that round trip, for less than the padding costs.
 pub const PAD_MIN_RTT: Duration = Duration::from_millis(4);
 
-/// How many times more than it sent a stream must have received for its
-/// small frames to be padded: they are then the bulk receiver's replies
-/// (sftp's status replies and read requests, ssh's window adjustments),
-/// which the bulk sender waits for.
-pub const PAD_RECEIVER_RATIO: u64 = 4;
-
 /// What [`pad_after`] decides on.
 #[derive(Debug, Clone, Copy)]
 pub struct PadPath {
@@ -69,7 +63,7 @@ pub struct PadPath {
     pub min_rtt: Option<Duration>,
     /// Our own round trip to the broker.
     pub link_rtt: Duration,
-    /// We received at least [`PAD_RECEIVER_RATIO`] times what we sent.
+    /// We are the receiving end of a bulk transfer ([`Stream::receiving`]).
     pub receiving: bool,
 }
 
@@ -304,13 +298,10 @@ where
 pub async fn transmit<S: FrameSink>(stream: &mut Stream, sink: &mut S) -> io::Result<()> {
     while let Some((f, wire)) = stream.poll_transmit_encoded(Instant::now()) {
         let pad = pad_after(&f, wire.len(), || {
-            sink.pads().then(|| {
-                let st = stream.stats();
-                PadPath {
-                    min_rtt: stream.min_rtt(),
-                    link_rtt: sink.link_rtt(),
-                    receiving: st.bytes_received >= PAD_RECEIVER_RATIO * st.bytes_sent.max(1),
-                }
+            sink.pads().then(|| PadPath {
+                min_rtt: stream.min_rtt(),
+                link_rtt: sink.link_rtt(),
+                receiving: stream.receiving(Instant::now()),
             })
         });
         sink.send(wire).await?;
