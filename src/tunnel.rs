@@ -618,4 +618,46 @@ mod tests {
             e.await.unwrap().unwrap();
         }
     }
+
+    /// A broker connection pads only without rate caps and when its
+    /// message size limit lets a PAD through.
+    #[tokio::test]
+    async fn an_mqtt_sink_pads_only_without_caps_and_with_room_for_a_pad() {
+        use crate::config::{BrokerArgs, FileConfig};
+        let cases = [
+            (BrokerArgs::default(), true),
+            (
+                BrokerArgs {
+                    max_message_size: Some(1200),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                BrokerArgs {
+                    max_publish_rate: Some(100),
+                    ..Default::default()
+                },
+                false,
+            ),
+        ];
+        for (args, want) in cases {
+            let broker = BrokerArgs {
+                // Nothing listens there: the client exists, unconnected.
+                host: Some("127.0.0.1".into()),
+                port: Some(1),
+                ..args
+            }
+            .resolve(&FileConfig::default(), None, &|_| None)
+            .expect("valid settings");
+            let (tx, _rx) = mpsc::channel(1);
+            let options = mqtt::options("pad-test", &broker).expect("options");
+            let m = mqtt::Mqtt::spawn(options, Vec::new(), tx);
+            let sink = MqttSink {
+                client: m.client.clone(),
+                topic: "p/n/s/c/up".into(),
+            };
+            assert_eq!(sink.pads(), want, "{broker:?}");
+        }
+    }
 }
