@@ -55,6 +55,9 @@ wait_for() {
 }
 accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# The median of the numbers on stdin, one per line.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 start_broker() {
   mqtt_port=$(free_port)
   echo "==> mosquitto on 127.0.0.1:$mqtt_port (default settings${BROKER_CONF:+ + $BROKER_CONF})" >&2
@@ -105,13 +108,14 @@ CONF
 }
 
 # start_agent NODE BROKER_PORT TARGET_PORT [ARGS...]: an agent serving NODE
-# (log in $tmp/agent-NODE.log, pid in agent_pids[NODE]).
+# (log in $tmp/agent-NODE.log, pid in agent_pids[NODE]); the broker's host
+# is $broker_host (default 127.0.0.1).
 declare -A agent_pids
 start_agent() {
-  local node=$1 port=$2 target=$3
+  local node=$1 port=$2 target=$3 host=${broker_host:-127.0.0.1}
   shift 3
-  echo "==> mqtt-proxy-agent for node '$node' (broker port $port, target port $target)" >&2
-  RUST_LOG=info "$agent" --host 127.0.0.1 --port "$port" --topic-prefix "$prefix" \
+  echo "==> mqtt-proxy-agent for node '$node' (broker $host:$port, target port $target)" >&2
+  RUST_LOG=info "$agent" --host "$host" --port "$port" --topic-prefix "$prefix" \
     --node-id "$node" --target "127.0.0.1:$target" "$@" </dev/null >>"$tmp/agent-$node.log" 2>&1 &
   agent_pids[$node]=$!
   pids+=($!)
