@@ -30,9 +30,6 @@ const EMQX: Limits = Limits {
 /// Bound for one transfer behind the caps (8 MiB at 512 KiB/s is ~17 s);
 /// only there to turn a stall into a failure.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
-/// The agent's (info) and the proxy's (debug) line for every ended session;
-/// it carries `retransmits=N`.
-const SESSION_CLOSED: &str = "session closed";
 /// How long after the client's command exits its session may take to be
 /// logged as closed on both sides.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,19 +135,7 @@ impl Capped {
 
 /// (sessions closed, sum of their `retransmits=`) in a log.
 fn retransmits(log: &str) -> (usize, u64) {
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains(SESSION_CLOSED)).collect();
-    let sum = lines
-        .iter()
-        .map(|l| {
-            let v = l
-                .split("retransmits=")
-                .nth(1)
-                .unwrap_or_else(|| panic!("no retransmits field in {l:?}"));
-            let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<u64>().expect("a count")
-        })
-        .sum();
-    (lines.len(), sum)
+    session_counts(log, "retransmits")
 }
 
 fn upload(c: &Capped, len: u64) {

@@ -47,8 +47,6 @@ const LONG_OUTAGE: Duration = Duration::from_secs(12);
 /// How long after its `--resume-timeout` has run out a session may take to
 /// be closed on both sides.
 const CLOSE_SLACK: Duration = Duration::from_secs(2);
-/// The agent's log line for every ended session.
-const SESSION_CLOSED: &str = "session closed";
 /// mosquitto's log line when a client's queue overflows.
 const BROKER_DROPS: &str = "Outgoing messages are being dropped";
 
@@ -1023,18 +1021,7 @@ fn scp_both_ways_through_a_distant_broker() {
     // On a path this far, small frames went with a PAD behind them (and
     // the proxy dropped them: the checksums above).
     let log = agent.log_text();
-    let pads: u64 = log
-        .lines()
-        .filter(|l| l.contains("session closed"))
-        .filter_map(|l| {
-            l.split(" pads=")
-                .nth(1)?
-                .split(' ')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+    let (_, pads) = session_counts(&log, "pads");
     assert!(
         pads > 0,
         "no PAD frames in the agent's session lines:\n{}",

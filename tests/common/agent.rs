@@ -16,6 +16,29 @@ use super::process::{append_log, read_lossy, wait_until, Killed};
 pub const AGENT_ONLINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The text the agent logs once it is connected to the broker.
 pub const AGENT_ONLINE_TEXT: &str = "agent is online";
+/// The line the agent (info) and the proxy (debug) log for every ended
+/// session, with its counters as `name=N`.
+pub const SESSION_CLOSED: &str = "session closed";
+
+/// (sessions closed, the sum of their `field=N` counters) in a log of
+/// [`SESSION_CLOSED`] lines; panics on a line without the field.
+pub fn session_counts(log: &str, field: &str) -> (usize, u64) {
+    let key = format!("{field}=");
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(SESSION_CLOSED)).collect();
+    let sum = lines
+        .iter()
+        .map(|l| {
+            let v = l
+                .split(&key)
+                .nth(1)
+                .unwrap_or_else(|| panic!("no {field} field in {l:?}"));
+            let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().expect("a count")
+        })
+        .sum();
+    (lines.len(), sum)
+}
+
 /// The agent's `RUST_LOG` for [`Agent::assert_quick_acks`].
 pub const QUICKACK_LOG: (&str, &str) = ("RUST_LOG", "info,mqtt_proxy::mqtt::quickack=debug");
 
