@@ -7,7 +7,7 @@ use mqtt_proxy::{agent, logging, EXIT_AGENT_TAKEN_OVER};
 async fn main() -> std::process::ExitCode {
     mqtt_proxy::heap::keep_freed_memory();
     let args = agent::AgentArgs::parse();
-    logging::init_logging(args.broker.log_filter("info"));
+    logging::init_logging(args.broker.log_filter("info"), None);
     let result = match args.resolve() {
         Ok(cfg) => agent::run(cfg).await,
         Err(e) => Err(e),

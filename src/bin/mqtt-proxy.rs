@@ -1,13 +1,27 @@
 use clap::Parser;
 use mqtt_proxy::{config, list, logging, proxy, stdio, EXIT_PROXY_FAILURE};
 
+/// What every line we write to stderr starts with: under ssh, ours are
+/// mixed with ssh's own.
+const PREFIX: &str = "mqtt-proxy";
+
 /// One session: a single thread avoids cross-thread wake-ups per message
 /// (measured: half the CPU of the multi-threaded runtime, see README).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     mqtt_proxy::heap::keep_freed_memory();
-    let args = proxy::ProxyArgs::parse();
-    logging::init_logging(args.broker.log_filter("warn"));
+    let args = match proxy::ProxyArgs::try_parse() {
+        Ok(args) => args,
+        // --help and --version: to stdout, status 0.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            for line in e.render().to_string().lines().filter(|l| !l.is_empty()) {
+                eprintln!("{PREFIX}: {line}");
+            }
+            return std::process::ExitCode::from(EXIT_PROXY_FAILURE);
+        }
+    };
+    logging::init_logging(args.broker.log_filter("warn"), Some(PREFIX));
     let result = async {
         let mut cfg = args.resolve().map_err(|e| format!("{e:#}"))?;
         if let (Some(user), None) = (&cfg.broker.user, &cfg.broker.password) {
@@ -45,7 +59,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(msg) => {
             if !msg.is_empty() {
-                eprintln!("{msg}");
+                eprintln!("{PREFIX}: {msg}");
             }
             std::process::ExitCode::from(EXIT_PROXY_FAILURE)
         }

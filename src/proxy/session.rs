@@ -1,0 +1,359 @@
+//! The session run: connect to the broker, drive the opening handshake
+//! (`proxy::opening` decides, this file does the I/O), then carry the
+//! session on stdin/stdout until either end closes it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+
+use super::opening::{Action, Event, Opened, Opening, Request};
+use super::{ProxyConfig, ProxyError};
+use crate::mqtt::{self, LinkState, Message, Mqtt, QoS};
+use crate::protocol::{random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
+use crate::stream::{Stream, StreamError};
+use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
+
+/// Incoming messages buffered between the MQTT task and the session.
+const INCOMING_CAPACITY: usize = 1024;
+/// Most bytes read from stdin before the agent answers (see [`Early`]), and
+/// the window the session assumes the agent has until its ACCEPT says: ssh
+/// speaks first with its version banner (at most 255 bytes, RFC 4253), then
+/// waits for the server's.
+const EARLY_WINDOW: u32 = 4096;
+
+/// Completes when ssh hangs up on the proxy (SIGHUP, sent by ssh when it
+/// exits) or the proxy is asked to terminate.
+/// The handlers are installed when this is called, not when it is polled.
+fn hangup() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = hup.recv() => {}
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+}
+
+/// What the session hears from the broker side: the link's state, the
+/// node's presence and this session's frames.
+struct Inbound {
+    link: watch::Receiver<LinkState>,
+    /// The newest presence message only (see `ever_online`).
+    presence: watch::Receiver<Option<Presence>>,
+    /// Some presence message said online. The watch keeps only the latest:
+    /// an agent whose retained "online" and last-will "offline" arrive
+    /// together (it dropped its connection as we opened) must still count
+    /// as seen online.
+    ever_online: Arc<AtomicBool>,
+    frames: mpsc::Receiver<Frame>,
+}
+
+impl Inbound {
+    /// The presence as the opening takes it.
+    fn presence_event(&mut self) -> Event {
+        Event::Presence {
+            latest: self
+                .presence
+                .borrow_and_update()
+                .as_ref()
+                .map(Presence::is_online),
+            ever_online: self.ever_online.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// Run one session on `stdin`/`stdout`.
+pub async fn run<R, W>(cfg: ProxyConfig, stdin: R, stdout: W) -> Result<(), ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let stop = hangup();
+    let sid = random_u64();
+    let cid = format!("{}{sid:016x}", cfg.broker.client_id_prefix);
+    let topics = Topics::new(&cfg.broker.topic_prefix, &cfg.node);
+    let mut will = Frame::control(Kind::Reset, sid, Bytes::new());
+    will.flags = FLAG_PEER_LOST;
+    let mut opts =
+        mqtt::options(&cid, &cfg.broker).map_err(|e| ProxyError::Local(format!("{e:#}")))?;
+    opts.set_last_will(topics.up(&cid), will.encode(), QoS::AtLeastOnce, false);
+    let (in_tx, incoming) = mpsc::channel(INCOMING_CAPACITY);
+    let down = topics.down(&cid);
+    let presence_topic = topics.presence();
+    let connecting = Instant::now();
+    let mqtt = Mqtt::spawn(opts, vec![down.clone(), presence_topic.clone()], in_tx);
+    let (router, frames, presence, ever_online) = route(incoming, presence_topic, down, sid);
+    let mut inbound = Inbound {
+        link: mqtt.state.clone(),
+        presence,
+        ever_online,
+        frames,
+    };
+    let mut sink = MqttSink {
+        client: mqtt.client.clone(),
+        topic: topics.up(&cid),
+    };
+    let result = async {
+        let mut stdin = stdin;
+        let mut stream = Stream::new(sid, cfg.stream, EARLY_WINDOW, Instant::now());
+        let request = Request {
+            node: cfg.node.clone(),
+            broker: cfg.broker.addr.to_string(),
+            cid: cid.clone(),
+            sid,
+            recv_window: cfg.stream.recv_window,
+            password: cfg.agent_password.clone(),
+        };
+        let opening = Opening::new(request, connecting, Instant::now());
+        let early = Early {
+            stream: &mut stream,
+            stdin: &mut stdin,
+        };
+        let opened = open(opening, &mut inbound, &mut sink, early).await?;
+        tracing::debug!(sid = %format!("{sid:016x}"), "session open");
+        stream.on_accept(opened.window, opened.repeated, Instant::now());
+        if let Some(f) = opened.first {
+            // Data that overtook (or replaced a lost) ACCEPT. A frame the
+            // stream refuses is dropped (it counts it); the agent resends.
+            let _ = stream.on_frame(f, Instant::now());
+        }
+        carry(
+            &cfg.node,
+            &mut stream,
+            stdin,
+            stdout,
+            &mut inbound,
+            &mut sink,
+            stop,
+        )
+        .await
+    }
+    .await;
+    router.abort();
+    mqtt.close().await;
+    result
+}
+
+/// Split what arrives from the broker: this session's frames to a channel,
+/// the node's presence to a watch. Returns the task and the receiving ends.
+fn route(
+    mut incoming: mpsc::Receiver<Message>,
+    presence_topic: String,
+    down: String,
+    sid: u64,
+) -> (
+    JoinHandle<()>,
+    mpsc::Receiver<Frame>,
+    watch::Receiver<Option<Presence>>,
+    Arc<AtomicBool>,
+) {
+    let (frames_tx, frames) = mpsc::channel::<Frame>(INCOMING_CAPACITY);
+    let (presence_tx, presence) = watch::channel::<Option<Presence>>(None);
+    let ever_online = Arc::new(AtomicBool::new(false));
+    let seen = ever_online.clone();
+    let router = tokio::spawn(async move {
+        while let Some(p) = incoming.recv().await {
+            if p.topic == presence_topic {
+                match Presence::decode(&p.payload) {
+                    Some(pr) => {
+                        if pr.is_online() {
+                            seen.store(true, Ordering::SeqCst);
+                        }
+                        presence_tx.send_replace(Some(pr));
+                    }
+                    None => tracing::debug!("malformed presence message dropped"),
+                }
+            } else if p.topic == down {
+                match Frame::decode(p.payload) {
+                    // Padding has done its work by arriving.
+                    Ok(f) if f.kind == Kind::Pad => {}
+                    Ok(f) if f.sid == sid => {
+                        if frames_tx.try_send(f).is_err() {
+                            // Full or closed: the agent retransmits.
+                            tracing::debug!("session queue full, dropped a frame");
+                        }
+                    }
+                    Ok(_) => tracing::debug!("frame for another session dropped"),
+                    Err(e) => tracing::debug!(error = %e, "malformed frame dropped"),
+                }
+            }
+        }
+    });
+    (router, frames, presence, ever_online)
+}
+
+/// The session's first bytes, sent right behind the OPEN: ssh's version
+/// banner then reaches sshd one broker round trip after the OPEN rather
+/// than two (the agent queues what follows an OPEN for the session it
+/// starts). One read of at most [`EARLY_WINDOW`] bytes, when the opening
+/// wants it (`Opening::early_wanted`).
+struct Early<'a, R> {
+    stream: &'a mut Stream,
+    stdin: &'a mut R,
+}
+
+/// Drive `opening`: feed it the link, the presence, the agent's frames and
+/// the time, send what it asks, and meanwhile send what the client says
+/// first ([`Early`]).
+async fn open<S: FrameSink, R: AsyncRead + Unpin>(
+    mut opening: Opening,
+    inbound: &mut Inbound,
+    sink: &mut S,
+    early: Early<'_, R>,
+) -> Result<Opened, ProxyError> {
+    let broker_error = |e: std::io::Error| ProxyError::Broker(e.to_string());
+    let now = Instant::now();
+    // Presence first: a node offline from the start gets no OPEN.
+    let first = opening.handle(inbound.presence_event(), now);
+    debug_assert!(first.is_none(), "presence alone decides nothing yet");
+    let link = inbound.link.borrow_and_update().clone();
+    let mut action = opening.handle(Event::Link(link), now);
+    let mut rbuf = BytesMut::new();
+    loop {
+        match action {
+            Some(Action::Done(result)) => return result,
+            Some(Action::Send(frame)) => sink.send(frame).await.map_err(broker_error)?,
+            None => {}
+        }
+        let reading = opening.early_wanted();
+        if reading && rbuf.is_empty() {
+            let stream = &mut *early.stream;
+            stream.set_recv_limit(sink.recv_limit());
+            stream.set_max_message(sink.max_message(stream.peer_recv_packet()));
+            let room = stream.max_chunk().min(EARLY_WINDOW as usize);
+            rbuf = tunnel::chunk_buffer(room);
+        }
+        let wake = opening
+            .deadline()
+            .expect("an opening not over has a deadline");
+        let event = tokio::select! {
+            r = early.stdin.read_buf(&mut rbuf), if reading => {
+                opening.early_done();
+                // Nothing read, or an error: the tunnel reads again and
+                // sees the same.
+                if matches!(r, Ok(n) if n > 0) {
+                    let stream = &mut *early.stream;
+                    stream.send_framed(rbuf.split(), Instant::now());
+                    tunnel::transmit(stream, sink).await.map_err(broker_error)?;
+                }
+                Event::Tick
+            }
+            f = inbound.frames.recv() => match f {
+                Some(f) => Event::Frame(f),
+                None => return Err(mqtt::TaskEnded.into()),
+            },
+            r = inbound.presence.changed() => match r {
+                Ok(()) => inbound.presence_event(),
+                Err(_) => return Err(mqtt::TaskEnded.into()),
+            },
+            r = inbound.link.changed() => match r {
+                Ok(()) => Event::Link(inbound.link.borrow_and_update().clone()),
+                Err(_) => return Err(mqtt::TaskEnded.into()),
+            },
+            _ = sleep_until(wake) => Event::Tick,
+        };
+        action = opening.handle(event, Instant::now());
+    }
+}
+
+/// Carry the open session between stdin/stdout and the broker until it
+/// ends; a restart of the node's agent ends it too (its sessions are gone).
+async fn carry<R, W, S>(
+    node: &str,
+    stream: &mut Stream,
+    stdin: R,
+    stdout: W,
+    inbound: &mut Inbound,
+    sink: &mut S,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    S: FrameSink,
+{
+    let instance = inbound
+        .presence
+        .borrow()
+        .as_ref()
+        .map(|p| p.instance.clone());
+    let outcome = {
+        let tunnel = tunnel::run(
+            stream,
+            stdin,
+            stdout,
+            &mut inbound.frames,
+            sink,
+            &mut inbound.link,
+            stop,
+        );
+        tokio::pin!(tunnel);
+        // Once the router is gone, presence cannot change: stop watching.
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                r = &mut tunnel => break r,
+                changed = inbound.presence.changed(), if watching => {
+                    if changed.is_err() {
+                        watching = false;
+                        continue;
+                    }
+                    let p = inbound.presence.borrow_and_update().clone();
+                    if let (Some(p), Some(inst)) = (p, &instance) {
+                        if p.is_online() && &p.instance != inst {
+                            return Err(ProxyError::Restarted(node.to_owned()));
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let st = stream.stats();
+    tracing::debug!(
+        bytes_sent = st.bytes_sent,
+        chunks_sent = st.chunks_sent,
+        pure_acks = st.pure_acks,
+        pads = st.pads,
+        bytes_received = st.bytes_received,
+        retransmits = st.retransmits,
+        "session closed"
+    );
+    let node = node.to_owned();
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(TunnelError::Stream(StreamError::Reset)) => Err(ProxyError::Reset(node)),
+        Err(TunnelError::Stream(StreamError::PeerTimeout(d))) => {
+            let presence = inbound.presence.borrow();
+            if presence.as_ref().is_some_and(|p| !p.is_online()) {
+                Err(ProxyError::WentOffline(node))
+            } else {
+                Err(ProxyError::LostContact {
+                    node,
+                    secs: d.as_secs(),
+                })
+            }
+        }
+        Err(e @ (TunnelError::LocalRead(_) | TunnelError::LocalWrite(_))) => {
+            Err(ProxyError::Local(e.to_string()))
+        }
+        Err(TunnelError::Stopped) => Err(ProxyError::Interrupted),
+        Err(TunnelError::LinkClosed(e)) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
