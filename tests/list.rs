@@ -296,15 +296,15 @@ fn forget_removes_an_offline_node_and_refuses_online_and_unknown_ones() {
     let forget = |node: &str| proxy_on(broker.port(), &prefix, &["--forget", node]);
     fails(
         forget("old-1"),
-        "could not forget node 'old-1': the broker has no presence message for it",
+        "mqtt-proxy: could not forget node 'old-1': the broker has no presence message for it",
     );
     fails(
         forget("live-1"),
-        "could not forget node 'live-1': it is online (stop its agent first)",
+        "mqtt-proxy: could not forget node 'live-1': it is online (stop its agent first)",
     );
     fails(
         forget("bad/id"),
-        "invalid node id \"bad/id\": use 1-64 letters, digits, '.', '_' or '-'",
+        "mqtt-proxy: invalid node id \"bad/id\": use 1-64 letters, digits, '.', '_' or '-'",
     );
     let left = json_rows(&ok(broker.port(), &prefix, &["--list", "--json"]));
     assert_eq!(ids(&left), ["live-1", "old-2"]);
@@ -399,7 +399,7 @@ fn under_the_shipped_acl_clients_list_and_only_a_node_user_may_forget() {
     // the empty retained publish and drops it.
     fails(
         as_user("alice", &["--forget", "web-1"]),
-        "could not forget node 'web-1': the broker did not remove its presence \
+        "mqtt-proxy: could not forget node 'web-1': the broker did not remove its presence \
          (check the ACL for this user)",
     );
     // The node's own user (its agent's credentials) may.
@@ -438,7 +438,7 @@ fn list_without_the_acl_line_for_its_marker_fails_instead_of_guessing() {
     assert_eq!(out.stdout, b"", "{what}: no partial list");
     let line = stderr_text(&out);
     let (start, end) = (
-        "could not list the nodes completely: the broker did not deliver our end marker on \
+        "mqtt-proxy: could not list the nodes completely: the broker did not deliver our end marker on \
          mqtt-proxy/$list/mqtt-proxy-list-",
         " (check the ACL for this user)",
     );

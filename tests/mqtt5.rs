@@ -129,7 +129,7 @@ fn forcing_mqtt_5_on_a_3_1_1_only_broker_is_a_one_line_error() {
     assert_eq!(
         stderr_text(&out),
         format!(
-            "could not reach broker 127.0.0.1:{}: timed out",
+            "mqtt-proxy: could not reach broker 127.0.0.1:{}: timed out",
             amqtt.port()
         )
     );
@@ -231,11 +231,11 @@ fn refusals_and_disconnects_name_the_brokers_reason() {
     for (port, line) in [
         (
             refusing.port,
-            "broker refused the connection: quota exceeded",
+            "mqtt-proxy: broker refused the connection: quota exceeded",
         ),
         (
             disconnecting.port,
-            "broker disconnected: quota exceeded (over limit)",
+            "mqtt-proxy: broker disconnected: quota exceeded (over limit)",
         ),
     ] {
         let out = run_with_timeout(&mut proxy_on(port, "p", &["n1"]), FAILURE_REPORT_BOUND);

@@ -205,7 +205,13 @@ fn broker_urls_and_node_at_host_reach_the_right_broker() {
     // The baseline: the first broker has no such node.
     let (out, _) = timed(proxy_on(first, prefix, &[node]));
     assert_exit_code(&out, PROXY_FAILURE_STATUS, "proxy on the first broker");
-    assert_eq!(stderr_text(&out), format!("node '{node}' is offline"));
+    assert_eq!(
+        stderr_text(&out),
+        format!(
+            "mqtt-proxy: no node '{node}' on broker 127.0.0.1:{first} (never announced; \
+             mqtt-proxy --list shows the nodes)"
+        )
+    );
 
     // NODE@HOST:PORT wins over --host/--port, so one ssh config can reach
     // nodes on several brokers.
@@ -255,7 +261,10 @@ fn broker_urls_and_node_at_host_reach_the_right_broker() {
         assert_exit_code(&out, PROXY_FAILURE_STATUS, &format!("{args:?} {env:?}"));
         assert_eq!(
             stderr_text(&out),
-            format!("node '{node}' is offline"),
+            format!(
+                "mqtt-proxy: no node '{node}' on broker 127.0.0.1:{first} (never announced; \
+                 mqtt-proxy --list shows the nodes)"
+            ),
             "{args:?} {env:?} must reach the first broker"
         );
     }
@@ -284,24 +293,28 @@ fn user_facing_errors_are_exact_one_liners_with_status_255() {
     let cases: Vec<(Command, String)> = vec![
         (
             proxy_on(nobody, p, &["node-x"]),
-            format!("could not reach broker 127.0.0.1:{nobody}: connection refused"),
+            format!("mqtt-proxy: could not reach broker 127.0.0.1:{nobody}: connection refused"),
         ),
         (
             proxy_on(broker.port(), p, &["no-such-node"]),
-            "node 'no-such-node' is offline".to_owned(),
+            format!(
+                "mqtt-proxy: no node 'no-such-node' on broker 127.0.0.1:{} (never announced; \
+                 mqtt-proxy --list shows the nodes)",
+                broker.port()
+            ),
         ),
         (
             proxy_on(broker.port(), p, &[&refusing]),
-            format!("node '{refusing}' refused: sshd at 127.0.0.1:{closed} refused the connection"),
+            format!("mqtt-proxy: node '{refusing}' refused: sshd at 127.0.0.1:{closed} refused the connection"),
         ),
         (
             proxy_on(broker.port(), p, &["bad/node"]),
-            "invalid node id \"bad/node\": use 1-64 letters, digits, '.', '_' or '-'".to_owned(),
+            "mqtt-proxy: invalid node id \"bad/node\": use 1-64 letters, digits, '.', '_' or '-'".to_owned(),
         ),
         (
             proxy_args(&["--config", bad_config, "node-x"]),
             format!(
-                "config file {bad_config}: line 1: unknown key 'hots' (known: broker, mqtt-version, \
+                "mqtt-proxy: config file {bad_config}: line 1: unknown key 'hots' (known: broker, mqtt-version, \
                  max-message-size, http-proxy, host, port, user, password-file, topic-prefix, \
                  client-id-prefix, resume-timeout, max-publish-rate, max-bandwidth, tls, ca-file, \
                  cert-file, key-file, agent-password-file)"

@@ -565,10 +565,10 @@ fn outage_longer_than_resume_timeout_ends_the_session_on_both_sides() {
     );
     let stderr = proxy.stderr();
     let node = &s.names.node;
-    let lost = format!("lost contact with node '{node}' for {resume} s");
-    let offline = format!("node '{node}' went offline");
+    let lost = format!("mqtt-proxy: lost contact with node '{node}' for {resume} s");
+    let offline = format!("mqtt-proxy: node '{node}' went offline");
     assert!(
-        stderr.lines().count() == 1 && (stderr.contains(&lost) || stderr.contains(&offline)),
+        stderr == lost || stderr == offline,
         "proxy stderr is not one line saying {lost:?} or {offline:?}: {stderr:?}"
     );
     let out = session.finish(Duration::from_secs(10));

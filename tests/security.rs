@@ -269,8 +269,12 @@ fn tls_failures_name_the_check_that_failed() {
         let broker = Broker::start(&tls_listener(&ca, cert, key));
         let port = broker.port();
         let line = match failure {
-            Some(why) => format!("could not connect to broker localhost:{port}: {why}"),
-            None => format!("node '{}' is offline", n.node),
+            Some(why) => format!("mqtt-proxy: could not connect to broker localhost:{port}: {why}"),
+            None => format!(
+                "mqtt-proxy: no node '{}' on broker localhost:{port} (never announced; \
+                 mqtt-proxy --list shows the nodes)",
+                n.node
+            ),
         };
         assert_fails_with(attempt(port, trust), &line, what);
     }
@@ -342,7 +346,7 @@ fn mutual_tls_accepts_client_certificates_and_refuses_clients_without() {
             &n.node,
         ]),
         &format!(
-            "could not connect to broker localhost:{}: TLS: the broker requires a client certificate (--cert-file/--key-file)",
+            "mqtt-proxy: could not connect to broker localhost:{}: TLS: the broker requires a client certificate (--cert-file/--key-file)",
             broker.port()
         ),
         "no client certificate",
@@ -394,9 +398,10 @@ fn password_file(pki: &Pki, users: &[(&str, &str)]) -> PathBuf {
 /// mosquitto 2.0 (MQTT 3.1.1) refuses a bad user name or password with
 /// CONNACK code 5 "not authorized", never code 4; mqtt-proxy, having sent a
 /// user name, reports it as a credentials problem.
-const WRONG_PASSWORD_LINE: &str = "broker refused the connection: bad user name or password";
+const WRONG_PASSWORD_LINE: &str =
+    "mqtt-proxy: broker refused the connection: bad user name or password";
 /// The same refusal when no user name was sent.
-const ANONYMOUS_REFUSED_LINE: &str = "broker refused the connection: not authorized \
+const ANONYMOUS_REFUSED_LINE: &str = "mqtt-proxy: broker refused the connection: not authorized \
      (the broker wants a user name and password: --user, MQTT_PASSWORD)";
 
 #[test]
@@ -583,7 +588,10 @@ fn shipped_acl_gives_each_role_only_what_it_needs() {
             p(&intern_password),
             "prod-db",
         ]),
-        "node 'prod-db' is offline",
+        &format!(
+            "mqtt-proxy: no node 'prod-db' on broker 127.0.0.1:{port} (never announced; \
+             mqtt-proxy --list shows the nodes)"
+        ),
         "intern: prod-db",
     );
     assert_eq!(
@@ -745,7 +753,10 @@ fn agent_password_admits_the_secret_only_and_refuses_replays() {
     agent.wait_log("session closed", 1, Duration::from_secs(10));
 
     // A wrong secret (environment) and none at all.
-    let refused = format!("node '{}' refused: authorization failed", n.node);
+    let refused = format!(
+        "mqtt-proxy: node '{}' refused: authorization failed",
+        n.node
+    );
     let mut cmd = proxy_args(&base);
     cmd.args(["--client-id-prefix", "wrong-secret-", &n.node])
         .env("MQTT_AGENT_PASSWORD", "Tr0ub4dor&3");

@@ -230,7 +230,7 @@ fn secure_websocket_verifies_like_mqtts_with_a_private_ca_and_mutual_tls() {
     assert_eq!(
         stderr_text(&out),
         format!(
-            "could not connect to broker localhost:{wss}: TLS: the broker's certificate is not \
+            "mqtt-proxy: could not connect to broker localhost:{wss}: TLS: the broker's certificate is not \
              signed by CA file {}",
             other_ca.display()
         )
@@ -265,7 +265,7 @@ fn secure_websocket_verifies_like_mqtts_with_a_private_ca_and_mutual_tls() {
     assert_eq!(
         stderr_text(&out),
         format!(
-            "could not connect to broker localhost:{mtls}: TLS: the broker requires a client \
+            "mqtt-proxy: could not connect to broker localhost:{mtls}: TLS: the broker requires a client \
              certificate (--cert-file/--key-file)"
         )
     );
@@ -364,7 +364,7 @@ fn proxy_credentials_come_from_the_environment_and_refusals_name_the_status() {
     assert_eq!(
         stderr_text(&out),
         format!(
-            "HTTP proxy 127.0.0.1:{} refused to connect to broker 127.0.0.1:{}: HTTP 407 (proxy \
+            "mqtt-proxy: HTTP proxy 127.0.0.1:{} refused to connect to broker 127.0.0.1:{}: HTTP 407 (proxy \
              credentials missing or wrong: MQTT_HTTP_PROXY=http://USER:PASSWORD@…)",
             proxy.port(),
             broker.port()
@@ -378,7 +378,7 @@ fn proxy_credentials_come_from_the_environment_and_refusals_name_the_status() {
     assert!(!stderr_text(&out).contains("s3cret"));
     assert_eq!(
         stderr_text(&out),
-        "--http-proxy: proxy credentials are not accepted on the command line (others can read \
+        "mqtt-proxy: --http-proxy: proxy credentials are not accepted on the command line (others can read \
          it); put the URL in MQTT_HTTP_PROXY or the config file's http-proxy"
     );
 }
@@ -422,13 +422,13 @@ fn bad_input_gets_one_line_and_exit_255_within_10_s() {
         (
             direct(&["--http-proxy".into(), refusing.url()]),
             format!(
-                "HTTP proxy 127.0.0.1:{} refused to connect to broker 127.0.0.1:{b}: HTTP 403",
+                "mqtt-proxy: HTTP proxy 127.0.0.1:{} refused to connect to broker 127.0.0.1:{b}: HTTP 403",
                 refusing.port()
             ),
         ),
         (
             direct(&["--http-proxy".into(), format!("http://127.0.0.1:{nothing}")]),
-            format!("could not reach HTTP proxy 127.0.0.1:{nothing}: connection refused"),
+            format!("mqtt-proxy: could not reach HTTP proxy 127.0.0.1:{nothing}: connection refused"),
         ),
         (
             vec![
@@ -436,7 +436,7 @@ fn bad_input_gets_one_line_and_exit_255_within_10_s() {
                 format!("ws://127.0.0.1:{not_found}/nope"),
             ],
             format!(
-                "could not connect to broker 127.0.0.1:{not_found}: the server answered /nope \
+                "mqtt-proxy: could not connect to broker 127.0.0.1:{not_found}: the server answered /nope \
                  with HTTP 404 Not Found (check the WebSocket path)"
             ),
         ),
@@ -444,7 +444,7 @@ fn bad_input_gets_one_line_and_exit_255_within_10_s() {
             // mosquitto's plain MQTT listener is no WebSocket server.
             vec!["--broker".into(), format!("ws://127.0.0.1:{b}/mqtt")],
             format!(
-                "could not connect to broker 127.0.0.1:{b}: the server does not speak WebSocket"
+                "mqtt-proxy: could not connect to broker 127.0.0.1:{b}: the server does not speak WebSocket"
             ),
         ),
         (
@@ -454,7 +454,7 @@ fn bad_input_gets_one_line_and_exit_255_within_10_s() {
                 "--ca-file".into(),
                 "/etc/ssl/certs/ca-certificates.crt".into(),
             ],
-            "a ws:// broker URL has no TLS, but TLS options are set (--tls, --ca-file, \
+            "mqtt-proxy: a ws:// broker URL has no TLS, but TLS options are set (--tls, --ca-file, \
              --cert-file, --key-file): use wss:// or drop them"
                 .into(),
         ),
