@@ -30,7 +30,10 @@
 //!   (`agent::admission`), routing frames and carrying out admission's
 //!   decisions (`agent::dispatch`), the session task (`agent::session`), and
 //!   what they share (`agent::ctx`).
-//! - `proxy`: `mqtt-proxy <node>`: opening a session, carrying it on stdio.
+//! - `proxy`: `mqtt-proxy <node>`: its arguments and settings
+//!   (`proxy::args`), the opening handshake without I/O (`proxy::opening`),
+//!   and the session run that drives the opening and then carries the
+//!   session on stdio (`proxy::session`).
 //! - `list`: `mqtt-proxy --list` (complete or an error) and `--forget`.
 //! - `stdio`: the proxy's end of the ssh pipes.
 //! - `notify`: systemd readiness notification.
