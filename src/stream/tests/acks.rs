@@ -2,6 +2,7 @@
 //! one; a chunk framed in place goes out as `send` would send it.
 
 use super::*;
+use crate::stream::recv::ACK_EVERY;
 
 #[test]
 fn duplicate_data_is_delivered_once_and_acked_at_once() {
