@@ -8,7 +8,7 @@
 //! message when a subscriber's queue is full, drops everything in flight when
 //! a clean-session client reconnects, and may duplicate across reconnects.
 //!
-//! Rules (see README "Protocol"):
+//! Rules (see `docs/protocol.md`):
 //! - Every chunk of bytes, and the final FIN, takes the next sequence number.
 //! - Every frame carries a cumulative ack (next chunk expected), a 64-bit
 //!   selective-ack bitmap and the sender's free receive buffer (window).
