@@ -1,15 +1,21 @@
 //! mqtt-proxy: an OpenSSH ProxyCommand tunnel over MQTT.
 //!
 //! Code map (the README points here; keep it true):
-//! - `protocol`: the wire format: topics, frame layout, limits, encode/decode.
+//! - `protocol`: the wire format, one part per concern: `protocol::limits`
+//!   (sizes), `protocol::frames` (frame layout, encode/decode, QoS, PAD),
+//!   `protocol::refuse` (REFUSE payloads), `protocol::topics` (topic
+//!   layout), `protocol::ids` (node and client ids, prefixes, random ids),
+//!   `protocol::presence` (the retained presence message); all used through
+//!   `protocol`'s re-exports.
 //! - `stream`: one session's reliable byte stream, no I/O: `stream::send`
 //!   sequences and retransmits chunks, `stream::recv` reorders, delivers and
 //!   acknowledges them, `stream::rtt` estimates the round trip and the
 //!   retransmission timeout, `stream::congestion` keeps the congestion
 //!   window, `stream::autotune` grows the receive window with the round
 //!   trip, `stream::segment` discovers the largest message that gets
-//!   through, `stream::direction` tells which way bytes went lately;
-//!   `stream` itself joins them into frames and session timers.
+//!   through, `stream::direction` tells which way bytes went lately,
+//!   `stream::framing` builds the outgoing frames; `stream` itself joins
+//!   them and keeps the session timers.
 //! - `tunnel`: drives a `stream` over real I/O (a socket or pipes on one side,
 //!   MQTT frames on the other).
 //! - `mqtt`: the one task that owns the rumqttc event loop (connect,
@@ -43,8 +49,9 @@
 //! Imports run one way, with no loops: the roles (`agent`, `proxy`, `list`)
 //! use `tunnel`, `mqtt`, `config` and `protocol`; `tunnel` uses `stream` and
 //! `mqtt`; `mqtt` uses `config`; `config` uses neither. Inside `agent`,
-//! `stream`, `mqtt` and `config`, the parent uses its parts and the parts
-//! use only siblings.
+//! `protocol`, `stream`, `mqtt` and `config`, the parent uses its parts and
+//! the parts use only siblings (and `stream::framing`, which holds more of
+//! `Stream`'s methods, its `Stream`).
 #![forbid(unsafe_code)]
 
 pub mod agent;

@@ -8,7 +8,7 @@
 //! message when a subscriber's queue is full, drops everything in flight when
 //! a clean-session client reconnects, and may duplicate across reconnects.
 //!
-//! Rules (see README "Protocol"):
+//! Rules (see `docs/protocol.md`):
 //! - Every chunk of bytes, and the final FIN, takes the next sequence number.
 //! - Every frame carries a cumulative ack (next chunk expected), a 64-bit
 //!   selective-ack bitmap and the sender's free receive buffer (window).
@@ -27,8 +27,8 @@
 //! [`congestion::CongestionWindow`], [`rtt::RttEstimator`] and the message
 //! size estimate `segment::Segmenter`) and
 //! `recv::RecvHalf` (delivery, acknowledgement); this file joins them into
-//! frames and owns the timers that concern the whole session (keepalive,
-//! peer timeout) and its outcome.
+//! frames (built in `framing`) and owns the timers that concern the whole
+//! session (keepalive, peer timeout) and its outcome.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -37,13 +37,14 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
 use crate::protocol::{
-    self, Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_PEER_LOST, FLAG_RESYNC,
-    HEADER_LEN, MAX_CHUNK,
+    self, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_PEER_LOST, FLAG_RESYNC, HEADER_LEN,
+    MAX_CHUNK,
 };
 
 mod autotune;
 pub mod congestion;
 mod direction;
+mod framing;
 mod recv;
 mod rejected;
 pub mod rtt;
@@ -54,11 +55,11 @@ use autotune::WindowTuner;
 pub use autotune::MAX_RECV_WINDOW;
 use direction::Direction;
 pub use direction::RECEIVER_RATIO;
+use recv::RecvHalf;
 pub use recv::ACK_DELAY;
-use recv::{RecvHalf, ACK_EVERY};
 pub use rejected::Rejected;
 pub use segment::Discovery;
-use send::{Chunk, SendHalf};
+use send::SendHalf;
 
 /// An idle session sends an ACK at least this often so the peer knows it is
 /// alive; more often when the peer timeout is short (see
@@ -378,70 +379,6 @@ impl Stream {
         }
     }
 
-    fn emit_data(&mut self, chunk: Chunk, now: Instant) {
-        if chunk.data.len() > self.send.segment().max_chunk() {
-            return self.emit_fragments(chunk, now);
-        }
-        let mut f = self.frame(Kind::Data, now);
-        f.seq = chunk.seq;
-        f.payload = chunk.data;
-        if chunk.fin {
-            f.flags |= FLAG_FIN;
-        }
-        if self.ack_request_due() {
-            f.flags |= FLAG_ACK_REQ;
-        }
-        self.out.push_back((f, None));
-    }
-
-    /// The windows are full and too few chunks are in flight for the peer
-    /// to ack at once on its own (every `ACK_EVERY`): without a request, we
-    /// would wait the peer's whole ack delay for room.
-    fn ack_request_due(&self) -> bool {
-        !self.send.can_send() && (self.send.pipe() as u64) < ACK_EVERY
-    }
-
-    /// A chunk too large for one message, as fragments of the largest size
-    /// that fits (a FIN is empty, so never one of these).
-    fn emit_fragments(&mut self, chunk: Chunk, now: Instant) {
-        debug_assert!(!chunk.fin);
-        let total = chunk.data.len();
-        let step = self.send.segment().max_fragment();
-        for offset in (0..total).step_by(step) {
-            let mut f = self.frame(Kind::Data, now);
-            f.seq = chunk.seq;
-            f.flags |= FLAG_FRAG;
-            f.payload = Fragment {
-                offset,
-                total,
-                data: chunk.data.slice(offset..total.min(offset + step)),
-            }
-            .encode();
-            self.out.push_back((f, None));
-        }
-    }
-
-    /// A frame of `kind` carrying our current acknowledgement state.
-    fn frame(&mut self, kind: Kind, now: Instant) -> Frame {
-        let ack = self.recv.take_ack();
-        self.last_sent = now;
-        let mut flags = 0;
-        if std::mem::take(&mut self.ack_req) {
-            flags |= FLAG_ACK_REQ;
-        }
-        Frame {
-            kind,
-            flags,
-            sid: self.sid,
-            seq: 0,
-            ack: ack.ack,
-            sack: ack.sack,
-            window: ack.window,
-            recv_limit: self.recv_limit,
-            payload: Bytes::new(),
-        }
-    }
-
     /// Retransmit lost chunks and send a queued FIN, as the windows allow.
     fn pump(&mut self, now: Instant) {
         if self.error.is_some() {
@@ -578,16 +515,6 @@ impl Stream {
             return Some((self.ack_frame(now), None));
         }
         None
-    }
-
-    fn ack_frame(&mut self, now: Instant) -> Frame {
-        self.pure_acks += 1;
-        let resync = std::mem::take(&mut self.resync);
-        let mut f = self.frame(Kind::Ack, now);
-        if resync {
-            f.flags |= FLAG_RESYNC;
-        }
-        f
     }
 
     /// When [`Stream::on_timeout`] must next be called.

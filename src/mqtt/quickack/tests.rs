@@ -1,0 +1,22 @@
+use super::*;
+
+#[test]
+fn finds_the_one_connection_to_the_dialled_address() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let ip = Some(IpAddr::from([127, 0, 0, 1]));
+    let mut q = QuickAck::default();
+    q.attach((ip, port));
+    assert!(q.fd.is_some(), "found by address and port");
+    q.after_read();
+    let fd = q.fd.as_ref().unwrap();
+    assert_eq!(sockopt::tcp_quickack(fd).ok(), Some(true));
+    q.attach((Some(IpAddr::from([127, 0, 0, 2])), port));
+    assert!(q.fd.is_none(), "another address");
+    q.attach((None, port ^ 1));
+    assert!(q.fd.is_none(), "another port");
+    let _second = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    q.attach((None, port));
+    assert!(q.fd.is_none(), "two candidates: neither");
+}

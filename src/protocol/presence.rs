@@ -1,0 +1,35 @@
+//! The retained presence message: whether an agent is online, since when,
+//! and which instance.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The retained presence message an agent publishes on `<node>/presence`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Presence {
+    /// `online` or `offline`.
+    pub status: String,
+    /// Agent version.
+    pub version: String,
+    /// Unix time (seconds) of the change.
+    pub since: u64,
+    /// Random id of this agent process: a different instance means the
+    /// agent restarted and its sessions are gone.
+    pub instance: String,
+    /// Sessions open when this was published (online messages only; the
+    /// agent re-announces when the count changes, at most once a second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u32>,
+}
+
+impl Presence {
+    pub fn is_online(&self) -> bool {
+        self.status == "online"
+    }
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("presence serializes"))
+    }
+    pub fn decode(b: &[u8]) -> Option<Presence> {
+        serde_json::from_slice(b).ok()
+    }
+}

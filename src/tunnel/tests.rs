@@ -1,0 +1,304 @@
+use super::*;
+use crate::stream::Config;
+use tokio::io::{duplex, DuplexStream, WriteHalf};
+use tokio::task::JoinHandle;
+
+/// Frames from one tunnel straight into the other's channel.
+struct ChanSink(mpsc::Sender<Frame>);
+impl FrameSink for ChanSink {
+    async fn send(&mut self, frame: Bytes) -> io::Result<()> {
+        let f = Frame::decode(frame).expect("valid");
+        // The receiving tunnel may have finished; like a broker, drop.
+        let _ = self.0.send(f).await;
+        Ok(())
+    }
+}
+
+/// A writer that buffers like tokio's `File`: a write is taken at once
+/// and its flush takes a while (a blocking thread writing).
+struct SlowFlush<W> {
+    inner: W,
+    flushing: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+impl<W: AsyncWrite + Unpin> AsyncWrite for SlowFlush<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let n = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        self.flushing = Some(Box::pin(tokio::time::sleep(Duration::from_millis(1))));
+        std::task::Poll::Ready(Ok(n))
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        if let Some(busy) = self.flushing.as_mut() {
+            std::task::ready!(busy.as_mut().poll(cx));
+            self.flushing = None;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::ready!(self.as_mut().poll_flush(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Two tunnels joined frame to frame, app A <-> tunnel A ... tunnel B
+/// <-> app B, with tunnel B's local writer wrapped by `wrap_b`.
+struct Pair {
+    app_a: DuplexStream,
+    app_b: DuplexStream,
+    ends: [JoinHandle<Result<(), TunnelError>>; 2],
+    /// Keeps the link "up" for as long as the pair lives.
+    _link: watch::Sender<LinkState>,
+}
+
+fn pair<W>(wrap_b: impl FnOnce(WriteHalf<DuplexStream>) -> W) -> Pair
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (a_tx, a_rx) = mpsc::channel(256);
+    let (b_tx, b_rx) = mpsc::channel(256);
+    let (link_tx, link) = watch::channel(LinkState::Up { generation: 1 });
+    let (app_a, local_a) = duplex(64 * 1024);
+    let (app_b, local_b) = duplex(64 * 1024);
+    let (ra, wa) = tokio::io::split(local_a);
+    let (rb, wb) = tokio::io::split(local_b);
+    let a = tokio::spawn(end(ra, wa, a_rx, ChanSink(b_tx), link.clone()));
+    let b = tokio::spawn(end(rb, wrap_b(wb), b_rx, ChanSink(a_tx), link));
+    Pair {
+        app_a,
+        app_b,
+        ends: [a, b],
+        _link: link_tx,
+    }
+}
+
+async fn end<R, W>(
+    reader: R,
+    writer: W,
+    mut frames: mpsc::Receiver<Frame>,
+    mut sink: ChanSink,
+    mut link: watch::Receiver<LinkState>,
+) -> Result<(), TunnelError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let cfg = Config::default();
+    let mut s = Stream::new(1, cfg, cfg.recv_window, Instant::now());
+    let stop = std::future::pending();
+    run(
+        &mut s,
+        reader,
+        writer,
+        &mut frames,
+        &mut sink,
+        &mut link,
+        stop,
+    )
+    .await
+}
+
+/// Keeps every frame published; pads as told.
+struct Recorder {
+    frames: Vec<Frame>,
+    pads: bool,
+}
+impl FrameSink for Recorder {
+    async fn send(&mut self, frame: Bytes) -> io::Result<()> {
+        self.frames.push(Frame::decode(frame).expect("valid"));
+        Ok(())
+    }
+    fn pads(&self) -> bool {
+        self.pads
+    }
+}
+
+#[test]
+fn only_small_stream_frames_on_a_far_path_get_a_pad() {
+    let ms = Duration::from_millis;
+    let far = Some(PAD_MIN_RTT);
+    let near = Some(PAD_MIN_RTT - Duration::from_micros(1));
+    let small = protocol::PAD_LEN - 1;
+    let zero = Duration::ZERO;
+    let cases = [
+        (Kind::Data, small, far, zero, true),
+        (Kind::Ack, small, far, zero, true),
+        (Kind::Data, protocol::PAD_LEN, far, zero, false),
+        (Kind::Data, small, near, zero, false),
+        (Kind::Data, small, None, zero, false),
+        (Kind::Reset, small, far, zero, false),
+        (Kind::Accept, small, far, zero, false),
+        (Kind::Pad, small, far, zero, false),
+        // Our own link is the far one: the peer's is near.
+        (Kind::Data, small, Some(ms(200)), ms(198), false),
+        // Both far.
+        (Kind::Data, small, Some(ms(40)), ms(20), true),
+        // Our estimate above the path's round trip: nothing to pad for.
+        (Kind::Data, small, Some(ms(5)), ms(9), false),
+    ];
+    for (kind, len, min_rtt, link_rtt, want) in cases {
+        let f = Frame::control(kind, 1, Bytes::new());
+        for receiving in [true, false] {
+            let path = PadPath {
+                min_rtt,
+                link_rtt,
+                receiving,
+            };
+            let got = pad_after(&f, len, || Some(path));
+            assert_eq!(got, want && receiving, "{kind:?} {len} {path:?}");
+        }
+    }
+}
+
+/// A small DATA frame goes out with a PAD right behind it once the
+/// round trip is far, a large one without, and never when the sink
+/// may not pad (rate caps).
+#[tokio::test(start_paused = true)]
+async fn transmit_pads_small_frames_once_the_path_is_far() {
+    for may_pad in [true, false] {
+        let cfg = Config::default();
+        let mut s = Stream::new(1, cfg, cfg.recv_window, Instant::now());
+        let mut sink = Recorder {
+            frames: Vec::new(),
+            pads: may_pad,
+        };
+        // The receiving end of a bulk transfer (a megabyte in)...
+        let mut data = Frame::control(Kind::Data, 1, Bytes::from(vec![1u8; 64 << 10]));
+        data.window = cfg.recv_window;
+        for seq in 0..16 {
+            data.seq = seq;
+            s.on_frame(data.clone(), Instant::now()).unwrap();
+        }
+        // ...but no round trip measured yet: no PAD.
+        s.send(Bytes::from_static(b"first"), Instant::now());
+        transmit(&mut s, &mut sink).await.unwrap();
+        tokio::time::advance(Duration::from_millis(20)).await;
+        let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
+        ack.ack = 1;
+        ack.window = cfg.recv_window;
+        s.on_frame(ack, Instant::now()).unwrap();
+        assert!(s.min_rtt().unwrap() >= PAD_MIN_RTT);
+        s.send(Bytes::from_static(b"small"), Instant::now());
+        transmit(&mut s, &mut sink).await.unwrap();
+        s.send(Bytes::from(vec![7u8; protocol::PAD_LEN]), Instant::now());
+        transmit(&mut s, &mut sink).await.unwrap();
+        let kinds: Vec<_> = sink.frames.iter().map(|f| f.kind).collect();
+        let want = if may_pad {
+            vec![Kind::Data, Kind::Data, Kind::Pad, Kind::Data]
+        } else {
+            vec![Kind::Data, Kind::Data, Kind::Data]
+        };
+        assert_eq!(kinds, want, "may pad: {may_pad}");
+        assert_eq!(s.stats().pads, u64::from(may_pad));
+    }
+}
+
+/// Bytes arrive while the local writer is busy flushing: each byte is
+/// written once (the write future is dropped by `select!` whenever a
+/// frame or a timer wins).
+#[tokio::test]
+async fn buffering_local_writer_gets_each_byte_once() {
+    let Pair {
+        mut app_a,
+        mut app_b,
+        ends,
+        _link,
+    } = pair(|inner| SlowFlush {
+        inner,
+        flushing: None,
+    });
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let send = data.clone();
+    tokio::spawn(async move {
+        app_a.write_all(&send).await.unwrap();
+        app_a.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        app_a.read_to_end(&mut rest).await.unwrap();
+    });
+    let mut got = Vec::new();
+    app_b.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got.len(), data.len(), "bytes written to the local side");
+    assert!(got == data, "bytes differ");
+    app_b.shutdown().await.unwrap();
+    for e in ends {
+        e.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn tunnel_pair_carries_bytes_and_half_closes() {
+    let Pair {
+        mut app_a,
+        mut app_b,
+        ends,
+        _link,
+    } = pair(|w| w);
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    let send = data.clone();
+    let writer = tokio::spawn(async move {
+        app_a.write_all(&send).await.unwrap();
+        app_a.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        app_a.read_to_end(&mut back).await.unwrap();
+        back
+    });
+    let mut got = Vec::new();
+    app_b.read_to_end(&mut got).await.unwrap();
+    assert!(got == data, "bytes differ");
+    app_b.write_all(b"reply after half-close").await.unwrap();
+    app_b.shutdown().await.unwrap();
+    assert_eq!(writer.await.unwrap(), b"reply after half-close");
+    for e in ends {
+        e.await.unwrap().unwrap();
+    }
+}
+
+/// A broker connection pads only without rate caps and when its
+/// message size limit lets a PAD through.
+#[tokio::test]
+async fn an_mqtt_sink_pads_only_without_caps_and_with_room_for_a_pad() {
+    use crate::config::{BrokerArgs, FileConfig};
+    let cases = [
+        (BrokerArgs::default(), true),
+        (
+            BrokerArgs {
+                max_message_size: Some(1200),
+                ..Default::default()
+            },
+            false,
+        ),
+        (
+            BrokerArgs {
+                max_publish_rate: Some(100),
+                ..Default::default()
+            },
+            false,
+        ),
+    ];
+    for (args, want) in cases {
+        let broker = BrokerArgs {
+            // Nothing listens there: the client exists, unconnected.
+            host: Some("127.0.0.1".into()),
+            port: Some(1),
+            ..args
+        }
+        .resolve(&FileConfig::default(), None, &|_| None)
+        .expect("valid settings");
+        let (tx, _rx) = mpsc::channel(1);
+        let options = mqtt::options("pad-test", &broker).expect("options");
+        let m = mqtt::Mqtt::spawn(options, Vec::new(), tx);
+        let sink = MqttSink {
+            client: m.client.clone(),
+            topic: "p/n/s/c/up".into(),
+        };
+        assert_eq!(sink.pads(), want, "{broker:?}");
+    }
+}
