@@ -31,7 +31,11 @@
 //!   decisions (`agent::dispatch`), the session task (`agent::session`), and
 //!   what they share (`agent::ctx`).
 //! - `proxy`: `mqtt-proxy <node>`: opening a session, carrying it on stdio.
-//! - `list`: `mqtt-proxy --list` (complete or an error) and `--forget`.
+//! - `list`: `mqtt-proxy --list` (complete or an error) and `--forget`:
+//!   what a pass counts, when passes agree and whether a node may be
+//!   forgotten, without I/O (`list::pass`), the broker talk that carries
+//!   it out (`list::broker`), which nodes are printed (`list::filter`) and
+//!   how (`list::render`).
 //! - `stdio`: the proxy's end of the ssh pipes.
 //! - `notify`: systemd readiness notification.
 //! - `logging`: `tracing` to stderr.
