@@ -21,7 +21,7 @@ mod render;
 
 use anyhow::Result;
 
-pub use filter::Filter;
+pub use filter::{Filter, Selection};
 pub use pass::{marker_topic, Node};
 pub use render::{table, utc};
 
@@ -30,10 +30,12 @@ use crate::protocol::Topics;
 
 /// Connect, collect presence messages, print the ones `filter` keeps.
 pub async fn run(broker: &Broker, json: bool, filter: &Filter) -> Result<()> {
+    // Before connecting: a bad pattern needs no broker to be reported.
+    let keep = filter.compile()?;
     let nodes: Vec<Node> = collect(broker)
         .await?
         .into_iter()
-        .filter(|n| filter.keeps(n))
+        .filter(|n| keep.keeps(n))
         .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&nodes)?);

@@ -1,5 +1,8 @@
 //! Which nodes a listing prints: `--list PATTERN` and `--online`.
 
+use anyhow::{anyhow, Result};
+use globset::{GlobBuilder, GlobMatcher};
+
 use super::pass::Node;
 
 /// Which nodes to print.
@@ -12,78 +15,42 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The filter ready to apply, its pattern compiled once; an invalid
+    /// pattern is an error that names it.
+    pub fn compile(&self) -> Result<Selection> {
+        Ok(Selection {
+            glob: self.pattern.as_deref().map(compile_glob).transpose()?,
+            online: self.online,
+        })
+    }
+}
+
+/// A [`Filter`] ready to apply.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    glob: Option<GlobMatcher>,
+    online: bool,
+}
+
+impl Selection {
     pub fn keeps(&self, n: &Node) -> bool {
-        (!self.online || n.is_online())
-            && self.pattern.as_deref().map_or(true, |p| glob(p, &n.node))
+        (!self.online || n.is_online()) && self.glob.as_ref().map_or(true, |g| g.is_match(&n.node))
     }
 }
 
-/// Shell-style match of `pattern` against all of `text`: `*` any run, `?`
+/// `pattern` as a shell-style match of a whole node id: `*` any run, `?`
 /// any one character, `[abc]`, `[a-z]`, `[!a-z]` (or `[^…]`) one character
-/// of (not of) a set. An unclosed `[` matches itself.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    // Iterative with one backtrack point (the last `*`): linear in practice,
-    // never exponential.
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        let step = match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-                continue;
-            }
-            Some('?') => Some(1),
-            Some('[') => match class(&p[pi..], t[ti]) {
-                Some((true, len)) => Some(len),
-                Some((false, _)) => None,
-                None => (t[ti] == '[').then_some(1),
-            },
-            Some(c) => (*c == t[ti]).then_some(1),
-            None => None,
-        };
-        match (step, star) {
-            (Some(len), _) => {
-                pi += len;
-                ti += 1;
-            }
-            (None, Some((sp, st))) => {
-                pi = sp + 1;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            }
-            (None, None) => return false,
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-/// A `[...]` class at the start of `p` against `c`: whether it matches and
-/// the class's length in pattern characters; `None` if it is not closed.
-fn class(p: &[char], c: char) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negate = matches!(p.get(i), Some('!' | '^'));
-    if negate {
-        i += 1;
-    }
-    let mut hit = false;
-    let mut first = true;
-    loop {
-        let lo = *p.get(i)?;
-        if lo == ']' && !first {
-            return Some((hit != negate, i + 1));
-        }
-        first = false;
-        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|hi| *hi != ']') {
-            hit |= (lo..=p[i + 2]).contains(&c);
-            i += 3;
-        } else {
-            hit |= lo == c;
-            i += 1;
-        }
-    }
+/// of (not of) a set, `{a,b}` either. Set to read patterns as the
+/// hand-written matcher this replaced did: an unclosed `[` matches itself
+/// and `\` is a plain character (node ids have neither `\` nor `/`, so
+/// whether `*` crosses a `/` makes no difference).
+fn compile_glob(pattern: &str) -> Result<GlobMatcher> {
+    let glob = GlobBuilder::new(pattern)
+        .allow_unclosed_class(true)
+        .backslash_escape(false)
+        .build()
+        .map_err(|e| anyhow!("invalid pattern '{pattern}': {}", e.kind()))?;
+    Ok(glob.compile_matcher())
 }
 
 #[cfg(test)]

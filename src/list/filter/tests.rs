@@ -1,5 +1,12 @@
 use super::*;
 
+/// Whether `pattern` matches all of `text`.
+fn glob(pattern: &str, text: &str) -> bool {
+    compile_glob(pattern)
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .is_match(text)
+}
+
 #[test]
 fn glob_matches_like_a_shell() {
     let cases = [
@@ -51,9 +58,10 @@ fn filter_by_pattern_and_status() {
         n("web-1", "online"),
     ];
     let kept = |f: Filter| -> Vec<String> {
+        let keep = f.compile().expect("a valid pattern");
         nodes
             .iter()
-            .filter(|x| f.keeps(x))
+            .filter(|x| keep.keeps(x))
             .map(|x| x.node.clone())
             .collect()
     };
@@ -80,4 +88,46 @@ fn filter_by_pattern_and_status() {
         }),
         ["prod-a"]
     );
+}
+
+#[test]
+fn braces_match_either_alternative() {
+    let cases = [
+        ("{prod,web}-*", "prod-db", true),
+        ("{prod,web}-*", "web-1", true),
+        ("{prod,web}-*", "db-1", false),
+        ("node-{1,2[0-9]}", "node-25", true),
+        ("node-{1,2[0-9]}", "node-3", false),
+    ];
+    for (pattern, text, want) in cases {
+        assert_eq!(glob(pattern, text), want, "{pattern:?} vs {text:?}");
+    }
+}
+
+#[test]
+fn an_invalid_pattern_is_an_error_naming_it() {
+    let cases = [
+        (
+            "prod-{db",
+            "invalid pattern 'prod-{db': unclosed alternate group; missing '}' \
+             (maybe escape '{' with '[{]'?)",
+        ),
+        (
+            "web}",
+            "invalid pattern 'web}': unopened alternate group; missing '{' \
+             (maybe escape '}' with '[}]'?)",
+        ),
+        (
+            "node-[9-0]",
+            "invalid pattern 'node-[9-0]': invalid range; '9' > '0'",
+        ),
+    ];
+    for (pattern, text) in cases {
+        let filter = Filter {
+            pattern: Some(pattern.to_owned()),
+            online: false,
+        };
+        let e = filter.compile().expect_err(pattern);
+        assert_eq!(format!("{e:#}"), text);
+    }
 }
