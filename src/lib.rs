@@ -37,7 +37,7 @@
 //!   it out (`list::broker`), which nodes are printed (`list::filter`) and
 //!   how (`list::render`).
 //! - `stdio`: the proxy's end of the ssh pipes.
-//! - `notify`: systemd readiness notification.
+//! - `notify`: systemd readiness notification (the `sd-notify` crate).
 //! - `logging`: `tracing` to stderr.
 //! - `heap`: glibc keeps freed buffers for reuse (set at start-up).
 //!
