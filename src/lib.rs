@@ -40,16 +40,21 @@
 //!   (`proxy::args`), the opening handshake without I/O (`proxy::opening`),
 //!   and the session run that drives the opening and then carries the
 //!   session on stdio (`proxy::session`).
-//! - `list`: `mqtt-proxy --list` (complete or an error) and `--forget`.
+//! - `list`: `mqtt-proxy --list` (complete or an error) and `--forget`:
+//!   what a pass counts, when passes agree and whether a node may be
+//!   forgotten, without I/O (`list::pass`), the broker talk that carries
+//!   it out (`list::broker`), which nodes are printed (`list::filter`) and
+//!   how (`list::render`).
 //! - `stdio`: the proxy's end of the ssh pipes.
-//! - `notify`: systemd readiness notification.
+//! - `notify`: systemd readiness notification (the `sd-notify` crate).
 //! - `logging`: `tracing` to stderr.
 //! - `heap`: glibc keeps freed buffers for reuse (set at start-up).
 //!
 //! Imports run one way, with no loops: the roles (`agent`, `proxy`, `list`)
 //! use `tunnel`, `mqtt`, `config` and `protocol`; `tunnel` uses `stream` and
-//! `mqtt`; `mqtt` uses `config`; `config` uses neither. Inside `agent`,
-//! `protocol`, `stream`, `mqtt` and `config`, the parent uses its parts and
+//! `mqtt`; `stream` and `mqtt` use `protocol`; `mqtt` uses `config`;
+//! `config` uses neither. Inside `agent`, `proxy`, `list`, `protocol`,
+//! `stream`, `mqtt` and `config`, the parent uses its parts and
 //! the parts use only siblings (and `stream::framing`, which holds more of
 //! `Stream`'s methods, its `Stream`).
 #![forbid(unsafe_code)]

@@ -24,6 +24,7 @@ use anyhow::Result;
 use tokio::sync::mpsc;
 
 use crate::mqtt::{self, LinkState, Mqtt, QoS};
+use crate::notify::NotifyState;
 use crate::protocol::{random_u64, Topics};
 
 use ctx::Ctx;
@@ -131,7 +132,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
                         tracing::info!(
                             node = %cfg.node_id, broker = %cfg.broker.addr, generation, sessions = d.len(),
                             "agent is online");
-                        crate::notify::notify("READY=1\nSTATUS=online");
+                        crate::notify::notify(&[NotifyState::Ready, NotifyState::Status("online")]);
                     }
                     LinkState::Down { reason, attempt, retry_in } => tracing::warn!(
                         attempt, retry_in = ?retry_in, "{reason}; retrying"),

@@ -1,0 +1,31 @@
+use super::*;
+
+#[test]
+fn utc_dates() {
+    assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+    assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    assert_eq!(utc(1_795_340_901), "2026-11-22 09:48:21 UTC");
+}
+
+#[test]
+fn table_aligns_columns() {
+    let n = |node: &str, status: &str, sessions| Node {
+        node: node.into(),
+        status: status.into(),
+        version: "0.1.0".into(),
+        since: 0,
+        instance: "i".into(),
+        sessions,
+    };
+    let t = table(&[n("a", "online", Some(12)), n("long-name", "offline", None)]);
+    assert_eq!(
+        t,
+        "NODE       STATUS   SESSIONS  VERSION  SINCE\n\
+         a          online   12        0.1.0    1970-01-01 00:00:00 UTC\n\
+         long-name  offline  -         0.1.0    1970-01-01 00:00:00 UTC\n"
+    );
+    assert_eq!(
+        table(&[]),
+        "NODE  STATUS  SESSIONS  VERSION  SINCE\n(no nodes)\n"
+    );
+}
