@@ -1,6 +1,6 @@
 //! End-to-end through two bridged brokers: the agent on mosquitto A, the
 //! client (`mqtt-proxy`) on mosquitto B, and B carrying the topic tree to and
-//! from A over a mosquitto bridge (the README's "Bridged brokers"). Real ssh
+//! from A over a mosquitto bridge (docs/brokers.md, "Bridged brokers"). Real ssh
 //! and scp, then SIGKILL and restart of either broker in the middle of an scp.
 //!
 //! Every test has its own pair of brokers, sshd, agent, node id and topic
@@ -45,7 +45,7 @@ const BRIDGE_UP_TIMEOUT: Duration = Duration::from_secs(20);
 const PRESENCE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Broker B's bridge to broker A on 127.0.0.1:`a_port`, for the topic tree
-/// under `prefix`: the README's example with the address and prefix filled in.
+/// under `prefix`: docs/brokers.md's example with the address and prefix filled in.
 fn bridge_conf(a_port: u16, prefix: &str) -> String {
     [
         // The bridge's name; its client id on A is `<name>.<hostname>`.

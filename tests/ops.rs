@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Bound for `--list` (the README says about 2 s) and for every failure
+/// Bound for `--list` (docs/listing.md has measured times) and for every failure
 /// report (10 s, [`FAILURE_REPORT_BOUND`]). Only a hang guard: the figures
 /// are printed, not asserted against a tighter budget.
 const REPORT_BOUND: Duration = Duration::from_secs(10);

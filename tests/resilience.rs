@@ -911,7 +911,8 @@ fn many_sessions_leave_no_fds_threads_or_memory_behind() {
 
     // Without TCP_NODELAY on the broker's sockets each of the few small
     // messages of a session start and end waits out a delayed ACK (~40 ms),
-    // which would make 500 sessions take ~50 s; the README recommends it.
+    // which would make 500 sessions take ~50 s; examples/mosquitto sets it
+    // (docs/brokers.md, "Broker notes", says why).
     let s = Setup::with_broker_conf("leak", "set_tcp_nodelay true");
     let mut agent = s.agent(s.broker.port(), &[]);
     let pid = agent.pid();

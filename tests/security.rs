@@ -87,7 +87,7 @@ fn scratch_dir(tag: &str) -> TempDir {
 }
 
 // ---------------------------------------------------------------------------
-// Frames (README "Frames"), built by hand to check the documented layout
+// Frames (docs/protocol.md, "Frames"), built by hand to check the documented layout
 // ---------------------------------------------------------------------------
 
 use mqtt_proxy::protocol::{HEADER_LEN, MAX_CHUNK, MAX_PACKET};
@@ -368,8 +368,8 @@ fn shipped(name: &str) -> PathBuf {
 /// tests that use it have a broker of their own, so no other test shares it.
 const SHIPPED_PREFIX: &str = "mqtt-proxy";
 
-/// A password file made with `mosquitto_passwd -c -b` / `-b`, as the
-/// example README says, in `pki`'s world-readable directory.
+/// A password file made with `mosquitto_passwd -c -b` / `-b`, as
+/// examples/mosquitto/README.md says, in `pki`'s world-readable directory.
 fn password_file(pki: &Pki, users: &[(&str, &str)]) -> PathBuf {
     let path = pki.path("passwd");
     for (i, (user, password)) in users.iter().enumerate() {

@@ -82,8 +82,8 @@ const MIXED_COPY: u64 = 1 << 20;
 
 /// The largest MQTT packet Debian 12's mosquitto 2.0.11 sends to a
 /// WebSocket client in one piece; a larger one goes out 4 KiB per pass of
-/// its main loop, up to 100 ms apart (measured with paho-mqtt; README,
-/// "WebSocket"). The tunnel's publishes must stay within it.
+/// its main loop, up to 100 ms apart (measured with paho-mqtt;
+/// docs/brokers.md, "Broker notes"). The tunnel's publishes must stay within it.
 const MOSQUITTO_WS_ONE_PIECE: usize = 4112;
 
 /// Bytes of a PUBLISH packet besides topic and payload as mosquitto sends

@@ -185,8 +185,8 @@ impl Ssh {
 /// reports it ([`mqtt_proxy::EXIT_PROXY_FAILURE`]).
 pub const PROXY_FAILURE_STATUS: i32 = mqtt_proxy::EXIT_PROXY_FAILURE as i32;
 /// How long `mqtt-proxy` may take to report that a node is offline, refuses
-/// the session or cannot be reached: the README ("Protocol") has it end
-/// within 10 s either way.
+/// the session or cannot be reached: docs/protocol.md ("Opening") has it
+/// end within 10 s either way.
 pub const FAILURE_REPORT_BOUND: Duration = Duration::from_secs(10);
 
 /// `mqtt-proxy --host 127.0.0.1 --port P --topic-prefix PREFIX NODE`, run

@@ -13,7 +13,7 @@ use super::process::{append_log, read_lossy, wait_server, Killed};
 /// sshd's limit on connections that have not authenticated yet. Every
 /// session the agent opens is one until ssh logs in, so it is above the
 /// agent's default session cap (64): the flood tests then measure the
-/// agent's limits, not sshd's (the README tells operators the same).
+/// agent's limits, not sshd's (docs/security.md tells operators the same).
 const SSHD_MAX_STARTUPS: usize = 128;
 
 /// An sshd on a free loopback port that lets the current user log in with a
