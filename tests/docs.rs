@@ -132,7 +132,7 @@ fn broken(file: &Path, target: &str) -> Option<String> {
         return Some(format!("no file {}", dest.display()));
     }
     let anchor = anchor?;
-    if !dest.is_file() || dest.extension().map_or(true, |x| x != "md") {
+    if !dest.is_file() || dest.extension().is_none_or(|x| x != "md") {
         return Some(format!(
             "anchor #{anchor} into {}, not a markdown file",
             dest.display()

@@ -40,7 +40,7 @@ const INCOMING_CAPACITY: usize = 4096;
 /// shorter `mqtt::KEEP_ALIVE` (15 s), being interactive. An idle agent's
 /// only traffic is one PINGREQ and one PINGRESP per keepalive (rumqttc pings
 /// on schedule whatever else is sent), so 120 s costs the broker 1 message a
-/// minute per agent, where 15 s cost 8 (scripts/fleet-bench, README).
+/// minute per agent, where 15 s cost 8 (scripts/fleet-bench, docs/benchmarks.md).
 /// The price: a connection that dies silently (a NAT that forgets it, a
 /// broker host that loses power) is noticed by the agent within 2 × this
 /// and by the broker, which then publishes the agent's offline will, within

@@ -6,7 +6,7 @@ use mqtt_proxy::{config, list, logging, proxy, stdio, EXIT_PROXY_FAILURE};
 const PREFIX: &str = "mqtt-proxy";
 
 /// One session: a single thread avoids cross-thread wake-ups per message
-/// (measured: half the CPU of the multi-threaded runtime, see README).
+/// (measured: half the CPU of the multi-threaded runtime, commit 24e2da1).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     mqtt_proxy::heap::keep_freed_memory();

@@ -34,7 +34,7 @@ pub struct Selection {
 
 impl Selection {
     pub fn keeps(&self, n: &Node) -> bool {
-        (!self.online || n.is_online()) && self.glob.as_ref().map_or(true, |g| g.is_match(&n.node))
+        (!self.online || n.is_online()) && self.glob.as_ref().is_none_or(|g| g.is_match(&n.node))
     }
 }
 

@@ -37,7 +37,7 @@ pub(super) const LIST_MAX: Duration = Duration::from_secs(60);
 pub(super) enum ListError {
     #[error(
         "could not list the nodes completely: the broker dropped presence messages in \
-         {MAX_PASSES} attempts (about {most} nodes; see \"Broker notes\" in the README)"
+         {MAX_PASSES} attempts (about {most} nodes; see \"Broker notes\" in docs/brokers.md)"
     )]
     PassesDiffer { most: usize },
     #[error(

@@ -45,7 +45,7 @@ pub(super) fn dialled(broker: &Broker) -> (Option<IpAddr>, u16) {
 
 /// Whether `peer` is where we dialled.
 fn matches(peer: SocketAddr, (ip, port): (Option<IpAddr>, u16)) -> bool {
-    peer.port() == port && ip.map_or(true, |ip| ip == peer.ip().to_canonical())
+    peer.port() == port && ip.is_none_or(|ip| ip == peer.ip().to_canonical())
 }
 
 impl QuickAck {

@@ -191,10 +191,7 @@ impl Fragment {
                 "total length above the largest chunk",
             ));
         }
-        if offset
-            .checked_add(data.len())
-            .map_or(true, |end| end > total)
-        {
+        if offset.checked_add(data.len()).is_none_or(|end| end > total) {
             return Err(DecodeError::Fragment("data beyond the total length"));
         }
         Ok(Fragment {

@@ -14,14 +14,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::ProxyError;
+use super::error::ProxyError;
 use crate::auth;
 use crate::config::Secret;
 use crate::mqtt::LinkState;
 use crate::protocol::{self, Frame, Kind};
 
 /// Longest a session open may take, connect to the broker included: ssh
-/// users expect an answer within 10 s (the README promises it).
+/// users expect an answer within 10 s (docs/protocol.md, "Opening", promises it).
 pub(super) const OPEN_TIMEOUT: Duration = Duration::from_secs(9);
 /// Repeat the OPEN request this often until answered (it may be dropped).
 pub(super) const OPEN_RETRY: Duration = Duration::from_secs(1);

@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
+use super::args::ProxyConfig;
+use super::error::ProxyError;
 use super::opening::{Action, Event, Opened, Opening, Request};
-use super::{ProxyConfig, ProxyError};
 use crate::mqtt::{self, LinkState, Message, Mqtt, QoS};
 use crate::protocol::{random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
 use crate::stream::{Stream, StreamError};

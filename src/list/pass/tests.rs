@@ -288,7 +288,7 @@ fn errors_read_as_before() {
         (
             ListError::PassesDiffer { most: 5000 },
             "could not list the nodes completely: the broker dropped presence messages in 4 \
-             attempts (about 5000 nodes; see \"Broker notes\" in the README)",
+             attempts (about 5000 nodes; see \"Broker notes\" in docs/brokers.md)",
         ),
         (
             ListError::NoEndInSight,

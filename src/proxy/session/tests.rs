@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::{FileConfig, Secret};
+use crate::proxy::args::ProxyArgs;
 use crate::proxy::opening::{EARLY_MIN_CONNECT, OPEN_TIMEOUT, PRESENCE_WAIT};
-use crate::proxy::ProxyArgs;
 use clap::Parser;
 
 /// Frames the proxy sends, for the test to inspect.

@@ -1,0 +1,42 @@
+//! Why `mqtt-proxy` failed: each variant's `Display` is the one line the
+//! user reads (the binary puts `mqtt-proxy: ` in front).
+
+use crate::mqtt;
+
+/// Why the proxy failed; `Display` is the one line the user reads.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    Broker(String),
+    #[error(transparent)]
+    TaskEnded(#[from] mqtt::TaskEnded),
+    /// The node's presence says offline.
+    #[error("node '{0}' is offline")]
+    Offline(String),
+    /// No presence at all: the node never announced itself on this broker
+    /// (a typo, another broker or another topic prefix).
+    #[error(
+        "no node '{node}' on broker {broker} (never announced; mqtt-proxy --list shows the nodes)"
+    )]
+    Unknown { node: String, broker: String },
+    #[error("node '{node}' refused: {reason}")]
+    Refused { node: String, reason: String },
+    #[error("node '{0}' did not answer")]
+    NoAnswer(String),
+    #[error("broker refused subscription to {0} (check the ACL for this user)")]
+    Denied(String),
+    #[error("node '{0}' reset the session")]
+    Reset(String),
+    #[error("node '{0}' went offline")]
+    WentOffline(String),
+    #[error("lost contact with node '{node}' for {secs} s")]
+    LostContact { node: String, secs: u64 },
+    #[error("node '{0}' restarted; the session is lost")]
+    Restarted(String),
+    #[error("{0}")]
+    Local(String),
+    /// ssh hung up on us (it does so when it exits): nobody is listening,
+    /// so nothing is printed.
+    #[error("interrupted")]
+    Interrupted,
+}
