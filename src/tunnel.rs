@@ -204,7 +204,7 @@ where
         if let Some(d) = stream.take_size_discovery() {
             sink.discovered(d);
         }
-        if let Some(n) = stream.take_notice() {
+        while let Some(n) = stream.take_notice() {
             on_notice(n);
         }
         let now = Instant::now();

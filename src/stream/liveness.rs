@@ -8,6 +8,7 @@
 //! if that link died. Time this process was stopped (SIGSTOP, a laptop's
 //! sleep) is not silence: it does not count toward the peer timeout.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -31,6 +32,9 @@ pub enum Notice {
     Stalled { silent: Duration },
     /// The peer was heard again after a [`Notice::Stalled`].
     Back,
+    /// This process was stopped for about `stopped` (a sleep): the network
+    /// may have changed meanwhile.
+    Woke { stopped: Duration },
 }
 
 /// The peer's liveness, as one end sees it.
@@ -43,7 +47,8 @@ pub(super) struct Liveness {
     /// When our probe went, while it is unanswered.
     probe: Option<Instant>,
     stalled: bool,
-    notice: Option<Notice>,
+    /// What happened and was not taken yet (at most a few: one per kind).
+    notices: VecDeque<Notice>,
     /// The last call, for telling a stopped process from a silent peer.
     last_tick: Instant,
 }
@@ -56,7 +61,7 @@ impl Liveness {
             data_last: false,
             probe: None,
             stalled: false,
-            notice: None,
+            notices: VecDeque::new(),
             last_tick: now,
         }
     }
@@ -82,7 +87,7 @@ impl Liveness {
         self.data_last = data;
         self.probe = None;
         if std::mem::take(&mut self.stalled) {
-            self.notice = Some(Notice::Back);
+            self.notices.push_back(Notice::Back);
         }
     }
 
@@ -94,6 +99,7 @@ impl Liveness {
         if gap > longest_timer + PAUSE_SLACK {
             self.last_heard = (self.last_heard + gap).min(now);
             self.probe = self.probe.map(|p| (p + gap).min(now));
+            self.notices.push_back(Notice::Woke { stopped: gap });
         }
         self.last_tick = now;
     }
@@ -124,15 +130,15 @@ impl Liveness {
     pub(super) fn check_stall(&mut self, now: Instant, waiting: bool) {
         if self.stall_deadline(waiting).is_some_and(|t| now >= t) {
             self.stalled = true;
-            self.notice = Some(Notice::Stalled {
+            self.notices.push_back(Notice::Stalled {
                 silent: now - self.last_heard,
             });
         }
     }
 
-    /// What happened since the last call.
+    /// What happened, oldest first.
     pub(super) fn take_notice(&mut self) -> Option<Notice> {
-        self.notice.take()
+        self.notices.pop_front()
     }
 }
 

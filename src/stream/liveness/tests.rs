@@ -85,9 +85,16 @@ fn time_the_process_was_stopped_is_not_silence() {
     l.on_heard(at(t0, 1.0), false);
     l.on_tick(at(t0, 9.0), TIMER);
     assert_eq!(l.last_heard(), at(t0, 1.0), "a normal gap counts");
-    // Stopped for five minutes: the gap does not count.
+    assert_eq!(l.take_notice(), None);
+    // Stopped for five minutes: the gap does not count, and is news.
     l.on_tick(at(t0, 309.0), TIMER);
     assert_eq!(l.last_heard(), at(t0, 301.0));
+    assert_eq!(
+        l.take_notice(),
+        Some(Notice::Woke {
+            stopped: Duration::from_secs(300)
+        })
+    );
     // A gap just within the longest timer plus the slack still counts.
     l.on_tick(at(t0, 324.0), TIMER);
     assert_eq!(l.last_heard(), at(t0, 301.0));
@@ -101,6 +108,7 @@ fn a_probe_sent_before_a_pause_waits_its_time_after_it() {
     l.on_tick(at(t0, 2.0), TIMER);
     l.on_tick(at(t0, 302.0), TIMER);
     l.check_stall(at(t0, 302.0), false);
+    assert!(matches!(l.take_notice(), Some(Notice::Woke { .. })));
     assert_eq!(l.take_notice(), None, "the pause is not the peer's silence");
     l.check_stall(at(t0, 306.0), false);
     assert!(matches!(l.take_notice(), Some(Notice::Stalled { .. })));
