@@ -106,6 +106,19 @@ pub fn tcp_local_ports(pid: u32, remote_port: u16) -> Vec<u16> {
         .collect()
 }
 
+/// Whether process `pid` has an established TCP connection to port
+/// `remote_port` and every byte it sent on them is acknowledged: an idle
+/// link, on which only keepalive probes would go.
+pub fn tcp_all_acked_to(pid: u32, remote_port: u16) -> bool {
+    let rows: Vec<Vec<String>> = tcp_rows_to(pid, remote_port)
+        .into_iter()
+        .filter(|f| f[3] == "01")
+        .collect();
+    // tx_queue:rx_queue, in hex; tx_queue counts what is sent and not yet
+    // acknowledged, and what is not sent yet.
+    !rows.is_empty() && rows.iter().all(|f| f[4].starts_with("00000000:"))
+}
+
 /// The rows (split into fields: sl local rem st tx:rx tr:when retrnsmt uid
 /// timeout inode ...) of /proc/PID/net/tcp{,6}, the tables of `pid`'s own
 /// network namespace, for the sockets `pid` holds whose remote port is
