@@ -105,6 +105,28 @@ impl Net {
         proxy
     }
 
+    /// The agent found its cut link dead by the link timeout, said so
+    /// once, and came online again on a new connection.
+    fn assert_agent_replaced_link(&mut self) {
+        self.agent
+            .wait_log(AGENT_ONLINE_TEXT, 2, Duration::from_secs(10));
+        let want = format!(
+            "reason=broker 127.0.0.1:{} stopped answering (nothing acknowledged within the \
+             link timeout)",
+            self.broker.port()
+        );
+        let log = self.agent.log_text();
+        let replaced: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("broker connection replaced"))
+            .collect();
+        assert!(
+            replaced.len() == 1 && replaced[0].contains(&want),
+            "want one 'broker connection replaced {want}' in the agent's log\n{}",
+            self.logs()
+        );
+    }
+
     /// The agent's log and the broker's, for failure messages.
     fn logs(&self) -> String {
         format!(
@@ -262,6 +284,7 @@ fn an_idle_agent_whose_link_died_silently_is_reachable_again() {
     let echo = |net: &Net| run_with_timeout(&mut net.ssh("echo hello", &[], &[]), ATTEMPT_BOUND);
     let first = echo(&net);
     assert_success(&first, "ssh echo before the cut");
+    assert_eq!(first.stdout, b"hello\n", "ssh echo before the cut");
     // Idle: the session is over and all the agent sent is acknowledged, so
     // only a keepalive probe can find the dead link, not a retransmission.
     net.agent
@@ -297,6 +320,7 @@ fn an_idle_agent_whose_link_died_silently_is_reachable_again() {
         failures.join("\n"),
         net.logs()
     );
+    net.assert_agent_replaced_link();
     eprintln!(
         "idle agent reachable again {:.1?} after the cut ({} failed attempts)",
         started.elapsed(),
@@ -306,7 +330,7 @@ fn an_idle_agent_whose_link_died_silently_is_reachable_again() {
 
 #[test]
 fn a_session_goes_on_when_the_agents_link_dies() {
-    let net = Net::start("agent-cut-lines", QUICK);
+    let mut net = Net::start("agent-cut-lines", QUICK);
     let out = lines_across_a_cut(
         &net,
         QUICK,
@@ -319,6 +343,7 @@ fn a_session_goes_on_when_the_agents_link_dies() {
         DEFAULT_GIVES_UP,
         "the agent's link died",
     );
+    net.assert_agent_replaced_link();
 }
 
 /// The proxy's link dies while it only receives; its link timeout is long
@@ -351,7 +376,7 @@ fn a_session_goes_on_when_the_proxys_link_dies_and_the_proxy_says_so() {
 fn a_transfer_completes_intact_when_the_agents_link_dies() {
     const CHUNK: usize = 64 << 10;
     const CHUNKS: usize = 64;
-    let net = Net::start("agent-cut-upload", QUICK);
+    let mut net = Net::start("agent-cut-upload", QUICK);
     let dir = tempfile::tempdir().expect("create scratch dir");
     let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
     write_random_file(&src, (CHUNK * CHUNKS) as u64);
@@ -383,6 +408,7 @@ fn a_transfer_completes_intact_when_the_agents_link_dies() {
         DEFAULT_GIVES_UP,
         "upload while the agent's link died",
     );
+    net.assert_agent_replaced_link();
 }
 
 /// ssh and its proxy sleep for 12 s (SIGSTOP) and wake up (SIGCONT) on a
