@@ -6,7 +6,8 @@
 //! probed once (unless we wait for it anyway, and retransmit), so an end
 //! that only receives still puts something on its own broker connection, whose link timeout (`mqtt::socket`) then notices
 //! if that link died. Time this process was stopped (SIGSTOP, a laptop's
-//! sleep) is not silence: it does not count toward the peer timeout.
+//! sleep) is not silence: it does not count toward the peer timeout (the
+//! driver tells, `tunnel::run`: its timer fired far later than it asked).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -21,9 +22,10 @@ pub const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// Silence while we wait for the peer this long is worth telling the user
 /// (`mqtt-proxy: no answer from …`).
 pub const STALL_NOTICE: Duration = Duration::from_secs(5);
-/// A gap between two calls this much longer than the longest timer means
-/// the process was stopped, not that the peer was silent.
-const PAUSE_SLACK: Duration = Duration::from_secs(5);
+/// A timer that fires this much later than it was set for means the
+/// process was stopped (nothing of ours can hold the runtime that long);
+/// less is ordinary scheduling.
+pub const PAUSE_SLACK: Duration = Duration::from_secs(5);
 
 /// What the user may want to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +51,6 @@ pub(super) struct Liveness {
     stalled: bool,
     /// What happened and was not taken yet (at most a few: one per kind).
     notices: VecDeque<Notice>,
-    /// The last call, for telling a stopped process from a silent peer.
-    last_tick: Instant,
 }
 
 impl Liveness {
@@ -62,7 +62,6 @@ impl Liveness {
             probe: None,
             stalled: false,
             notices: VecDeque::new(),
-            last_tick: now,
         }
     }
 
@@ -91,17 +90,12 @@ impl Liveness {
         }
     }
 
-    /// Called with every timer and frame. If the last call was more than
-    /// `longest_timer` plus [`PAUSE_SLACK`] ago, nothing ran in between: the
-    /// process was stopped, and that time is not the peer's silence.
-    pub(super) fn on_tick(&mut self, now: Instant, longest_timer: Duration) {
-        let gap = now.saturating_duration_since(self.last_tick);
-        if gap > longest_timer + PAUSE_SLACK {
-            self.last_heard = (self.last_heard + gap).min(now);
-            self.probe = self.probe.map(|p| (p + gap).min(now));
-            self.notices.push_back(Notice::Woke { stopped: gap });
-        }
-        self.last_tick = now;
+    /// The process was stopped for `stopped`, until `now`: that time is not
+    /// the peer's silence.
+    pub(super) fn on_paused(&mut self, stopped: Duration, now: Instant) {
+        self.last_heard = (self.last_heard + stopped).min(now);
+        self.probe = self.probe.map(|p| (p + stopped).min(now));
+        self.notices.push_back(Notice::Woke { stopped });
     }
 
     /// When to probe the peer, if it is worth it: not while we are
