@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ctx::{accept_frame, refuse, send, Ctx};
 use crate::mqtt;
 use crate::protocol::{Frame, Kind, RefuseCode};
-use crate::stream::Stream;
+use crate::stream::{Notice, Stream};
 use crate::tunnel::{self, MqttSink, TunnelError};
 
 /// How long the agent waits for its target to accept a TCP connection.
@@ -117,7 +117,21 @@ pub(super) async fn session(
                 &mut sink,
                 &mut link,
                 std::future::pending(),
-                |notice| tracing::debug!(?notice, "peer liveness"),
+                |notice| match notice {
+                    // This host slept (a suspended VM, a laptop as a node):
+                    // its network may have changed. Every session hears it;
+                    // the first replaces the connection, which is then newer
+                    // than the stop for the others.
+                    Notice::Woke { stopped } => {
+                        let replaced = ctx.client.replace_connection(crate::stream::began(stopped));
+                        tracing::info!(
+                            ?stopped,
+                            replaced,
+                            "woke up; replacing the broker connection"
+                        );
+                    }
+                    other => tracing::debug!(notice = ?other, "peer liveness"),
+                },
             );
             // Biased: eviction also closes the frame channel, which the
             // tunnel would report as a lost MQTT connection.

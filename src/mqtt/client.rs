@@ -431,13 +431,19 @@ impl Client {
     }
 
     /// Queue a DISCONNECT behind everything already queued.
-    /// End the broker connection at once, so that a new one is made: after
-    /// this process was stopped (a laptop's sleep) the old one may lead
-    /// into a network that is gone, and waiting for the link timeout to
-    /// find out would only stall the session. False if the socket is not
-    /// known (then the link timeout does it).
-    pub fn replace_connection(&self) -> bool {
-        self.shared.socket.lock().expect("no holder panics").shut()
+    /// End the broker connection at once if it was made before
+    /// `older_than`, so that a new one is made: after this process was
+    /// stopped (a laptop's sleep) the old one may lead into a network that
+    /// is gone, and waiting for the link timeout to find out would only
+    /// stall the sessions. False if there is no such connection (the
+    /// socket is not known, then the link timeout does it; or a newer one
+    /// is up already).
+    pub fn replace_connection(&self, older_than: Instant) -> bool {
+        self.shared
+            .socket
+            .lock()
+            .expect("no holder panics")
+            .shut(older_than)
     }
 
     pub async fn disconnect(&self) -> Result<(), TaskEnded> {

@@ -54,6 +54,8 @@ pub(super) struct Probing {
 #[derive(Default)]
 pub(super) struct BrokerSocket {
     fd: Option<OwnedFd>,
+    /// When the connection was made (found).
+    since: Option<tokio::time::Instant>,
 }
 
 /// Where rumqttc's TCP connection goes for `broker`: the HTTP proxy if
@@ -80,6 +82,7 @@ impl BrokerSocket {
     /// broker's port): then only the MQTT keepalive notices a dead link.
     pub(super) fn attach(&mut self, to: (Option<IpAddr>, u16), probing: Probing) {
         self.fd = find(to);
+        self.since = Some(tokio::time::Instant::now());
         let probing_set = self.fd.as_ref().map(|fd| probe(fd, probing));
         if let Some(Err(e)) = &probing_set {
             tracing::debug!(error = %e, "could not set the broker socket's keepalive probes");
@@ -97,10 +100,14 @@ impl BrokerSocket {
         self.fd = None;
     }
 
-    /// End the connection (both directions): rumqttc's next read fails and
-    /// the connection task connects again. False without a socket.
-    pub(super) fn shut(&self) -> bool {
-        self.fd
+    /// End the connection (both directions) if it was made before
+    /// `older_than`: rumqttc's next read fails and the connection task
+    /// connects again. False without such a socket (none found, or a newer
+    /// one: several sessions may ask after one wake-up).
+    pub(super) fn shut(&self, older_than: tokio::time::Instant) -> bool {
+        let old = self.since.is_some_and(|t| t < older_than);
+        old && self
+            .fd
             .as_ref()
             .is_some_and(|fd| rustix::net::shutdown(fd, rustix::net::Shutdown::Both).is_ok())
     }

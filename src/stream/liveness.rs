@@ -27,6 +27,13 @@ pub const STALL_NOTICE: Duration = Duration::from_secs(5);
 /// less is ordinary scheduling.
 pub const PAUSE_SLACK: Duration = Duration::from_secs(5);
 
+/// When a stop of `stopped` that ended now began (now, if the clock cannot
+/// say).
+pub fn began(stopped: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_sub(stopped).unwrap_or(now)
+}
+
 /// What the user may want to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {

@@ -48,13 +48,16 @@ fn shut_ends_the_connection_for_its_owner_too() {
     let mut owner = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (_broker, _) = listener.accept().unwrap();
     let mut q = BrokerSocket::default();
-    assert!(!q.shut(), "nothing to shut before it is found");
+    let later = || tokio::time::Instant::now() + Duration::from_secs(1);
+    assert!(!q.shut(later()), "nothing to shut before it is found");
     let probing = Probing {
         interval: Duration::from_secs(20),
         timeout: Duration::from_secs(5),
     };
+    let before = tokio::time::Instant::now();
     q.attach((Some(IpAddr::from([127, 0, 0, 1])), port), probing);
-    assert!(q.shut());
+    assert!(!q.shut(before), "made after: a newer connection stays");
+    assert!(q.shut(later()));
     // The descriptor rumqttc would hold reads the end at once.
     let mut buf = [0u8; 8];
     assert_eq!(owner.read(&mut buf).unwrap(), 0);
