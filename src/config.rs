@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 
 mod caps;
 mod file;
+mod liveness;
 mod secret;
 mod url;
 
@@ -19,6 +20,9 @@ pub use caps::{parse_bandwidth, ByteCount, MIN_BANDWIDTH};
 pub use file::{FileConfig, Role};
 #[cfg(test)]
 use file::{AGENT_KEYS, SHARED_KEYS};
+pub use liveness::{
+    Liveness, DEFAULT_LINK_TIMEOUT, DEFAULT_PROBE_INTERVAL, DEFAULT_RESUME_TIMEOUT,
+};
 pub use secret::Secret;
 pub use url::{
     split_host_port, BrokerUrl, Carrier, HttpProxy, MqttVersion, DEFAULT_WS_PATH, PORT_WS, PORT_WSS,
@@ -94,9 +98,23 @@ pub struct BrokerArgs {
     pub client_id_prefix: Option<String>,
 
     /// Seconds a session survives without hearing from its peer (broker
-    /// outage, peer killed) before it is closed [default: 60].
+    /// outage, a sleeping laptop, a crashed client) before it is closed;
+    /// time this program was stopped does not count [default: 600].
     #[arg(long, env = "MQTT_RESUME_TIMEOUT", value_name = "SECONDS")]
     pub resume_timeout: Option<u64>,
+
+    /// Seconds the broker connection may be silent before it is probed; a
+    /// link that died silently (a NAT that forgot it) is noticed within this
+    /// plus --link-timeout. Longer saves idle bytes on metered links, see
+    /// the README [default: 20].
+    #[arg(long, env = "MQTT_PROBE_INTERVAL", value_name = "SECONDS")]
+    pub probe_interval: Option<u64>,
+
+    /// Seconds what we sent to the broker (data, a ping, a probe) may stay
+    /// unacknowledged before the connection counts as dead and is replaced
+    /// [default: 5].
+    #[arg(long, env = "MQTT_LINK_TIMEOUT", value_name = "SECONDS")]
+    pub link_timeout: Option<u64>,
 
     /// Most MQTT publishes per second on this program's broker connection,
     /// for hosted brokers that disconnect a client above theirs (AWS IoT
@@ -177,6 +195,11 @@ pub struct Broker {
     pub topic_prefix: String,
     pub client_id_prefix: String,
     pub resume_timeout: std::time::Duration,
+    /// Probe the broker connection after this long without traffic.
+    pub probe_interval: std::time::Duration,
+    /// Replace the broker connection when what we sent stays unacknowledged
+    /// this long.
+    pub link_timeout: std::time::Duration,
     /// Most publishes per second on the connection (`--max-publish-rate`).
     pub max_publish_rate: Option<u32>,
     /// Most bytes per second on the connection (`--max-bandwidth`).
@@ -323,10 +346,10 @@ impl BrokerArgs {
         if let Some(n) = max_message_size.filter(|&n| (n as usize) < MIN_PACKET) {
             bail!("max message size {n} is too small: the least that works is {MIN_PACKET} bytes");
         }
-        let resume = self.resume_timeout.or(file.resume_timeout).unwrap_or(60);
-        if resume == 0 {
-            bail!("resume timeout must be at least 1 second");
-        }
+        let liveness = Liveness::resolve(
+            [self.probe_interval, self.link_timeout, self.resume_timeout],
+            [file.probe_interval, file.link_timeout, file.resume_timeout],
+        )?;
         let max_publish_rate = match self.max_publish_rate {
             Some(n) => Some(n),
             None => file
@@ -358,7 +381,9 @@ impl BrokerArgs {
             password,
             topic_prefix,
             client_id_prefix,
-            resume_timeout: std::time::Duration::from_secs(resume),
+            resume_timeout: liveness.resume_timeout,
+            probe_interval: liveness.probe_interval,
+            link_timeout: liveness.link_timeout,
             max_publish_rate,
             max_bandwidth,
         })

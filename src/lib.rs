@@ -25,9 +25,11 @@
 //!   `mqtt::describe` words the user-facing connection errors,
 //!   `mqtt::pacer` keeps to a hosted broker's per-connection rate caps,
 //!   `mqtt::size` finds a packet size limit from disconnects,
-//!   `mqtt::quickack` acks what the broker sends at once (`TCP_QUICKACK`).
+//!   `mqtt::socket` tunes rumqttc's socket (acks at once, probes a silent
+//!   link).
 //! - `config`: flags, environment and validated settings; `config::file`
-//!   reads the config file, `config::url` parses broker and proxy URLs,
+//!   reads the config file, `config::liveness` the probing and resume
+//!   timeouts, `config::url` parses broker and proxy URLs,
 //!   `config::secret` keeps passwords out of `Debug`.
 //! - `tls`: rustls client configuration and TLS error messages.
 //! - `auth`: agent passwords (challenge-response) and token buckets.

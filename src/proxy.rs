@@ -15,3 +15,7 @@ mod session;
 pub use args::{ProxyArgs, ProxyConfig};
 pub use error::ProxyError;
 pub use session::run;
+
+/// What every line `mqtt-proxy` writes to stderr starts with: under ssh,
+/// ours are mixed with ssh's own.
+pub const PREFIX: &str = "mqtt-proxy";

@@ -28,7 +28,8 @@
 //! size estimate `segment::Segmenter`) and
 //! `recv::RecvHalf` (delivery, acknowledgement); this file joins them into
 //! frames (built in `framing`) and owns the timers that concern the whole
-//! session (keepalive, peer timeout) and its outcome.
+//! session (keepalive, peer timeout, with `liveness` deciding when a silent
+//! peer is probed or stalled) and its outcome.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -45,6 +46,7 @@ mod autotune;
 pub mod congestion;
 mod direction;
 mod framing;
+mod liveness;
 mod recv;
 mod rejected;
 pub mod rtt;
@@ -55,6 +57,8 @@ use autotune::WindowTuner;
 pub use autotune::MAX_RECV_WINDOW;
 use direction::Direction;
 pub use direction::RECEIVER_RATIO;
+use liveness::Liveness;
+pub use liveness::{Notice, PROBE_AFTER, STALL_NOTICE};
 use recv::RecvHalf;
 pub use recv::ACK_DELAY;
 pub use rejected::Rejected;
@@ -161,8 +165,7 @@ pub struct Stream {
     peer_recv_limit: u8,
 
     // Liveness and outcome.
-    last_heard: Instant,
-    heard_any: bool,
+    liveness: Liveness,
     last_sent: Instant,
     peer_lost_hint: bool,
     error: Option<StreamError>,
@@ -193,8 +196,7 @@ impl Stream {
             resync: false,
             recv_limit: 0,
             peer_recv_limit: 0,
-            last_heard: now,
-            heard_any: false,
+            liveness: Liveness::new(now),
             last_sent: now,
             peer_lost_hint: false,
             error: None,
@@ -249,7 +251,7 @@ impl Stream {
     /// the agent may have dropped it and what followed it: that goes again
     /// at once.
     pub fn on_accept(&mut self, window: u32, repeated: bool, now: Instant) {
-        self.last_heard = now;
+        self.liveness.restart(now);
         self.send.on_accept(window, now);
         if repeated {
             self.send.mark_all_lost();
@@ -270,7 +272,7 @@ impl Stream {
 
     /// How long the peer may stay silent.
     fn silence_limit(&self) -> Duration {
-        if self.heard_any {
+        if self.liveness.heard_any() {
             self.cfg.peer_timeout
         } else {
             self.cfg.peer_timeout.min(FIRST_CONTACT)
@@ -415,8 +417,8 @@ impl Stream {
                 next: self.send.next_seq(),
             });
         }
-        self.last_heard = now;
-        self.heard_any = true;
+        self.liveness.on_tick(now, self.keepalive());
+        self.liveness.on_heard(now, f.kind == Kind::Data);
         self.peer_recv_limit = f.recv_limit;
         self.peer_lost_hint = false;
         if f.has(FLAG_ACK_REQ) {
@@ -527,20 +529,23 @@ impl Stream {
             self.recv.ack_deadline(),
             self.send.probe_deadline(),
             Some(self.last_sent + self.keepalive()),
-            Some(self.last_heard + self.silence_limit()),
+            Some(self.liveness.last_heard() + self.silence_limit()),
+            self.liveness.probe_deadline(self.send.outstanding()),
+            self.liveness.stall_deadline(self.send.outstanding()),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// Timers: retransmission, delayed ack, window probe, keepalive, peer
-    /// timeout.
+    /// Timers: retransmission, delayed ack, window probe, keepalive, the
+    /// peer's liveness, peer timeout.
     pub fn on_timeout(&mut self, now: Instant) {
         if self.error.is_some() {
             return;
         }
-        if now >= self.last_heard + self.silence_limit() {
+        self.liveness.on_tick(now, self.keepalive());
+        if now >= self.liveness.last_heard() + self.silence_limit() {
             self.error = Some(StreamError::PeerTimeout(self.silence_limit()));
             return;
         }
@@ -556,6 +561,18 @@ impl Stream {
         if now >= self.last_sent + self.keepalive() {
             self.recv.ack_immediately();
         }
+        if self.liveness.probe_due(now, self.send.outstanding()) {
+            // The peer was sending and went quiet: ask it to answer, which
+            // also puts something on our own link for its timeout to watch.
+            self.ack_req = true;
+            self.recv.ack_immediately();
+        }
+        self.liveness.check_stall(now, self.send.outstanding());
+    }
+
+    /// Whether the peer stalled or came back since the last call.
+    pub fn take_notice(&mut self) -> Option<Notice> {
+        self.liveness.take_notice()
     }
 }
 

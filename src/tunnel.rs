@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::mqtt::{self, Client, LinkState, TaskEnded};
 use crate::protocol::{self, Frame, Kind, HEADER_LEN, MAX_FRAME};
-use crate::stream::{Discovery, Stream, StreamError};
+use crate::stream::{Discovery, Notice, Stream, StreamError};
 
 /// Where a session's outgoing frames go.
 pub trait FrameSink: Send {
@@ -163,6 +163,9 @@ pub const STOP_LINGER: Duration = Duration::from_secs(2);
 /// Run the session until both directions are closed and acknowledged, or it
 /// fails. On a local failure a RESET is sent to the peer before returning.
 ///
+/// `on_notice` hears when the peer stalls and when it is back
+/// (`stream::Notice`).
+///
 /// When `stop` completes (the local side went away, e.g. ssh hung up on the
 /// proxy), the local stream is treated as closed in both directions: we send
 /// FIN, discard what still arrives, and reset after [`STOP_LINGER`].
@@ -175,6 +178,7 @@ pub async fn run<R, W, S>(
     sink: &mut S,
     link: &mut watch::Receiver<LinkState>,
     stop: impl Future<Output = ()>,
+    mut on_notice: impl FnMut(Notice),
 ) -> Result<(), TunnelError>
 where
     R: AsyncRead + Unpin,
@@ -199,6 +203,9 @@ where
             .map_err(|_| TunnelError::LinkClosed(TaskEnded))?;
         if let Some(d) = stream.take_size_discovery() {
             sink.discovered(d);
+        }
+        if let Some(n) = stream.take_notice() {
+            on_notice(n);
         }
         let now = Instant::now();
         if let Some(e) = stream.error() {

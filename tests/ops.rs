@@ -316,7 +316,8 @@ fn user_facing_errors_are_exact_one_liners_with_status_255() {
             format!(
                 "mqtt-proxy: config file {bad_config}: line 1: unknown key 'hots' (known: broker, mqtt-version, \
                  max-message-size, http-proxy, host, port, user, password-file, topic-prefix, \
-                 client-id-prefix, resume-timeout, max-publish-rate, max-bandwidth, tls, ca-file, \
+                 client-id-prefix, resume-timeout, probe-interval, link-timeout, max-publish-rate, \
+                 max-bandwidth, tls, ca-file, \
                  cert-file, key-file, agent-password-file)"
             ),
         ),

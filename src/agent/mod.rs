@@ -89,6 +89,8 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         link: mqtt.state.clone(),
     });
     let mut state = mqtt.state.clone();
+    // The last state seen was Up: a Down that follows replaces a connection.
+    let mut link_up = false;
     let (notes_tx, mut notes) = mpsc::unbounded_channel();
     let mut d = Dispatcher::new(ctx.clone(), notes_tx);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -123,6 +125,10 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
                 if changed.is_err() {
                     return Err(mqtt::TaskEnded.into());
                 }
+                let was_up = std::mem::replace(
+                    &mut link_up,
+                    matches!(*state.borrow(), LinkState::Up { .. }),
+                );
                 match &*state.borrow_and_update() {
                     LinkState::Up { generation } => {
                         // Retained presence may be gone (broker restarted
@@ -134,6 +140,11 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
                             "agent is online");
                         crate::notify::notify(&[NotifyState::Ready, NotifyState::Status("online")]);
                     }
+                    // A connection that was up is lost: on the networks
+                    // NATed hosts live on this is routine (a NAT forgot it,
+                    // the link timeout saw it dead), and sessions resume.
+                    LinkState::Down { reason, attempt: 1, retry_in } if was_up => tracing::info!(
+                        %reason, retry_in = ?retry_in, "broker connection replaced"),
                     LinkState::Down { reason, attempt, retry_in } => tracing::warn!(
                         attempt, retry_in = ?retry_in, "{reason}; retrying"),
                     LinkState::SubscribeDenied { topics } => tracing::error!(

@@ -117,6 +117,7 @@ pub(super) async fn session(
                 &mut sink,
                 &mut link,
                 std::future::pending(),
+                |notice| tracing::debug!(?notice, "peer liveness"),
             );
             // Biased: eviction also closes the frame channel, which the
             // tunnel would report as a lost MQTT connection.

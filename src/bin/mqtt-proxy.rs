@@ -1,9 +1,6 @@
 use clap::Parser;
+use mqtt_proxy::proxy::PREFIX;
 use mqtt_proxy::{config, list, logging, proxy, stdio, EXIT_PROXY_FAILURE};
-
-/// What every line we write to stderr starts with: under ssh, ours are
-/// mixed with ssh's own.
-const PREFIX: &str = "mqtt-proxy";
 
 /// One session: a single thread avoids cross-thread wake-ups per message
 /// (measured: half the CPU of the multi-threaded runtime, commit 24e2da1).

@@ -120,7 +120,7 @@ fn file_errors_name_the_key() {
             "host = \"h\"\nhots = \"x\"",
             "line 2: unknown key 'hots' (known: broker, mqtt-version, max-message-size, http-proxy, \
              host, port, user, password-file, topic-prefix, client-id-prefix, resume-timeout, \
-             max-publish-rate, max-bandwidth, tls, ca-file, cert-file, key-file, \
+             probe-interval, link-timeout, max-publish-rate, max-bandwidth, tls, ca-file, cert-file, key-file, \
              agent-password-file)",
         ),
         (
@@ -198,7 +198,7 @@ fn invalid_values_are_refused() {
                 resume_timeout: Some(0),
                 ..Default::default()
             },
-            "resume timeout",
+            "--resume-timeout must be at least 1 second",
         ),
     ];
     for (args, want) in cases {
@@ -475,6 +475,8 @@ fn secret_debug_is_masked() {
         topic_prefix: "p".into(),
         client_id_prefix: "c".into(),
         resume_timeout: std::time::Duration::from_secs(1),
+        probe_interval: std::time::Duration::from_secs(1),
+        link_timeout: std::time::Duration::from_secs(1),
         max_publish_rate: None,
         max_bandwidth: None,
     };

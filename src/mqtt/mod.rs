@@ -13,8 +13,10 @@
 //!   second), no I/O; every publish waits for it in `client`.
 //! - `size`: a 3.1.1 broker's packet size limit, discovered from
 //!   disconnects.
-//! - `quickack`: `TCP_QUICKACK` on rumqttc's socket after every read, so a
-//!   broker with Nagle's algorithm on does not wait for our delayed acks.
+//! - `socket`: rumqttc's TCP socket, tuned: `TCP_QUICKACK` after every
+//!   read, so a broker with Nagle's algorithm on does not wait for our
+//!   delayed acks, and keepalive probes with a user timeout, so a link
+//!   that died silently is replaced within seconds.
 //!
 //! MQTT 5 is the default; a broker that refuses it gets 3.1.1 (decided
 //! once per process, before the first connection is up).
@@ -23,8 +25,8 @@ mod client;
 mod describe;
 mod engine;
 pub mod pacer;
-mod quickack;
 mod size;
+mod socket;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -274,7 +276,11 @@ async fn run(
     let mut sizer = size::DropSizer::default();
     let mut awaiting_suback = false;
     let mut dropped = 0u64;
-    let mut quick = quickack::QuickAck::default();
+    let mut quick = socket::BrokerSocket::default();
+    let probing = socket::Probing {
+        interval: broker.probe_interval,
+        timeout: broker.link_timeout,
+    };
     let mut attempt_started = Instant::now();
     loop {
         if !connected {
@@ -283,7 +289,7 @@ async fn run(
         let polled = engine.poll(broker).await;
         match &polled {
             Ok(Ev::ConnAck(_)) => {
-                quick.attach(quickack::dialled(broker));
+                quick.attach(socket::dialled(broker), probing);
                 quick.after_read();
             }
             Ok(Ev::Other | Ev::Disconnected) => {}

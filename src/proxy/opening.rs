@@ -37,7 +37,7 @@ pub(super) const PRESENCE_WAIT: Duration = Duration::from_secs(2);
 /// A/B on a loopback broker, `ssh node true` over direct (30 rounds,
 /// medians): the build before the early bytes 0 and 4 ms against early
 /// bytes always 31 and 40 ms; 6 and 16 ms against this rule 39 and 28 ms.
-/// Since `mqtt::quickack` acks the ACCEPT at once, this rule +5 and -14 ms
+/// Since `mqtt::socket` acks the ACCEPT at once, this rule +5 and -14 ms
 /// against early bytes always +12 and -2 ms: kept, as neither is better
 /// beyond the spread.
 pub(super) const EARLY_MIN_CONNECT: Duration = Duration::from_millis(20);

@@ -13,10 +13,13 @@ use tokio::time::{sleep_until, Instant};
 
 use super::args::ProxyConfig;
 use super::error::ProxyError;
+use std::time::Duration;
+
 use super::opening::{Action, Event, Opened, Opening, Request};
+use super::PREFIX;
 use crate::mqtt::{self, LinkState, Message, Mqtt, QoS};
 use crate::protocol::{random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
-use crate::stream::{Stream, StreamError};
+use crate::stream::{Notice, Stream, StreamError};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
 
 /// Incoming messages buffered between the MQTT task and the session.
@@ -134,6 +137,7 @@ where
         }
         carry(
             &cfg.node,
+            cfg.stream.peer_timeout,
             &mut stream,
             stdin,
             stdout,
@@ -271,10 +275,35 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     }
 }
 
+/// The line the user reads when `node` stalls or is back; `resume`: how
+/// long we wait for it.
+fn notice_line(node: &str, notice: Notice, resume: Duration) -> String {
+    match notice {
+        Notice::Stalled { silent } => format!(
+            "no answer from {node} for {} s, still trying (gives up after {})",
+            silent.as_secs(),
+            human(resume)
+        ),
+        Notice::Back => format!("{node} is back"),
+    }
+}
+
+/// `d` in whole minutes when it is some, else in seconds.
+fn human(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 120 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 /// Carry the open session between stdin/stdout and the broker until it
 /// ends; a restart of the node's agent ends it too (its sessions are gone).
+/// The user hears on stderr when the node stops answering and when it is
+/// back; `resume` is how long we wait for it.
+#[allow(clippy::too_many_arguments)]
 async fn carry<R, W, S>(
     node: &str,
+    resume: Duration,
     stream: &mut Stream,
     stdin: R,
     stdout: W,
@@ -301,6 +330,7 @@ where
             sink,
             &mut inbound.link,
             stop,
+            |notice| eprintln!("{PREFIX}: {}", notice_line(node, notice, resume)),
         );
         tokio::pin!(tunnel);
         // Once the router is gone, presence cannot change: stop watching.

@@ -191,6 +191,11 @@ impl SendHalf {
         (self.bytes_sent, self.chunks_sent, self.retransmits)
     }
 
+    /// Something sent (or to be resent) awaits the peer's acknowledgement.
+    pub fn outstanding(&self) -> bool {
+        !self.unacked.is_empty()
+    }
+
     /// Chunks in flight: sent, neither acknowledged nor presumed lost.
     pub fn pipe(&self) -> usize {
         self.unacked

@@ -102,6 +102,7 @@ where
         &mut sink,
         &mut link,
         stop,
+        |_| {},
     )
     .await
 }

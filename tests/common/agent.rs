@@ -40,7 +40,7 @@ pub fn session_counts(log: &str, field: &str) -> (usize, u64) {
 }
 
 /// The agent's `RUST_LOG` for [`Agent::assert_quick_acks`].
-pub const QUICKACK_LOG: (&str, &str) = ("RUST_LOG", "info,mqtt_proxy::mqtt::quickack=debug");
+pub const QUICKACK_LOG: (&str, &str) = ("RUST_LOG", "info,mqtt_proxy::mqtt::socket=debug");
 
 /// The agent's exit status when another agent took over its node id, as
 /// [`ExitStatus::code`] reports it ([`mqtt_proxy::EXIT_AGENT_TAKEN_OVER`]).
@@ -192,11 +192,11 @@ impl Agent {
 
     /// The agent (started with [`QUICKACK_LOG`]) found its broker
     /// connection's socket, to acknowledge what the broker sends at once
-    /// (`mqtt::quickack`).
+    /// and set its keepalive probes (`mqtt::socket`).
     pub fn assert_quick_acks(&self, what: &str) {
         let log = self.log_text();
         assert!(
-            log.contains("broker socket for TCP_QUICKACK found=true"),
+            log.contains("broker socket for TCP_QUICKACK and probes found=true probing=true"),
             "{what}: the agent did not find its broker socket\n{}",
             super::process::tail(&log, 20)
         );

@@ -1,13 +1,27 @@
-//! `TCP_QUICKACK` on the broker connection after every read.
+//! The broker connection's TCP socket, tuned once connected: acks at once
+//! (`TCP_QUICKACK`), and keepalive probes with a user timeout, so a link
+//! that dies silently is noticed in seconds instead of minutes.
 //!
-//! A stock mosquitto leaves Nagle's algorithm on: a small packet it sends
-//! us (a PUBACK, an ack frame, ssh's window adjustment) waits until we
+//! Acks: a stock mosquitto leaves Nagle's algorithm on, so a small packet it
+//! sends us (a PUBACK, an ack frame, ssh's window adjustment) waits until we
 //! acknowledge the one before it at the TCP level. Linux delays that
 //! acknowledgement by up to 40 ms when the connection looks interactive,
 //! which ours always does, so the broker's next small packet to us waited
 //! that long. Setting `TCP_QUICKACK` sends the pending acknowledgement at
 //! once, and has to be repeated after each read (the kernel goes back to
 //! delaying; tcp(7)).
+//!
+//! Liveness: the commonest failure of a NATed host's network is silent (a
+//! router reboots, a NAT forgets the mapping) and every packet is dropped
+//! without a RST. The MQTT keepalive would notice only after up to twice
+//! its period (the agent's is 120 s, to keep an idle agent cheap at the
+//! broker). So the kernel probes a connection silent for `--probe-interval`
+//! (`SO_KEEPALIVE`, `TCP_KEEPIDLE`), and `TCP_USER_TIMEOUT` =
+//! `--link-timeout` ends it when a probe, or anything we sent, stays
+//! unacknowledged that long (with a user timeout set, Linux gives up on
+//! the first unanswered probe, after `TCP_KEEPINTVL`, also the link
+//! timeout). rumqttc then sees the error, and we reconnect. Probes are
+//! TCP's own: the broker never sees them as MQTT packets.
 //!
 //! rumqttc owns the socket and offers no hook, so once connected we look
 //! for it among the process's descriptors: the one TCP socket whose peer is
@@ -20,14 +34,25 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 
+use std::time::Duration;
+
 use rustix::net::sockopt;
 use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
 
 use crate::config::Broker;
 
+/// How the socket notices a dead link (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Probing {
+    /// Probe after this long without traffic.
+    pub(super) interval: Duration,
+    /// Give up on a probe or on unacknowledged data after this long.
+    pub(super) timeout: Duration,
+}
+
 /// The broker connection's socket, when found.
 #[derive(Default)]
-pub(super) struct QuickAck {
+pub(super) struct BrokerSocket {
     fd: Option<OwnedFd>,
 }
 
@@ -48,13 +73,22 @@ fn matches(peer: SocketAddr, (ip, port): (Option<IpAddr>, u16)) -> bool {
     peer.port() == port && ip.is_none_or(|ip| ip == peer.ip().to_canonical())
 }
 
-impl QuickAck {
-    /// Find the connection to `to` (just made: call on CONNACK). Nothing if
-    /// the kernel cannot duplicate descriptors or more than one socket
-    /// matches (an agent whose sshd listens on the broker's port).
-    pub(super) fn attach(&mut self, to: (Option<IpAddr>, u16)) {
+impl BrokerSocket {
+    /// Find the connection to `to` (just made: call on CONNACK) and set its
+    /// probing. Nothing if the kernel cannot duplicate descriptors or more
+    /// than one socket matches (an agent whose sshd listens on the
+    /// broker's port): then only the MQTT keepalive notices a dead link.
+    pub(super) fn attach(&mut self, to: (Option<IpAddr>, u16), probing: Probing) {
         self.fd = find(to);
-        tracing::debug!(found = self.fd.is_some(), "broker socket for TCP_QUICKACK");
+        let probing_set = self.fd.as_ref().map(|fd| probe(fd, probing));
+        if let Some(Err(e)) = &probing_set {
+            tracing::debug!(error = %e, "could not set the broker socket's keepalive probes");
+        }
+        tracing::debug!(
+            found = self.fd.is_some(),
+            probing = matches!(probing_set, Some(Ok(()))),
+            "broker socket for TCP_QUICKACK and probes"
+        );
     }
 
     /// Let go of the socket: rumqttc has dropped (or is about to drop) its
@@ -70,6 +104,17 @@ impl QuickAck {
             let _ = sockopt::set_tcp_quickack(fd, true);
         }
     }
+}
+
+/// Keepalive probes and the user timeout (see the module docs).
+fn probe(fd: &OwnedFd, p: Probing) -> rustix::io::Result<()> {
+    sockopt::set_tcp_keepidle(fd, p.interval)?;
+    sockopt::set_tcp_keepintvl(fd, p.timeout)?;
+    // Only the first probe counts under a user timeout; set for clarity.
+    sockopt::set_tcp_keepcnt(fd, 1)?;
+    let ms = u32::try_from(p.timeout.as_millis()).unwrap_or(u32::MAX);
+    sockopt::set_tcp_user_timeout(fd, ms)?;
+    sockopt::set_socket_keepalive(fd, true)
 }
 
 fn find(to: (Option<IpAddr>, u16)) -> Option<OwnedFd> {
