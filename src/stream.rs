@@ -58,7 +58,7 @@ pub use autotune::MAX_RECV_WINDOW;
 use direction::Direction;
 pub use direction::RECEIVER_RATIO;
 use liveness::Liveness;
-pub use liveness::{Notice, PROBE_AFTER, STALL_NOTICE};
+pub use liveness::{Notice, PAUSE_SLACK, PROBE_AFTER, STALL_NOTICE};
 use recv::RecvHalf;
 pub use recv::ACK_DELAY;
 pub use rejected::Rejected;
@@ -417,7 +417,6 @@ impl Stream {
                 next: self.send.next_seq(),
             });
         }
-        self.liveness.on_tick(now, self.keepalive());
         self.liveness.on_heard(now, f.kind == Kind::Data);
         self.peer_recv_limit = f.recv_limit;
         self.peer_lost_hint = false;
@@ -544,7 +543,6 @@ impl Stream {
         if self.error.is_some() {
             return;
         }
-        self.liveness.on_tick(now, self.keepalive());
         if now >= self.liveness.last_heard() + self.silence_limit() {
             self.error = Some(StreamError::PeerTimeout(self.silence_limit()));
             return;
@@ -568,6 +566,12 @@ impl Stream {
             self.recv.ack_immediately();
         }
         self.liveness.check_stall(now, self.send.outstanding());
+    }
+
+    /// This process was stopped for `stopped` until `now` (a sleep): that
+    /// is not the peer's silence.
+    pub fn on_paused(&mut self, stopped: Duration, now: Instant) {
+        self.liveness.on_paused(stopped, now);
     }
 
     /// Whether the peer stalled or came back since the last call.

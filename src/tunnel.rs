@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::mqtt::{self, Client, LinkState, TaskEnded};
 use crate::protocol::{self, Frame, Kind, HEADER_LEN, MAX_FRAME};
-use crate::stream::{Discovery, Notice, Stream, StreamError};
+use crate::stream::{Discovery, Notice, Stream, StreamError, PAUSE_SLACK};
 
 /// Where a session's outgoing frames go.
 pub trait FrameSink: Send {
@@ -204,7 +204,7 @@ where
         if let Some(d) = stream.take_size_discovery() {
             sink.discovered(d);
         }
-        if let Some(n) = stream.take_notice() {
+        while let Some(n) = stream.take_notice() {
             on_notice(n);
         }
         let now = Instant::now();
@@ -248,6 +248,7 @@ where
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let mut timer_fired = false;
         tokio::select! {
             f = frames.recv() => match f {
                 Some(f) => {
@@ -295,8 +296,21 @@ where
                 }
             }
             _ = sleep_until(deadline.unwrap_or(now + crate::stream::KEEPALIVE)), if deadline.is_some() => {
-                stream.on_timeout(Instant::now());
+                timer_fired = true;
             }
+        }
+        // Whatever woke us, the timer would have by `deadline` (or at once,
+        // if that had passed): far later means the process was stopped
+        // (SIGSTOP, a laptop's sleep). Told before the timers run, so the
+        // stop does not count as the peer's silence.
+        let woke = Instant::now();
+        if let Some(late) = deadline.and_then(|d| woke.checked_duration_since(d.max(now))) {
+            if late > PAUSE_SLACK {
+                stream.on_paused(late, woke);
+            }
+        }
+        if timer_fired {
+            stream.on_timeout(woke);
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
 use super::pacer::{self, Caps, Pacer};
+use super::socket::BrokerSocket;
 
 /// The connection task is gone: the program is shutting down, or the task
 /// ended with an error it logged. Every caller that waits on the connection
@@ -94,6 +95,9 @@ pub(super) struct Shared {
     pub(super) link_rtt_us: AtomicU64,
     /// The message size last logged as discovered, so each is logged once.
     logged_size: AtomicU32,
+    /// The connection's socket, when found: the connection task tunes it,
+    /// [`Client::replace_connection`] ends it.
+    pub(super) socket: std::sync::Mutex<BrokerSocket>,
 }
 
 /// A publish waiting in [`Shared::control`].
@@ -135,6 +139,7 @@ impl Shared {
             largest_packet: AtomicU32::new(0),
             link_rtt_us: AtomicU64::new(0),
             logged_size: AtomicU32::new(0),
+            socket: std::sync::Mutex::new(BrokerSocket::default()),
             pacer: pacer.map(Mutex::new),
             caps_max_packet: pacer::max_packet(caps),
             recv_max_packet: recv_max_packet.map(|p| p as usize),
@@ -426,6 +431,15 @@ impl Client {
     }
 
     /// Queue a DISCONNECT behind everything already queued.
+    /// End the broker connection at once, so that a new one is made: after
+    /// this process was stopped (a laptop's sleep) the old one may lead
+    /// into a network that is gone, and waiting for the link timeout to
+    /// find out would only stall the session. False if the socket is not
+    /// known (then the link timeout does it).
+    pub fn replace_connection(&self) -> bool {
+        self.shared.socket.lock().expect("no holder panics").shut()
+    }
+
     pub async fn disconnect(&self) -> Result<(), TaskEnded> {
         let sent = match self.shared.current().0 {
             Inner::V4(c) => c.disconnect().await.is_ok(),

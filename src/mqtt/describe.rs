@@ -15,8 +15,11 @@ pub(super) fn describe_v4(e: &rumqttc::ConnectionError, b: &Broker) -> String {
     if let Some(why) = transport_reason(e, b) {
         return why;
     }
+    if let (E::MqttState(_), Some(io)) = (e, find_io(e)) {
+        return lost_reason(io, addr);
+    }
     match e {
-        E::Io(io) | E::MqttState(S::Io(io)) => io_reason(io, addr),
+        E::Io(io) => io_reason(io, addr),
         E::ConnectionRefused(code) => {
             let why = match code {
                 C::BadUserNamePassword => "bad user name or password",
@@ -46,8 +49,18 @@ pub(super) fn describe_v5(e: &rumqttc::v5::ConnectionError, b: &Broker) -> Strin
     if let Some(why) = transport_reason(e, b) {
         return why;
     }
+    // The 5 client's decoding error keeps the read's I/O error out of the
+    // source chain.
+    let read_failed = match e {
+        E::MqttState(S::Deserialization(rumqttc::v5::mqttbytes::Error::Io(io))) => Some(io),
+        E::MqttState(_) => find_io(e),
+        _ => None,
+    };
+    if let Some(io) = read_failed {
+        return lost_reason(io, addr);
+    }
     match e {
-        E::Io(io) | E::MqttState(S::Io(io)) => io_reason(io, addr),
+        E::Io(io) => io_reason(io, addr),
         E::ConnectionRefused(code) => {
             let why = match code {
                 C::BadUserNamePassword => "bad user name or password".to_owned(),
@@ -199,6 +212,30 @@ fn ws_reason(e: &WsError, b: &Broker) -> String {
             "could not connect to broker {addr}: WebSocket: {}",
             one_line(&other.to_string())
         ),
+    }
+}
+
+/// The I/O error anywhere in `e`'s chain (rumqttc wraps a read's error in
+/// its state and decoding errors).
+fn find_io<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a std::io::Error> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// An established connection failed: a timeout there is our link timeout
+/// (`mqtt::socket`) seeing nothing acknowledged, not a broker out of reach.
+fn lost_reason(io: &std::io::Error, addr: &BrokerAddr) -> String {
+    match io.kind() {
+        std::io::ErrorKind::TimedOut => format!(
+            "broker {addr} stopped answering (nothing acknowledged within the link timeout)"
+        ),
+        _ => io_reason(io, addr),
     }
 }
 

@@ -276,7 +276,7 @@ async fn run(
     let mut sizer = size::DropSizer::default();
     let mut awaiting_suback = false;
     let mut dropped = 0u64;
-    let mut quick = socket::BrokerSocket::default();
+    let socket = || client.shared.socket.lock().expect("no holder panics");
     let probing = socket::Probing {
         interval: broker.probe_interval,
         timeout: broker.link_timeout,
@@ -289,12 +289,13 @@ async fn run(
         let polled = engine.poll(broker).await;
         match &polled {
             Ok(Ev::ConnAck(_)) => {
-                quick.attach(socket::dialled(broker), probing);
-                quick.after_read();
+                let mut s = socket();
+                s.attach(socket::dialled(broker), probing);
+                s.after_read();
             }
             Ok(Ev::Other | Ev::Disconnected) => {}
-            Ok(_) => quick.after_read(),
-            Err(_) => quick.detach(),
+            Ok(_) => socket().after_read(),
+            Err(_) => socket().detach(),
         }
         if connected {
             if let Some(l) = sizer.on_alive(connected_at.elapsed()) {

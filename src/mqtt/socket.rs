@@ -97,6 +97,14 @@ impl BrokerSocket {
         self.fd = None;
     }
 
+    /// End the connection (both directions): rumqttc's next read fails and
+    /// the connection task connects again. False without a socket.
+    pub(super) fn shut(&self) -> bool {
+        self.fd
+            .as_ref()
+            .is_some_and(|fd| rustix::net::shutdown(fd, rustix::net::Shutdown::Both).is_ok())
+    }
+
     /// Acknowledge what we just read at once.
     pub(super) fn after_read(&self) {
         if let Some(fd) = &self.fd {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::opening::{Action, Event, Opened, Opening, Request};
 use super::PREFIX;
-use crate::mqtt::{self, LinkState, Message, Mqtt, QoS};
+use crate::mqtt::{self, Client, LinkState, Message, Mqtt, QoS};
 use crate::protocol::{random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
 use crate::stream::{Notice, Stream, StreamError};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
@@ -137,7 +137,7 @@ where
         }
         carry(
             &cfg.node,
-            cfg.stream.peer_timeout,
+            on_notice(&cfg.node, cfg.stream.peer_timeout, &mqtt.client),
             &mut stream,
             stdin,
             stdout,
@@ -275,16 +275,27 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     }
 }
 
-/// The line the user reads when `node` stalls or is back; `resume`: how
-/// long we wait for it.
-fn notice_line(node: &str, notice: Notice, resume: Duration) -> String {
-    match notice {
-        Notice::Stalled { silent } => format!(
-            "no answer from {node} for {} s, still trying (gives up after {})",
+/// What the session does with a [`Notice`]: tell the user when `node`
+/// stalls (`resume`: how long we wait for it) and when it is back, and
+/// after a sleep replace the broker connection of `client` at once (the
+/// network may have changed meanwhile; its link timeout would find out
+/// only seconds later).
+fn on_notice<'a>(node: &'a str, resume: Duration, client: &'a Client) -> impl FnMut(Notice) + 'a {
+    move |notice| match notice {
+        Notice::Stalled { silent } => eprintln!(
+            "{PREFIX}: no answer from {node} for {} s, still trying (gives up after {})",
             silent.as_secs(),
             human(resume)
         ),
-        Notice::Back => format!("{node} is back"),
+        Notice::Back => eprintln!("{PREFIX}: {node} is back"),
+        Notice::Woke { stopped } => {
+            let replaced = client.replace_connection();
+            tracing::debug!(
+                ?stopped,
+                replaced,
+                "woke up; replacing the broker connection"
+            );
+        }
     }
 }
 
@@ -298,12 +309,11 @@ fn human(d: Duration) -> String {
 
 /// Carry the open session between stdin/stdout and the broker until it
 /// ends; a restart of the node's agent ends it too (its sessions are gone).
-/// The user hears on stderr when the node stops answering and when it is
-/// back; `resume` is how long we wait for it.
+/// `on_notice` hears when the node stalls, is back, or we woke up.
 #[allow(clippy::too_many_arguments)]
 async fn carry<R, W, S>(
     node: &str,
-    resume: Duration,
+    on_notice: impl FnMut(Notice),
     stream: &mut Stream,
     stdin: R,
     stdout: W,
@@ -330,7 +340,7 @@ where
             sink,
             &mut inbound.link,
             stop,
-            |notice| eprintln!("{PREFIX}: {}", notice_line(node, notice, resume)),
+            on_notice,
         );
         tokio::pin!(tunnel);
         // Once the router is gone, presence cannot change: stop watching.

@@ -6,8 +6,10 @@
 //! probed once (unless we wait for it anyway, and retransmit), so an end
 //! that only receives still puts something on its own broker connection, whose link timeout (`mqtt::socket`) then notices
 //! if that link died. Time this process was stopped (SIGSTOP, a laptop's
-//! sleep) is not silence: it does not count toward the peer timeout.
+//! sleep) is not silence: it does not count toward the peer timeout (the
+//! driver tells, `tunnel::run`: its timer fired far later than it asked).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,9 +22,10 @@ pub const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// Silence while we wait for the peer this long is worth telling the user
 /// (`mqtt-proxy: no answer from …`).
 pub const STALL_NOTICE: Duration = Duration::from_secs(5);
-/// A gap between two calls this much longer than the longest timer means
-/// the process was stopped, not that the peer was silent.
-const PAUSE_SLACK: Duration = Duration::from_secs(5);
+/// A timer that fires this much later than it was set for means the
+/// process was stopped (nothing of ours can hold the runtime that long);
+/// less is ordinary scheduling.
+pub const PAUSE_SLACK: Duration = Duration::from_secs(5);
 
 /// What the user may want to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +34,9 @@ pub enum Notice {
     Stalled { silent: Duration },
     /// The peer was heard again after a [`Notice::Stalled`].
     Back,
+    /// This process was stopped for about `stopped` (a sleep): the network
+    /// may have changed meanwhile.
+    Woke { stopped: Duration },
 }
 
 /// The peer's liveness, as one end sees it.
@@ -43,9 +49,8 @@ pub(super) struct Liveness {
     /// When our probe went, while it is unanswered.
     probe: Option<Instant>,
     stalled: bool,
-    notice: Option<Notice>,
-    /// The last call, for telling a stopped process from a silent peer.
-    last_tick: Instant,
+    /// What happened and was not taken yet (at most a few: one per kind).
+    notices: VecDeque<Notice>,
 }
 
 impl Liveness {
@@ -56,8 +61,7 @@ impl Liveness {
             data_last: false,
             probe: None,
             stalled: false,
-            notice: None,
-            last_tick: now,
+            notices: VecDeque::new(),
         }
     }
 
@@ -82,20 +86,16 @@ impl Liveness {
         self.data_last = data;
         self.probe = None;
         if std::mem::take(&mut self.stalled) {
-            self.notice = Some(Notice::Back);
+            self.notices.push_back(Notice::Back);
         }
     }
 
-    /// Called with every timer and frame. If the last call was more than
-    /// `longest_timer` plus [`PAUSE_SLACK`] ago, nothing ran in between: the
-    /// process was stopped, and that time is not the peer's silence.
-    pub(super) fn on_tick(&mut self, now: Instant, longest_timer: Duration) {
-        let gap = now.saturating_duration_since(self.last_tick);
-        if gap > longest_timer + PAUSE_SLACK {
-            self.last_heard = (self.last_heard + gap).min(now);
-            self.probe = self.probe.map(|p| (p + gap).min(now));
-        }
-        self.last_tick = now;
+    /// The process was stopped for `stopped`, until `now`: that time is not
+    /// the peer's silence.
+    pub(super) fn on_paused(&mut self, stopped: Duration, now: Instant) {
+        self.last_heard = (self.last_heard + stopped).min(now);
+        self.probe = self.probe.map(|p| (p + stopped).min(now));
+        self.notices.push_back(Notice::Woke { stopped });
     }
 
     /// When to probe the peer, if it is worth it: not while we are
@@ -124,15 +124,15 @@ impl Liveness {
     pub(super) fn check_stall(&mut self, now: Instant, waiting: bool) {
         if self.stall_deadline(waiting).is_some_and(|t| now >= t) {
             self.stalled = true;
-            self.notice = Some(Notice::Stalled {
+            self.notices.push_back(Notice::Stalled {
                 silent: now - self.last_heard,
             });
         }
     }
 
-    /// What happened since the last call.
+    /// What happened, oldest first.
     pub(super) fn take_notice(&mut self) -> Option<Notice> {
-        self.notice.take()
+        self.notices.pop_front()
     }
 }
 

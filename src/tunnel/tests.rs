@@ -303,3 +303,67 @@ async fn an_mqtt_sink_pads_only_without_caps_and_with_room_for_a_pad() {
         assert_eq!(sink.pads(), want, "{broker:?}");
     }
 }
+
+/// A process stopped for a minute (its timer fires a minute late) does not
+/// count that minute as the peer's silence, and says it woke; a peer that
+/// then stays silent still times out on schedule.
+#[tokio::test(start_paused = true)]
+async fn a_stopped_process_does_not_count_its_stop_as_the_peer_s_silence() {
+    let cfg = Config {
+        peer_timeout: Duration::from_secs(8),
+        ..Config::default()
+    };
+    let (_frames_tx, mut frames) = mpsc::channel(16);
+    let (_link_tx, mut link) = watch::channel(LinkState::Up { generation: 1 });
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heard = notices.clone();
+    let (local, _app) = duplex(1024);
+    let (reader, writer) = tokio::io::split(local);
+    let tunnel = tokio::spawn(async move {
+        let mut s = Stream::new(1, cfg, cfg.recv_window, Instant::now());
+        let mut sink = Recorder {
+            frames: Vec::new(),
+            pads: false,
+        };
+        let stop = std::future::pending();
+        let on_notice = |n| heard.lock().expect("not poisoned").push(n);
+        run(
+            &mut s,
+            reader,
+            writer,
+            &mut frames,
+            &mut sink,
+            &mut link,
+            stop,
+            on_notice,
+        )
+        .await
+    });
+    tokio::task::yield_now().await;
+    // Stopped: the clock jumps past every timer at once.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!tunnel.is_finished(), "the stop was not taken for silence");
+    assert!(matches!(
+        notices.lock().expect("not poisoned")[..],
+        [crate::stream::Notice::Woke { stopped }] if stopped > Duration::from_secs(50)
+    ));
+    // Awake and the peer silent: given up when the silence before the stop
+    // (until the keepalive timer that fired late, 8 s / 3) and after it
+    // make the timeout, not before.
+    let woke = Instant::now();
+    let outcome = tunnel.await.expect("the tunnel task ends");
+    assert!(matches!(
+        outcome,
+        Err(TunnelError::Stream(StreamError::PeerTimeout(_)))
+    ));
+    let waited = Instant::now() - woke;
+    let before = Duration::from_secs(8) / 3;
+    assert!(
+        waited >= Duration::from_secs(8) - before - Duration::from_millis(50)
+            && waited <= Duration::from_secs(8) - before + Duration::from_millis(50),
+        "{waited:?}"
+    );
+}

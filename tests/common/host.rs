@@ -40,6 +40,8 @@ pub const MQTT_ENV: &[&str] = &[
     "MQTT_HTTP_PROXY",
     "MQTT_MAX_PUBLISH_RATE",
     "MQTT_MAX_BANDWIDTH",
+    "MQTT_PROBE_INTERVAL",
+    "MQTT_LINK_TIMEOUT",
 ];
 
 /// A loopback port that was free a moment ago (bind port 0, read it, drop).

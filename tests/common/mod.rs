@@ -15,7 +15,8 @@
 //! `process` (commands and their exit), `broker`, `amqtt` (a 3.1.1-only broker), `sshd`, `tinyproxy` (an HTTP CONNECT proxy), `agent`, `ssh`
 //! (client commands and `mqtt-proxy` itself), `procfs` (what a process
 //! holds), `files` (test data), `pki` (a test CA), `raw` (a bare MQTT
-//! client), `relay` (a fault-injecting TCP relay, used as
+//! client), `netns` (a network namespace per test, a connection whose
+//! packets are dropped, signals), `relay` (a fault-injecting TCP relay, used as
 //! `common::relay::Relay`) and `throttle` (a relay that enforces a hosted
 //! broker's per-connection limits, `common::throttle::Throttle`).
 #![allow(dead_code)] // each test crate uses a different subset of the harness
@@ -26,6 +27,7 @@ mod broker;
 mod files;
 mod host;
 pub mod mqtt_wire;
+mod netns;
 mod pki;
 mod process;
 mod procfs;
@@ -39,6 +41,6 @@ mod tinyproxy;
 // Every test crate imports `common::*` and uses a different subset of it.
 #[allow(unused_imports)]
 pub use self::{
-    agent::*, amqtt::*, broker::*, files::*, host::*, pki::*, process::*, procfs::*, raw::*,
-    ssh::*, sshd::*, tinyproxy::*,
+    agent::*, amqtt::*, broker::*, files::*, host::*, netns::*, pki::*, process::*, procfs::*,
+    raw::*, ssh::*, sshd::*, tinyproxy::*,
 };

@@ -84,9 +84,46 @@ impl RssSampler {
 }
 
 /// TCP connections (any state but LISTEN) owned by process `pid` whose
-/// remote end is port `remote_port`, from /proc/net/tcp{,6} and the socket
-/// inodes in /proc/PID/fd.
+/// remote end is port `remote_port`, from /proc/PID/net/tcp{,6} and the
+/// socket inodes in /proc/PID/fd.
 pub fn tcp_connections_to(pid: u32, remote_port: u16) -> usize {
+    tcp_rows_to(pid, remote_port)
+        .iter()
+        .filter(|f| f[3] != "0A")
+        .count()
+}
+
+/// The local ports of the ESTABLISHED TCP connections process `pid` has to
+/// port `remote_port`.
+pub fn tcp_local_ports(pid: u32, remote_port: u16) -> Vec<u16> {
+    tcp_rows_to(pid, remote_port)
+        .iter()
+        .filter(|f| f[3] == "01")
+        .map(|f| {
+            let hex = f[1].rsplit(':').next().expect("local address has a port");
+            u16::from_str_radix(hex, 16).expect("hex port in /proc/net/tcp")
+        })
+        .collect()
+}
+
+/// Whether process `pid` has an established TCP connection to port
+/// `remote_port` and every byte it sent on them is acknowledged: an idle
+/// link, on which only keepalive probes would go.
+pub fn tcp_all_acked_to(pid: u32, remote_port: u16) -> bool {
+    let rows: Vec<Vec<String>> = tcp_rows_to(pid, remote_port)
+        .into_iter()
+        .filter(|f| f[3] == "01")
+        .collect();
+    // tx_queue:rx_queue, in hex; tx_queue counts what is sent and not yet
+    // acknowledged, and what is not sent yet.
+    !rows.is_empty() && rows.iter().all(|f| f[4].starts_with("00000000:"))
+}
+
+/// The rows (split into fields: sl local rem st tx:rx tr:when retrnsmt uid
+/// timeout inode ...) of /proc/PID/net/tcp{,6}, the tables of `pid`'s own
+/// network namespace, for the sockets `pid` holds whose remote port is
+/// `remote_port`.
+fn tcp_rows_to(pid: u32, remote_port: u16) -> Vec<Vec<String>> {
     let inodes: std::collections::HashSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap_or_else(|e| panic!("list /proc/{pid}/fd: {e}"))
         .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
@@ -96,9 +133,9 @@ pub fn tcp_connections_to(pid: u32, remote_port: u16) -> usize {
         })
         .collect();
     let port_hex = format!("{remote_port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"]
+    ["tcp", "tcp6"]
         .iter()
-        .map(|table| read_lossy(Path::new(table)))
+        .map(|table| read_lossy(Path::new(&format!("/proc/{pid}/net/{table}"))))
         .flat_map(|text| {
             text.lines()
                 .skip(1)
@@ -106,11 +143,28 @@ pub fn tcp_connections_to(pid: u32, remote_port: u16) -> usize {
                 .collect::<Vec<_>>()
         })
         .filter(|f| {
-            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
             f.len() > 9
                 && f[2].rsplit(':').next() == Some(port_hex.as_str())
-                && f[3] != "0A"
                 && inodes.contains(&f[9])
         })
-        .count()
+        .collect()
+}
+
+/// The processes whose parent is `pid` and whose name (`comm`, at most 15
+/// bytes) is `name`, from /proc/*/stat.
+pub fn children_named(pid: u32, name: &str) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .expect("list /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            // PID (COMM) STATE PPID ...; COMM may hold spaces and parentheses.
+            let stat = read_lossy(Path::new(&format!("/proc/{child}/stat")));
+            let Some((head, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let comm = head.split_once(" (").map(|(_, c)| c);
+            let ppid = rest.split_whitespace().nth(1);
+            comm == Some(name) && ppid == Some(pid.to_string().as_str())
+        })
+        .collect()
 }

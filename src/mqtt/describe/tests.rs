@@ -80,3 +80,34 @@ fn messages_name_the_broker_and_the_cause() {
         assert_eq!(describe_v5(&e, &anon), line);
     }
 }
+
+#[test]
+fn an_established_connection_that_times_out_stopped_answering() {
+    use rumqttc::mqttbytes::Error as Bytes4;
+    use rumqttc::{ConnectionError as E4, StateError as S4};
+    let b = broker(None);
+    let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
+    // What rumqttc 0.25 returns when our link timeout ends the connection.
+    let lost = E4::MqttState(S4::Deserialization(Bytes4::Io(timed_out())));
+    let said = "broker b.example:1883 stopped answering (nothing acknowledged within the \
+                link timeout)";
+    assert_eq!(describe_v4(&lost, &b), said);
+    assert_eq!(describe_v4(&E4::MqttState(S4::Io(timed_out())), &b), said);
+    // Connecting is another matter.
+    assert_eq!(
+        describe_v4(&E4::Io(timed_out()), &b),
+        "could not reach broker b.example:1883: timed out"
+    );
+    let reset = E4::MqttState(S4::Io(std::io::Error::from(
+        std::io::ErrorKind::ConnectionReset,
+    )));
+    assert_eq!(
+        describe_v4(&reset, &b),
+        "connection to broker b.example:1883 closed"
+    );
+    use rumqttc::v5::{ConnectionError as E5, StateError as S5};
+    let lost5 = E5::MqttState(S5::Deserialization(rumqttc::v5::mqttbytes::Error::Io(
+        timed_out(),
+    )));
+    assert_eq!(describe_v5(&lost5, &b), said);
+}

@@ -39,3 +39,23 @@ fn finds_the_one_connection_to_the_dialled_address() {
     q.attach((None, port), probing);
     assert!(q.fd.is_none(), "two candidates: neither");
 }
+
+#[test]
+fn shut_ends_the_connection_for_its_owner_too() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut owner = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (_broker, _) = listener.accept().unwrap();
+    let mut q = BrokerSocket::default();
+    assert!(!q.shut(), "nothing to shut before it is found");
+    let probing = Probing {
+        interval: Duration::from_secs(20),
+        timeout: Duration::from_secs(5),
+    };
+    q.attach((Some(IpAddr::from([127, 0, 0, 1])), port), probing);
+    assert!(q.shut());
+    // The descriptor rumqttc would hold reads the end at once.
+    let mut buf = [0u8; 8];
+    assert_eq!(owner.read(&mut buf).unwrap(), 0);
+}

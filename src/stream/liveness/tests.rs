@@ -3,9 +3,6 @@
 
 use super::*;
 
-/// The longest timer of the stream that calls (its keepalive).
-const TIMER: Duration = Duration::from_secs(10);
-
 fn at(t0: Instant, secs: f64) -> Instant {
     t0 + Duration::from_secs_f64(secs)
 }
@@ -83,14 +80,20 @@ fn unanswered_data_or_probe_for_5_s_is_a_stall_said_once_then_back() {
 fn time_the_process_was_stopped_is_not_silence() {
     let (mut l, t0) = start();
     l.on_heard(at(t0, 1.0), false);
-    l.on_tick(at(t0, 9.0), TIMER);
-    assert_eq!(l.last_heard(), at(t0, 1.0), "a normal gap counts");
-    // Stopped for five minutes: the gap does not count.
-    l.on_tick(at(t0, 309.0), TIMER);
+    assert_eq!(l.take_notice(), None);
+    // Stopped for five minutes until 309 s: the gap does not count, and
+    // is news.
+    l.on_paused(Duration::from_secs(300), at(t0, 309.0));
     assert_eq!(l.last_heard(), at(t0, 301.0));
-    // A gap just within the longest timer plus the slack still counts.
-    l.on_tick(at(t0, 324.0), TIMER);
-    assert_eq!(l.last_heard(), at(t0, 301.0));
+    assert_eq!(
+        l.take_notice(),
+        Some(Notice::Woke {
+            stopped: Duration::from_secs(300)
+        })
+    );
+    // Never later than now.
+    l.on_paused(Duration::from_secs(100), at(t0, 320.0));
+    assert_eq!(l.last_heard(), at(t0, 320.0));
 }
 
 #[test]
@@ -98,9 +101,9 @@ fn a_probe_sent_before_a_pause_waits_its_time_after_it() {
     let (mut l, t0) = start();
     l.on_heard(at(t0, 1.0), true);
     assert!(l.probe_due(at(t0, 2.0), false));
-    l.on_tick(at(t0, 2.0), TIMER);
-    l.on_tick(at(t0, 302.0), TIMER);
+    l.on_paused(Duration::from_secs(300), at(t0, 302.0));
     l.check_stall(at(t0, 302.0), false);
+    assert!(matches!(l.take_notice(), Some(Notice::Woke { .. })));
     assert_eq!(l.take_notice(), None, "the pause is not the peer's silence");
     l.check_stall(at(t0, 306.0), false);
     assert!(matches!(l.take_notice(), Some(Notice::Stalled { .. })));
