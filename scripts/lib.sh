@@ -57,6 +57,11 @@ accepts() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # The median of the numbers on stdin, one per line.
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# median/lo/hi of the numbers on stdin.
+stats() { sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s %s %s\n", m, v[1], v[NR] }'; }
+# Wall-clock seconds (with nanoseconds), and the seconds since such a time.
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.4f", b - a }'; }
 
 start_broker() {
   mqtt_port=$(free_port)
@@ -130,12 +135,13 @@ ssh_via() {
     -o BatchMode=yes -o LogLevel=ERROR -o "ProxyCommand=$1"
 }
 
-# The broker, sshd and one agent for $node (default demo-node).
+# The broker, sshd and one agent for $node (default demo-node); ARGS go to
+# the agent.
 start_all() {
   prefix="mqtt-proxy-${0##*/}-$$"
   node="${node:-demo-node}"
   start_broker
   start_sshd
-  start_agent "$node" "$mqtt_port" "$sshd_port"
+  start_agent "$node" "$mqtt_port" "$sshd_port" "$@"
   mapfile -t ssh_opts < <(ssh_via "$proxy --host 127.0.0.1 --port $mqtt_port --topic-prefix $prefix %n")
 }
