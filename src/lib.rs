@@ -14,6 +14,8 @@
 //!   window, `stream::autotune` grows the receive window with the round
 //!   trip, `stream::segment` discovers the largest message that gets
 //!   through, `stream::direction` tells which way bytes went lately,
+//!   `stream::liveness` decides when a silent peer is probed or stalled and
+//!   keeps a stop of this process from counting as its silence,
 //!   `stream::framing` builds the outgoing frames; `stream` itself joins
 //!   them and keeps the session timers.
 //! - `tunnel`: drives a `stream` over real I/O (a socket or pipes on one side,
