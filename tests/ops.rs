@@ -403,3 +403,33 @@ fn agent_logs_one_plain_line_per_session_and_lists_open_sessions() {
     number("duration_ms");
     assert!(closed.contains("reason=\"closed\""), "{closed}");
 }
+
+/// A user who gives up while the session is still opening (Ctrl-C, or ssh
+/// hanging up) ends `mqtt-proxy` at once and silently, not at the opening's
+/// 9 s deadline with "did not answer". The node here looks online (its
+/// retained presence) but no agent answers.
+#[test]
+fn interrupting_an_opening_ends_it_at_once_and_silently() {
+    let broker = Broker::start("");
+    let names = names("interrupt_open");
+    let presence = format!("{}/{}/presence", names.prefix, names.node);
+    let online = r#"{"status":"online","version":"0","since":1,"instance":"x"}"#;
+    let out = run(broker
+        .mosquitto_pub()
+        .args(["-r", "-q", "1", "-t", &presence, "-m", online]));
+    assert_success(&out, "retained presence");
+    let proxy = Background::start(&mut proxy_on(broker.port(), &names.prefix, &[&names.node]));
+    std::thread::sleep(Duration::from_secs(1));
+    let signalled = Instant::now();
+    let pid = proxy.pid().to_string();
+    assert_success(&run(Command::new("kill").args(["-INT", &pid])), "kill -INT");
+    let out = proxy.finish(REPORT_BOUND);
+    eprintln!("ended {:.2?} after SIGINT", signalled.elapsed());
+    assert_exit_code(&out, PROXY_FAILURE_STATUS, "interrupted while opening");
+    // Before, it went on to the deadline and said "did not answer".
+    assert_eq!(
+        stderr_text(&out),
+        "",
+        "nobody to tell: ssh hung up or the user gave up"
+    );
+}

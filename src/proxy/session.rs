@@ -86,7 +86,10 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // Watched from the start: ssh hangs up, or the user gives up, while we
+    // still open the session too.
     let stop = hangup();
+    tokio::pin!(stop);
     let sid = random_u64();
     let cid = format!("{}{sid:016x}", cfg.broker.client_id_prefix);
     let topics = Topics::new(&cfg.broker.topic_prefix, &cfg.node);
@@ -127,7 +130,10 @@ where
             stream: &mut stream,
             stdin: &mut stdin,
         };
-        let opened = open(opening, &mut inbound, &mut sink, early).await?;
+        let opened = tokio::select! {
+            r = open(opening, &mut inbound, &mut sink, early) => r?,
+            () = &mut stop => return Err(ProxyError::Interrupted),
+        };
         tracing::debug!(sid = %format!("{sid:016x}"), "session open");
         stream.on_accept(opened.window, opened.repeated, Instant::now());
         if let Some(f) = opened.first {
