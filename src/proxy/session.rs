@@ -138,7 +138,7 @@ where
         stream.on_accept(opened.window, opened.repeated, Instant::now());
         if let Some(f) = opened.first {
             // Data that overtook (or replaced a lost) ACCEPT. A frame the
-            // stream refuses is dropped (it counts it); the agent resends.
+            // stream refuses is dropped; the agent resends what we never ack.
             let _ = stream.on_frame(f, Instant::now());
         }
         carry(
