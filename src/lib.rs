@@ -42,8 +42,9 @@
 //!   what they share (`agent::ctx`).
 //! - `proxy`: `mqtt-proxy <node>`: its arguments and settings
 //!   (`proxy::args`), the opening handshake without I/O (`proxy::opening`),
-//!   and the session run that drives the opening and then carries the
-//!   session on stdio (`proxy::session`).
+//!   the session run that drives the opening and then carries the session
+//!   on stdio (`proxy::session`), and the one-line failures
+//!   (`proxy::error`).
 //! - `list`: `mqtt-proxy --list` (complete or an error) and `--forget`:
 //!   what a pass counts, when passes agree and whether a node may be
 //!   forgotten, without I/O (`list::pass`), the broker talk that carries
