@@ -28,7 +28,7 @@
 //!   `mqtt::pacer` keeps to a hosted broker's per-connection rate caps,
 //!   `mqtt::size` finds a packet size limit from disconnects,
 //!   `mqtt::socket` tunes rumqttc's socket (acks at once, probes a silent
-//!   link).
+//!   link), `mqtt::versions` remembers which version each broker spoke.
 //! - `config`: flags, environment and validated settings; `config::file`
 //!   reads the config file, `config::liveness` the probing and resume
 //!   timeouts, `config::url` parses broker and proxy URLs,

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::fs;
 use std::time::Duration;
 
 use common::*;
@@ -242,4 +243,49 @@ fn refusals_and_disconnects_name_the_brokers_reason() {
         assert_exit_code(&out, PROXY_FAILURE_STATUS, line);
         assert_eq!(stderr_text(&out), line);
     }
+}
+
+/// Against a 3.1.1-only broker only the first call pays the MQTT 5 probe:
+/// the version that worked is remembered in the user's cache directory, and
+/// a corrupt cache is no cache.
+#[test]
+fn the_version_a_broker_speaks_is_remembered_per_broker() {
+    let amqtt = Amqtt::start();
+    let n = names("amqtt-remembered");
+    let cache = tmp();
+    let no_node = format!(
+        "mqtt-proxy: no node '{}' on broker 127.0.0.1:{} (never announced; mqtt-proxy --list \
+         shows the nodes)",
+        n.node,
+        amqtt.port()
+    );
+    let fallback = "the broker refused MQTT 5; falling back to MQTT 3.1.1";
+    let call = |what: &str| {
+        let mut cmd = proxy_on(amqtt.port(), &n.prefix, &[&n.node]);
+        cmd.env("XDG_CACHE_HOME", cache.path())
+            .env("RUST_LOG", "mqtt_proxy::mqtt=debug");
+        let out = run_with_timeout(&mut cmd, FAILURE_REPORT_BOUND * 2);
+        assert_exit_code(&out, PROXY_FAILURE_STATUS, what);
+        let text = stderr_text(&out);
+        assert_eq!(
+            text.lines().last(),
+            Some(no_node.as_str()),
+            "{what}: {text}"
+        );
+        text
+    };
+    assert!(
+        call("first call").contains(fallback),
+        "the first call probes"
+    );
+    let second = call("second call");
+    assert!(!second.contains(fallback), "the second does not: {second}");
+    assert!(second.contains("version=V311"), "{second}");
+    let file = cache.path().join("mqtt-proxy/broker-versions");
+    assert_eq!(
+        fs::read_to_string(&file).expect("the cache file"),
+        format!("mqtt://127.0.0.1:{} 3.1.1\n", amqtt.port())
+    );
+    fs::write(&file, "\u{0}\u{1}not a cache\n").expect("spoil the cache");
+    assert!(call("corrupt cache").contains(fallback), "probes again");
 }

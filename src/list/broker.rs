@@ -44,7 +44,8 @@ impl Conn {
     pub(super) async fn open(broker: &Broker, presence: &str) -> Result<Conn> {
         let client_id = format!("{}list-{:016x}", broker.client_id_prefix, random_u64());
         let marker_topic = pass::marker_topic(&broker.topic_prefix, &client_id);
-        let opts = mqtt::options(&client_id, broker)?;
+        let mut opts = mqtt::options(&client_id, broker)?;
+        opts.remember_version(mqtt::Remembered::in_cache_dir());
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         // QoS 0: mosquitto sends a QoS 1 subscriber at most
         // max_inflight_messages + max_queued_messages (20 + 1000) of the

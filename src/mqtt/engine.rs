@@ -11,6 +11,7 @@ use rumqttc::{NetworkOptions, Outgoing, Proxy, ProxyAuth, ProxyType, TlsConfigur
 
 use super::client::{Inner, Message, QoS};
 use super::describe::{describe_v4, describe_v5};
+use super::versions::Remembered;
 use crate::config::{Broker, Carrier};
 use crate::protocol::MAX_PACKET;
 
@@ -81,9 +82,17 @@ pub struct Options {
     pub(super) will: Option<Will>,
     /// MQTT keepalive; `mqtt::KEEP_ALIVE` (15 s) unless set.
     pub(super) keep_alive: Duration,
+    /// Where the version each broker spoke is remembered, if anywhere.
+    pub(super) remembered: Option<Remembered>,
 }
 
 impl Options {
+    /// Start with the version `remembered` says the broker spoke last
+    /// time, and remember what it speaks (only with `--mqtt-version` unset).
+    pub fn remember_version(&mut self, remembered: Option<Remembered>) {
+        self.remembered = remembered;
+    }
+
     /// A keepalive other than the default (`mqtt::KEEP_ALIVE`).
     pub fn set_keep_alive(&mut self, keep_alive: Duration) {
         self.keep_alive = keep_alive;

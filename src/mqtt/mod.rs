@@ -17,6 +17,8 @@
 //!   read, so a broker with Nagle's algorithm on does not wait for our
 //!   delayed acks, and keepalive probes with a user timeout, so a link
 //!   that died silently is replaced within seconds.
+//! - `versions`: the MQTT version each broker spoke, remembered in the
+//!   user's cache directory (`mqtt-proxy` only).
 //!
 //! MQTT 5 is the default; a broker that refuses it gets 3.1.1 (decided
 //! once per process, before the first connection is up).
@@ -27,6 +29,7 @@ mod engine;
 pub mod pacer;
 mod size;
 mod socket;
+mod versions;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,6 +45,7 @@ pub use client::{Client, Message, QoS, TaskEnded};
 pub use engine::Options;
 use engine::{Engine, Ev, V5Verdict, Version};
 use pacer::Caps;
+pub use versions::Remembered;
 
 /// Keepalive towards the broker: a silently dead TCP connection is noticed
 /// within 2 × this (rumqttc gives up when the next ping is due and the last
@@ -127,6 +131,7 @@ pub fn options(client_id: &str, broker: &Broker) -> anyhow::Result<Options> {
         tls,
         will: None,
         keep_alive: KEEP_ALIVE,
+        remembered: None,
     })
 }
 
@@ -149,11 +154,16 @@ impl Mqtt {
         incoming: mpsc::Sender<Message>,
         inbox: Inbox,
     ) -> Mqtt {
+        let remembered = options.remembered.as_ref();
         let version = match options.broker.mqtt_version {
-            MqttVersion::Auto | MqttVersion::V5 => Version::V5,
+            // A broker known to speak only 3.1.1 is not probed again.
+            MqttVersion::Auto => remembered
+                .and_then(|r| r.get(&options.broker))
+                .unwrap_or(Version::V5),
+            MqttVersion::V5 => Version::V5,
             MqttVersion::V311 => Version::V311,
         };
-        let probe = options.broker.mqtt_version == MqttVersion::Auto;
+        let probe = options.broker.mqtt_version == MqttVersion::Auto && version == Version::V5;
         let (inner, engine) = Engine::new(version, &options, probe);
         let (shared, control) = client::Shared::new(
             inner,
@@ -313,6 +323,11 @@ async fn run(
                 attempt = 0;
                 connected = true;
                 connected_at = Instant::now();
+                if !version.settled {
+                    if let Some(r) = &options.remembered {
+                        r.put(broker, version.current);
+                    }
+                }
                 version.settled = true;
                 awaiting_suback = true;
                 client

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::opening::{Action, Event, Opened, Opening, Request};
 use super::PREFIX;
-use crate::mqtt::{self, Client, LinkState, Message, Mqtt, QoS};
+use crate::mqtt::{self, Client, LinkState, Message, Mqtt, QoS, Remembered};
 use crate::protocol::{random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
 use crate::stream::{began, Notice, Stream, StreamError, STALL_NOTICE};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
@@ -98,6 +98,9 @@ where
     let mut opts =
         mqtt::options(&cid, &cfg.broker).map_err(|e| ProxyError::Local(format!("{e:#}")))?;
     opts.set_last_will(topics.up(&cid), will.encode(), QoS::AtLeastOnce, false);
+    // Each call is a new process: only the first against a 3.1.1-only
+    // broker pays the MQTT 5 probe.
+    opts.remember_version(Remembered::in_cache_dir());
     let (in_tx, incoming) = mpsc::channel(INCOMING_CAPACITY);
     let down = topics.down(&cid);
     let presence_topic = topics.presence();

@@ -112,6 +112,7 @@ impl Ssh {
         for var in MQTT_ENV {
             cmd.env_remove(var);
         }
+        no_version_cache(&mut cmd);
         cmd.stdin(Stdio::null());
         cmd
     }
@@ -203,6 +204,7 @@ pub fn proxy_args(args: &[&str]) -> Command {
     for var in MQTT_ENV {
         cmd.env_remove(var);
     }
+    no_version_cache(&mut cmd);
     cmd.env_remove("RUST_LOG").args(args).stdin(Stdio::null());
     cmd
 }
@@ -226,4 +228,12 @@ pub fn proxy_on(broker_port: u16, prefix: &str, args: &[&str]) -> Command {
         prefix,
     ];
     proxy_args(&[&broker[..], args].concat())
+}
+
+/// No remembered MQTT versions for the proxies `cmd` starts (directly or as
+/// ssh's ProxyCommand): brokers of one test run take turns on the same
+/// ports, and what an amqtt taught a proxy must not steer a later one to
+/// 3.1.1 against a mosquitto. A cache directory that cannot exist.
+pub fn no_version_cache(cmd: &mut Command) {
+    cmd.env("XDG_CACHE_HOME", "/dev/null/mqtt-proxy-tests");
 }
