@@ -20,9 +20,7 @@ pub use caps::{parse_bandwidth, ByteCount, MIN_BANDWIDTH};
 pub use file::{FileConfig, Role};
 #[cfg(test)]
 use file::{AGENT_KEYS, SHARED_KEYS};
-pub use liveness::{
-    Liveness, DEFAULT_LINK_TIMEOUT, DEFAULT_PROBE_INTERVAL, DEFAULT_RESUME_TIMEOUT,
-};
+pub use liveness::Liveness;
 pub use secret::Secret;
 pub use url::{
     split_host_port, BrokerUrl, Carrier, HttpProxy, MqttVersion, DEFAULT_WS_PATH, PORT_WS, PORT_WSS,

@@ -58,7 +58,7 @@ pub use autotune::MAX_RECV_WINDOW;
 use direction::Direction;
 pub use direction::RECEIVER_RATIO;
 use liveness::Liveness;
-pub use liveness::{began, Notice, PAUSE_SLACK, PROBE_AFTER, STALL_NOTICE};
+pub use liveness::{Notice, PAUSE_SLACK, STALL_NOTICE};
 use recv::RecvHalf;
 pub use recv::ACK_DELAY;
 pub use rejected::Rejected;

@@ -163,8 +163,8 @@ pub const STOP_LINGER: Duration = Duration::from_secs(2);
 /// Run the session until both directions are closed and acknowledged, or it
 /// fails. On a local failure a RESET is sent to the peer before returning.
 ///
-/// `on_notice` hears when the peer stalls and when it is back
-/// (`stream::Notice`).
+/// `on_notice` hears when the peer stalls, when it is back, and when this
+/// process woke from a stop (`stream::Notice`).
 ///
 /// When `stop` completes (the local side went away, e.g. ssh hung up on the
 /// proxy), the local stream is treated as closed in both directions: we send

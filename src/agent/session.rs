@@ -119,11 +119,9 @@ pub(super) async fn session(
                 std::future::pending(),
                 |notice| match notice {
                     // This host slept (a suspended VM, a laptop as a node):
-                    // its network may have changed. Every session hears it;
-                    // the first replaces the connection, which is then newer
-                    // than the stop for the others.
+                    // its network may have changed.
                     Notice::Woke { stopped } => {
-                        let replaced = ctx.client.replace_connection(crate::stream::began(stopped));
+                        let replaced = ctx.client.replace_after_stop(stopped);
                         tracing::info!(
                             ?stopped,
                             replaced,

@@ -13,20 +13,20 @@ use anyhow::{bail, Result};
 /// (`scripts/bench-liveness`, docs/benchmarks.md): one probe and its answer
 /// every 20 s of silence, about 26 KB an hour on the wire with the agent's
 /// MQTT pings, and no MQTT packet at the broker (probes are TCP's own).
-pub const DEFAULT_PROBE_INTERVAL: u64 = 20;
+const DEFAULT_PROBE_INTERVAL: u64 = 20;
 /// What we sent (data, a ping, a probe) may stay unacknowledged this long
 /// before the connection counts as dead and is replaced (`TCP_USER_TIMEOUT`).
 /// Well above a healthy link's round trip (a satellite hop is 0.6 s, a
 /// cellular uplink's buffer a few seconds), and short enough that a session
 /// whose link died goes on within 10 s.
-pub const DEFAULT_LINK_TIMEOUT: u64 = 5;
+const DEFAULT_LINK_TIMEOUT: u64 = 5;
 /// How long a session waits for a silent peer before it is closed. Ten
 /// minutes, so a laptop that sleeps through a coffee break (and whose
 /// network changes meanwhile) resumes its sessions; a client that crashed
 /// holds its sshd connection and buffers (at most the session's windows) on
 /// the agent that long. A client that ends cleanly frees them at once.
 /// Time a process was stopped does not count (see `stream`).
-pub const DEFAULT_RESUME_TIMEOUT: u64 = 600;
+const DEFAULT_RESUME_TIMEOUT: u64 = 600;
 
 /// The three settings, resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -430,22 +430,24 @@ impl Client {
         }
     }
 
-    /// Queue a DISCONNECT behind everything already queued.
-    /// End the broker connection at once if it was made before
-    /// `older_than`, so that a new one is made: after this process was
-    /// stopped (a laptop's sleep) the old one may lead into a network that
-    /// is gone, and waiting for the link timeout to find out would only
-    /// stall the sessions. False if there is no such connection (the
-    /// socket is not known, then the link timeout does it; or a newer one
-    /// is up already).
-    pub fn replace_connection(&self, older_than: Instant) -> bool {
+    /// This process was just stopped for `stopped` (a laptop's sleep): end
+    /// the broker connection at once if it is older than the stop, so that
+    /// a new one is made, since the old one may lead into a network that
+    /// is gone and the link timeout would take seconds to find out. False
+    /// if there is no such connection: the socket is not known (then the
+    /// link timeout does it), or a newer one is up already (every session
+    /// of an agent hears of the same stop; the first one replaces).
+    pub fn replace_after_stop(&self, stopped: Duration) -> bool {
+        let now = Instant::now();
+        let began = now.checked_sub(stopped).unwrap_or(now);
         self.shared
             .socket
             .lock()
             .expect("no holder panics")
-            .shut(older_than)
+            .shut(began)
     }
 
+    /// Queue a DISCONNECT behind everything already queued.
     pub async fn disconnect(&self) -> Result<(), TaskEnded> {
         let sent = match self.shared.current().0 {
             Inner::V4(c) => c.disconnect().await.is_ok(),

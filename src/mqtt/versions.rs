@@ -39,27 +39,28 @@ impl Remembered {
         }
     }
 
-    /// The version remembered for `broker`, if any.
-    pub(super) fn get(&self, broker: &Broker) -> Option<Version> {
-        let text = std::fs::read_to_string(&self.path).ok()?;
-        let key = key(broker);
-        parse(&text)
-            .into_iter()
-            .rev()
-            .find_map(|(k, v)| (k == key).then_some(v))
+    /// The file's well-formed lines; none if it cannot be read.
+    fn entries(&self) -> Vec<(String, Version)> {
+        std::fs::read_to_string(&self.path)
+            .map(|text| parse(&text))
+            .unwrap_or_default()
     }
 
-    /// Remember that `broker` spoke `version` (best effort).
+    /// The version remembered for `broker`, if any.
+    pub(super) fn get(&self, broker: &Broker) -> Option<Version> {
+        find(&self.entries(), &key(broker))
+    }
+
+    /// Remember that `broker` spoke `version` (best effort; the file is
+    /// only written when that is news).
     pub(super) fn put(&self, broker: &Broker, version: Version) {
-        if self.get(broker) == Some(version) {
+        let key = key(broker);
+        let entries = self.entries();
+        if find(&entries, &key) == Some(version) {
             return;
         }
-        let key = key(broker);
-        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-        let mut entries: Vec<(String, Version)> = parse(&text)
-            .into_iter()
-            .filter(|(k, _)| *k != key)
-            .collect();
+        let mut entries: Vec<(String, Version)> =
+            entries.into_iter().filter(|(k, _)| *k != key).collect();
         entries.push((key, version));
         let skip = entries.len().saturating_sub(MAX_ENTRIES);
         let mut out = String::new();
@@ -71,6 +72,14 @@ impl Remembered {
                 "could not remember the broker's MQTT version");
         }
     }
+}
+
+/// The latest version among `entries` for `key`.
+fn find(entries: &[(String, Version)], key: &str) -> Option<Version> {
+    entries
+        .iter()
+        .rev()
+        .find_map(|(k, v)| (k == key).then_some(*v))
 }
 
 /// Write `text` to `path` whole: a temporary file renamed over it, so a

@@ -19,7 +19,7 @@ use super::opening::{Action, Event, Opened, Opening, Request};
 use super::PREFIX;
 use crate::mqtt::{self, Client, LinkState, Message, Mqtt, QoS, Remembered};
 use crate::protocol::{random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
-use crate::stream::{began, Notice, Stream, StreamError, STALL_NOTICE};
+use crate::stream::{Notice, Stream, StreamError, STALL_NOTICE};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
 
 /// Incoming messages buffered between the MQTT task and the session.
@@ -300,7 +300,7 @@ fn on_notice<'a>(node: &'a str, resume: Duration, client: &'a Client) -> impl Fn
         ),
         Notice::Back => eprintln!("{PREFIX}: {node} is back"),
         Notice::Woke { stopped } => {
-            let replaced = client.replace_connection(began(stopped));
+            let replaced = client.replace_after_stop(stopped);
             tracing::debug!(
                 ?stopped,
                 replaced,

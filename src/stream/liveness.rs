@@ -18,7 +18,7 @@ use tokio::time::Instant;
 /// answer: longer than the gaps of a steady stream through a broker,
 /// short enough that a dead link of ours is found (one probe plus the link
 /// timeout, `--link-timeout`) within the 10 s a stall may last.
-pub const PROBE_AFTER: Duration = Duration::from_secs(1);
+const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// Silence while we wait for the peer this long is worth telling the user
 /// (`mqtt-proxy: no answer from …`).
 pub const STALL_NOTICE: Duration = Duration::from_secs(5);
@@ -26,13 +26,6 @@ pub const STALL_NOTICE: Duration = Duration::from_secs(5);
 /// process was stopped (nothing of ours can hold the runtime that long);
 /// less is ordinary scheduling.
 pub const PAUSE_SLACK: Duration = Duration::from_secs(5);
-
-/// When a stop of `stopped` that ended now began (now, if the clock cannot
-/// say).
-pub fn began(stopped: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_sub(stopped).unwrap_or(now)
-}
 
 /// What the user may want to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
