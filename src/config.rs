@@ -57,7 +57,7 @@ pub struct BrokerArgs {
 
     /// Largest MQTT packet to publish, in bytes, topic and headers included
     /// (so either a broker's packet limit or its payload limit will do);
-    /// frames never exceed 65,576 bytes plus the topic [default: 40,000,
+    /// frames never exceed 65,600 bytes plus the topic [default: 40,000,
     /// which suits mosquitto's memory use best, or less: the broker's
     /// announced Maximum Packet Size with MQTT 5, or what is discovered when
     /// large messages are lost].

@@ -34,7 +34,11 @@
 //!   timeouts, `config::url` parses broker and proxy URLs,
 //!   `config::secret` keeps passwords out of `Debug`.
 //! - `tls`: rustls client configuration and TLS error messages.
-//! - `auth`: agent passwords (challenge-response) and token buckets.
+//! - `auth`: token buckets for admission, the challenge lifetime.
+//! - `handshake`: the opening's key agreement (X25519, HKDF), the password
+//!   answer bound to it, and the session keys.
+//! - `seal`: sealing and opening frames with the session keys (AES-256-GCM),
+//!   and the replay window.
 //! - `agent`: `mqtt-proxy-agent`: its settings (`agent::settings`), presence
 //!   (`agent::presence`), session admission without I/O
 //!   (`agent::admission`), routing frames and carrying out admission's
@@ -67,6 +71,7 @@
 pub mod agent;
 pub mod auth;
 pub mod config;
+pub mod handshake;
 pub mod heap;
 pub mod list;
 pub mod logging;
@@ -74,6 +79,7 @@ pub mod mqtt;
 pub mod notify;
 pub mod protocol;
 pub mod proxy;
+pub mod seal;
 pub mod stdio;
 pub mod stream;
 pub mod tls;

@@ -16,14 +16,14 @@ mod refuse;
 mod topics;
 
 pub use frames::{
-    delivery, pad, recv_limit_packet, recv_limit_units, DecodeError, Delivery, Fragment, Frame,
-    Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_PEER_LOST, FLAG_RESYNC, FRAG_PREFIX_LEN, PAD_LEN,
-    RECV_LIMIT_UNIT, VERSION,
+    delivery, foreign_version, pad, recv_limit_packet, recv_limit_units, refuse_v1, sealed,
+    DecodeError, Delivery, Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG,
+    FLAG_PEER_LOST, FLAG_RESYNC, FRAG_PREFIX_LEN, PAD_LEN, RECV_LIMIT_UNIT, VERSION,
 };
 pub use ids::{random_u64, valid_id, valid_prefix, MAX_ID_LEN};
 pub use limits::{
-    step_below, HEADER_LEN, MAX_CHUNK, MAX_CONTROL_PAYLOAD, MAX_FRAME, MAX_INFLIGHT_CHUNKS,
-    MAX_PACKET, MESSAGE_STEPS, MIN_MESSAGE, MIN_PACKET,
+    step_below, FRAME_OVERHEAD, HEADER_LEN, MAX_CHUNK, MAX_CONTROL_PAYLOAD, MAX_FRAME,
+    MAX_INFLIGHT_CHUNKS, MAX_PACKET, MESSAGE_STEPS, MIN_MESSAGE, MIN_PACKET, TAG_LEN,
 };
 pub use presence::Presence;
 pub use refuse::{refuse_payload, refuse_reason, RefuseCode};

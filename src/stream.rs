@@ -328,6 +328,24 @@ impl Stream {
         self.send.segment_mut().take_discovery()
     }
 
+    /// The first chunk went inside the OPEN request (the handshake carries
+    /// and authenticates it): it counts as sent, and goes again as DATA
+    /// only if the agent does not acknowledge it.
+    pub fn sent_in_open(&mut self, data: Bytes, now: Instant) {
+        debug_assert_eq!(self.send.next_seq(), 0);
+        self.send.push(data, false, now);
+    }
+
+    /// The client's first chunk, which came inside its OPEN request.
+    pub fn received_in_open(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        if let Err(why) = self.recv.on_data(0, data, false) {
+            tracing::debug!(%why, "first bytes from the open request dropped");
+        }
+    }
+
     /// Send a chunk read from the local side (at most [`MAX_CHUNK`] bytes;
     /// above [`Stream::max_chunk`] it goes in fragments). Call only when
     /// [`Stream::can_send`] is true.
@@ -503,6 +521,12 @@ impl Stream {
             let wire = wire.unwrap_or_else(|| f.encode());
             (f, wire)
         })
+    }
+
+    /// The next frame to publish, and its encoding when
+    /// [`Stream::send_framed`] wrote one in place.
+    pub fn poll_transmit_parts(&mut self, now: Instant) -> Option<(Frame, Option<Bytes>)> {
+        self.next_frame(now)
     }
 
     fn next_frame(&mut self, now: Instant) -> Option<(Frame, Option<Bytes>)> {

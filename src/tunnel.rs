@@ -12,8 +12,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
+use crate::handshake::SessionKeys;
 use crate::mqtt::{self, Client, LinkState, TaskEnded};
-use crate::protocol::{self, Frame, Kind, HEADER_LEN, MAX_FRAME};
+use crate::protocol::{self, Frame, Kind, HEADER_LEN, MAX_FRAME, TAG_LEN};
+use crate::seal::{OpenError, Sealer};
 use crate::stream::{Discovery, Notice, Stream, StreamError, PAUSE_SLACK};
 
 /// Where a session's outgoing frames go.
@@ -133,7 +135,7 @@ impl FrameSink for MqttSink {
 
     fn pads(&self) -> bool {
         // A PAD must fit the connection's message size limit like any frame.
-        !self.client.paced() && self.max_message(None) >= HEADER_LEN + protocol::PAD_LEN
+        !self.client.paced() && self.max_message(None) >= HEADER_LEN + protocol::PAD_LEN + TAG_LEN
     }
 
     fn link_rtt(&self) -> Duration {
@@ -163,6 +165,10 @@ pub const STOP_LINGER: Duration = Duration::from_secs(2);
 /// Run the session until both directions are closed and acknowledged, or it
 /// fails. On a local failure a RESET is sent to the peer before returning.
 ///
+/// Every frame goes out sealed with `keys`, and every frame that comes in
+/// is opened with them: one that does not open is dropped and counted
+/// (`seal::Opener`), and the session goes on.
+///
 /// `on_notice` hears when the peer stalls, when it is back, and when this
 /// process woke from a stop (`stream::Notice`).
 ///
@@ -172,6 +178,7 @@ pub const STOP_LINGER: Duration = Duration::from_secs(2);
 #[allow(clippy::too_many_arguments)]
 pub async fn run<R, W, S>(
     stream: &mut Stream,
+    keys: &mut SessionKeys,
     mut reader: R,
     writer: W,
     frames: &mut mpsc::Receiver<Frame>,
@@ -198,7 +205,7 @@ where
     loop {
         // Before any frame is cut: the connection's limit may have fallen.
         stream.set_max_message(sink.max_message(stream.peer_recv_packet()));
-        transmit(stream, sink)
+        transmit(stream, sink, &keys.tx)
             .await
             .map_err(|_| TunnelError::LinkClosed(TaskEnded))?;
         if let Some(d) = stream.take_size_discovery() {
@@ -230,7 +237,7 @@ where
             return Ok(());
         }
         if stop_deadline.is_some_and(|d| d <= now) {
-            return Err(abort(stream, sink, TunnelError::Stopped).await);
+            return Err(abort(stream, sink, &keys.tx, TunnelError::Stopped).await);
         }
         let can_read = reading && stream.can_send();
         let chunk = stream.max_chunk();
@@ -251,11 +258,20 @@ where
         let mut timer_fired = false;
         tokio::select! {
             f = frames.recv() => match f {
-                Some(f) => {
-                    if let Err(why) = stream.on_frame(f, Instant::now()) {
-                        tracing::debug!(%why, "dropped frame");
+                Some(f) => match keys.rx.open(f) {
+                    Ok(f) => {
+                        if let Err(why) = stream.on_frame(f, Instant::now()) {
+                            tracing::debug!(%why, "dropped frame");
+                        }
                     }
-                }
+                    Err(OpenError::Forged) if keys.rx.forged() == 1 => tracing::warn!(
+                        "dropped a frame that fails authentication: someone else publishes on this session's topic (further ones are counted)"
+                    ),
+                    Err(e @ OpenError::Forged) => {
+                        tracing::debug!(error = %e, forged = keys.rx.forged(), "dropped frame");
+                    }
+                    Err(e) => tracing::debug!(error = %e, "dropped frame"),
+                },
                 None => return Err(TunnelError::LinkClosed(TaskEnded)),
             },
             changed = link.changed() => {
@@ -280,11 +296,11 @@ where
                     stream.close_write(Instant::now());
                 }
                 Ok(_) => stream.send_framed(rbuf.split(), Instant::now()),
-                Err(e) => return Err(abort(stream, sink, TunnelError::LocalRead(e)).await),
+                Err(e) => return Err(abort(stream, sink, &keys.tx, TunnelError::LocalRead(e)).await),
             },
             w = write_some(&mut writer, pending_write.as_ref()), if pending_write.is_some() => match w {
                 Ok(n) => stream.consume(n),
-                Err(e) => return Err(abort(stream, sink, TunnelError::LocalWrite(e)).await),
+                Err(e) => return Err(abort(stream, sink, &keys.tx, TunnelError::LocalWrite(e)).await),
             },
             _ = &mut stop, if stop_deadline.is_none() => {
                 tracing::debug!("local side stopped; closing");
@@ -315,9 +331,17 @@ where
     }
 }
 
-/// Publish every frame the stream has ready, in order.
-pub async fn transmit<S: FrameSink>(stream: &mut Stream, sink: &mut S) -> io::Result<()> {
-    while let Some((f, wire)) = stream.poll_transmit_encoded(Instant::now()) {
+/// Publish every frame the stream has ready, in order, sealed with `tx`.
+pub async fn transmit<S: FrameSink>(
+    stream: &mut Stream,
+    sink: &mut S,
+    tx: &Sealer,
+) -> io::Result<()> {
+    while let Some((f, wire)) = stream.poll_transmit_parts(Instant::now()) {
+        let wire = match wire {
+            Some(w) => tx.seal(&w),
+            None => tx.seal_frame(&f),
+        };
         let pad = pad_after(&f, wire.len(), || {
             sink.pads().then(|| PadPath {
                 min_rtt: stream.min_rtt(),
@@ -329,7 +353,7 @@ pub async fn transmit<S: FrameSink>(stream: &mut Stream, sink: &mut S) -> io::Re
         // The send may have waited for the connection's rate caps.
         stream.on_transmitted(&f, Instant::now());
         if pad {
-            sink.send(protocol::pad(f.sid)).await?;
+            sink.send(tx.seal(&protocol::pad(f.sid))).await?;
             stream.count_pad();
         }
     }
@@ -366,11 +390,16 @@ async fn write_some<W: AsyncWrite + Unpin>(
 }
 
 /// Send a RESET (best effort) and hand back the error.
-async fn abort<S: FrameSink>(stream: &mut Stream, sink: &mut S, e: TunnelError) -> TunnelError {
+async fn abort<S: FrameSink>(
+    stream: &mut Stream,
+    sink: &mut S,
+    tx: &Sealer,
+    e: TunnelError,
+) -> TunnelError {
     stream.abort();
-    while let Some((_, wire)) = stream.poll_transmit_encoded(Instant::now()) {
+    while let Some((f, _)) = stream.poll_transmit_parts(Instant::now()) {
         // Best effort: if the link is gone the peer times out instead.
-        let _ = sink.send(wire).await;
+        let _ = sink.send(tx.seal_frame(&f)).await;
     }
     e
 }

@@ -289,10 +289,11 @@ fn frame_table_matches_the_encoder() {
         ack: 0x3132_3334_3536_3738,
         sack: 0x4142_4344_4546_4748,
         window: 0x5152_5354,
+        counter: 0x6162_6364_6566_6768,
         payload: Bytes::from_static(b"payload"),
     };
     let bytes = frame.encode();
-    let expected: [(&str, u64); 9] = [
+    let expected: [(&str, u64); 10] = [
         ("version", VERSION.into()),
         ("kind", Kind::Data as u64),
         ("flags", frame.flags.into()),
@@ -302,6 +303,7 @@ fn frame_table_matches_the_encoder() {
         ("ack", frame.ack),
         ("sack", frame.sack),
         ("window", frame.window.into()),
+        ("counter", frame.counter),
     ];
     let mut next = 0;
     for (name, value) in expected {
@@ -363,7 +365,7 @@ fn frame_kinds_match_the_code() {
         let mut header = [0u8; HEADER_LEN];
         header[0] = VERSION;
         header[1] = byte;
-        if let Ok(f) = Frame::decode(Bytes::copy_from_slice(&header)) {
+        if let Ok(f) = Frame::decode_clear(Bytes::copy_from_slice(&header)) {
             let name = format!("{:?}", f.kind).to_uppercase();
             let encoded = Frame::control(f.kind, 7, Bytes::new()).encode();
             assert_eq!(

@@ -413,7 +413,7 @@ fn interrupting_an_opening_ends_it_at_once_and_silently() {
     let broker = Broker::start("");
     let names = names("interrupt_open");
     let presence = format!("{}/{}/presence", names.prefix, names.node);
-    let online = r#"{"status":"online","version":"0","since":1,"instance":"x"}"#;
+    let online = r#"{"status":"online","version":"0","since":1,"instance":"x","protocol":2}"#;
     let out = run(broker
         .mosquitto_pub()
         .args(["-r", "-q", "1", "-t", &presence, "-m", online]));

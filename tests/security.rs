@@ -90,7 +90,10 @@ fn scratch_dir(tag: &str) -> TempDir {
 // Frames (docs/protocol.md, "Frames"), built by hand to check the documented layout
 // ---------------------------------------------------------------------------
 
-use mqtt_proxy::protocol::{HEADER_LEN, MAX_CHUNK, MAX_PACKET};
+use mqtt_proxy::protocol::{HEADER_LEN, MAX_FRAME, MAX_PACKET, VERSION};
+/// A key share for hand-built OPENs (any 32 bytes but a few low-order
+/// points make one; nobody answers these sessions' handshake).
+const SHARE: [u8; 32] = [9; 32];
 const OPEN: u8 = 1;
 const ACCEPT: u8 = 2;
 const REFUSE: u8 = 3;
@@ -99,7 +102,7 @@ const AUTH: u8 = 5;
 
 fn frame(kind: u8, sid: u64, window: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; HEADER_LEN];
-    f[0] = 1;
+    f[0] = VERSION;
     f[1] = kind;
     f[4..12].copy_from_slice(&sid.to_be_bytes());
     f[36..40].copy_from_slice(&window.to_be_bytes());
@@ -512,11 +515,11 @@ fn shipped_acl_gives_each_role_only_what_it_needs() {
     // OPEN under someone else's id is dropped, one under its own is served.
     bob.publish(
         "mqtt-proxy/web-1/s/not-bobs-client-id/up",
-        frame(OPEN, 1, 1 << 20, &[]),
+        frame(OPEN, 1, 1 << 20, &SHARE),
     );
     bob.publish(
         "mqtt-proxy/web-1/s/bob-raw-1/up",
-        frame(OPEN, 2, 1 << 20, &[]),
+        frame(OPEN, 2, 1 << 20, &SHARE),
     );
     agents[1].wait_log("client=\"bob-raw-1\"", 1, Duration::from_secs(10));
     assert!(
@@ -664,7 +667,7 @@ fn shipped_mosquitto_conf_runs_tls_passwords_acl_and_packet_limit() {
     // sessions can send it to an agent's topic) disconnects the publisher,
     // not the agent; a maximal frame still passes.
     let big = dir_file(&pki, "big.bin", MAX_PACKET + 1);
-    let max_frame = dir_file(&pki, "max.bin", HEADER_LEN + MAX_CHUNK);
+    let max_frame = dir_file(&pki, "max.bin", MAX_FRAME);
     let pub_file = |file: &Path| {
         let mut cmd = Command::new(find_tool("mosquitto_pub"));
         cmd.args(["-h", "localhost", "-p", &broker.port().to_string()])
@@ -882,14 +885,14 @@ fn agent_survives_a_flood_of_garbage_and_open_requests() {
         let topic = format!("{}/{}/s/{cid}/up", n.prefix, n.node);
         let payload = if pick_open {
             opens += 1;
-            frame(OPEN, rng.next(), 1 << 20, &[])
+            frame(OPEN, rng.next(), 1 << 20, &SHARE)
         } else {
             garbage += 1;
             let len = rng.below(FLOOD_MAX_SIZE + 1) as usize;
             let mut junk = rng.bytes(len);
             // Half of it gets past the version check into the header checks.
             if len > 0 && rng.below(2) == 0 {
-                junk[0] = 1;
+                junk[0] = VERSION;
             }
             junk
         };

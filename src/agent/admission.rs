@@ -12,10 +12,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
 use crate::auth::{self, TokenBucket};
 use crate::config::Secret;
+use crate::handshake::{self, Ephemeral, Role, SessionKeys, SHARE_LEN};
 use crate::protocol::{Frame, Kind, RefuseCode};
 
 /// A full session table makes room by evicting a session whose client has
@@ -37,8 +39,24 @@ const AUTH_FAIL_RATE: f64 = 0.5;
 /// Most challenges awaiting an answer (each is ~100 bytes).
 const MAX_PENDING: usize = 256;
 
-/// A challenge nonce.
-pub(super) type Nonce = [u8; auth::NONCE_LEN];
+/// A session admitted: its keys, the ACCEPT payload that goes (and is
+/// repeated) to the client, and the client's first bytes, which came in
+/// its OPEN.
+pub(super) struct Admitted {
+    pub(super) keys: SessionKeys,
+    pub(super) accept: Bytes,
+    pub(super) early: Bytes,
+}
+
+/// Shows what a test can predict: not the keys, nor the ACCEPT payload
+/// (random shares).
+impl std::fmt::Debug for Admitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admitted")
+            .field("early", &self.early)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What admission enforces.
 pub(super) struct Policy {
@@ -53,17 +71,21 @@ pub(super) struct Policy {
 
 /// What the dispatcher is to do, for the client whose frame it was unless
 /// the action names another.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Action {
     /// Hand the frame to the client's session task.
     Deliver(Frame),
-    /// Send CHALLENGE with this nonce.
-    Challenge { sid: u64, nonce: Nonce },
-    /// Send ACCEPT again: the client repeated its request before it saw the
-    /// first one.
-    Accept { sid: u64 },
+    /// Send CHALLENGE with this payload (the agent's key share).
+    Challenge { sid: u64, payload: Bytes },
+    /// Send ACCEPT (with this payload) again: the client repeated its
+    /// request before it saw the first one.
+    Accept { sid: u64, payload: Bytes },
     /// Start a session task; it takes the slot admission has reserved.
-    Start { sid: u64, window: u32 },
+    Start {
+        sid: u64,
+        window: u32,
+        session: Box<Admitted>,
+    },
     /// End the session of client `cid` to make room; admission has
     /// forgotten it already.
     Evict { cid: String },
@@ -107,13 +129,21 @@ struct Slot {
     /// The client has sent a stream frame since (see [`Admission::make_room`]).
     heard: bool,
     stage: Stage,
+    /// The ACCEPT payload, for repeats.
+    accept: Bytes,
 }
 
 /// A challenge sent, awaiting the client's AUTH.
 struct Pending {
     sid: u64,
-    nonce: Nonce,
+    /// The CHALLENGE payload (our key share).
+    challenge: Bytes,
     window: u32,
+    /// What the client's answer must be an HMAC of.
+    transcript: [u8; 32],
+    /// The keys, agreed already, for when the answer is right.
+    keys: SessionKeys,
+    early: Bytes,
     expires: Instant,
 }
 
@@ -127,15 +157,15 @@ pub(super) struct Admission {
     auth_failures: TokenBucket,
     /// Open requests dropped by the rate limit so far.
     rate_limited: u64,
-    /// Where challenge nonces come from (random in production).
-    nonces: Box<dyn FnMut() -> Nonce + Send>,
+    /// Where our key shares come from (fresh ones in production).
+    shares: Box<dyn FnMut() -> Ephemeral + Send>,
 }
 
 impl Admission {
     pub(super) fn new(
         policy: Policy,
         now: Instant,
-        nonces: impl FnMut() -> Nonce + Send + 'static,
+        shares: impl FnMut() -> Ephemeral + Send + 'static,
     ) -> Admission {
         Admission {
             policy,
@@ -144,7 +174,7 @@ impl Admission {
             opens: TokenBucket::new(OPEN_BURST, OPEN_RATE, now),
             auth_failures: TokenBucket::new(AUTH_FAIL_BURST, AUTH_FAIL_RATE, now),
             rate_limited: 0,
-            nonces: Box::new(nonces),
+            shares: Box::new(shares),
         }
     }
 
@@ -158,14 +188,21 @@ impl Admission {
         self.sessions.iter().map(|(cid, s)| (cid.as_str(), s.sid))
     }
 
+    /// May an open request of another protocol version be answered now?
+    /// It takes an open token, like any open request.
+    pub(super) fn may_answer_foreign(&mut self, now: Instant) -> bool {
+        self.opens.take(now)
+    }
+
     /// A frame from client `cid`.
     pub(super) fn frame(&mut self, now: Instant, cid: &str, frame: Frame) -> Vec<Action> {
         match self.sessions.get(cid) {
             Some(s) if s.sid == frame.sid => match frame.kind {
                 // The client did not see our answer yet; repeat it.
-                Kind::Open | Kind::Auth if s.stage == Stage::Accepted => {
-                    vec![Action::Accept { sid: frame.sid }]
-                }
+                Kind::Open | Kind::Auth if s.stage == Stage::Accepted => vec![Action::Accept {
+                    sid: frame.sid,
+                    payload: s.accept.clone(),
+                }],
                 // Not answered yet: the session task will.
                 Kind::Open | Kind::Auth => Vec::new(),
                 _ => vec![Action::Deliver(frame)],
@@ -219,7 +256,7 @@ impl Admission {
             // A repeated OPEN: repeat the same challenge.
             return vec![Action::Challenge {
                 sid: p.sid,
-                nonce: p.nonce,
+                payload: p.challenge.clone(),
             }];
         }
         if !self.opens.take(now) {
@@ -240,32 +277,73 @@ impl Admission {
             Room::Soon => return vec![Action::Drop("session table full of new sessions")],
             Room::Full => return vec![self.refuse_busy(cid, frame.sid)],
         };
-        if self.policy.password.is_none() {
-            actions.push(self.admit(now, cid, frame.sid, frame.window));
-            return actions;
-        }
-        self.pending.retain(|_, p| p.expires > now);
-        if self.pending.len() >= MAX_PENDING {
-            actions.push(Action::Refuse {
+        if frame.payload.len() < SHARE_LEN {
+            return vec![Action::Refuse {
                 sid: frame.sid,
-                code: RefuseCode::Busy,
-                reason: "too many pending requests",
-            });
+                code: RefuseCode::Protocol,
+                reason: "malformed open request (no key share)",
+            }];
+        }
+        let (share, early) = (
+            &frame.payload[..SHARE_LEN],
+            frame.payload.slice(SHARE_LEN..),
+        );
+        if self.policy.password.is_some() {
+            self.pending.retain(|_, p| p.expires > now);
+            if self.pending.len() >= MAX_PENDING {
+                actions.push(Action::Refuse {
+                    sid: frame.sid,
+                    code: RefuseCode::Busy,
+                    reason: "too many pending requests",
+                });
+                return actions;
+            }
+        }
+        let ours = (self.shares)();
+        let our_share = Bytes::copy_from_slice(ours.share());
+        let password = self.policy.password.as_ref();
+        // With a password our share goes in the CHALLENGE, and the
+        // transcript holds it there too.
+        let challenge: &[u8] = if password.is_some() { &our_share } else { &[] };
+        let transcript = handshake::transcript(
+            &self.policy.node_id,
+            cid,
+            frame.sid,
+            &frame.payload,
+            challenge,
+            &our_share,
+        );
+        let Ok(keys) = handshake::agree(ours, share, &transcript, password, Role::Agent) else {
+            return vec![Action::Refuse {
+                sid: frame.sid,
+                code: RefuseCode::Protocol,
+                reason: "malformed key share",
+            }];
+        };
+        if password.is_none() {
+            let session = Admitted {
+                accept: accept_payload(&our_share, &keys),
+                keys,
+                early,
+            };
+            actions.push(self.admit(now, cid, frame.sid, frame.window, session));
             return actions;
         }
-        let nonce = (self.nonces)();
         self.pending.insert(
             cid.to_owned(),
             Pending {
                 sid: frame.sid,
-                nonce,
+                challenge: our_share.clone(),
                 window: frame.window,
+                transcript,
+                keys,
+                early,
                 expires: now + auth::CHALLENGE_TTL,
             },
         );
         actions.push(Action::Challenge {
             sid: frame.sid,
-            nonce,
+            payload: our_share,
         });
         actions
     }
@@ -297,14 +375,7 @@ impl Admission {
                 reason: "too many failed authorizations; try again later",
             }];
         }
-        let ok = auth::verify(
-            secret,
-            &self.policy.node_id,
-            cid,
-            frame.sid,
-            &pending.nonce,
-            &frame.payload,
-        );
+        let ok = handshake::verify_answer(secret, &pending.transcript, &frame.payload);
         if !ok {
             self.auth_failures.take(now);
             tracing::warn!(client = cid, "authorization failed");
@@ -323,7 +394,12 @@ impl Admission {
                 .collect(),
             Room::Soon | Room::Full => return vec![self.refuse_busy(cid, frame.sid)],
         };
-        actions.push(self.admit(now, cid, frame.sid, pending.window));
+        let session = Admitted {
+            accept: accept_payload(&pending.challenge, &pending.keys),
+            keys: pending.keys,
+            early: pending.early,
+        };
+        actions.push(self.admit(now, cid, frame.sid, pending.window, session));
         actions
     }
 
@@ -365,7 +441,14 @@ impl Admission {
     }
 
     /// Take a slot for session `sid` of `cid`.
-    fn admit(&mut self, now: Instant, cid: &str, sid: u64, window: u32) -> Action {
+    fn admit(
+        &mut self,
+        now: Instant,
+        cid: &str,
+        sid: u64,
+        window: u32,
+        session: Admitted,
+    ) -> Action {
         self.sessions.insert(
             cid.to_owned(),
             Slot {
@@ -373,10 +456,23 @@ impl Admission {
                 opened: now,
                 heard: false,
                 stage: Stage::Starting,
+                accept: session.accept.clone(),
             },
         );
-        Action::Start { sid, window }
+        Action::Start {
+            sid,
+            window,
+            session: Box::new(session),
+        }
     }
+}
+
+/// ACCEPT's payload: our key share and the key confirmation.
+fn accept_payload(share: &[u8], keys: &SessionKeys) -> Bytes {
+    let mut b = BytesMut::with_capacity(SHARE_LEN + handshake::CONFIRM_LEN);
+    b.extend_from_slice(share);
+    b.extend_from_slice(&keys.confirmation());
+    b.freeze()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::settings::AgentConfig;
 use crate::mqtt::{self, Client, LinkState};
 use crate::protocol::{self, Frame, Kind, RefuseCode, Topics};
+use crate::seal::Sealer;
 
 /// Shared, read-only context of all sessions.
 pub(super) struct Ctx {
@@ -25,8 +26,8 @@ pub(super) fn drop_msg(topic: &str, why: &dyn std::fmt::Display) {
     tracing::debug!(topic, %why, dropped_total = n, "dropped message");
 }
 
-/// Publish a control frame without waiting. Dropped if the request queue is
-/// full: the client repeats its request.
+/// Publish a handshake frame (unsealed) without waiting. Dropped if the
+/// request queue is full: the client repeats its request.
 pub(super) fn send(ctx: &Ctx, cid: &str, f: Frame) {
     // Err: queue full or MQTT task gone; the client repeats or times out.
     let frame = f.encode();
@@ -36,10 +37,21 @@ pub(super) fn send(ctx: &Ctx, cid: &str, f: Frame) {
         .try_publish(ctx.topics.down(cid), qos, false, frame);
 }
 
-pub(super) fn accept_frame(sid: u64, window: u32) -> Frame {
-    let mut f = Frame::control(Kind::Accept, sid, Bytes::new());
+pub(super) fn accept_frame(sid: u64, window: u32, payload: Bytes) -> Frame {
+    let mut f = Frame::control(Kind::Accept, sid, payload);
     f.window = window;
     f
+}
+
+/// Publish a RESET of session `sid`, sealed, without waiting (best effort:
+/// a client that misses it times out).
+pub(super) fn reset(ctx: &Ctx, cid: &str, sid: u64, tx: &Sealer) {
+    let frame = tx.seal_frame(&Frame::control(Kind::Reset, sid, Bytes::new()));
+    let qos = mqtt::qos(protocol::delivery(&frame));
+    // Err: queue full or MQTT task gone; the client times out instead.
+    let _ = ctx
+        .client
+        .try_publish(ctx.topics.down(cid), qos, false, frame);
 }
 
 pub(super) fn refuse(ctx: &Ctx, cid: &str, sid: u64, code: RefuseCode, reason: &str) {

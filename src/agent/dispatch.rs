@@ -5,17 +5,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::admission::{Action, Admission, Policy};
-use super::ctx::{accept_frame, drop_msg, refuse, send, Ctx};
+use super::admission::{Action, Admission, Admitted, Policy};
+use super::ctx::{accept_frame, drop_msg, refuse, reset, send, Ctx};
 use super::session::{session, Note, SessionLinks};
-use crate::auth;
+use crate::handshake::Ephemeral;
 use crate::mqtt::Message;
-use crate::protocol::{Frame, Kind};
+use crate::protocol::{self, Frame, Kind, RefuseCode};
+use crate::seal::Sealer;
 
 /// Frames buffered per session between dispatcher and session task: a full
 /// window of chunks plus acknowledgements.
@@ -26,6 +26,8 @@ struct Link {
     frames: mpsc::Sender<Frame>,
     /// Ends the session early (eviction).
     evict: oneshot::Sender<()>,
+    /// Seals the RESET sent when the agent stops.
+    tx: Arc<Sealer>,
 }
 
 /// Routes incoming messages to sessions; admission decides, this carries
@@ -46,7 +48,7 @@ impl Dispatcher {
             password: ctx.cfg.agent_password.clone(),
         };
         Dispatcher {
-            admission: Admission::new(policy, Instant::now(), auth::nonce),
+            admission: Admission::new(policy, Instant::now(), Ephemeral::new),
             ctx,
             links: HashMap::new(),
             notes,
@@ -62,11 +64,9 @@ impl Dispatcher {
     /// at once instead of waiting out its resume timeout.
     pub(super) fn reset_all(&self) {
         for (cid, sid) in self.admission.sessions() {
-            send(
-                &self.ctx,
-                cid,
-                Frame::control(Kind::Reset, sid, Bytes::new()),
-            );
+            if let Some(link) = self.links.get(cid) {
+                reset(&self.ctx, cid, sid, &link.tx);
+            }
         }
     }
 
@@ -87,8 +87,12 @@ impl Dispatcher {
         let Some(cid) = ctx.topics.parse_up(&p.topic) else {
             return drop_msg(&p.topic, &"not a session topic");
         };
+        if let Some((version, kind, sid)) = protocol::foreign_version(&p.payload) {
+            return self.foreign(cid, &p.topic, version, kind, sid);
+        }
         let frame = match Frame::decode(p.payload) {
-            // Padding has done its work by arriving.
+            // Padding has done its work by arriving (unopened: it carries
+            // nothing, so there is nothing to forge).
             Ok(f) if f.kind == Kind::Pad => return,
             Ok(f) => f,
             Err(e) => return drop_msg(&p.topic, &e),
@@ -112,9 +116,19 @@ impl Dispatcher {
                     Err(err) => drop_msg(topic, &err),
                 }
             }
-            Action::Challenge { sid, nonce } => send(ctx, cid, challenge_frame(sid, &nonce)),
-            Action::Accept { sid } => send(ctx, cid, accept_frame(sid, ctx.cfg.stream.recv_window)),
-            Action::Start { sid, window } => self.start(cid, sid, window),
+            Action::Challenge { sid, payload } => {
+                send(ctx, cid, Frame::control(Kind::Challenge, sid, payload))
+            }
+            Action::Accept { sid, payload } => send(
+                ctx,
+                cid,
+                accept_frame(sid, ctx.cfg.stream.recv_window, payload),
+            ),
+            Action::Start {
+                sid,
+                window,
+                session,
+            } => self.start(cid, sid, window, *session),
             Action::Evict { cid } => {
                 if let Some(link) = self.links.remove(&cid) {
                     // Err: the session task has ended already.
@@ -126,7 +140,7 @@ impl Dispatcher {
         }
     }
 
-    fn start(&mut self, cid: &str, sid: u64, window: u32) {
+    fn start(&mut self, cid: &str, sid: u64, window: u32, admitted: Admitted) {
         let ctx = self.ctx.clone();
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let (evict_tx, evict_rx) = oneshot::channel();
@@ -135,6 +149,7 @@ impl Dispatcher {
             Link {
                 frames: tx,
                 evict: evict_tx,
+                tx: admitted.keys.tx.clone(),
             },
         );
         let span = tracing::info_span!("session", node = %ctx.cfg.node_id, sid = %format!("{sid:016x}"), client = cid);
@@ -144,6 +159,7 @@ impl Dispatcher {
                 cid.to_owned(),
                 sid,
                 window,
+                admitted,
                 SessionLinks {
                     frames: rx,
                     evicted: evict_rx,
@@ -155,6 +171,31 @@ impl Dispatcher {
     }
 }
 
-fn challenge_frame(sid: u64, nonce: &[u8]) -> Frame {
-    Frame::control(Kind::Challenge, sid, Bytes::copy_from_slice(nonce))
+impl Dispatcher {
+    /// A frame of another protocol version. An old client's OPEN gets a
+    /// REFUSE it can read, naming both versions, so it fails at once
+    /// instead of waiting for an answer; anything else is dropped.
+    fn foreign(&mut self, cid: &str, topic: &str, version: u8, kind: u8, sid: u64) {
+        if version != 1 || kind != Kind::Open as u8 {
+            return drop_msg(topic, &format!("frame of protocol version {version}"));
+        }
+        if !self.admission.may_answer_foreign(Instant::now()) {
+            return drop_msg(topic, &"open rate limit");
+        }
+        let reason = format!(
+            "the agent speaks protocol {} and this mqtt-proxy protocol {version}: upgrade mqtt-proxy",
+            protocol::VERSION
+        );
+        tracing::warn!(client = cid, %reason, "session refused");
+        let frame = protocol::refuse_v1(
+            sid,
+            &protocol::refuse_payload(RefuseCode::Protocol, &reason),
+        );
+        let qos = crate::mqtt::qos(protocol::delivery(&frame));
+        // Err: queue full or MQTT task gone; the client repeats its OPEN.
+        let _ = self
+            .ctx
+            .client
+            .try_publish(self.ctx.topics.down(cid), qos, false, frame);
+    }
 }

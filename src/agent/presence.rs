@@ -37,6 +37,7 @@ impl Announcer {
             since: self.since,
             instance: self.instance.clone(),
             sessions: sessions.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            protocol: Some(crate::protocol::VERSION),
         }
         .encode()
     }

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::ctx::{accept_frame, refuse, send, Ctx};
+use super::admission::Admitted;
+use super::ctx::{accept_frame, refuse, reset, Ctx};
 use crate::mqtt;
-use crate::protocol::{Frame, Kind, RefuseCode};
+use crate::protocol::{Frame, RefuseCode};
 use crate::stream::{Notice, Stream};
 use crate::tunnel::{self, MqttSink, TunnelError};
 
@@ -44,8 +44,14 @@ pub(super) async fn session(
     cid: String,
     sid: u64,
     peer_window: u32,
+    admitted: Admitted,
     links: SessionLinks,
 ) {
+    let Admitted {
+        mut keys,
+        accept,
+        early,
+    } = admitted;
     let SessionLinks {
         mut frames,
         mut evicted,
@@ -91,9 +97,10 @@ pub(super) async fn session(
         peer_window,
         tokio::time::Instant::now(),
     );
+    stream.received_in_open(early);
     let opened = async {
         use crate::tunnel::FrameSink;
-        sink.send(accept_frame(sid, ctx.cfg.stream.recv_window).encode())
+        sink.send(accept_frame(sid, ctx.cfg.stream.recv_window, accept).encode())
             .await
     }
     .await;
@@ -111,6 +118,7 @@ pub(super) async fn session(
             let (r, w) = tcp.split();
             let tunnel = tunnel::run(
                 &mut stream,
+                &mut keys,
                 r,
                 w,
                 &mut frames,
@@ -136,7 +144,7 @@ pub(super) async fn session(
             let res = tokio::select! {
                 biased;
                 Ok(()) = &mut evicted => {
-                    send(&ctx, &cid, Frame::control(Kind::Reset, sid, Bytes::new()));
+                    reset(&ctx, &cid, sid, &keys.tx);
                     Err(EVICTED.to_owned())
                 }
                 r = tunnel => r.map_err(|e| e.to_string()),
@@ -163,6 +171,8 @@ pub(super) async fn session(
         pads = st.pads,
         bytes_from_client = st.bytes_received,
         retransmits = st.retransmits,
+        forged = keys.rx.forged(),
+        replayed = keys.rx.replayed(),
         duration_ms = started.elapsed().as_millis() as u64,
         reason,
         "session closed"

@@ -3,11 +3,16 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::limits::{HEADER_LEN, MAX_CHUNK, MAX_CONTROL_PAYLOAD, MAX_FRAME, MIN_PACKET};
+use super::limits::{
+    HEADER_LEN, MAX_CHUNK, MAX_CONTROL_PAYLOAD, MAX_FRAME, MIN_PACKET, TAG_LEN, V1_HEADER_LEN,
+};
 
 /// Version byte at the start of every frame. A peer that sees another
-/// version drops the frame (and the opener reports the mismatch).
-pub const VERSION: u8 = 1;
+/// version drops the frame; the agent answers an OPEN of version 1 with a
+/// version-1 REFUSE naming both versions ([`refuse_v1`]), and the client
+/// reads the agent's version from its presence message before it opens.
+/// Version 2 authenticates every frame after the opening (`seal`).
+pub const VERSION: u8 = 2;
 
 /// The unit of [`Frame::recv_limit`]: 256 bytes, so that one byte spans
 /// what matters (mosquitto's WebSocket limit of 4096 bytes is 16 units).
@@ -97,13 +102,16 @@ pub fn pad(sid: u64) -> Bytes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
-    /// client -> agent: please open a session (payload: [`OpenParams`]).
+    /// client -> agent: please open a session (payload: the client's key
+    /// share, then its first bytes, if any; see `handshake`).
     Open = 1,
-    /// agent -> client: session open; `window` is the agent's receive window.
+    /// agent -> client: session open; `window` is the agent's receive
+    /// window (payload: the agent's key share and its key confirmation).
     Accept = 2,
     /// agent -> client: session refused (payload: reason code u8 + UTF-8 text).
     Refuse = 3,
-    /// agent -> client: prove you know the agent password (payload: nonce).
+    /// agent -> client: prove you know the agent password (payload: nonce
+    /// and the agent's key share).
     Challenge = 4,
     /// client -> agent: answer to a challenge (payload: MAC).
     Auth = 5,
@@ -218,6 +226,9 @@ pub struct Frame {
     pub sack: u64,
     /// Receive window: bytes the sender of this frame can still buffer.
     pub window: u32,
+    /// Sealed frames: the sender's frame counter in this direction, the
+    /// AEAD nonce and the replay window's index (`seal`); 0 otherwise.
+    pub counter: u64,
     /// The largest MQTT packet the sender of this frame receives well, in
     /// [`RECV_LIMIT_UNIT`]s; 0: no limit. A broker may deliver larger
     /// packets to it only slowly (mosquitto to a WebSocket client: 4 KiB per
@@ -247,6 +258,47 @@ pub enum DecodeError {
     Fragment(&'static str),
 }
 
+/// Whether frames of this kind and flags are sealed (authenticated, their
+/// payload encrypted, a tag of [`TAG_LEN`] bytes behind it): everything
+/// after the opening handshake, except the client's last will (a RESET
+/// with [`FLAG_PEER_LOST`], which the broker publishes and which exists
+/// before any session key does).
+pub fn sealed(kind: Kind, flags: u8) -> bool {
+    match kind {
+        Kind::Data | Kind::Ack | Kind::Pad => true,
+        Kind::Reset => flags & FLAG_PEER_LOST == 0,
+        Kind::Open | Kind::Accept | Kind::Refuse | Kind::Challenge | Kind::Auth => false,
+    }
+}
+
+/// A version-1 REFUSE for an old client's OPEN: version-1 clients read
+/// only version-1 frames, and print the reason.
+pub fn refuse_v1(sid: u64, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(V1_HEADER_LEN + payload.len());
+    b.put_u8(1);
+    b.put_u8(Kind::Refuse as u8);
+    b.put_u8(0);
+    b.put_u8(0);
+    b.put_u64(sid);
+    b.put_bytes(0, V1_HEADER_LEN - 12);
+    b.extend_from_slice(payload);
+    b.freeze()
+}
+
+/// A frame of another version: its version, kind byte and session id, if
+/// it is long enough to say (the agent answers an old client's OPEN).
+pub fn foreign_version(buf: &[u8]) -> Option<(u8, u8, u64)> {
+    let version = *buf.first()?;
+    let sid = buf.get(4..12)?;
+    (version != VERSION).then(|| {
+        (
+            version,
+            buf[1],
+            u64::from_be_bytes(sid.try_into().expect("8 bytes")),
+        )
+    })
+}
+
 impl Frame {
     /// A frame with every field but kind, flags and sid zero.
     pub fn control(kind: Kind, sid: u64, payload: Bytes) -> Frame {
@@ -259,8 +311,14 @@ impl Frame {
             sack: 0,
             window: 0,
             recv_limit: 0,
+            counter: 0,
             payload,
         }
+    }
+
+    /// Whether this frame is sealed on the wire ([`sealed`]).
+    pub fn is_sealed(&self) -> bool {
+        sealed(self.kind, self.flags)
     }
 
     pub fn has(&self, flag: u8) -> bool {
@@ -276,8 +334,10 @@ impl Frame {
         Fragment::decode(&self.payload).ok()
     }
 
+    /// The frame in the clear: a sealed kind still has to be sealed
+    /// (`seal::Sealer`), which needs room for the tag.
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(HEADER_LEN + self.payload.len());
+        let mut b = BytesMut::with_capacity(HEADER_LEN + self.payload.len() + TAG_LEN);
         b.resize(HEADER_LEN, 0);
         self.write_header(&mut b);
         b.extend_from_slice(&self.payload);
@@ -298,10 +358,34 @@ impl Frame {
         b.put_u64(self.ack);
         b.put_u64(self.sack);
         b.put_u32(self.window);
+        b.put_u64(self.counter);
     }
 
-    /// Decode and validate a frame. The payload shares `buf`'s memory.
+    /// Decode and validate a frame. The payload shares `buf`'s memory. A
+    /// sealed frame ([`sealed`]) keeps its payload sealed (ciphertext and
+    /// tag) for `seal::Opener::open`, which checks the rest.
     pub fn decode(buf: Bytes) -> Result<Frame, DecodeError> {
+        let frame = Frame::decode_header(buf)?;
+        if frame.is_sealed() {
+            let len = frame.payload.len();
+            if len < TAG_LEN {
+                return Err(DecodeError::Payload(frame.kind, len));
+            }
+            return Ok(frame);
+        }
+        frame.check_payload()?;
+        Ok(frame)
+    }
+
+    /// Decode a frame as [`Frame::encode`] makes it, every kind in the
+    /// clear: for tests of what runs below the sealing.
+    pub fn decode_clear(buf: Bytes) -> Result<Frame, DecodeError> {
+        let frame = Frame::decode_header(buf)?;
+        frame.check_payload()?;
+        Ok(frame)
+    }
+
+    fn decode_header(buf: Bytes) -> Result<Frame, DecodeError> {
         if buf.len() < HEADER_LEN {
             return Err(DecodeError::TooShort(buf.len()));
         }
@@ -326,6 +410,7 @@ impl Frame {
             ack: h.get_u64(),
             sack: h.get_u64(),
             window: h.get_u32(),
+            counter: h.get_u64(),
             payload: buf.slice(HEADER_LEN..),
         };
         let allowed = match kind {
@@ -339,19 +424,27 @@ impl Frame {
         if flags & !allowed & KNOWN_FLAGS != 0 || flags & !KNOWN_FLAGS != 0 {
             return Err(DecodeError::Flags { kind, flags });
         }
-        let len = frame.payload.len();
+        Ok(frame)
+    }
+
+    /// The payload rules of a frame whose payload is in the clear (decoded
+    /// unsealed, or opened).
+    pub fn check_payload(&self) -> Result<(), DecodeError> {
+        let (kind, len) = (self.kind, self.payload.len());
         let payload_ok = match kind {
             Kind::Data | Kind::Pad => len <= MAX_CHUNK,
-            Kind::Ack | Kind::Reset | Kind::Accept => len == 0,
-            Kind::Open | Kind::Refuse | Kind::Challenge | Kind::Auth => len <= MAX_CONTROL_PAYLOAD,
+            Kind::Ack | Kind::Reset => len == 0,
+            Kind::Open | Kind::Accept | Kind::Refuse | Kind::Challenge | Kind::Auth => {
+                len <= MAX_CONTROL_PAYLOAD
+            }
         };
         if !payload_ok {
             return Err(DecodeError::Payload(kind, len));
         }
-        if frame.has(FLAG_FRAG) {
-            Fragment::decode(&frame.payload)?;
+        if self.has(FLAG_FRAG) {
+            Fragment::decode(&self.payload)?;
         }
-        Ok(frame)
+        Ok(())
     }
 }
 

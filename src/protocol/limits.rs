@@ -4,8 +4,18 @@
 
 /// Fixed header in front of every frame's payload:
 /// version u8, kind u8, flags u8, recv_limit u8, sid u64, seq u64, ack u64,
-/// sack u64, window u32 (all big-endian).
-pub const HEADER_LEN: usize = 40;
+/// sack u64, window u32, counter u64 (all big-endian).
+pub const HEADER_LEN: usize = 48;
+
+/// The header of protocol version 1 (no counter): what an old client
+/// reads (`frames::refuse_v1`).
+pub const V1_HEADER_LEN: usize = 40;
+
+/// The authentication tag behind a sealed frame's payload (AES-256-GCM).
+pub const TAG_LEN: usize = 16;
+
+/// What a frame adds to the bytes it carries, sealed: header and tag.
+pub const FRAME_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 
 /// Largest payload one DATA frame carries. One read of the local stream
 /// becomes one chunk of at most this size. Chosen with `scripts/bench`
@@ -16,7 +26,7 @@ pub const HEADER_LEN: usize = 40;
 pub const MAX_CHUNK: usize = 64 * 1024;
 
 /// Largest frame we send or accept.
-pub const MAX_FRAME: usize = HEADER_LEN + MAX_CHUNK;
+pub const MAX_FRAME: usize = FRAME_OVERHEAD + MAX_CHUNK;
 
 /// The MQTT maximum packet size we configure on both directions: a frame
 /// plus the topic and the MQTT fixed/variable header, with room to spare.

@@ -20,11 +20,21 @@ pub struct Presence {
     /// agent re-announces when the count changes, at most once a second).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<u32>,
+    /// The frame protocol version the agent speaks (`protocol::VERSION`); agents
+    /// of version 1 did not say. A client reads it before it opens, so a
+    /// mismatch fails at once, naming both versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u8>,
 }
 
 impl Presence {
     pub fn is_online(&self) -> bool {
         self.status == "online"
+    }
+
+    /// The agent's protocol version (1 when it did not say).
+    pub fn protocol(&self) -> u8 {
+        self.protocol.unwrap_or(1)
     }
     pub fn encode(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).expect("presence serializes"))

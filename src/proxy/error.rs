@@ -33,6 +33,15 @@ pub enum ProxyError {
     LostContact { node: String, secs: u64 },
     #[error("node '{0}' restarted; the session is lost")]
     Restarted(String),
+    /// The agent speaks another frame protocol version (from its presence).
+    #[error("node '{node}' runs an agent of protocol {agent} and this mqtt-proxy speaks protocol {}: {}", crate::protocol::VERSION, if *agent < crate::protocol::VERSION { "upgrade the agent" } else { "upgrade mqtt-proxy" })]
+    Protocol { node: String, agent: u8 },
+    /// The ACCEPT's key confirmation failed: someone else answered.
+    #[error("node '{0}' answered with keys that do not match (someone else on the broker answering for it?)")]
+    KeyCheck(String),
+    /// We have an agent password and the agent accepted without asking.
+    #[error("node '{0}' accepted without asking for the agent password, so it could not prove it knows it (its agent has none set?)")]
+    NoChallenge(String),
     #[error("{0}")]
     Local(String),
     /// ssh hung up on us (it does so when it exits): nobody is listening,

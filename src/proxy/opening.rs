@@ -15,10 +15,10 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::error::ProxyError;
-use crate::auth;
 use crate::config::Secret;
+use crate::handshake::{self, Ephemeral, Role, SessionKeys, CONFIRM_LEN, SHARE_LEN};
 use crate::mqtt::LinkState;
-use crate::protocol::{self, Frame, Kind};
+use crate::protocol::{self, Frame, Kind, MAX_CONTROL_PAYLOAD, VERSION};
 
 /// Longest a session open may take, connect to the broker included: ssh
 /// users expect an answer within 10 s (docs/protocol.md, "Opening", promises it).
@@ -28,7 +28,11 @@ pub(super) const OPEN_RETRY: Duration = Duration::from_secs(1);
 /// With no presence message this long after subscribing, the node is
 /// unknown: brokers deliver retained messages right after SUBACK.
 pub(super) const PRESENCE_WAIT: Duration = Duration::from_secs(2);
-/// The early bytes go only when connecting to the broker took at least
+/// Most of ssh's first bytes that ride in the OPEN request, behind our
+/// key share: ssh's version banner is at most 255 bytes (RFC 4253).
+pub(super) const EARLY_MAX: usize = MAX_CONTROL_PAYLOAD - SHARE_LEN;
+
+/// The early bytes ride in the OPEN only when connecting to the broker took at least
 /// this long (TCP and MQTT handshakes, about two round trips): they save
 /// the path's round trip, and may cost up to 40 ms on a broker with
 /// Nagle's algorithm on (it holds sshd's banner behind the ACCEPT until our
@@ -65,10 +69,12 @@ pub(super) enum Event {
     /// The node's presence: `latest` is its status in the newest presence
     /// message (`None` before any), `ever_online` whether any presence
     /// message so far said online (the newest may be a last will that
-    /// overtook the retained "online").
+    /// overtook the retained "online"), `protocol` the frame protocol
+    /// version the newest one names.
     Presence {
         latest: Option<bool>,
         ever_online: bool,
+        protocol: u8,
     },
     /// A frame of this session from the agent.
     Frame(Frame),
@@ -82,19 +88,29 @@ pub(super) enum Action {
     /// Publish this encoded frame (OPEN or AUTH) on the session's up topic.
     Send(Bytes),
     /// The opening is over.
-    Done(Result<Opened, ProxyError>),
+    Done(Result<Box<Opened>, ProxyError>),
 }
 
 /// A session the agent accepted.
-#[derive(Debug)]
 pub(super) struct Opened {
     /// The agent's receive window.
     pub(super) window: u32,
-    /// A stream frame that overtook (or replaced a lost) ACCEPT.
-    pub(super) first: Option<Frame>,
-    /// The request was sent more than once, so what followed the first
-    /// one (the early banner) may have been dropped with it.
-    pub(super) repeated: bool,
+    /// The session's keys.
+    pub(super) keys: SessionKeys,
+    /// ssh's first bytes, read while opening: `in_open` if they rode in
+    /// the OPEN request (the agent has them), else still to be sent.
+    pub(super) early: Option<Bytes>,
+    pub(super) in_open: bool,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("window", &self.window)
+            .field("early", &self.early)
+            .field("in_open", &self.in_open)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The opening's life stage.
@@ -117,40 +133,55 @@ pub(super) struct Opening {
     deadline: Instant,
     /// When connecting to the broker began (see [`EARLY_MIN_CONNECT`]).
     connecting: Instant,
-    /// What is sent and repeated: OPEN until challenged, then AUTH.
-    request: Bytes,
+    /// What is sent and repeated: OPEN until challenged, then AUTH;
+    /// `None` until the first OPEN is built.
+    request: Option<Bytes>,
     /// When to send `request` (again).
     next_send: Instant,
-    sent_any: bool,
-    repeated: bool,
-    /// The newest presence status, and whether the node was ever seen
-    /// online (by the router, or while we opened).
+    /// Our key share's private half, until the agent's share arrives.
+    ours: Option<Ephemeral>,
+    /// The OPEN payload sent (and repeated unchanged): it is part of the
+    /// transcript.
+    open_payload: Option<Bytes>,
+    /// With a password: the CHALLENGE taken, and the keys agreed with it.
+    challenge: Option<(Bytes, SessionKeys)>,
+    /// The newest presence status, its protocol version, and whether the
+    /// node was ever seen online (by the router, or while we opened).
     presence: Option<bool>,
+    protocol: u8,
     seen_online: bool,
     /// The early read of stdin may still be tried.
     early: bool,
+    /// Connecting took long enough for the early bytes to ride in the OPEN
+    /// ([`EARLY_MIN_CONNECT`]).
+    far: bool,
+    /// ssh's first bytes, read while opening, and whether they went in the OPEN.
+    early_bytes: Option<Bytes>,
+    early_in_open: bool,
 }
 
 impl Opening {
     /// Start opening at `now`; connecting to the broker began at
     /// `connecting`.
     pub(super) fn new(req: Request, connecting: Instant, now: Instant) -> Opening {
-        let mut open = Frame::control(Kind::Open, req.sid, Bytes::new());
-        open.window = req.recv_window;
         Opening {
-            // A challenge comes first, and the agent drops data before the
-            // answer: nothing to gain.
+            // A challenge comes first: nothing to gain.
             early: req.password.is_none(),
             req,
             stage: Stage::Connecting,
             deadline: now + OPEN_TIMEOUT,
             connecting,
-            request: open.encode(),
+            request: None,
             next_send: now,
-            sent_any: false,
-            repeated: false,
+            ours: Some(Ephemeral::new()),
+            open_payload: None,
+            challenge: None,
             presence: None,
+            protocol: VERSION,
             seen_online: false,
+            far: false,
+            early_bytes: None,
+            early_in_open: false,
         }
     }
 
@@ -165,8 +196,10 @@ impl Opening {
             Event::Presence {
                 latest,
                 ever_online,
+                protocol,
             } => {
                 self.presence = latest;
+                self.protocol = protocol;
                 self.seen_online |= ever_online;
                 None
             }
@@ -199,18 +232,26 @@ impl Opening {
         }
     }
 
-    /// Whether the driver may read ssh's first bytes now and send them
-    /// behind the OPEN. Once read (or failed), it tells [`Opening::early_done`].
+    /// Whether the driver may read ssh's first bytes (at most
+    /// [`EARLY_MAX`]) now: they ride in the OPEN if it is not sent yet and
+    /// the broker is far, else they go as the first DATA after ACCEPT.
+    /// Once read (or failed), it tells [`Opening::early_read`].
     pub(super) fn early_wanted(&self) -> bool {
-        self.early && matches!(self.stage, Stage::Asking { .. })
+        self.early && self.stage != Stage::Over
     }
 
-    /// The early read happened (or was abandoned): not again.
-    pub(super) fn early_done(&mut self) {
+    /// The early read happened (`None`: nothing read, or it failed, and the
+    /// tunnel reads again and sees the same): not again.
+    pub(super) fn early_read(&mut self, bytes: Option<Bytes>) {
         self.early = false;
+        self.early_bytes = bytes.filter(|b| !b.is_empty());
     }
 
-    fn on_link(&mut self, state: &LinkState, now: Instant) -> Option<Result<Opened, ProxyError>> {
+    fn on_link(
+        &mut self,
+        state: &LinkState,
+        now: Instant,
+    ) -> Option<Result<Box<Opened>, ProxyError>> {
         match state {
             LinkState::Down { reason, .. } => return Some(Err(ProxyError::Broker(reason.clone()))),
             LinkState::SubscribeDenied { topics } => {
@@ -224,9 +265,8 @@ impl Opening {
                         self.stage = Stage::Asking { subscribed_at: up };
                         // A near broker: our banner waits for the ACCEPT
                         // (see EARLY_MIN_CONNECT).
-                        if now.saturating_duration_since(self.connecting) < EARLY_MIN_CONNECT {
-                            self.early = false;
-                        }
+                        self.far =
+                            now.saturating_duration_since(self.connecting) >= EARLY_MIN_CONNECT;
                     }
                     Stage::Asking { subscribed_at } => {
                         if subscribed_at.is_none() {
@@ -240,46 +280,140 @@ impl Opening {
         None
     }
 
-    fn on_frame(&mut self, f: Frame, now: Instant) -> Option<Result<Opened, ProxyError>> {
+    fn on_frame(&mut self, f: Frame, now: Instant) -> Option<Result<Box<Opened>, ProxyError>> {
         let node = &self.req.node;
         match f.kind {
-            Kind::Accept => Some(Ok(Opened {
-                window: f.window,
-                first: None,
-                repeated: self.repeated,
-            })),
+            Kind::Accept => self.on_accept(&f.payload, f.window),
+            // Unauthenticated: someone on the broker can refuse for the
+            // node, never open (see docs/security.md).
             Kind::Refuse => Some(Err(ProxyError::Refused {
                 node: node.clone(),
                 reason: protocol::refuse_reason(&f.payload),
             })),
-            Kind::Data | Kind::Ack => Some(Ok(Opened {
-                window: f.window,
-                first: Some(f),
-                repeated: self.repeated,
-            })),
-            Kind::Reset => Some(Err(ProxyError::Reset(node.clone()))),
-            Kind::Challenge => {
-                let Some(secret) = &self.req.password else {
-                    return Some(Err(ProxyError::Refused {
-                        node: node.clone(),
-                        reason: "authorization failed".into(),
-                    }));
-                };
-                if f.payload.len() == auth::NONCE_LEN {
-                    let r = &self.req;
-                    let mac = auth::answer(secret, &r.node, &r.cid, r.sid, &f.payload);
-                    self.request = Frame::control(Kind::Auth, r.sid, Bytes::from(mac)).encode();
-                    self.next_send = now;
-                } else {
-                    tracing::debug!(len = f.payload.len(), "malformed challenge dropped");
-                }
-                None
-            }
+            Kind::Challenge => self.on_challenge(f.payload, now),
             other => {
+                // Stream frames before the ACCEPT cannot be opened yet: the
+                // agent sends them again.
                 tracing::debug!(kind = ?other, "unexpected frame while opening");
                 None
             }
         }
+    }
+
+    /// ACCEPT: the agent's share and its key confirmation.
+    fn on_accept(
+        &mut self,
+        payload: &[u8],
+        window: u32,
+    ) -> Option<Result<Box<Opened>, ProxyError>> {
+        let node = self.req.node.clone();
+        let (share, confirm) = match payload.len() {
+            n if n == SHARE_LEN + CONFIRM_LEN => payload.split_at(SHARE_LEN),
+            n => {
+                tracing::debug!(len = n, "malformed accept dropped");
+                return None;
+            }
+        };
+        let keys = match self.challenge.take() {
+            Some((challenge, keys)) => {
+                if share != &challenge[..] || !keys.confirms(confirm) {
+                    // Not made by who answered our AUTH: dropped, the real
+                    // one may follow.
+                    tracing::debug!("accept that does not confirm our keys dropped");
+                    self.challenge = Some((challenge, keys));
+                    return None;
+                }
+                keys
+            }
+            // A password, but the agent never asked for it: it has none,
+            // or someone else answered for it.
+            None if self.req.password.is_some() => return Some(Err(ProxyError::NoChallenge(node))),
+            None => {
+                let (Some(ours), Some(open)) = (self.ours.take(), self.open_payload.as_ref())
+                else {
+                    tracing::debug!("accept before our request dropped");
+                    return None;
+                };
+                let t = handshake::transcript(
+                    node.as_str(),
+                    &self.req.cid,
+                    self.req.sid,
+                    open,
+                    &[],
+                    share,
+                );
+                match handshake::agree(ours, share, &t, None, Role::Client) {
+                    Ok(keys) if keys.confirms(confirm) => keys,
+                    _ => return Some(Err(ProxyError::KeyCheck(node))),
+                }
+            }
+        };
+        Some(Ok(Box::new(Opened {
+            window,
+            keys,
+            early: self.early_bytes.take(),
+            in_open: self.early_in_open,
+        })))
+    }
+
+    /// CHALLENGE: answer with AUTH, which binds the password to the
+    /// transcript, and agree on the keys.
+    fn on_challenge(
+        &mut self,
+        payload: Bytes,
+        now: Instant,
+    ) -> Option<Result<Box<Opened>, ProxyError>> {
+        let node = &self.req.node;
+        let Some(secret) = &self.req.password else {
+            return Some(Err(ProxyError::Refused {
+                node: node.clone(),
+                reason: "authorization failed".into(),
+            }));
+        };
+        if payload.len() != SHARE_LEN {
+            tracing::debug!(len = payload.len(), "malformed challenge dropped");
+            return None;
+        }
+        // Only the first challenge counts: our share agrees once.
+        let (Some(ours), Some(open)) = (self.ours.take(), self.open_payload.as_ref()) else {
+            tracing::debug!("repeated or early challenge ignored");
+            return None;
+        };
+        let r = &self.req;
+        let t = handshake::transcript(&r.node, &r.cid, r.sid, open, &payload, &payload);
+        let Ok(keys) = handshake::agree(ours, &payload, &t, Some(secret), Role::Client) else {
+            return Some(Err(ProxyError::KeyCheck(node.clone())));
+        };
+        let mac = handshake::answer(secret, &t);
+        self.request =
+            Some(Frame::control(Kind::Auth, r.sid, Bytes::copy_from_slice(&mac)).encode());
+        self.challenge = Some((payload, keys));
+        self.next_send = now;
+        None
+    }
+
+    /// The OPEN request, built once: our share, then ssh's first bytes if
+    /// they are here and the broker is far.
+    fn open_request(&mut self) -> Bytes {
+        let share = self
+            .ours
+            .as_ref()
+            .expect("our share is kept until answered")
+            .share();
+        let mut payload = share.to_vec();
+        if self.far {
+            if let Some(early) = &self.early_bytes {
+                payload.extend_from_slice(early);
+                self.early_in_open = true;
+            }
+        }
+        // Whatever was not read by now goes after the ACCEPT.
+        self.early = false;
+        let payload = Bytes::from(payload);
+        self.open_payload = Some(payload.clone());
+        let mut open = Frame::control(Kind::Open, self.req.sid, payload);
+        open.window = self.req.recv_window;
+        open.encode()
     }
 
     /// What time and the presence rules decide now.
@@ -308,6 +442,12 @@ impl Opening {
         // deadline. Offline from the start means the node is down: say so
         // at once.
         match self.presence {
+            Some(true) if self.protocol != VERSION => {
+                return fail(ProxyError::Protocol {
+                    node: node.clone(),
+                    agent: self.protocol,
+                })
+            }
             Some(true) => self.seen_online = true,
             Some(false) if !self.seen_online => return fail(ProxyError::Offline(node.clone())),
             Some(false) => {}
@@ -320,10 +460,16 @@ impl Opening {
             None => {}
         }
         if now >= self.next_send {
-            self.repeated = self.sent_any;
-            self.sent_any = true;
             self.next_send = now + OPEN_RETRY;
-            return Some(Action::Send(self.request.clone()));
+            let request = match &self.request {
+                Some(r) => r.clone(),
+                None => {
+                    let r = self.open_request();
+                    self.request = Some(r.clone());
+                    r
+                }
+            };
+            return Some(Action::Send(request));
         }
         None
     }

@@ -15,12 +15,19 @@ use super::args::ProxyConfig;
 use super::error::ProxyError;
 use std::time::Duration;
 
-use super::opening::{Action, Event, Opened, Opening, Request};
+use super::opening::{Action, Event, Opened, Opening, Request, EARLY_MAX};
 use super::PREFIX;
+use crate::handshake::SessionKeys;
 use crate::mqtt::{self, Client, LinkState, Message, Mqtt, QoS, Remembered};
 use crate::protocol::{random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
 use crate::stream::{Notice, Stream, StreamError, STALL_NOTICE};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
+
+/// After a presence message names a new instance of the node's agent (it
+/// restarted, and our session is gone), how long we wait to hear our agent
+/// before we believe it: presence is not authenticated, and a live agent
+/// speaks at least every [`crate::stream::KEEPALIVE`].
+const RESTART_GRACE: Duration = Duration::from_secs(12);
 
 /// Incoming messages buffered between the MQTT task and the session.
 const INCOMING_CAPACITY: usize = 1024;
@@ -69,13 +76,13 @@ struct Inbound {
 impl Inbound {
     /// The presence as the opening takes it.
     fn presence_event(&mut self) -> Event {
+        let latest = self.presence.borrow_and_update();
         Event::Presence {
-            latest: self
-                .presence
-                .borrow_and_update()
-                .as_ref()
-                .map(Presence::is_online),
+            latest: latest.as_ref().map(Presence::is_online),
             ever_online: self.ever_online.load(Ordering::SeqCst),
+            protocol: latest
+                .as_ref()
+                .map_or(crate::protocol::VERSION, Presence::protocol),
         }
     }
 }
@@ -129,25 +136,17 @@ where
             password: cfg.agent_password.clone(),
         };
         let opening = Opening::new(request, connecting, Instant::now());
-        let early = Early {
-            stream: &mut stream,
-            stdin: &mut stdin,
-        };
         let opened = tokio::select! {
-            r = open(opening, &mut inbound, &mut sink, early) => r?,
+            r = open(opening, &mut inbound, &mut sink, &mut stdin) => r?,
             () = &mut stop => return Err(ProxyError::Interrupted),
         };
         tracing::debug!(sid = %format!("{sid:016x}"), "session open");
-        stream.on_accept(opened.window, opened.repeated, Instant::now());
-        if let Some(f) = opened.first {
-            // Data that overtook (or replaced a lost) ACCEPT. A frame the
-            // stream refuses is dropped; the agent resends what we never ack.
-            let _ = stream.on_frame(f, Instant::now());
-        }
+        let mut keys = accepted(&mut stream, &sink, opened, Instant::now());
         carry(
             &cfg.node,
             on_notice(&cfg.node, cfg.stream.peer_timeout, &mqtt.client),
             &mut stream,
+            &mut keys,
             stdin,
             stdout,
             &mut inbound,
@@ -210,25 +209,16 @@ fn route(
     (router, frames, presence, ever_online)
 }
 
-/// The session's first bytes, sent right behind the OPEN: ssh's version
-/// banner then reaches sshd one broker round trip after the OPEN rather
-/// than two (the agent queues what follows an OPEN for the session it
-/// starts). One read of at most [`EARLY_WINDOW`] bytes, when the opening
-/// wants it (`Opening::early_wanted`).
-struct Early<'a, R> {
-    stream: &'a mut Stream,
-    stdin: &'a mut R,
-}
-
 /// Drive `opening`: feed it the link, the presence, the agent's frames and
-/// the time, send what it asks, and meanwhile send what the client says
-/// first ([`Early`]).
+/// the time, send what it asks, and meanwhile read what ssh says first
+/// (its version banner), which rides in the OPEN when the broker is far
+/// (`Opening::early_wanted`).
 async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     mut opening: Opening,
     inbound: &mut Inbound,
     sink: &mut S,
-    early: Early<'_, R>,
-) -> Result<Opened, ProxyError> {
+    stdin: &mut R,
+) -> Result<Box<Opened>, ProxyError> {
     let broker_error = |e: std::io::Error| ProxyError::Broker(e.to_string());
     let now = Instant::now();
     // Presence first: a node offline from the start gets no OPEN.
@@ -236,7 +226,7 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     debug_assert!(first.is_none(), "presence alone decides nothing yet");
     let link = inbound.link.borrow_and_update().clone();
     let mut action = opening.handle(Event::Link(link), now);
-    let mut rbuf = BytesMut::new();
+    let mut rbuf = BytesMut::with_capacity(EARLY_MAX);
     loop {
         match action {
             Some(Action::Done(result)) => return result,
@@ -244,26 +234,20 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
             None => {}
         }
         let reading = opening.early_wanted();
-        if reading && rbuf.is_empty() {
-            let stream = &mut *early.stream;
-            stream.set_recv_limit(sink.recv_limit());
-            stream.set_max_message(sink.max_message(stream.peer_recv_packet()));
-            let room = stream.max_chunk().min(EARLY_WINDOW as usize);
-            rbuf = tunnel::chunk_buffer(room);
-        }
         let wake = opening
             .deadline()
             .expect("an opening not over has a deadline");
         let event = tokio::select! {
-            r = early.stdin.read_buf(&mut rbuf), if reading => {
-                opening.early_done();
-                // Nothing read, or an error: the tunnel reads again and
-                // sees the same.
-                if matches!(r, Ok(n) if n > 0) {
-                    let stream = &mut *early.stream;
-                    stream.send_framed(rbuf.split(), Instant::now());
-                    tunnel::transmit(stream, sink).await.map_err(broker_error)?;
-                }
+            // Biased: bytes ssh wrote before the broker answered must be
+            // taken before the link event builds the OPEN.
+            biased;
+            r = stdin.read_buf(&mut rbuf), if reading => {
+                opening.early_read(match r {
+                    Ok(n) if n > 0 => Some(rbuf.split().freeze()),
+                    // Nothing read, or an error: the tunnel reads again and
+                    // sees the same.
+                    _ => None,
+                });
                 Event::Tick
             }
             f = inbound.frames.recv() => match f {
@@ -282,6 +266,38 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
         };
         action = opening.handle(event, Instant::now());
     }
+}
+
+/// Set up the stream for the session the agent accepted: its window, and
+/// ssh's first bytes read while opening (sent if they did not ride in the
+/// OPEN). The session's keys, for the tunnel.
+fn accepted<S: FrameSink>(
+    stream: &mut Stream,
+    sink: &S,
+    opened: Box<Opened>,
+    now: Instant,
+) -> SessionKeys {
+    let Opened {
+        window,
+        keys,
+        early,
+        in_open,
+    } = *opened;
+    match early {
+        // It rode in the OPEN: sent, and acknowledged by the agent's
+        // first frames (its timer counts from the ACCEPT).
+        Some(b) if in_open => {
+            stream.sent_in_open(b, now);
+            stream.on_accept(window, false, now);
+        }
+        Some(b) => {
+            stream.on_accept(window, false, now);
+            stream.set_max_message(sink.max_message(stream.peer_recv_packet()));
+            stream.send(b, now);
+        }
+        None => stream.on_accept(window, false, now),
+    }
+    keys
 }
 
 /// What the session does with a [`Notice`]: tell the user when `node`
@@ -326,6 +342,7 @@ async fn carry<R, W, S>(
     node: &str,
     on_notice: impl FnMut(Notice),
     stream: &mut Stream,
+    keys: &mut SessionKeys,
     stdin: R,
     stdout: W,
     inbound: &mut Inbound,
@@ -342,9 +359,11 @@ where
         .borrow()
         .as_ref()
         .map(|p| p.instance.clone());
+    let heard = keys.rx.opened();
     let outcome = {
         let tunnel = tunnel::run(
             stream,
+            keys,
             stdin,
             stdout,
             &mut inbound.frames,
@@ -356,7 +375,11 @@ where
         tokio::pin!(tunnel);
         // Once the router is gone, presence cannot change: stop watching.
         let mut watching = true;
+        // A presence naming another instance: when, and how many of the
+        // agent's frames we had opened by then.
+        let mut restart: Option<(Instant, u64)> = None;
         loop {
+            let check = restart.map(|(t, _)| t + RESTART_GRACE);
             tokio::select! {
                 r = &mut tunnel => break r,
                 changed = inbound.presence.changed(), if watching => {
@@ -366,22 +389,33 @@ where
                     }
                     let p = inbound.presence.borrow_and_update().clone();
                     if let (Some(p), Some(inst)) = (p, &instance) {
-                        if p.is_online() && &p.instance != inst {
-                            return Err(ProxyError::Restarted(node.to_owned()));
+                        if p.is_online() && &p.instance != inst && restart.is_none() {
+                            restart = Some((Instant::now(), heard.load(Ordering::Relaxed)));
                         }
                     }
+                }
+                _ = sleep_until(check.unwrap_or_else(Instant::now)), if check.is_some() => {
+                    let (_, before) = restart.take().expect("checked");
+                    if heard.load(Ordering::Relaxed) == before {
+                        return Err(ProxyError::Restarted(node.to_owned()));
+                    }
+                    // Anyone on the broker can publish a presence message;
+                    // our agent still speaks, so it did not restart.
+                    tracing::warn!("a presence message names another instance of the node's agent, but ours still answers: ignored");
                 }
             }
         }
     };
     let st = stream.stats();
-    tracing::debug!(
+    tracing::info!(
         bytes_sent = st.bytes_sent,
         chunks_sent = st.chunks_sent,
         pure_acks = st.pure_acks,
         pads = st.pads,
         bytes_received = st.bytes_received,
         retransmits = st.retransmits,
+        forged = keys.rx.forged(),
+        replayed = keys.rx.replayed(),
         "session closed"
     );
     let node = node.to_owned();

@@ -71,6 +71,7 @@ impl Stream {
             sack: ack.sack,
             window: ack.window,
             recv_limit: self.recv_limit,
+            counter: 0,
             payload: Bytes::new(),
         }
     }

@@ -22,7 +22,7 @@
 //!
 //! [`MESSAGE_STEPS`]: crate::protocol::MESSAGE_STEPS
 
-use crate::protocol::{step_below, FRAG_PREFIX_LEN, HEADER_LEN, MAX_FRAME, MIN_MESSAGE};
+use crate::protocol::{step_below, FRAG_PREFIX_LEN, FRAME_OVERHEAD, MAX_FRAME, MIN_MESSAGE};
 
 /// Timeouts in a row on messages of one size before the size shrinks: one
 /// timeout is too common on a lossy path (a whole window lost, a broker
@@ -102,12 +102,12 @@ impl Segmenter {
 
     /// The largest chunk that goes as one frame now.
     pub fn max_chunk(&self) -> usize {
-        self.limit() - HEADER_LEN
+        self.limit() - FRAME_OVERHEAD
     }
 
     /// The most chunk bytes one fragment carries now.
     pub fn max_fragment(&self) -> usize {
-        self.limit() - HEADER_LEN - FRAG_PREFIX_LEN
+        self.limit() - FRAME_OVERHEAD - FRAG_PREFIX_LEN
     }
 
     /// A chunk whose messages were at most `message` bytes arrived.

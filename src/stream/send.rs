@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::congestion::CongestionWindow;
 use super::rtt::RttEstimator;
 use super::segment::Segmenter;
-use crate::protocol::{HEADER_LEN, MAX_INFLIGHT_CHUNKS};
+use crate::protocol::{FRAME_OVERHEAD, MAX_INFLIGHT_CHUNKS};
 
 /// Where the sending direction is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl SendHalf {
 
     /// The largest message a chunk of `len` bytes goes out in now.
     fn message_len(&self, len: usize) -> usize {
-        (len + HEADER_LEN).min(self.segment.limit())
+        (len + FRAME_OVERHEAD).min(self.segment.limit())
     }
 
     #[cfg(test)]

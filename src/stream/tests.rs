@@ -179,7 +179,7 @@ impl Sim {
         self.wire = rest;
         for (_, to_a, bytes) in due {
             let end = if to_a { &mut self.a } else { &mut self.b };
-            let f = Frame::decode(bytes).expect("valid frame");
+            let f = Frame::decode_clear(bytes).expect("valid frame");
             let _ = end.s.on_frame(f, now);
         }
         for end in [&mut self.a, &mut self.b] {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::handshake::{pair_for_tests, SessionKeys};
 use crate::stream::Config;
 use tokio::io::{duplex, DuplexStream, WriteHalf};
 use tokio::task::JoinHandle;
@@ -70,8 +71,9 @@ where
     let (app_b, local_b) = duplex(64 * 1024);
     let (ra, wa) = tokio::io::split(local_a);
     let (rb, wb) = tokio::io::split(local_b);
-    let a = tokio::spawn(end(ra, wa, a_rx, ChanSink(b_tx), link.clone()));
-    let b = tokio::spawn(end(rb, wrap_b(wb), b_rx, ChanSink(a_tx), link));
+    let (keys_a, keys_b) = pair_for_tests(None);
+    let a = tokio::spawn(end(keys_a, ra, wa, a_rx, ChanSink(b_tx), link.clone()));
+    let b = tokio::spawn(end(keys_b, rb, wrap_b(wb), b_rx, ChanSink(a_tx), link));
     Pair {
         app_a,
         app_b,
@@ -81,6 +83,7 @@ where
 }
 
 async fn end<R, W>(
+    mut keys: SessionKeys,
     reader: R,
     writer: W,
     mut frames: mpsc::Receiver<Frame>,
@@ -96,6 +99,7 @@ where
     let stop = std::future::pending();
     run(
         &mut s,
+        &mut keys,
         reader,
         writer,
         &mut frames,
@@ -165,6 +169,7 @@ fn only_small_stream_frames_on_a_far_path_get_a_pad() {
 #[tokio::test(start_paused = true)]
 async fn transmit_pads_small_frames_once_the_path_is_far() {
     for may_pad in [true, false] {
+        let (keys, _) = pair_for_tests(None);
         let cfg = Config::default();
         let mut s = Stream::new(1, cfg, cfg.recv_window, Instant::now());
         let mut sink = Recorder {
@@ -180,7 +185,7 @@ async fn transmit_pads_small_frames_once_the_path_is_far() {
         }
         // ...but no round trip measured yet: no PAD.
         s.send(Bytes::from_static(b"first"), Instant::now());
-        transmit(&mut s, &mut sink).await.unwrap();
+        transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
         tokio::time::advance(Duration::from_millis(20)).await;
         let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
         ack.ack = 1;
@@ -188,9 +193,9 @@ async fn transmit_pads_small_frames_once_the_path_is_far() {
         s.on_frame(ack, Instant::now()).unwrap();
         assert!(s.min_rtt().unwrap() >= PAD_MIN_RTT);
         s.send(Bytes::from_static(b"small"), Instant::now());
-        transmit(&mut s, &mut sink).await.unwrap();
+        transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
         s.send(Bytes::from(vec![7u8; protocol::PAD_LEN]), Instant::now());
-        transmit(&mut s, &mut sink).await.unwrap();
+        transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
         let kinds: Vec<_> = sink.frames.iter().map(|f| f.kind).collect();
         let want = if may_pad {
             vec![Kind::Data, Kind::Data, Kind::Pad, Kind::Data]
@@ -327,8 +332,10 @@ async fn a_stopped_process_does_not_count_its_stop_as_the_peer_s_silence() {
         };
         let stop = std::future::pending();
         let on_notice = |n| heard.lock().expect("not poisoned").push(n);
+        let (mut keys, _) = pair_for_tests(None);
         run(
             &mut s,
+            &mut keys,
             reader,
             writer,
             &mut frames,

@@ -2,7 +2,7 @@
 //! event for a client id, and exactly the actions admission must return.
 
 use super::*;
-use bytes::Bytes;
+use std::cell::RefCell;
 
 const NODE: &str = "node";
 /// The receive window clients announce in their OPEN.
@@ -12,11 +12,22 @@ fn password() -> Secret {
     Secret::new("correct horse".into())
 }
 
-/// The k-th nonce handed out: every byte is k, so a script names challenges
-/// by number (counting wraps after 255, which only the test of the pending
-/// cap reaches, and it does not name them).
-fn nonce(k: u8) -> Nonce {
-    [k; auth::NONCE_LEN]
+thread_local! {
+    /// The agent's key shares handed out so far in this test (each test
+    /// runs on its own thread): a script names challenges by number.
+    static SHARES: RefCell<Vec<[u8; SHARE_LEN]>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The k-th key share handed out (from 1).
+fn share(k: usize) -> [u8; SHARE_LEN] {
+    // An AUTH for a challenge never sent answers one of zeros.
+    SHARES.with(|s| s.borrow().get(k - 1).copied().unwrap_or_default())
+}
+
+/// The client's key share in every OPEN of these scripts.
+fn client_share() -> [u8; SHARE_LEN] {
+    static SHARE: std::sync::OnceLock<[u8; SHARE_LEN]> = std::sync::OnceLock::new();
+    *SHARE.get_or_init(|| *Ephemeral::new().share())
 }
 
 fn admission(max_sessions: usize, with_password: bool, t0: Instant) -> Admission {
@@ -25,10 +36,11 @@ fn admission(max_sessions: usize, with_password: bool, t0: Instant) -> Admission
         max_sessions,
         password: with_password.then(password),
     };
-    let mut k = 0u8;
-    Admission::new(policy, t0, move || {
-        k = k.wrapping_add(1);
-        nonce(k)
+    SHARES.with(|s| s.borrow_mut().clear());
+    Admission::new(policy, t0, || {
+        let e = Ephemeral::new();
+        SHARES.with(|s| s.borrow_mut().push(*e.share()));
+        e
     })
 }
 
@@ -36,6 +48,14 @@ fn admission(max_sessions: usize, with_password: bool, t0: Instant) -> Admission
 enum Ev {
     /// A frame from the client.
     Frame(Frame),
+    /// An AUTH with `secret`, answering the k-th challenge as client id
+    /// `as_cid` would, for session `sid`.
+    Auth {
+        secret: Secret,
+        as_cid: &'static str,
+        sid: u64,
+        k: usize,
+    },
     /// A stream frame of this kind from the client, for its session `sid`,
     /// which the dispatcher hands on and then reports delivered.
     Spoke(u64, Kind),
@@ -45,62 +65,136 @@ enum Ev {
     Ended(u64, bool),
 }
 
-fn open(sid: u64) -> Ev {
-    let mut f = Frame::control(Kind::Open, sid, Bytes::new());
+fn open_frame(sid: u64) -> Frame {
+    let mut f = Frame::control(Kind::Open, sid, Bytes::copy_from_slice(&client_share()));
     f.window = WINDOW;
-    Ev::Frame(f)
+    f
+}
+
+fn open(sid: u64) -> Ev {
+    Ev::Frame(open_frame(sid))
 }
 
 /// An AUTH answering the k-th challenge with `secret`.
-fn auth_with(secret: &Secret, cid: &str, sid: u64, k: u8) -> Ev {
-    let mac = auth::answer(secret, NODE, cid, sid, &nonce(k));
-    Ev::Frame(Frame::control(Kind::Auth, sid, Bytes::from(mac)))
+fn auth_with(secret: &Secret, cid: &'static str, sid: u64, k: usize) -> Ev {
+    Ev::Auth {
+        secret: secret.clone(),
+        as_cid: cid,
+        sid,
+        k,
+    }
 }
 
 /// The right answer to the k-th challenge.
-fn auth(cid: &str, sid: u64, k: u8) -> Ev {
+fn auth(cid: &'static str, sid: u64, k: usize) -> Ev {
     auth_with(&password(), cid, sid, k)
+}
+
+/// The AUTH frame a client would send for [`Ev::Auth`].
+fn auth_frame(secret: &Secret, cid: &str, sid: u64, k: usize) -> Frame {
+    let challenge = share(k);
+    let t = handshake::transcript(NODE, cid, sid, &client_share(), &challenge, &challenge);
+    let mac = handshake::answer(secret, &t);
+    Frame::control(Kind::Auth, sid, Bytes::copy_from_slice(&mac))
 }
 
 fn stream_frame(kind: Kind, sid: u64) -> Frame {
     Frame::control(kind, sid, Bytes::new())
 }
 
-fn start(sid: u64) -> Action {
-    Action::Start {
+/// An action as a script names it: challenges by number, sessions
+/// without their keys.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Deliver(Frame),
+    Challenge {
+        sid: u64,
+        k: usize,
+    },
+    Accept {
+        sid: u64,
+    },
+    Start {
+        sid: u64,
+        window: u32,
+    },
+    Evict {
+        cid: String,
+    },
+    Refuse {
+        sid: u64,
+        code: RefuseCode,
+        reason: &'static str,
+    },
+    Drop(&'static str),
+}
+
+fn seen(actions: Vec<Action>) -> Vec<Seen> {
+    let k_of = |payload: &Bytes| {
+        SHARES
+            .with(|s| s.borrow().iter().position(|x| x[..] == payload[..]))
+            .expect("a share handed out")
+            + 1
+    };
+    actions
+        .into_iter()
+        .map(|a| match a {
+            Action::Deliver(f) => Seen::Deliver(f),
+            Action::Challenge { sid, payload } => Seen::Challenge {
+                sid,
+                k: k_of(&payload),
+            },
+            Action::Accept { sid, payload } => {
+                assert_eq!(payload.len(), SHARE_LEN + handshake::CONFIRM_LEN);
+                Seen::Accept { sid }
+            }
+            Action::Start {
+                sid,
+                window,
+                session,
+            } => {
+                assert_eq!(session.accept.len(), SHARE_LEN + handshake::CONFIRM_LEN);
+                Seen::Start { sid, window }
+            }
+            Action::Evict { cid } => Seen::Evict { cid },
+            Action::Refuse { sid, code, reason } => Seen::Refuse { sid, code, reason },
+            Action::Drop(why) => Seen::Drop(why),
+        })
+        .collect()
+}
+
+fn start(sid: u64) -> Seen {
+    Seen::Start {
         sid,
         window: WINDOW,
     }
 }
 
-fn challenge(sid: u64, k: u8) -> Action {
-    Action::Challenge {
-        sid,
-        nonce: nonce(k),
-    }
+fn challenge(sid: u64, k: usize) -> Seen {
+    Seen::Challenge { sid, k }
 }
 
-fn evict(cid: &str) -> Action {
-    Action::Evict {
+fn evict(cid: &str) -> Seen {
+    Seen::Evict {
         cid: cid.to_owned(),
     }
 }
 
-fn refused(sid: u64, code: RefuseCode, reason: &'static str) -> Action {
-    Action::Refuse { sid, code, reason }
+fn refused(sid: u64, code: RefuseCode, reason: &'static str) -> Seen {
+    Seen::Refuse { sid, code, reason }
 }
 
-fn busy(sid: u64) -> Action {
+fn busy(sid: u64) -> Seen {
     refused(sid, RefuseCode::Busy, "too many sessions")
 }
 
-fn auth_failed(sid: u64) -> Action {
+fn auth_failed(sid: u64) -> Seen {
     refused(sid, RefuseCode::Auth, "authorization failed")
 }
 
 /// What the dispatcher does with a stream frame for a session.
-fn delivered(kind: Kind, sid: u64) -> Vec<Action> {
-    vec![Action::Deliver(stream_frame(kind, sid))]
+fn delivered(kind: Kind, sid: u64) -> Vec<Seen> {
+    vec![Seen::Deliver(stream_frame(kind, sid))]
 }
 
 const SOON: &str = "session table full of new sessions";
@@ -110,17 +204,23 @@ const RATE: &str = "open rate limit";
 
 /// One line of a script: at `ms` after the start, `ev` for client `cid`
 /// must produce exactly `want`.
-type Step = (u64, &'static str, Ev, Vec<Action>);
+type Step = (u64, &'static str, Ev, Vec<Seen>);
 
 fn play(a: &mut Admission, t0: Instant, script: Vec<Step>) {
     for (i, (ms, cid, ev, want)) in script.into_iter().enumerate() {
         let now = t0 + Duration::from_millis(ms);
         let got = match ev {
-            Ev::Frame(f) => a.frame(now, cid, f),
+            Ev::Frame(f) => seen(a.frame(now, cid, f)),
+            Ev::Auth {
+                secret,
+                as_cid,
+                sid,
+                k,
+            } => seen(a.frame(now, cid, auth_frame(&secret, as_cid, sid, k))),
             Ev::Spoke(sid, kind) => {
                 let f = stream_frame(kind, sid);
-                let got = a.frame(now, cid, f.clone());
-                if got == [Action::Deliver(f)] {
+                let got = seen(a.frame(now, cid, f.clone()));
+                if got == [Seen::Deliver(f)] {
                     a.delivered(cid, kind);
                 }
                 got
@@ -149,11 +249,11 @@ fn a_full_table_evicts_the_oldest_silent_session_once_it_is_old_enough() {
             (0, "a", open(1), vec![start(1)]),
             (1000, "b", open(2), vec![start(2)]),
             // Both silent, neither EVICT_UNHEARD old: wait for the retry.
-            (1500, "c", open(3), vec![Action::Drop(SOON)]),
-            (1999, "c", open(3), vec![Action::Drop(SOON)]),
+            (1500, "c", open(3), vec![Seen::Drop(SOON)]),
+            (1999, "c", open(3), vec![Seen::Drop(SOON)]),
             // The oldest goes first, the moment it is old enough.
             (2000, "c", open(3), vec![evict("a"), start(3)]),
-            (2500, "d", open(4), vec![Action::Drop(SOON)]),
+            (2500, "d", open(4), vec![Seen::Drop(SOON)]),
             (3000, "d", open(4), vec![evict("b"), start(4)]),
             // Evicted sessions are forgotten; their tasks' ends change nothing.
             (3100, "a", Ev::Ended(1, false), vec![]),
@@ -162,7 +262,7 @@ fn a_full_table_evicts_the_oldest_silent_session_once_it_is_old_enough() {
                 3100,
                 "a",
                 Ev::Spoke(1, Kind::Data),
-                vec![Action::Drop(UNKNOWN)],
+                vec![Seen::Drop(UNKNOWN)],
             ),
         ],
     );
@@ -232,10 +332,7 @@ fn open_requests_are_limited_to_a_burst_then_a_steady_rate() {
         let mut got = 0;
         for _ in 0..opens {
             n += 1;
-            match a
-                .frame(now, &format!("c{n}"), stream_frame(Kind::Open, n))
-                .as_slice()
-            {
+            match a.frame(now, &format!("c{n}"), open_frame(n)).as_slice() {
                 [Action::Start { sid, .. }] if *sid == n => got += 1,
                 [Action::Drop(RATE)] => {}
                 other => panic!("at {ms} ms: {other:?}"),
@@ -262,8 +359,8 @@ fn a_repeated_request_gets_the_same_answer() {
             (1600, "a", open(1), vec![]),
             (1600, "a", auth("a", 1, 1), vec![]),
             (1700, "a", Ev::Accepted(1), vec![]),
-            (1800, "a", open(1), vec![Action::Accept { sid: 1 }]),
-            (1800, "a", auth("a", 1, 1), vec![Action::Accept { sid: 1 }]),
+            (1800, "a", open(1), vec![Seen::Accept { sid: 1 }]),
+            (1800, "a", auth("a", 1, 1), vec![Seen::Accept { sid: 1 }]),
             // One session per client id.
             (
                 1900,
@@ -279,7 +376,7 @@ fn a_repeated_request_gets_the_same_answer() {
                 1900,
                 "a",
                 Ev::Spoke(2, Kind::Data),
-                vec![Action::Drop(OTHER_SID)],
+                vec![Seen::Drop(OTHER_SID)],
             ),
             // A repeated OPEN after the challenge expired gets a new one.
             (2000, "b", open(7), vec![challenge(7, 2)]),
@@ -298,25 +395,25 @@ fn repeated_open_takes_no_open_token() {
     let t0 = Instant::now();
     let mut a = admission(4, true, t0);
     assert!(matches!(
-        a.frame(t0, "a", stream_frame(Kind::Open, 1))[..],
+        a.frame(t0, "a", open_frame(1))[..],
         [Action::Challenge { .. }]
     ));
     for _ in 0..10 * OPEN_BURST {
         assert!(matches!(
-            a.frame(t0, "a", stream_frame(Kind::Open, 1))[..],
+            a.frame(t0, "a", open_frame(1))[..],
             [Action::Challenge { .. }]
         ));
     }
     // The bucket still holds all but one token.
     for sid in 2..=u64::from(OPEN_BURST) {
         assert!(matches!(
-            a.frame(t0, &format!("c{sid}"), stream_frame(Kind::Open, sid))[..],
+            a.frame(t0, &format!("c{sid}"), open_frame(sid))[..],
             [Action::Challenge { .. }]
         ));
     }
     assert_eq!(
-        a.frame(t0, "late", stream_frame(Kind::Open, 99)),
-        [Action::Drop(RATE)]
+        seen(a.frame(t0, "late", open_frame(99))),
+        [Seen::Drop(RATE)]
     );
 }
 
@@ -370,7 +467,7 @@ fn auth_without_an_agent_password_is_dropped() {
             0,
             "a",
             auth("a", 1, 1),
-            vec![Action::Drop("AUTH but this agent has no password")],
+            vec![Seen::Drop("AUTH but this agent has no password")],
         )],
     );
 }
@@ -393,8 +490,8 @@ fn failed_authorizations_are_limited_for_everyone() {
         "the script assumes these"
     );
     let mut script: Vec<Step> = Vec::new();
-    let mut k = 0u8;
-    let mut attempt = |script: &mut Vec<Step>, ms: u64, secret: &Secret, want: Action| {
+    let mut k = 0usize;
+    let mut attempt = |script: &mut Vec<Step>, ms: u64, secret: &Secret, want: Seen| {
         k += 1;
         script.push((ms, "m", open(9), vec![challenge(9, k)]));
         script.push((ms, "m", auth_with(secret, "m", 9, k), vec![want]));
@@ -430,7 +527,7 @@ fn pending_challenges_are_capped() {
         let now = t0 + refill * b as u32;
         for _ in 0..OPEN_BURST {
             sid += 1;
-            let got = a.frame(now, &format!("c{sid}"), stream_frame(Kind::Open, sid));
+            let got = a.frame(now, &format!("c{sid}"), open_frame(sid));
             assert!(
                 matches!(got[..], [Action::Challenge { sid: s, .. }] if s == sid),
                 "{sid}: {got:?}"
@@ -439,18 +536,18 @@ fn pending_challenges_are_capped() {
     }
     let full = t0 + last_burst + Duration::from_millis(100);
     assert_eq!(
-        a.frame(full, "late", stream_frame(Kind::Open, 1)),
+        seen(a.frame(full, "late", open_frame(1))),
         [refused(1, RefuseCode::Busy, "too many pending requests")]
     );
     // A pending client's repeated OPEN is still answered.
     assert!(matches!(
-        a.frame(full, "c1", stream_frame(Kind::Open, 1))[..],
+        a.frame(full, "c1", open_frame(1))[..],
         [Action::Challenge { sid: 1, .. }]
     ));
     // Once the first burst's challenges expire there is room again.
     let expired = t0 + auth::CHALLENGE_TTL;
     assert!(matches!(
-        a.frame(expired, "late", stream_frame(Kind::Open, 1))[..],
+        a.frame(expired, "late", open_frame(1))[..],
         [Action::Challenge { sid: 1, .. }]
     ));
 }
@@ -468,8 +565,8 @@ fn a_table_that_filled_while_the_client_answered_refuses_or_evicts() {
             (100, "a", auth("a", 1, 1), vec![start(1)]),
             // a is silent but young: b's spent answer is refused, not kept waiting.
             (200, "b", auth("b", 2, 2), vec![busy(2)]),
-            (300, "b", open(2), vec![Action::Drop(SOON)]),
-            (400, "c", open(3), vec![Action::Drop(SOON)]),
+            (300, "b", open(2), vec![Seen::Drop(SOON)]),
+            (400, "c", open(3), vec![Seen::Drop(SOON)]),
             // a spoke: the table is full for good.
             (500, "a", Ev::Spoke(1, Kind::Ack), delivered(Kind::Ack, 1)),
             (600, "c", open(3), vec![busy(3)]),

@@ -13,6 +13,7 @@ fn presence(status: &str, sessions: Option<u32>) -> String {
         since: 7,
         instance: "i".into(),
         sessions,
+        protocol: Some(crate::protocol::VERSION),
     };
     String::from_utf8(p.encode().to_vec()).expect("JSON is UTF-8")
 }

@@ -5,6 +5,43 @@ use super::*;
 
 const SID: u64 = 42;
 
+/// The ACCEPT an agent without a password sends for the OPEN this opening
+/// sent, with window `window`.
+fn accept(op: &Opening, window: u32) -> Event {
+    let open = op.open_payload.clone().expect("OPEN sent");
+    let ours = Ephemeral::new();
+    let share = *ours.share();
+    let t = handshake::transcript("n1", "cid", SID, &open, &[], &share);
+    let keys =
+        handshake::agree(ours, &open[..SHARE_LEN], &t, None, Role::Agent).expect("valid share");
+    frame(
+        Kind::Accept,
+        window,
+        &[&share[..], &keys.confirmation()].concat(),
+    )
+}
+
+/// The CHALLENGE an agent with `password` sends for the OPEN this opening
+/// sent, the AUTH it expects, and the ACCEPT it sends for that AUTH.
+fn challenge(op: &Opening, password: &str) -> (Event, [u8; 32], Event) {
+    let secret = Secret::new(password.into());
+    let open = op.open_payload.clone().expect("OPEN sent");
+    let ours = Ephemeral::new();
+    let share = *ours.share();
+    let t = handshake::transcript("n1", "cid", SID, &open, &share, &share);
+    let keys = handshake::agree(ours, &open[..SHARE_LEN], &t, Some(&secret), Role::Agent)
+        .expect("valid share");
+    (
+        frame(Kind::Challenge, 0, &share),
+        handshake::answer(&secret, &t),
+        frame(
+            Kind::Accept,
+            1,
+            &[&share[..], &keys.confirmation()].concat(),
+        ),
+    )
+}
+
 /// An opening of session 42 by client "cid" on node "n1" (broker
 /// "b:1883"), started at `t(0)`, whose broker connection began
 /// `connect_took` before that.
@@ -38,6 +75,7 @@ fn presence(latest: Option<bool>) -> Event {
     Event::Presence {
         latest,
         ever_online: latest == Some(true),
+        protocol: VERSION,
     }
 }
 
@@ -138,17 +176,15 @@ fn a_node_whose_last_will_overtook_its_online_presence_is_waited_for() {
     let seen = Event::Presence {
         latest: Some(false),
         ever_online: true,
+        protocol: VERSION,
     };
     assert_eq!(
         run(&mut op, t0, vec![(0.0, seen), (0.0, up())]),
         ["-", "Open"]
     );
+    let accepted = accept(&op, 9);
     assert_eq!(
-        run(
-            &mut op,
-            t0,
-            vec![(1.0, Event::Tick), (2.0, frame(Kind::Accept, 9, b""))]
-        ),
+        run(&mut op, t0, vec![(1.0, Event::Tick), (2.0, accepted)]),
         ["Open", "open"]
     );
 }
@@ -200,7 +236,7 @@ fn a_broker_that_never_connects_times_out() {
         ["-"]
     );
     assert_eq!(op.deadline(), Some(at(t0, 9.0)));
-    assert!(!op.early_wanted(), "nothing is read before the link is up");
+    assert!(op.early_wanted(), "ssh's first bytes may be read meanwhile");
     assert_eq!(
         run(&mut op, t0, vec![(8.9, Event::Tick), (9.0, Event::Tick)]),
         ["-", "could not reach broker b:1883: timed out"]
@@ -238,91 +274,157 @@ fn answers_end_the_opening() {
         p.extend_from_slice(b"sshd at 127.0.0.1:22 refused the connection");
         p
     };
-    for (answer, text) in [
-        (frame(Kind::Accept, 77, b""), "open"),
+    type Answer<'a> = &'a dyn Fn(&Opening) -> Event;
+    let answers: [(Answer, &str); 4] = [
+        (&|op| accept(op, 77), "open"),
         (
-            frame(Kind::Refuse, 0, &refuse),
+            &|_| frame(Kind::Refuse, 0, &refuse),
             "node 'n1' refused: sshd at 127.0.0.1:22 refused the connection",
         ),
         (
-            frame(Kind::Refuse, 0, b""),
+            &|_| frame(Kind::Refuse, 0, b""),
             "node 'n1' refused: no reason given",
         ),
-        (frame(Kind::Reset, 0, b""), "node 'n1' reset the session"),
         (
-            frame(Kind::Challenge, 0, &[7; auth::NONCE_LEN]),
+            &|_| frame(Kind::Challenge, 0, &[7; SHARE_LEN]),
             "node 'n1' refused: authorization failed",
         ),
-    ] {
+    ];
+    for (answer, text) in answers {
         let (mut op, t0) = far();
         run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
+        let answer = answer(&op);
         assert_eq!(run(&mut op, t0, vec![(0.1, answer)]), [text]);
         assert_eq!(op.deadline(), None);
     }
 }
 
 #[test]
-fn the_accept_carries_the_agent_s_window_and_whether_the_open_was_repeated() {
-    for (answered_at, repeated) in [(0.9, false), (1.5, true)] {
+fn the_accept_carries_the_agent_s_window_and_keys_that_match_the_agent_s() {
+    for answered_at in [0.9, 1.5] {
         let (mut op, t0) = far();
         run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
         if answered_at > 1.0 {
             assert_eq!(run(&mut op, t0, vec![(1.0, Event::Tick)]), ["Open"]);
         }
-        let Some(Action::Done(Ok(opened))) =
-            op.handle(frame(Kind::Accept, 77, b""), at(t0, answered_at))
-        else {
+        let accepted = accept(&op, 77);
+        let Some(Action::Done(Ok(opened))) = op.handle(accepted, at(t0, answered_at)) else {
             panic!("accepted");
         };
-        assert_eq!(
-            (opened.window, opened.first.is_none(), opened.repeated),
-            (77, true, repeated)
-        );
+        assert_eq!((opened.window, opened.early), (77, None));
     }
 }
 
 #[test]
-fn a_data_frame_before_the_accept_opens_the_session_and_is_kept() {
+fn an_accept_made_with_other_keys_fails_without_a_password_and_is_dropped_with_one() {
+    // Someone on the broker answers first with a share of its own: it
+    // cannot make the agent's confirmation.
     let (mut op, t0) = far();
     run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
-    let mut data = Frame::control(Kind::Data, SID, Bytes::from_static(b"SSH-2.0-x\r\n"));
-    data.window = 5000;
-    let Some(Action::Done(Ok(opened))) = op.handle(Event::Frame(data), at(t0, 0.2)) else {
-        panic!("opened");
-    };
-    let first = opened.first.expect("the data is kept");
+    let mut forged = vec![0u8; SHARE_LEN + CONFIRM_LEN];
+    forged[..SHARE_LEN].copy_from_slice(Ephemeral::new().share());
     assert_eq!(
-        (opened.window, first.kind, &first.payload[..]),
-        (5000, Kind::Data, &b"SSH-2.0-x\r\n"[..])
+        run(&mut op, t0, vec![(0.1, frame(Kind::Accept, 1, &forged))]),
+        ["node 'n1' answered with keys that do not match (someone else on the broker answering for it?)"]
+    );
+    // With a password, a forged ACCEPT (or a malformed one) is dropped
+    // and the real one still opens.
+    let (mut op, t0) = start(Some("s3cret"), EARLY_MIN_CONNECT);
+    run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
+    let (challenge, _, accepted) = challenge(&op, "s3cret");
+    assert_eq!(run(&mut op, t0, vec![(0.1, challenge)]), ["Auth"]);
+    let (_, _, other) = self::challenge(&op, "s3cret");
+    assert_eq!(
+        run(
+            &mut op,
+            t0,
+            vec![
+                (0.2, frame(Kind::Accept, 1, &forged)),
+                (0.2, frame(Kind::Accept, 1, b"short")),
+                (0.2, other),
+                (0.3, accepted),
+            ]
+        ),
+        ["-", "-", "-", "open"]
     );
 }
 
 #[test]
-fn a_challenge_is_answered_at_once_with_auth_bound_to_node_client_and_session() {
+fn with_a_password_an_accept_without_a_challenge_fails() {
     let (mut op, t0) = start(Some("s3cret"), EARLY_MIN_CONNECT);
     run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
-    let nonce = [9u8; auth::NONCE_LEN];
-    let Some(Action::Send(wire)) = op.handle(frame(Kind::Challenge, 0, &nonce), at(t0, 0.3)) else {
+    let accepted = accept(&op, 1);
+    assert_eq!(
+        run(&mut op, t0, vec![(0.1, accepted)]),
+        ["node 'n1' accepted without asking for the agent password, so it could not prove it knows it (its agent has none set?)"]
+    );
+}
+
+#[test]
+fn an_agent_of_another_protocol_version_fails_at_once_naming_both() {
+    for (agent, text) in [
+        (1, "node 'n1' runs an agent of protocol 1 and this mqtt-proxy speaks protocol 2: upgrade the agent"),
+        (3, "node 'n1' runs an agent of protocol 3 and this mqtt-proxy speaks protocol 2: upgrade mqtt-proxy"),
+    ] {
+        let (mut op, t0) = far();
+        let old = Event::Presence {
+            latest: Some(true),
+            ever_online: true,
+            protocol: agent,
+        };
+        assert_eq!(run(&mut op, t0, vec![(0.0, old), (0.0, up())]), ["-", text]);
+    }
+}
+
+#[test]
+fn stream_frames_before_the_accept_are_ignored() {
+    let (mut op, t0) = far();
+    run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
+    let mut data = Frame::control(Kind::Data, SID, Bytes::from_static(b"SSH-2.0-x\r\n"));
+    data.window = 5000;
+    assert_eq!(
+        run(
+            &mut op,
+            t0,
+            vec![
+                (0.2, Event::Frame(data)),
+                (0.2, frame(Kind::Reset, 0, b"")),
+                (0.2, frame(Kind::Ack, 0, b"")),
+            ]
+        ),
+        ["-", "-", "-"],
+        "sealed: the agent sends them again once we have the keys"
+    );
+}
+
+#[test]
+fn a_challenge_is_answered_at_once_with_auth_bound_to_the_transcript() {
+    let (mut op, t0) = start(Some("s3cret"), EARLY_MIN_CONNECT);
+    run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
+    let (challenge, expected, accepted) = challenge(&op, "s3cret");
+    let Some(Action::Send(wire)) = op.handle(challenge, at(t0, 0.3)) else {
         panic!("AUTH sent");
     };
     let auth_frame = Frame::decode(wire).expect("valid");
-    let expected = auth::answer(&Secret::new("s3cret".into()), "n1", "cid", SID, &nonce);
     assert_eq!(
         (auth_frame.kind, &auth_frame.payload[..]),
         (Kind::Auth, &expected[..])
     );
+    // A second challenge is ignored: our share agrees once.
+    let (again, _, _) = self::challenge(&op, "s3cret");
     // Repeated every second until answered, then the ACCEPT opens.
     assert_eq!(
         run(
             &mut op,
             t0,
             vec![
+                (0.4, again),
                 (1.0, Event::Tick),
                 (1.3, Event::Tick),
-                (1.5, frame(Kind::Accept, 1, b""))
+                (1.5, accepted)
             ]
         ),
-        ["-", "Auth", "open"]
+        ["-", "-", "Auth", "open"]
     );
 }
 
@@ -347,35 +449,50 @@ fn a_malformed_challenge_and_unexpected_frames_are_ignored() {
 }
 
 #[test]
-fn the_early_read_is_wanted_only_on_a_far_broker_without_a_password_once_asking() {
+fn the_early_bytes_ride_in_the_open_only_on_a_far_broker_without_a_password() {
     let near = Duration::from_millis(2);
-    for (password, connect_took, wanted) in [
-        (None, EARLY_MIN_CONNECT, true),
-        (None, Duration::from_millis(300), true),
-        (None, near, false),
-        (Some("s3cret"), EARLY_MIN_CONNECT, false),
+    let banner = Bytes::from_static(b"SSH-2.0-OpenSSH_9.2\r\n");
+    // (password, connecting took, read before the link is up, in the OPEN)
+    for (password, connect_took, read_first, in_open) in [
+        (None, EARLY_MIN_CONNECT, true, true),
+        (None, Duration::from_millis(300), true, true),
+        (None, near, true, false),
+        (None, EARLY_MIN_CONNECT, false, false),
     ] {
         let (mut op, t0) = start(password, connect_took);
-        assert!(!op.early_wanted(), "not while connecting");
-        run(
-            &mut op,
-            t0,
-            vec![(0.0, Event::Link(LinkState::Subscribing))],
+        assert!(op.early_wanted(), "wanted while connecting");
+        if read_first {
+            op.early_read(Some(banner.clone()));
+            assert!(!op.early_wanted(), "once only");
+        }
+        assert_eq!(
+            run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]),
+            ["-", "Open"]
         );
-        assert_eq!(op.early_wanted(), wanted, "{password:?} {connect_took:?}");
-        op.early_done();
-        assert!(!op.early_wanted(), "once only");
+        assert!(!op.early_wanted(), "not after the OPEN went");
+        let open = op.open_payload.clone().expect("sent");
+        let want_len = SHARE_LEN + if in_open { banner.len() } else { 0 };
+        assert_eq!(open.len(), want_len, "{connect_took:?} {read_first}");
+        let accepted = accept(&op, 1);
+        let Some(Action::Done(Ok(opened))) = op.handle(accepted, at(t0, 0.1)) else {
+            panic!("opened");
+        };
+        assert_eq!(opened.in_open, in_open);
+        assert_eq!(opened.early, read_first.then(|| banner.clone()));
     }
+    let (op, _) = start(Some("s3cret"), EARLY_MIN_CONNECT);
+    assert!(
+        !op.early_wanted(),
+        "a challenge comes first: nothing to gain"
+    );
 }
 
 #[test]
 fn nothing_happens_after_the_end() {
     let (mut op, t0) = far();
     run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
-    assert_eq!(
-        run(&mut op, t0, vec![(0.1, frame(Kind::Accept, 1, b""))]),
-        ["open"]
-    );
+    let accepted = accept(&op, 1);
+    assert_eq!(run(&mut op, t0, vec![(0.1, accepted)]), ["open"]);
     assert_eq!(
         run(
             &mut op,

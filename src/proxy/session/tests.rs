@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::{FileConfig, Secret};
+use crate::handshake::{self, Ephemeral, Role, SHARE_LEN};
 use crate::proxy::args::ProxyArgs;
 use crate::proxy::opening::{EARLY_MIN_CONNECT, OPEN_TIMEOUT, PRESENCE_WAIT};
 use clap::Parser;
@@ -21,7 +22,7 @@ impl FrameSink for Sent {
 
 /// The broker side as the test drives it.
 struct Fake {
-    _link: watch::Sender<LinkState>,
+    _link: Arc<watch::Sender<LinkState>>,
     presence: watch::Sender<Option<Presence>>,
     frames: mpsc::Sender<Frame>,
     sent: mpsc::UnboundedReceiver<Frame>,
@@ -41,7 +42,7 @@ fn channels(link: LinkState, first: Option<Presence>, ever_online: bool) -> (Inb
         frames,
     };
     let fake = Fake {
-        _link: link_tx,
+        _link: Arc::new(link_tx),
         presence: presence_tx,
         frames: frames_tx,
         sent,
@@ -72,6 +73,19 @@ fn opening(cfg: &ProxyConfig, connect_took: Duration) -> Opening {
     Opening::new(req, Instant::now() - connect_took, Instant::now())
 }
 
+/// The ACCEPT an agent without a password answers `open` with.
+fn accept_for(open: &Frame, window: u32) -> Frame {
+    let ours = Ephemeral::new();
+    let share = *ours.share();
+    let t = handshake::transcript("n1", "cid", open.sid, &open.payload, &[], &share);
+    let keys = handshake::agree(ours, &open.payload[..SHARE_LEN], &t, None, Role::Agent)
+        .expect("valid share");
+    let payload = [&share[..], &keys.confirmation()].concat();
+    let mut accept = Frame::control(Kind::Accept, open.sid, Bytes::from(payload));
+    accept.window = window;
+    accept
+}
+
 fn presence(online: bool) -> Option<Presence> {
     Some(Presence {
         status: if online { "online" } else { "offline" }.into(),
@@ -79,10 +93,11 @@ fn presence(online: bool) -> Option<Presence> {
         since: 1,
         instance: "a".into(),
         sessions: None,
+        protocol: Some(crate::protocol::VERSION),
     })
 }
 
-/// What `open` returns, as (window, first frame, repeated), when the
+/// What `open` returns, as (window, early bytes), when the
 /// node's presence goes through `changes` (one per second after the first
 /// OPEN) and, if `accept_at` is set, the agent answers ACCEPT that many
 /// seconds after the first OPEN; `ever_online`: the node was seen online
@@ -92,7 +107,7 @@ async fn open_with(
     changes: Vec<Option<Presence>>,
     accept_at: Option<u64>,
     ever_online: bool,
-) -> (Result<(u32, Option<Frame>, bool), ProxyError>, usize) {
+) -> (Result<(u32, Option<Bytes>), ProxyError>, usize) {
     let cfg = config(None);
     let (mut inbound, mut sink, mut fake) =
         channels(LinkState::Up { generation: 1 }, first, ever_online);
@@ -103,28 +118,22 @@ async fn open_with(
             tokio::time::sleep(Duration::from_secs(1)).await;
             fake.presence.send_replace(p);
             if accept_at == Some(i as u64 + 1) {
-                let mut accept = Frame::control(Kind::Accept, first_open.sid, Bytes::new());
-                accept.window = 77;
+                let accept = accept_for(&first_open, 77);
                 fake.frames.send(accept).await.expect("proxy listens");
             }
         }
         std::future::pending::<()>().await;
     };
-    let mut stream = Stream::new(42, cfg.stream, EARLY_WINDOW, Instant::now());
     let mut stdin = tokio::io::empty();
-    let early = Early {
-        stream: &mut stream,
-        stdin: &mut stdin,
-    };
     let opening = open(
         opening(&cfg, EARLY_MIN_CONNECT),
         &mut inbound,
         &mut sink,
-        early,
+        &mut stdin,
     );
     let started = Instant::now();
     let result = tokio::select! {
-        r = opening => r.map(|o| (o.window, o.first, o.repeated)),
+        r = opening => r.map(|o| (o.window, o.early)),
         _ = agent => unreachable!("the agent task never ends"),
     };
     (result, started.elapsed().as_secs() as usize)
@@ -160,7 +169,7 @@ async fn offline_from_the_start_fails_at_once_going_offline_at_the_deadline_and_
 }
 
 /// The frames the proxy sends before the agent answers, when ssh has
-/// written `said` and the link is still waiting for its SUBACK; then
+/// written `said` and the broker connection is still being made; then
 /// the session's window and timers once the agent accepts, `accept_after`
 /// later.
 async fn early_frames(
@@ -179,46 +188,67 @@ async fn early_frames_after(
     connect_took: Duration,
 ) -> (Vec<Frame>, Stream) {
     let cfg = config(password.then_some("s3cret"));
-    let (mut inbound, mut sink, mut fake) = channels(LinkState::Subscribing, presence(true), false);
+    let (mut inbound, mut sink, fake) = channels(LinkState::Connecting, presence(true), false);
+    // The broker answers a moment after we start, as ssh has written.
+    let link = fake._link.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        link.send_replace(LinkState::Subscribing);
+    });
     let mut stream = Stream::new(42, cfg.stream, EARLY_WINDOW, Instant::now());
     let mut stdin = said;
-    let early = Early {
-        stream: &mut stream,
-        stdin: &mut stdin,
-    };
     let frames = fake.frames.clone();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let mut sent = fake.sent;
+    // The agent: keeps what the proxy sends, and answers the first OPEN
+    // `accept_after` later (without a password; with one it never does).
     let agent = async move {
-        tokio::time::sleep(accept_after).await;
-        let mut accept = Frame::control(Kind::Accept, 42, Bytes::new());
-        accept.window = 1 << 20;
-        frames.send(accept).await.expect("proxy listens");
+        while let Some(f) = sent.recv().await {
+            if f.kind == Kind::Open && !password && record.lock().expect("not poisoned").is_empty()
+            {
+                let accept = accept_for(&f, 1 << 20);
+                let frames = frames.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(accept_after).await;
+                    frames.send(accept).await.expect("proxy listens");
+                });
+            }
+            record.lock().expect("not poisoned").push(f);
+        }
         std::future::pending::<()>().await;
     };
-    let opening = open(opening(&cfg, connect_took), &mut inbound, &mut sink, early);
+    let opening = open(
+        opening(&cfg, connect_took),
+        &mut inbound,
+        &mut sink,
+        &mut stdin,
+    );
     let opened = tokio::select! {
         r = opening => r.expect("accepted"),
         _ = agent => unreachable!("the agent task never ends"),
+        _ = tokio::time::sleep(OPEN_TIMEOUT / 2), if password => {
+            let out = seen.lock().expect("not poisoned").clone();
+            return (out, stream);
+        }
     };
-    stream.on_accept(opened.window, opened.repeated, Instant::now());
-    let mut out = Vec::new();
-    while let Ok(f) = fake.sent.try_recv() {
-        out.push(f);
-    }
+    let _keys = accepted(&mut stream, &sink, opened, Instant::now());
+    let out = seen.lock().expect("not poisoned").clone();
     (out, stream)
 }
 
 #[tokio::test(start_paused = true)]
-async fn ssh_s_banner_follows_the_open_before_the_agent_answers() {
+async fn ssh_s_banner_rides_in_the_open_before_the_agent_answers() {
     let banner = b"SSH-2.0-OpenSSH_9.2\r\n";
     let (sent, _) = early_frames(false, banner, Duration::from_millis(50)).await;
     let kinds: Vec<Kind> = sent.iter().map(|f| f.kind).collect();
-    assert_eq!(kinds, [Kind::Open, Kind::Data]);
-    assert_eq!((sent[1].seq, &sent[1].payload[..]), (0, &banner[..]));
+    assert_eq!(kinds, [Kind::Open]);
+    assert_eq!(&sent[0].payload[SHARE_LEN..], &banner[..]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn on_a_near_broker_the_banner_waits_for_the_answer() {
-    let (sent, _) = early_frames_after(
+    let (sent, mut stream) = early_frames_after(
         false,
         b"SSH-2.0-x\r\n",
         Duration::from_millis(50),
@@ -227,40 +257,46 @@ async fn on_a_near_broker_the_banner_waits_for_the_answer() {
     .await;
     let kinds: Vec<Kind> = sent.iter().map(|f| f.kind).collect();
     assert_eq!(kinds, [Kind::Open]);
+    assert_eq!(sent[0].payload.len(), SHARE_LEN);
+    // It goes as the first DATA once accepted.
+    let f = stream.poll_transmit(Instant::now()).expect("the banner");
+    assert_eq!(
+        (f.kind, f.seq, &f.payload[..]),
+        (Kind::Data, 0, &b"SSH-2.0-x\r\n"[..])
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn with_an_agent_password_nothing_but_the_open_goes_before_the_answer() {
     let (sent, _) = early_frames(true, b"SSH-2.0-x\r\n", Duration::from_millis(50)).await;
     let kinds: Vec<Kind> = sent.iter().map(|f| f.kind).collect();
-    assert_eq!(kinds, [Kind::Open]);
+    assert!(kinds.iter().all(|k| *k == Kind::Open), "{kinds:?}");
+    assert!(sent.iter().all(|f| f.payload.len() == SHARE_LEN));
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_early_bytes_time_out_from_the_accept_or_go_again_if_the_open_was_repeated() {
+async fn the_early_bytes_in_the_open_time_out_from_the_accept() {
     // Answered just before the OPEN would be repeated: the banner's
     // retransmission timeout counts from the ACCEPT, so 200 ms later it
     // is not presumed lost (counted from its sending, it would be), and
     // the window is the agent's.
-    let (_, mut stream) = early_frames(false, b"SSH-2.0-x\r\n", Duration::from_millis(900)).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let now = Instant::now();
-    assert!(stream.poll_deadline().expect("a timer runs") > now);
-    stream.on_timeout(now);
-    assert!(
-        stream.poll_transmit(now).is_none(),
-        "nothing retransmitted yet"
-    );
-    assert!(stream.error().is_none());
-    assert!(
-        stream.can_send(),
-        "the agent's 1 MiB window, not the early one"
-    );
-    // Answered after the OPEN was repeated: the first OPEN, and the
-    // banner behind it, may have been dropped; the banner goes again.
-    let (_, mut stream) = early_frames(false, b"SSH-2.0-x\r\n", Duration::from_millis(1500)).await;
-    let again = stream.poll_transmit(Instant::now()).expect("sent again");
-    assert_eq!((again.kind, again.seq), (Kind::Data, 0));
+    for after in [900, 1500] {
+        let (_, mut stream) =
+            early_frames(false, b"SSH-2.0-x\r\n", Duration::from_millis(after)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = Instant::now();
+        assert!(stream.poll_deadline().expect("a timer runs") > now);
+        stream.on_timeout(now);
+        assert!(
+            stream.poll_transmit(now).is_none(),
+            "nothing retransmitted yet"
+        );
+        assert!(stream.error().is_none());
+        assert!(
+            stream.can_send(),
+            "the agent's 1 MiB window, not the early one"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -142,8 +142,8 @@ fn shrinks_after_strikes_and_only_then() {
     for (i, (events, limit)) in cases.iter().enumerate() {
         let s = run(events);
         assert_eq!(s.limit(), *limit, "case {i}: {events:?}");
-        assert_eq!(s.max_chunk(), limit - HEADER_LEN);
-        assert_eq!(s.max_fragment(), limit - HEADER_LEN - FRAG_PREFIX_LEN);
+        assert_eq!(s.max_chunk(), limit - FRAME_OVERHEAD);
+        assert_eq!(s.max_fragment(), limit - FRAME_OVERHEAD - FRAG_PREFIX_LEN);
     }
 }
 

@@ -85,6 +85,7 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
                 sack,
                 window,
                 recv_limit,
+                counter: 0,
                 payload: Bytes::from(vec![0u8; len]),
             },
         )
