@@ -514,15 +514,6 @@ impl Stream {
         self.next_frame(now).map(|(f, _)| f)
     }
 
-    /// The next frame to publish and its encoding (written in place by
-    /// [`Stream::send_framed`], or encoded now).
-    pub fn poll_transmit_encoded(&mut self, now: Instant) -> Option<(Frame, Bytes)> {
-        self.next_frame(now).map(|(f, wire)| {
-            let wire = wire.unwrap_or_else(|| f.encode());
-            (f, wire)
-        })
-    }
-
     /// The next frame to publish, and its encoding when
     /// [`Stream::send_framed`] wrote one in place.
     pub fn poll_transmit_parts(&mut self, now: Instant) -> Option<(Frame, Option<Bytes>)> {

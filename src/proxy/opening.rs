@@ -150,14 +150,25 @@ pub(super) struct Opening {
     presence: Option<bool>,
     protocol: u8,
     seen_online: bool,
-    /// The early read of stdin may still be tried.
-    early: bool,
+    /// ssh's first bytes.
+    early: Early,
     /// Connecting took long enough for the early bytes to ride in the OPEN
     /// ([`EARLY_MIN_CONNECT`]).
     far: bool,
-    /// ssh's first bytes, read while opening, and whether they went in the OPEN.
-    early_bytes: Option<Bytes>,
-    early_in_open: bool,
+}
+
+/// ssh's first bytes, as far as the opening got with them.
+#[derive(Debug)]
+enum Early {
+    /// Not read yet: the driver may read them.
+    Wanted,
+    /// Not the opening's to read (a password: a challenge comes first,
+    /// nothing to gain), or the OPEN went without them: the tunnel reads.
+    Skipped,
+    /// Read, to ride in the OPEN or to follow the ACCEPT.
+    Read(Bytes),
+    /// Sent inside the OPEN.
+    InOpen(Bytes),
 }
 
 impl Opening {
@@ -165,8 +176,11 @@ impl Opening {
     /// `connecting`.
     pub(super) fn new(req: Request, connecting: Instant, now: Instant) -> Opening {
         Opening {
-            // A challenge comes first: nothing to gain.
-            early: req.password.is_none(),
+            early: if req.password.is_none() {
+                Early::Wanted
+            } else {
+                Early::Skipped
+            },
             req,
             stage: Stage::Connecting,
             deadline: now + OPEN_TIMEOUT,
@@ -180,8 +194,6 @@ impl Opening {
             protocol: VERSION,
             seen_online: false,
             far: false,
-            early_bytes: None,
-            early_in_open: false,
         }
     }
 
@@ -237,14 +249,18 @@ impl Opening {
     /// the broker is far, else they go as the first DATA after ACCEPT.
     /// Once read (or failed), it tells [`Opening::early_read`].
     pub(super) fn early_wanted(&self) -> bool {
-        self.early && self.stage != Stage::Over
+        matches!(self.early, Early::Wanted) && self.stage != Stage::Over
     }
 
     /// The early read happened (`None`: nothing read, or it failed, and the
     /// tunnel reads again and sees the same): not again.
     pub(super) fn early_read(&mut self, bytes: Option<Bytes>) {
-        self.early = false;
-        self.early_bytes = bytes.filter(|b| !b.is_empty());
+        if matches!(self.early, Early::Wanted) {
+            self.early = match bytes.filter(|b| !b.is_empty()) {
+                Some(b) => Early::Read(b),
+                None => Early::Skipped,
+            };
+        }
     }
 
     fn on_link(
@@ -348,11 +364,16 @@ impl Opening {
                 }
             }
         };
+        let (early, in_open) = match std::mem::replace(&mut self.early, Early::Skipped) {
+            Early::Read(b) => (Some(b), false),
+            Early::InOpen(b) => (Some(b), true),
+            Early::Wanted | Early::Skipped => (None, false),
+        };
         Some(Ok(Box::new(Opened {
             window,
             keys,
-            early: self.early_bytes.take(),
-            in_open: self.early_in_open,
+            early,
+            in_open,
         })))
     }
 
@@ -401,14 +422,16 @@ impl Opening {
             .expect("our share is kept until answered")
             .share();
         let mut payload = share.to_vec();
-        if self.far {
-            if let Some(early) = &self.early_bytes {
-                payload.extend_from_slice(early);
-                self.early_in_open = true;
+        self.early = match std::mem::replace(&mut self.early, Early::Skipped) {
+            Early::Read(b) if self.far => {
+                payload.extend_from_slice(&b);
+                Early::InOpen(b)
             }
-        }
-        // Whatever was not read by now goes after the ACCEPT.
-        self.early = false;
+            // Read but the broker is near: it follows the ACCEPT.
+            Early::Read(b) => Early::Read(b),
+            // Not read by now: the tunnel reads it.
+            _ => Early::Skipped,
+        };
         let payload = Bytes::from(payload);
         self.open_payload = Some(payload.clone());
         let mut open = Frame::control(Kind::Open, self.req.sid, payload);
