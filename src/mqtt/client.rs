@@ -2,7 +2,7 @@
 //! [`Client`] that publishes and subscribes, and the messages it receives,
 //! the same whichever MQTT version the connection speaks.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -95,6 +95,9 @@ pub(super) struct Shared {
     pub(super) link_rtt_us: AtomicU64,
     /// The message size last logged as discovered, so each is logged once.
     logged_size: AtomicU32,
+    /// The brokers of the list, as URLs, and which one is in use.
+    broker_urls: Vec<String>,
+    pub(super) broker: AtomicUsize,
     /// The connection's socket, when found: the connection task tunes it,
     /// [`Client::replace_connection`] ends it.
     pub(super) socket: std::sync::Mutex<BrokerSocket>,
@@ -121,6 +124,7 @@ impl Shared {
         inner: Inner,
         caps: Caps,
         recv_max_packet: Option<u32>,
+        broker_urls: Vec<String>,
     ) -> (Shared, Option<mpsc::Receiver<Request>>) {
         let pacer = Pacer::new(caps, Instant::now());
         let (control, rx) = match pacer {
@@ -139,6 +143,8 @@ impl Shared {
             largest_packet: AtomicU32::new(0),
             link_rtt_us: AtomicU64::new(0),
             logged_size: AtomicU32::new(0),
+            broker_urls,
+            broker: AtomicUsize::new(0),
             socket: std::sync::Mutex::new(BrokerSocket::default()),
             pacer: pacer.map(Mutex::new),
             caps_max_packet: pacer::max_packet(caps),
@@ -255,6 +261,13 @@ impl Client {
             tracing::debug!(topic, len, "publish above the maximum packet size dropped");
         }
         over
+    }
+
+    /// The broker in use (or being tried) as a URL, for messages: with a
+    /// list of brokers, the connection moves along it (`mqtt::failover`).
+    pub fn broker_url(&self) -> String {
+        let i = self.shared.broker.load(Ordering::Relaxed);
+        self.shared.broker_urls.get(i).cloned().unwrap_or_default()
     }
 
     /// Whether the connection has rate caps (every publish counts).
