@@ -8,6 +8,8 @@
 //!   the node on B, and a node found nowhere is one line naming both. Then A
 //!   is restarted (the agent stays on B) and B is killed: the same again,
 //!   back onto A.
+//! - A broker whose host dies silently (both ends' packets to A dropped,
+//!   default liveness settings): the same upload completes through B.
 //! - A partition: the agent's link to A dies silently (packets dropped, in a
 //!   network namespace of the test's own) while ssh still reaches A; a new
 //!   `ssh node` reaches the node through B.
@@ -134,15 +136,41 @@ impl Pair {
     }
 }
 
-/// Upload `local` to `remote` (`scp -l`); once [`KILL_AT`] bytes arrived,
-/// SIGKILL `victim` and, while scp runs, call `during` once. Returns scp's
-/// output, the bytes that had arrived at the kill and the longest time the
-/// remote file did not grow after it (the stall the failover cost).
+/// [`upload_with_fault`] where the fault is a SIGKILL of `victim`.
 fn upload_killing(
     ssh: &Ssh,
     local: &Path,
     remote: &Path,
     victim: &mut Broker,
+    during: impl FnOnce(),
+) -> (Output, u64, Duration) {
+    upload_with_fault(ssh, local, remote, |_| victim.stop(), during)
+}
+
+/// The `mqtt-proxy` that scp `scp_pid` runs (through its ssh).
+fn proxy_under(scp_pid: u32) -> u32 {
+    let mut found = Vec::new();
+    wait_until(Duration::from_secs(5), || {
+        found = children_named(scp_pid, "ssh")
+            .into_iter()
+            .flat_map(|ssh| children_named(ssh, "mqtt-proxy"))
+            .collect();
+        !found.is_empty()
+    });
+    assert_eq!(found.len(), 1, "scp {scp_pid} runs no single mqtt-proxy");
+    found[0]
+}
+
+/// Upload `local` to `remote` (`scp -l`); once [`KILL_AT`] bytes arrived,
+/// call `fault` with scp's pid and, while scp runs, `during` once. Returns
+/// scp's output, the bytes that had arrived at the fault and the longest
+/// time the remote file did not grow after it (the stall the failover
+/// cost).
+fn upload_with_fault(
+    ssh: &Ssh,
+    local: &Path,
+    remote: &Path,
+    fault: impl FnOnce(u32),
     during: impl FnOnce(),
 ) -> (Output, u64, Duration) {
     let mut scp = Background::start(&mut ssh.scp(&[
@@ -163,7 +191,7 @@ fn upload_killing(
         file_len(remote)
     );
     let at = file_len(remote);
-    victim.stop();
+    fault(scp.pid());
     let killed = Instant::now();
     // The stall: sampled in a thread, so `during` does not distort it.
     let watched = remote.to_owned();
@@ -359,6 +387,44 @@ fn a_partitioned_agent_is_reached_through_the_other_broker() {
          {:.1} s after the cut (attempts: {})",
         took.as_secs_f64(),
         attempts.join("; ")
+    );
+}
+
+#[test]
+fn scp_survives_a_broker_that_dies_silently() {
+    // Default liveness settings: what a user has.
+    let ns = Netns::enter("failover_silent");
+    let mut p = Pair::start("failover_silent", &[]);
+    let dir = tempfile::Builder::new()
+        .prefix("mqtt-proxy-failover.")
+        .tempdir()
+        .expect("create test tempdir");
+    let local = dir.path().join("big.bin");
+    write_random_file(&local, BIG);
+    let remote = dir.path().join("silent.remote");
+    let ssh = p.ssh();
+    let (agent, a_port) = (p.agent.pid(), p.a.port());
+    // A's host loses power: every packet of both ends' connections to A is
+    // dropped, nothing closes them.
+    let (out, at, stall) = upload_with_fault(
+        &ssh,
+        &local,
+        &remote,
+        |scp| {
+            ns.cut(proxy_under(scp), a_port);
+            ns.cut(agent, a_port);
+        },
+        || {},
+    );
+    p.check(&out, 0, "scp upload across the silent death of A");
+    assert!(at < BIG, "the upload was complete before the cut");
+    assert_intact(&local, &remote, "upload across the silent death of A");
+    p.agent
+        .wait_log(&online_on(&p.b), 1, Duration::from_secs(30));
+    eprintln!(
+        "failover stall, A dying silently (default liveness settings, 64 MiB scp -l \
+         {SCP_LIMIT_KBIT}): {:.2} s",
+        stall.as_secs_f64()
     );
 }
 
