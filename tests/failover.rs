@@ -63,6 +63,25 @@ fn online_on(b: &Broker) -> String {
     format!(" broker={} generation=", url(b))
 }
 
+/// Seconds since midnight (UTC) of `t`, for comparing with log lines.
+fn seconds_of_day(t: std::time::SystemTime) -> f64 {
+    let since_epoch = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    (since_epoch.as_secs() % 86_400) as f64 + f64::from(since_epoch.subsec_micros()) / 1e6
+}
+
+/// Seconds since midnight of a log line's timestamp
+/// (`2026-12-04T10:21:39.123456Z  INFO …`).
+fn log_seconds_of_day(line: &str) -> Option<f64> {
+    let time = line.split_whitespace().next()?.split_once('T')?.1;
+    let mut parts = time.trim_end_matches('Z').split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
 fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
@@ -342,6 +361,7 @@ fn a_partitioned_agent_is_reached_through_the_other_broker() {
     thread::sleep(Duration::from_millis(1100));
     ns.cut(p.agent.pid(), p.a.port());
     let cut = Instant::now();
+    let cut_clock = seconds_of_day(std::time::SystemTime::now());
     let mut attempts = Vec::new();
     let reached = loop {
         let mut cmd = ssh.ssh("echo reached");
@@ -382,9 +402,16 @@ fn a_partitioned_agent_is_reached_through_the_other_broker() {
             .any(|l| l.starts_with(&p.names.node) && l.ends_with(&url(&p.b))),
         "{table}"
     );
+    let moved = p
+        .agent
+        .log_text()
+        .lines()
+        .find(|l| l.contains(&online_on(&p.b)))
+        .and_then(log_seconds_of_day)
+        .map_or("?".to_owned(), |t| format!("{:.1}", t - cut_clock));
     eprintln!(
-        "partition: the agent's link to A cut silently; ssh reached the node through B \
-         {:.1} s after the cut (attempts: {})",
+        "partition: the agent's link to A cut silently; the agent online on B {moved} s and \
+         ssh through B {:.1} s after the cut (attempts: {})",
         took.as_secs_f64(),
         attempts.join("; ")
     );
