@@ -103,7 +103,9 @@ pub async fn presence(broker: &Broker, node: &str) -> Result<Option<Node>> {
 /// Remove `node`'s retained presence (an empty retained publish), then check
 /// that the broker did: over MQTT 3.1.1 a broker drops a publish its ACL
 /// forbids without telling the publisher.
+/// With a list of brokers, on the first one only.
 pub async fn forget(broker: &Broker, node: &str) -> Result<()> {
+    let broker = &broker.on(&broker.endpoint());
     let topic = Topics::new(&broker.topic_prefix, node).presence();
     let mut conn = broker::Conn::open(broker, &topic).await?;
     let result = conn.forget(node, &topic).await;

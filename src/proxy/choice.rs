@@ -42,7 +42,7 @@ pub(super) enum Choice {
 /// waited for (a broker that does not answer must not hold up every call
 /// for its connect timeout).
 pub(super) fn choose(answers: &[Answer], grace_over: bool) -> Choice {
-    let pending = answers.iter().any(|a| *a == Answer::Pending);
+    let pending = answers.contains(&Answer::Pending);
     let newest = answers
         .iter()
         .enumerate()

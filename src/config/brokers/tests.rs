@@ -8,6 +8,11 @@ fn file(text: &str) -> FileConfig {
     FileConfig::parse(text, Role::Proxy).expect("valid test config")
 }
 
+/// The resolved list's URLs, or the error's line.
+type Urls = Result<Vec<String>, String>;
+/// A per-call broker (`NODE@HOST[:PORT]`).
+type Over<'a> = Option<(&'a str, Option<u16>)>;
+
 fn flags(values: &[&str]) -> BrokerArgs {
     BrokerArgs {
         broker: values.iter().map(|v| v.to_string()).collect(),
@@ -16,11 +21,7 @@ fn flags(values: &[&str]) -> BrokerArgs {
 }
 
 /// The resolved list as URLs, or the error's one line.
-fn urls(
-    args: &BrokerArgs,
-    file_text: &str,
-    over: Option<(&str, Option<u16>)>,
-) -> Result<Vec<String>, String> {
+fn urls(args: &BrokerArgs, file_text: &str, over: Over) -> Urls {
     args.resolve(
         &file(file_text),
         over.map(|(h, p)| (h.to_owned(), p)),
@@ -33,7 +34,7 @@ fn urls(
 #[test]
 fn lists_from_every_source_keep_their_order_and_each_url_its_rules() {
     let want = |v: &[&str]| Ok(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    let cases: Vec<(BrokerArgs, &str, Result<Vec<String>, String>)> = vec![
+    let cases: Vec<(BrokerArgs, &str, Urls)> = vec![
         // One broker, as before lists.
         (flags(&["mqtt://a"]), "", want(&["mqtt://a:1883"])),
         (BrokerArgs::default(), "", want(&["mqtt://localhost:1883"])),
@@ -92,7 +93,7 @@ fn lists_from_every_source_keep_their_order_and_each_url_its_rules() {
 
 #[test]
 fn bad_lists_are_one_line_errors() {
-    let cases: Vec<(BrokerArgs, &str, Option<(&str, Option<u16>)>, &str)> = vec![
+    let cases: Vec<(BrokerArgs, &str, Over, &str)> = vec![
         (
             flags(&["mqtt://a,,mqtt://b"]),
             "",
