@@ -61,6 +61,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         instance: instance.clone(),
         since: unix_now(),
         announced: None,
+        published_at: None,
     };
     // A client id of its own per process: two agents with one node id must
     // not kick each other off the broker in a loop (see `on_presence`).
@@ -119,7 +120,8 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             Some(note) = notes.recv() => d.note(note),
             _ = presence_tick.tick() => {
                 if matches!(*state.borrow(), LinkState::Up { .. }) {
-                    announcer.update(&ctx.client, d.len(), false);
+                    let renew = announcer.renew_due(tokio::time::Instant::now());
+                    announcer.update(&ctx.client, d.len(), renew);
                 }
             }
             changed = state.changed() => {

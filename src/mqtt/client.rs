@@ -109,6 +109,7 @@ pub(super) struct Request {
     qos: QoS,
     retain: bool,
     payload: Bytes,
+    expiry: Option<u32>,
 }
 
 /// Publishes that did not want to wait (control frames, presence) queued
@@ -317,7 +318,7 @@ impl Client {
             return Ok(());
         }
         self.pace(&topic, payload.len()).await;
-        self.enqueue(topic, qos, retain, payload).await
+        self.enqueue(topic, qos, retain, payload, None).await
     }
 
     /// [`Client::publish`] that waits at most `queue_wait` for room in the
@@ -337,19 +338,22 @@ impl Client {
             return Ok(true);
         }
         self.pace(&topic, payload.len()).await;
-        match tokio::time::timeout(queue_wait, self.enqueue(topic, qos, retain, payload)).await {
+        let queued = self.enqueue(topic, qos, retain, payload, None);
+        match tokio::time::timeout(queue_wait, queued).await {
             Ok(r) => r.map(|()| true),
             Err(_) => Ok(false),
         }
     }
 
     /// Hand a publish to the event loop, waiting for room in its queue.
+    /// `expiry`: MQTT 5's Message Expiry Interval in seconds, if any.
     async fn enqueue(
         &self,
         topic: String,
         qos: QoS,
         retain: bool,
         payload: Bytes,
+        expiry: Option<u32>,
     ) -> Result<(), TaskEnded> {
         loop {
             // Checked again after a replacement: the limit may have fallen
@@ -364,10 +368,22 @@ impl Client {
                     .publish_bytes(topic.clone(), v4_qos(qos), retain, payload.clone())
                     .await
                     .is_ok(),
-                Inner::V5(c) => c
-                    .publish_bytes(topic.clone(), v5_qos(qos), retain, payload.clone())
-                    .await
-                    .is_ok(),
+                Inner::V5(c) => match expiry {
+                    None => c
+                        .publish_bytes(topic.clone(), v5_qos(qos), retain, payload.clone())
+                        .await
+                        .is_ok(),
+                    Some(e) => c
+                        .publish_with_properties(
+                            topic.clone(),
+                            v5_qos(qos),
+                            retain,
+                            payload.clone(),
+                            expiring(e),
+                        )
+                        .await
+                        .is_ok(),
+                },
             };
             if sent {
                 return Ok(());
@@ -388,6 +404,21 @@ impl Client {
         retain: bool,
         payload: impl Into<Bytes>,
     ) -> Result<(), TaskEnded> {
+        self.try_publish_expiring(topic, qos, retain, payload, None)
+    }
+
+    /// [`Client::try_publish`] with MQTT 5's Message Expiry Interval: the
+    /// broker drops the message (a retained one too) `expiry` after it was
+    /// published. Over MQTT 3.1.1 it never expires.
+    pub fn try_publish_expiring(
+        &self,
+        topic: impl Into<String>,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Bytes>,
+        expiry: Option<Duration>,
+    ) -> Result<(), TaskEnded> {
+        let expiry = expiry.map(|e| u32::try_from(e.as_secs()).unwrap_or(u32::MAX));
         let topic = topic.into();
         let payload = payload.into();
         if self.too_large(&topic, payload.len()) {
@@ -399,6 +430,7 @@ impl Client {
                 qos,
                 retain,
                 payload,
+                expiry,
             };
             return control.try_send(req).map_err(|_| TaskEnded);
         }
@@ -407,7 +439,12 @@ impl Client {
             Inner::V4(c) => c
                 .try_publish(topic, v4_qos(qos), retain, payload.to_vec())
                 .is_ok(),
-            Inner::V5(c) => c.try_publish(topic, v5_qos(qos), retain, payload).is_ok(),
+            Inner::V5(c) => match expiry {
+                None => c.try_publish(topic, v5_qos(qos), retain, payload).is_ok(),
+                Some(e) => c
+                    .try_publish_with_properties(topic, v5_qos(qos), retain, payload, expiring(e))
+                    .is_ok(),
+            },
         };
         sent.then_some(()).ok_or(TaskEnded)
     }
@@ -470,6 +507,14 @@ impl Client {
     }
 }
 
+/// MQTT 5 publish properties with only a Message Expiry Interval.
+fn expiring(secs: u32) -> rumqttc::v5::mqttbytes::v5::PublishProperties {
+    rumqttc::v5::mqttbytes::v5::PublishProperties {
+        message_expiry_interval: Some(secs),
+        ..Default::default()
+    }
+}
+
 fn v4_filters(filters: &[String], qos: QoS) -> impl Iterator<Item = rumqttc::SubscribeFilter> + '_ {
     filters
         .iter()
@@ -494,11 +539,12 @@ pub(super) async fn send_control(shared: Weak<Shared>, mut queue: mpsc::Receiver
             return;
         };
         let client = Client { shared };
-        if client
-            .publish(r.topic, r.qos, r.retain, r.payload)
-            .await
-            .is_err()
-        {
+        if client.too_large(&r.topic, r.payload.len()) {
+            continue;
+        }
+        client.pace(&r.topic, r.payload.len()).await;
+        let queued = client.enqueue(r.topic, r.qos, r.retain, r.payload, r.expiry);
+        if queued.await.is_err() {
             return;
         }
     }
