@@ -317,10 +317,11 @@ impl BrokerArgs {
             .or_else(|| env("MQTT_USERNAME"))
             .or_else(|| file.user.clone())
             .filter(|u| !u.is_empty());
+        let in_list = pairs.len() > 1;
         let mut endpoints = Vec::with_capacity(pairs.len());
         for (cli_url, file_url) in pairs {
             let (host, port, tls, carrier) =
-                self.endpoint(file, cli_url, file_url, url_override.clone())?;
+                self.endpoint(file, cli_url, file_url, url_override.clone(), in_list)?;
             endpoints.push(Endpoint {
                 addr: BrokerAddr {
                     host,
@@ -334,6 +335,12 @@ impl BrokerArgs {
         }
         if let Some(url) = brokers::duplicate(&endpoints) {
             bail!("broker {url} is listed twice");
+        }
+        if in_list && endpoints.iter().all(|e| e.tls.is_none()) && self.tls_files(file).is_some() {
+            bail!(
+                "--ca-file, --cert-file and --key-file need TLS, but no broker of the list \
+                 uses it: add --tls or use mqtts:// or wss:// broker URLs"
+            );
         }
         let first = endpoints.remove(0);
         let topic_prefix = self
@@ -425,15 +432,28 @@ impl BrokerArgs {
         })
     }
 
+    /// The TLS files set (flags, then the file), if any.
+    fn tls_files(&self, file: &FileConfig) -> Option<TlsFiles> {
+        let files = TlsFiles {
+            ca_file: self.ca_file.clone().or_else(|| file.ca_file.clone()),
+            cert_file: self.cert_file.clone().or_else(|| file.cert_file.clone()),
+            key_file: self.key_file.clone().or_else(|| file.key_file.clone()),
+        };
+        (files != TlsFiles::default()).then_some(files)
+    }
+
     /// Host, port, TLS and carrier of one broker: the flags' URL
     /// `cli_url`, the file's `file_url`, the specific settings of each
-    /// level and the per-call `url_override`.
+    /// level and the per-call `url_override`. `in_list`: one broker of a
+    /// list, where TLS files are for the brokers that use TLS and need not
+    /// suit every one (checked for the whole list instead).
     fn endpoint(
         &self,
         file: &FileConfig,
         cli_url: Option<&BrokerUrl>,
         file_url: Option<&BrokerUrl>,
         url_override: Option<(String, Option<u16>)>,
+        in_list: bool,
     ) -> Result<(String, u16, Option<TlsFiles>, Carrier)> {
         // Each level: its specific key, then its URL.
         let mut host = self
@@ -450,18 +470,16 @@ impl BrokerArgs {
             .or(file.tls)
             .or(file_url.map(|u| u.tls))
             .unwrap_or(false);
-        let tls_files = TlsFiles {
-            ca_file: self.ca_file.clone().or_else(|| file.ca_file.clone()),
-            cert_file: self.cert_file.clone().or_else(|| file.cert_file.clone()),
-            key_file: self.key_file.clone().or_else(|| file.key_file.clone()),
-        };
+        let tls_files = self.tls_files(file).unwrap_or_default();
+        // In a list, TLS files alone say nothing about a plain broker.
+        let files_ask_tls = !in_list && tls_files != TlsFiles::default();
         // The URL that names the broker decides how MQTT is carried.
         let url = cli_url.or(file_url);
         let carrier = url.map_or(Carrier::Tcp, |u| u.carrier.clone());
         if let Some(u) = url.filter(|u| u.carrier != Carrier::Tcp) {
             // A WebSocket URL says whether TLS is on; a TLS setting that
             // disagrees is a mistake, not something to resolve by precedence.
-            let tls_asked = tls_setting == Some(true) || tls_files != TlsFiles::default();
+            let tls_asked = tls_setting == Some(true) || files_ask_tls;
             if !u.tls && tls_asked {
                 bail!(
                     "a ws:// broker URL has no TLS, but TLS options are set (--tls, --ca-file, \
@@ -476,7 +494,7 @@ impl BrokerArgs {
             Carrier::WebSocket { .. } => url.is_some_and(|u| u.tls),
             Carrier::Tcp => tls,
         };
-        if !tls && tls_files != TlsFiles::default() {
+        if !tls && files_ask_tls {
             bail!("--ca-file, --cert-file and --key-file need TLS: add --tls or use an mqtts:// broker URL");
         }
         let default_port = match (&carrier, tls) {

@@ -211,3 +211,54 @@ fn starting_at_rotates_the_list() {
     let each: Vec<Vec<String>> = b.each().iter().map(order).collect();
     assert_eq!(each, [["a"], ["b"], ["c"]]);
 }
+
+#[test]
+fn tls_files_serve_the_tls_brokers_of_a_list() {
+    let ca = |broker: &[&str]| BrokerArgs {
+        ca_file: Some("/ca.pem".into()),
+        ..flags(broker)
+    };
+    // Plain and TLS brokers in one list: the CA file is for the TLS ones.
+    let b = ca(&["mqtts://a,mqtt://b,ws://c,wss://d"])
+        .resolve(&file(""), None, &no_env)
+        .unwrap();
+    let tls: Vec<bool> = b.endpoints().iter().map(|e| e.tls.is_some()).collect();
+    assert_eq!(tls, [true, false, false, true]);
+    assert_eq!(
+        b.endpoints()[0]
+            .tls
+            .as_ref()
+            .and_then(|t| t.ca_file.clone()),
+        Some("/ca.pem".into())
+    );
+    // No TLS broker at all: the files are a mistake, as with one broker.
+    assert_eq!(
+        urls(&ca(&["mqtt://a,ws://b"]), "", None),
+        Err(
+            "--ca-file, --cert-file and --key-file need TLS, but no broker of the list uses \
+             it: add --tls or use mqtts:// or wss:// broker URLs"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        urls(&ca(&["mqtt://a"]), "", None),
+        Err(
+            "--ca-file, --cert-file and --key-file need TLS: add --tls or use an mqtts:// \
+             broker URL"
+                .to_owned()
+        )
+    );
+    // An explicit --tls still contradicts a ws:// entry.
+    let args = BrokerArgs {
+        tls: Some(true),
+        ..flags(&["mqtts://a,ws://b"])
+    };
+    assert_eq!(
+        urls(&args, "", None),
+        Err(
+            "a ws:// broker URL has no TLS, but TLS options are set (--tls, --ca-file, \
+             --cert-file, --key-file): use wss:// or drop them"
+                .to_owned()
+        )
+    );
+}
