@@ -4,18 +4,21 @@
 //! Precedence, for every setting: flag, then environment variable, then
 //! config file, then default. A broker URL (`--broker`, `MQTT_BROKER`, `broker = "…"`) stands
 //! for host, port and TLS at its own level; a more specific setting at the
-//! same level wins over it.
+//! same level wins over it. A list of several brokers (`--broker A,B`)
+//! names each one's host, port and TLS in its URL.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+mod brokers;
 mod caps;
 mod file;
 mod liveness;
 mod secret;
 mod url;
 
+pub use brokers::{BrokerList, Endpoint};
 pub use caps::{parse_bandwidth, ByteCount, MIN_BANDWIDTH};
 pub use file::{FileConfig, Role};
 #[cfg(test)]
@@ -46,9 +49,12 @@ pub struct BrokerArgs {
 
     /// Broker as a URL: mqtt://HOST[:PORT], mqtts://HOST[:PORT] (TLS),
     /// ws://HOST[:PORT][/PATH] or wss://… (MQTT over WebSocket; ports 80
-    /// and 443, path /mqtt by default).
-    #[arg(long, env = "MQTT_BROKER", value_name = "URL")]
-    pub broker: Option<String>,
+    /// and 443, path /mqtt by default). Several, separated by commas or
+    /// with the flag repeated, are tried in order: the agent stays on the
+    /// first that answers until it fails, mqtt-proxy uses the one where the
+    /// node is online.
+    #[arg(long, env = "MQTT_BROKER", value_name = "URL[,URL…]", action = clap::ArgAction::Append)]
+    pub broker: Vec<String>,
 
     /// MQTT protocol version: 5 or 3.1.1 [default: 5, falling back to
     /// 3.1.1 when the broker refuses 5].
@@ -175,10 +181,13 @@ impl std::fmt::Display for BrokerAddr {
     }
 }
 
-/// Validated broker settings.
+/// Validated broker settings: the broker to try first (`addr`, `tls`,
+/// `carrier`) and the others of its list (`failover`).
 #[derive(Debug, Clone)]
 pub struct Broker {
     pub addr: BrokerAddr,
+    /// The brokers tried after this one, in order (a list of one: empty).
+    pub failover: Vec<Endpoint>,
     /// TLS settings when TLS is on.
     pub tls: Option<TlsFiles>,
     /// TCP or WebSocket.
@@ -205,6 +214,48 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The first broker of the list.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            addr: self.addr.clone(),
+            tls: self.tls.clone(),
+            carrier: self.carrier.clone(),
+        }
+    }
+
+    /// Every broker of the list, in order.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        std::iter::once(self.endpoint())
+            .chain(self.failover.iter().cloned())
+            .collect()
+    }
+
+    /// These settings on broker `e` alone (no failover).
+    pub fn on(&self, e: &Endpoint) -> Broker {
+        Broker {
+            addr: e.addr.clone(),
+            tls: e.tls.clone(),
+            carrier: e.carrier.clone(),
+            failover: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Every broker of the list alone, in order.
+    pub fn each(&self) -> Vec<Broker> {
+        self.endpoints().iter().map(|e| self.on(e)).collect()
+    }
+
+    /// The list started at its `first`-th broker, the others following in
+    /// the list's order, wrapping around.
+    pub fn starting_at(&self, first: usize) -> Broker {
+        let all = self.endpoints();
+        let n = all.len();
+        let mut b = self.on(&all[first % n]);
+        b.failover = (1..n).map(|k| all[(first + k) % n].clone()).collect();
+        b
+    }
+
     pub fn credentials(&self) -> Option<(&str, &str)> {
         self.user
             .as_deref()
@@ -221,73 +272,77 @@ impl BrokerArgs {
         url_override: Option<(String, Option<u16>)>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Broker> {
-        let cli_url = self.broker.as_deref().map(BrokerUrl::parse).transpose()?;
-        let file_url = file.broker.as_deref().map(BrokerUrl::parse).transpose()?;
-        // Each level: its specific key, then its URL.
-        let mut host = self
-            .host
-            .clone()
-            .or_else(|| cli_url.as_ref().map(|u| u.host.clone()))
-            .or_else(|| file.host.clone())
-            .or_else(|| file_url.as_ref().map(|u| u.host.clone()))
-            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
-        let tls_setting = self.tls.or(file.tls);
-        let tls = self
-            .tls
-            .or(cli_url.as_ref().map(|u| u.tls))
-            .or(file.tls)
-            .or(file_url.as_ref().map(|u| u.tls))
-            .unwrap_or(false);
-        let tls_files = TlsFiles {
-            ca_file: self.ca_file.clone().or_else(|| file.ca_file.clone()),
-            cert_file: self.cert_file.clone().or_else(|| file.cert_file.clone()),
-            key_file: self.key_file.clone().or_else(|| file.key_file.clone()),
+        let cli_urls = brokers::parse_list(&self.broker, "--broker")?;
+        let file_urls = match &file.broker {
+            Some(l) => brokers::parse_list(&l.0, "key 'broker'")?,
+            None => Vec::new(),
         };
-        // The URL that names the broker decides how MQTT is carried.
-        let url = cli_url.as_ref().or(file_url.as_ref());
-        let carrier = url.map_or(Carrier::Tcp, |u| u.carrier.clone());
-        if let Some(u) = url.filter(|u| u.carrier != Carrier::Tcp) {
-            // A WebSocket URL says whether TLS is on; a TLS setting that
-            // disagrees is a mistake, not something to resolve by precedence.
-            let tls_asked = tls_setting == Some(true) || tls_files != TlsFiles::default();
-            if !u.tls && tls_asked {
+        if url_override.is_some() && cli_urls.len() > 1 {
+            bail!(
+                "NODE@HOST names one broker; it cannot be combined with a list of brokers \
+                 (--broker, MQTT_BROKER)"
+            );
+        }
+        // The list at the highest level that has one; NODE@HOST picks its
+        // first broker's scheme and replaces its host.
+        let mut pairs: Vec<(Option<&BrokerUrl>, Option<&BrokerUrl>)> = if !cli_urls.is_empty() {
+            cli_urls.iter().map(|u| (Some(u), None)).collect()
+        } else if !file_urls.is_empty() {
+            file_urls.iter().map(|u| (None, Some(u))).collect()
+        } else {
+            vec![(None, None)]
+        };
+        if url_override.is_some() {
+            pairs.truncate(1);
+        }
+        if pairs.len() > 1 {
+            let one_broker = if cli_urls.is_empty() {
+                file.host.is_some()
+                    || file.port.is_some()
+                    || self.host.is_some()
+                    || self.port.is_some()
+            } else {
+                self.host.is_some() || self.port.is_some()
+            };
+            if one_broker {
                 bail!(
-                    "a ws:// broker URL has no TLS, but TLS options are set (--tls, --ca-file, \
-                     --cert-file, --key-file): use wss:// or drop them"
+                    "--host and --port (MQTT_HOST, MQTT_PORT, keys 'host' and 'port') name one \
+                     broker: with a list of brokers, give each its host and port in its URL"
                 );
             }
-            if u.tls && tls_setting == Some(false) {
-                bail!("a wss:// broker URL needs TLS, but TLS is turned off (--tls=false)");
-            }
         }
-        let tls = match &carrier {
-            Carrier::WebSocket { .. } => url.is_some_and(|u| u.tls),
-            Carrier::Tcp => tls,
-        };
-        if !tls && tls_files != TlsFiles::default() {
-            bail!("--ca-file, --cert-file and --key-file need TLS: add --tls or use an mqtts:// broker URL");
+        let user = self
+            .user
+            .clone()
+            .or_else(|| env("MQTT_USERNAME"))
+            .or_else(|| file.user.clone())
+            .filter(|u| !u.is_empty());
+        let in_list = pairs.len() > 1;
+        let mut endpoints = Vec::with_capacity(pairs.len());
+        for (cli_url, file_url) in pairs {
+            let (host, port, tls, carrier) =
+                self.endpoint(file, cli_url, file_url, url_override.clone(), in_list)?;
+            endpoints.push(Endpoint {
+                addr: BrokerAddr {
+                    host,
+                    port,
+                    tls_trust: tls.as_ref().map(TlsFiles::trust),
+                    login: user.is_some(),
+                },
+                tls,
+                carrier,
+            });
         }
-        let default_port = match (&carrier, tls) {
-            (Carrier::Tcp, false) => PORT_PLAIN,
-            (Carrier::Tcp, true) => PORT_TLS,
-            (Carrier::WebSocket { .. }, false) => PORT_WS,
-            (Carrier::WebSocket { .. }, true) => PORT_WSS,
-        };
-        let mut port = self
-            .port
-            .or(cli_url.as_ref().and_then(|u| u.port))
-            .or(file.port)
-            .or(file_url.as_ref().and_then(|u| u.port))
-            .unwrap_or(default_port);
-        if let Some((h, p)) = url_override {
-            host = h;
-            if let Some(p) = p {
-                port = p;
-            }
+        if let Some(url) = brokers::duplicate(&endpoints) {
+            bail!("broker {url} is listed twice");
         }
-        if port == 0 {
-            bail!("invalid port 0");
+        if in_list && endpoints.iter().all(|e| e.tls.is_none()) && self.tls_files(file).is_some() {
+            bail!(
+                "--ca-file, --cert-file and --key-file need TLS, but no broker of the list \
+                 uses it: add --tls or use mqtts:// or wss:// broker URLs"
+            );
         }
+        let first = endpoints.remove(0);
         let topic_prefix = self
             .topic_prefix
             .clone()
@@ -308,12 +363,6 @@ impl BrokerArgs {
                 "invalid client id prefix {client_id_prefix:?}: use letters, digits, '.', '_' and '-'"
             );
         }
-        let user = self
-            .user
-            .clone()
-            .or_else(|| env("MQTT_USERNAME"))
-            .or_else(|| file.user.clone())
-            .filter(|u| !u.is_empty());
         let env_password = env("MQTT_PASSWORD").filter(|p| !p.is_empty());
         let password = match (&self.password_file, env_password, &file.password_file) {
             (Some(path), _, _) => Some(read_password_file(path)?),
@@ -364,14 +413,10 @@ impl BrokerArgs {
                 .transpose()?,
         };
         Ok(Broker {
-            addr: BrokerAddr {
-                host,
-                port,
-                tls_trust: tls.then(|| tls_files.trust()),
-                login: user.is_some(),
-            },
-            tls: tls.then_some(tls_files),
-            carrier,
+            addr: first.addr,
+            failover: endpoints,
+            tls: first.tls,
+            carrier: first.carrier,
             http_proxy,
             mqtt_version,
             max_message_size,
@@ -385,6 +430,95 @@ impl BrokerArgs {
             max_publish_rate,
             max_bandwidth,
         })
+    }
+
+    /// The TLS files set (flags, then the file), if any.
+    fn tls_files(&self, file: &FileConfig) -> Option<TlsFiles> {
+        let files = TlsFiles {
+            ca_file: self.ca_file.clone().or_else(|| file.ca_file.clone()),
+            cert_file: self.cert_file.clone().or_else(|| file.cert_file.clone()),
+            key_file: self.key_file.clone().or_else(|| file.key_file.clone()),
+        };
+        (files != TlsFiles::default()).then_some(files)
+    }
+
+    /// Host, port, TLS and carrier of one broker: the flags' URL
+    /// `cli_url`, the file's `file_url`, the specific settings of each
+    /// level and the per-call `url_override`. `in_list`: one broker of a
+    /// list, where TLS files are for the brokers that use TLS and need not
+    /// suit every one (checked for the whole list instead).
+    fn endpoint(
+        &self,
+        file: &FileConfig,
+        cli_url: Option<&BrokerUrl>,
+        file_url: Option<&BrokerUrl>,
+        url_override: Option<(String, Option<u16>)>,
+        in_list: bool,
+    ) -> Result<(String, u16, Option<TlsFiles>, Carrier)> {
+        // Each level: its specific key, then its URL.
+        let mut host = self
+            .host
+            .clone()
+            .or_else(|| cli_url.map(|u| u.host.clone()))
+            .or_else(|| file.host.clone())
+            .or_else(|| file_url.map(|u| u.host.clone()))
+            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+        let tls_setting = self.tls.or(file.tls);
+        let tls = self
+            .tls
+            .or(cli_url.map(|u| u.tls))
+            .or(file.tls)
+            .or(file_url.map(|u| u.tls))
+            .unwrap_or(false);
+        let tls_files = self.tls_files(file).unwrap_or_default();
+        // In a list, TLS files alone say nothing about a plain broker.
+        let files_ask_tls = !in_list && tls_files != TlsFiles::default();
+        // The URL that names the broker decides how MQTT is carried.
+        let url = cli_url.or(file_url);
+        let carrier = url.map_or(Carrier::Tcp, |u| u.carrier.clone());
+        if let Some(u) = url.filter(|u| u.carrier != Carrier::Tcp) {
+            // A WebSocket URL says whether TLS is on; a TLS setting that
+            // disagrees is a mistake, not something to resolve by precedence.
+            let tls_asked = tls_setting == Some(true) || files_ask_tls;
+            if !u.tls && tls_asked {
+                bail!(
+                    "a ws:// broker URL has no TLS, but TLS options are set (--tls, --ca-file, \
+                     --cert-file, --key-file): use wss:// or drop them"
+                );
+            }
+            if u.tls && tls_setting == Some(false) {
+                bail!("a wss:// broker URL needs TLS, but TLS is turned off (--tls=false)");
+            }
+        }
+        let tls = match &carrier {
+            Carrier::WebSocket { .. } => url.is_some_and(|u| u.tls),
+            Carrier::Tcp => tls,
+        };
+        if !tls && files_ask_tls {
+            bail!("--ca-file, --cert-file and --key-file need TLS: add --tls or use an mqtts:// broker URL");
+        }
+        let default_port = match (&carrier, tls) {
+            (Carrier::Tcp, false) => PORT_PLAIN,
+            (Carrier::Tcp, true) => PORT_TLS,
+            (Carrier::WebSocket { .. }, false) => PORT_WS,
+            (Carrier::WebSocket { .. }, true) => PORT_WSS,
+        };
+        let mut port = self
+            .port
+            .or(cli_url.and_then(|u| u.port))
+            .or(file.port)
+            .or(file_url.and_then(|u| u.port))
+            .unwrap_or(default_port);
+        if let Some((h, p)) = url_override {
+            host = h;
+            if let Some(p) = p {
+                port = p;
+            }
+        }
+        if port == 0 {
+            bail!("invalid port 0");
+        }
+        Ok((host, port, tls.then_some(tls_files), carrier))
     }
 
     /// The log filter when RUST_LOG is unset.

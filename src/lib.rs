@@ -28,10 +28,13 @@
 //!   `mqtt::pacer` keeps to a hosted broker's per-connection rate caps,
 //!   `mqtt::size` finds a packet size limit from disconnects,
 //!   `mqtt::socket` tunes rumqttc's socket (acks at once, probes a silent
-//!   link), `mqtt::versions` remembers which version each broker spoke.
+//!   link), `mqtt::versions` remembers which version each broker spoke,
+//!   `mqtt::failover` picks the broker of a list to connect to, without
+//!   I/O.
 //! - `config`: flags, environment and validated settings; `config::file`
 //!   reads the config file, `config::liveness` the probing and resume
 //!   timeouts, `config::url` parses broker and proxy URLs,
+//!   `config::brokers` lists of them,
 //!   `config::secret` keeps passwords out of `Debug`.
 //! - `tls`: rustls client configuration and TLS error messages.
 //! - `auth`: token buckets for admission, the challenge lifetime.
@@ -45,22 +48,27 @@
 //!   decisions (`agent::dispatch`), the session task (`agent::session`), and
 //!   what they share (`agent::ctx`).
 //! - `proxy`: `mqtt-proxy <node>`: its arguments and settings
-//!   (`proxy::args`), the opening handshake without I/O (`proxy::opening`),
+//!   (`proxy::args`), with a list of brokers which one a session uses,
+//!   decided without I/O (`proxy::choice`) from the node's presence on
+//!   each (`proxy::lookup`, through `list`), the opening handshake without
+//!   I/O (`proxy::opening`),
 //!   the session run that drives the opening and then carries the session
 //!   on stdio (`proxy::session`), and the one-line failures
 //!   (`proxy::error`).
 //! - `list`: `mqtt-proxy --list` (complete or an error) and `--forget`:
 //!   what a pass counts, when passes agree and whether a node may be
 //!   forgotten, without I/O (`list::pass`), the broker talk that carries
-//!   it out (`list::broker`), which nodes are printed (`list::filter`) and
-//!   how (`list::render`).
+//!   it out (`list::broker`), the merge of several brokers' listings
+//!   (`list::merge`), which nodes are printed (`list::filter`) and how
+//!   (`list::render`).
 //! - `stdio`: the proxy's end of the ssh pipes.
 //! - `notify`: systemd readiness notification (the `sd-notify` crate).
 //! - `logging`: `tracing` to stderr.
 //! - `heap`: glibc keeps freed buffers for reuse (set at start-up).
 //!
 //! Imports run one way, with no loops: the roles (`agent`, `proxy`, `list`)
-//! use `tunnel`, `mqtt`, `config` and `protocol`; `tunnel` uses `stream` and
+//! use `tunnel`, `mqtt`, `config` and `protocol`, and `proxy` uses `list`
+//! to look a node up on a list of brokers; `tunnel` uses `stream` and
 //! `mqtt`; `stream` and `mqtt` use `protocol`; `mqtt` uses `config`;
 //! `config` uses neither. Inside `agent`, `proxy`, `list`, `protocol`,
 //! `stream`, `mqtt` and `config`, the parent uses its parts and

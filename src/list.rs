@@ -12,14 +12,16 @@
 //!
 //! `pass` holds these rules without I/O (what a pass counts, when it is
 //! over, when passes agree, whether a node may be forgotten), `broker` the
-//! connection that carries them out, `filter` and `render` what is printed.
+//! connection that carries them out, `merge` the listings of several
+//! brokers, `filter` and `render` what is printed.
 
 mod broker;
 mod filter;
+mod merge;
 mod pass;
 mod render;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 pub use filter::{Filter, Selection};
 pub use pass::{marker_topic, Node};
@@ -32,7 +34,7 @@ use crate::protocol::Topics;
 pub async fn run(broker: &Broker, json: bool, filter: &Filter) -> Result<()> {
     // Before connecting: a bad pattern needs no broker to be reported.
     let keep = filter.compile()?;
-    let nodes: Vec<Node> = collect(broker)
+    let nodes: Vec<Node> = collect_all(broker)
         .await?
         .into_iter()
         .filter(|n| keep.keeps(n))
@@ -45,8 +47,42 @@ pub async fn run(broker: &Broker, json: bool, filter: &Filter) -> Result<()> {
     Ok(())
 }
 
-/// Every node with a retained presence message under the prefix, by id.
+/// With a list of brokers, every broker's listing at once, merged: one row
+/// per node, the newest presence (`merge`). A broker that does not answer
+/// is named in one warning line while another answers; if none does, that
+/// is the error.
+pub async fn collect_all(broker: &Broker) -> Result<Vec<Node>> {
+    if broker.failover.is_empty() {
+        return collect(broker).await;
+    }
+    let tasks: Vec<_> = broker
+        .each()
+        .into_iter()
+        .map(|b| tokio::spawn(async move { (b.endpoint().url(), collect(&b).await) }))
+        .collect();
+    let mut listings = Vec::new();
+    let mut failed = Vec::new();
+    for task in tasks {
+        let (url, result) = task.await.context("a broker's listing task failed")?;
+        match result {
+            Ok(nodes) => listings.push((url, nodes)),
+            Err(e) => failed.push((url, format!("{e:#}"))),
+        }
+    }
+    if listings.is_empty() {
+        let all: Vec<String> = failed.iter().map(|(u, e)| format!("{u} ({e})")).collect();
+        bail!("no broker answered: {}", all.join(", "));
+    }
+    for (url, e) in failed {
+        tracing::warn!("broker {url} did not answer ({e}); listing the others");
+    }
+    Ok(merge::merge(listings))
+}
+
+/// Every node with a retained presence message under the prefix, by id,
+/// on `broker` (its first broker only).
 pub async fn collect(broker: &Broker) -> Result<Vec<Node>> {
+    let broker = &broker.on(&broker.endpoint());
     let filter = format!("{}/+/presence", broker.topic_prefix);
     let mut conn = broker::Conn::open(broker, &filter).await?;
     let result = conn.complete_listing(&filter).await;
@@ -54,10 +90,22 @@ pub async fn collect(broker: &Broker) -> Result<Vec<Node>> {
     Ok(result?.nodes.into_values().collect())
 }
 
+/// `node`'s presence on `broker` (its first broker only), from one pass on
+/// its presence topic: for `mqtt-proxy NODE` with a list of brokers.
+pub async fn presence(broker: &Broker, node: &str) -> Result<Option<Node>> {
+    let topic = Topics::new(&broker.topic_prefix, node).presence();
+    let mut conn = broker::Conn::open(&broker.on(&broker.endpoint()), &topic).await?;
+    let result = conn.pass(None).await;
+    conn.close().await;
+    Ok(result?.nodes.remove(node))
+}
+
 /// Remove `node`'s retained presence (an empty retained publish), then check
 /// that the broker did: over MQTT 3.1.1 a broker drops a publish its ACL
 /// forbids without telling the publisher.
+/// With a list of brokers, on the first one only.
 pub async fn forget(broker: &Broker, node: &str) -> Result<()> {
+    let broker = &broker.on(&broker.endpoint());
     let topic = Topics::new(&broker.topic_prefix, node).presence();
     let mut conn = broker::Conn::open(broker, &topic).await?;
     let result = conn.forget(node, &topic).await;

@@ -104,6 +104,7 @@ fn node(prefix: &str, id: &str, online: bool, since: u64) -> ((String, Vec<u8>),
         since,
         instance,
         sessions,
+        broker: None,
     };
     ((format!("{prefix}/{id}/presence"), json.into_bytes()), row)
 }
@@ -167,6 +168,7 @@ fn json_rows(json: &str) -> Vec<Node> {
             since: r["since"].as_u64().expect("since"),
             instance: r["instance"].as_str().expect("instance").to_owned(),
             sessions: r["sessions"].as_u64().map(|n| n as u32),
+            broker: r["broker"].as_str().map(str::to_owned),
         })
         .collect()
 }

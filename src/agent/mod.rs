@@ -61,6 +61,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         instance: instance.clone(),
         since: unix_now(),
         announced: None,
+        published_at: None,
     };
     // A client id of its own per process: two agents with one node id must
     // not kick each other off the broker in a loop (see `on_presence`).
@@ -96,7 +97,8 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut presence_tick = tokio::time::interval(PRESENCE_UPDATE);
     presence_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(node = %cfg.node_id, broker = %cfg.broker.addr, target = %cfg.target, "agent starting");
+    let brokers: Vec<String> = cfg.broker.endpoints().iter().map(|e| e.url()).collect();
+    tracing::info!(node = %cfg.node_id, brokers = %brokers.join(","), target = %cfg.target, "agent starting");
     loop {
         tokio::select! {
             Some(p) = incoming.recv() => {
@@ -118,7 +120,8 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
             Some(note) = notes.recv() => d.note(note),
             _ = presence_tick.tick() => {
                 if matches!(*state.borrow(), LinkState::Up { .. }) {
-                    announcer.update(&ctx.client, d.len(), false);
+                    let renew = announcer.renew_due(tokio::time::Instant::now());
+                    announcer.update(&ctx.client, d.len(), renew);
                 }
             }
             changed = state.changed() => {
@@ -133,10 +136,14 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
                     LinkState::Up { generation } => {
                         // Retained presence may be gone (broker restarted
                         // without persistence) or our last will: announce.
+                        // With a list of brokers this may be another one
+                        // than before: a fresh `since` is what tells a
+                        // client which broker's "online" is current
+                        // (docs/failover.md).
                         announcer.since = unix_now();
                         announcer.update(&ctx.client, d.len(), true);
                         tracing::info!(
-                            node = %cfg.node_id, broker = %cfg.broker.addr, generation, sessions = d.len(),
+                            node = %cfg.node_id, broker = %ctx.client.broker_url(), generation, sessions = d.len(),
                             "agent is online");
                         crate::notify::notify(&[NotifyState::Ready, NotifyState::Status("online")]);
                     }

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use super::ctx::{drop_msg, Ctx};
 use crate::mqtt::{Client, Message, QoS};
@@ -12,6 +13,18 @@ use crate::protocol::Presence;
 /// Shortest interval between two presence updates for a changed session
 /// count: a burst of 50 opens costs one retained publish, not 50.
 pub(super) const PRESENCE_UPDATE: Duration = Duration::from_secs(1);
+/// How long a broker keeps the agent's "online" once the agent stops
+/// renewing it (MQTT 5's Message Expiry Interval; over MQTT 3.1.1 it never
+/// expires). A broker the agent left (a list of brokers, issue 25) normally
+/// replaces it with the agent's last will within 1.5 × the keepalive; one
+/// that crashed with persistence on comes back with the "online" and no
+/// will to publish, and drops it within this. Renewed every
+/// [`PRESENCE_RENEW`]: one retained publish per agent every 15 min, where
+/// the keepalive already costs one ping a minute.
+pub(super) const PRESENCE_EXPIRY: Duration = Duration::from_secs(30 * 60);
+/// How often the agent renews its "online": half the expiry, so one lost
+/// renewal does not let it expire.
+pub(super) const PRESENCE_RENEW: Duration = Duration::from_secs(15 * 60);
 
 pub(super) fn unix_now() -> u64 {
     SystemTime::now()
@@ -27,6 +40,8 @@ pub(super) struct Announcer {
     pub(super) since: u64,
     /// The session count last published.
     pub(super) announced: Option<usize>,
+    /// When "online" was last published.
+    pub(super) published_at: Option<Instant>,
 }
 
 impl Announcer {
@@ -43,17 +58,29 @@ impl Announcer {
     }
 
     /// Announce `online` with `sessions`, unless (without `force`) that is
-    /// what was announced last.
+    /// what was announced last; it expires after [`PRESENCE_EXPIRY`].
     pub(super) fn update(&mut self, client: &Client, sessions: usize, force: bool) {
         if !force && self.announced == Some(sessions) {
             return;
         }
         let payload = self.payload("online", Some(sessions));
-        self.announced = match client.try_publish(&self.topic, QoS::AtLeastOnce, true, payload) {
-            Ok(()) => Some(sessions),
+        let expiry = Some(PRESENCE_EXPIRY);
+        let sent =
+            client.try_publish_expiring(&self.topic, QoS::AtLeastOnce, true, payload, expiry);
+        self.announced = match sent {
+            Ok(()) => {
+                self.published_at = Some(Instant::now());
+                Some(sessions)
+            }
             // Request queue full: the next tick tries again.
             Err(_) => None,
         };
+    }
+
+    /// Whether "online" is due to be renewed at `now`, before it expires.
+    pub(super) fn renew_due(&self, now: Instant) -> bool {
+        self.published_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= PRESENCE_RENEW)
     }
 }
 
@@ -92,3 +119,6 @@ pub(super) fn on_presence(ctx: &Ctx, instance: &str, p: &Message) -> Result<bool
     tracing::info!(other = %pr.instance, "another instance's offline notice; announcing again");
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests;

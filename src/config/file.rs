@@ -15,7 +15,7 @@ use super::url::MqttVersion;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileConfig {
-    pub broker: Option<String>,
+    pub broker: Option<super::brokers::BrokerList>,
     pub mqtt_version: Option<MqttVersion>,
     pub max_message_size: Option<u32>,
     pub http_proxy: Option<String>,

@@ -34,7 +34,7 @@ fn precedence_flag_env_over_file_over_default() {
         ),
         (
             BrokerArgs {
-                broker: Some("mqtt://u:1234".into()),
+                broker: vec!["mqtt://u:1234".into()],
                 ..Default::default()
             },
             "host = \"f\"\nport = 2",
@@ -45,7 +45,7 @@ fn precedence_flag_env_over_file_over_default() {
         (
             // A specific flag beats the URL at the same level.
             BrokerArgs {
-                broker: Some("mqtt://u:1234".into()),
+                broker: vec!["mqtt://u:1234".into()],
                 port: Some(99),
                 ..Default::default()
             },
@@ -181,14 +181,14 @@ fn invalid_values_are_refused() {
         ),
         (
             BrokerArgs {
-                broker: Some("http://x".into()),
+                broker: vec!["http://x".into()],
                 ..Default::default()
             },
             "invalid broker URL",
         ),
         (
             BrokerArgs {
-                broker: Some("mqtt://x:0".into()),
+                broker: vec!["mqtt://x:0".into()],
                 ..Default::default()
             },
             "invalid broker URL",
@@ -210,7 +210,7 @@ fn invalid_values_are_refused() {
 #[test]
 fn tls_settings() {
     let b = BrokerArgs {
-        broker: Some("mqtts://h".into()),
+        broker: vec!["mqtts://h".into()],
         ..Default::default()
     }
     .resolve(&file(""), None, &no_env)
@@ -282,7 +282,7 @@ fn websocket_urls() {
     // Default ports, and what the rest of the program sees.
     let resolve = |args: BrokerArgs| args.resolve(&file(""), None, &no_env);
     let b = resolve(BrokerArgs {
-        broker: Some("ws://h".into()),
+        broker: vec!["ws://h".into()],
         ..Default::default()
     })
     .unwrap();
@@ -291,7 +291,7 @@ fn websocket_urls() {
         (80, true, ws("/mqtt"))
     );
     let b = resolve(BrokerArgs {
-        broker: Some("wss://h/p".into()),
+        broker: vec!["wss://h/p".into()],
         ..Default::default()
     })
     .unwrap();
@@ -321,13 +321,13 @@ fn ws_with_tls_options_is_a_contradiction() {
         },
     ] {
         let args = BrokerArgs {
-            broker: Some("ws://h".into()),
+            broker: vec!["ws://h".into()],
             ..args
         };
         assert_eq!(resolve(args), Err(ws_msg.to_owned()));
     }
     let args = BrokerArgs {
-        broker: Some("wss://h".into()),
+        broker: vec!["wss://h".into()],
         tls: Some(false),
         ..Default::default()
     };
@@ -465,6 +465,7 @@ fn secret_debug_is_masked() {
             tls_trust: None,
             login: true,
         },
+        failover: Vec::new(),
         tls: None,
         carrier: Carrier::Tcp,
         http_proxy: Some(HttpProxy::parse("http://pu:pw%21secret@proxy:3128").unwrap()),

@@ -74,6 +74,9 @@ pub struct Node {
     pub instance: String,
     /// Open sessions, if the agent is online and announces them.
     pub sessions: Option<u32>,
+    /// With a list of brokers: the broker this row comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
 }
 
 impl Node {
@@ -142,6 +145,7 @@ impl Pass {
                 since: pr.since,
                 instance: pr.instance,
                 sessions,
+                broker: None,
             },
         );
     }

@@ -3,21 +3,33 @@
 use super::pass::Node;
 
 /// A human-readable table.
+/// With a list of brokers, a last column says which broker each row
+/// comes from.
 pub fn table(nodes: &[Node]) -> String {
-    let rows: Vec<[String; 5]> = nodes
+    let brokers = nodes.iter().any(|n| n.broker.is_some());
+    let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
-            [
+            let mut row = vec![
                 n.node.clone(),
                 n.status.clone(),
                 n.sessions.map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 n.version.clone(),
                 utc(n.since),
-            ]
+            ];
+            if brokers {
+                row.push(n.broker.clone().unwrap_or_default());
+            }
+            row
         })
         .collect();
-    let header = ["NODE", "STATUS", "SESSIONS", "VERSION", "SINCE"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
+    let mut header: Vec<String> = ["NODE", "STATUS", "SESSIONS", "VERSION", "SINCE"]
+        .map(String::from)
+        .to_vec();
+    if brokers {
+        header.push("BROKER".to_owned());
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.len());
@@ -27,8 +39,8 @@ pub fn table(nodes: &[Node]) -> String {
     for r in std::iter::once(&header).chain(&rows) {
         let line: Vec<String> = r
             .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .zip(&widths)
+            .map(|(c, &w)| format!("{c:<w$}"))
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');

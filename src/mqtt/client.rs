@@ -2,7 +2,7 @@
 //! [`Client`] that publishes and subscribes, and the messages it receives,
 //! the same whichever MQTT version the connection speaks.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -95,6 +95,9 @@ pub(super) struct Shared {
     pub(super) link_rtt_us: AtomicU64,
     /// The message size last logged as discovered, so each is logged once.
     logged_size: AtomicU32,
+    /// The brokers of the list, as URLs, and which one is in use.
+    broker_urls: Vec<String>,
+    pub(super) broker: AtomicUsize,
     /// The connection's socket, when found: the connection task tunes it,
     /// [`Client::replace_connection`] ends it.
     pub(super) socket: std::sync::Mutex<BrokerSocket>,
@@ -106,6 +109,7 @@ pub(super) struct Request {
     qos: QoS,
     retain: bool,
     payload: Bytes,
+    expiry: Option<u32>,
 }
 
 /// Publishes that did not want to wait (control frames, presence) queued
@@ -121,6 +125,7 @@ impl Shared {
         inner: Inner,
         caps: Caps,
         recv_max_packet: Option<u32>,
+        broker_urls: Vec<String>,
     ) -> (Shared, Option<mpsc::Receiver<Request>>) {
         let pacer = Pacer::new(caps, Instant::now());
         let (control, rx) = match pacer {
@@ -139,6 +144,8 @@ impl Shared {
             largest_packet: AtomicU32::new(0),
             link_rtt_us: AtomicU64::new(0),
             logged_size: AtomicU32::new(0),
+            broker_urls,
+            broker: AtomicUsize::new(0),
             socket: std::sync::Mutex::new(BrokerSocket::default()),
             pacer: pacer.map(Mutex::new),
             caps_max_packet: pacer::max_packet(caps),
@@ -257,6 +264,13 @@ impl Client {
         over
     }
 
+    /// The broker in use (or being tried) as a URL, for messages: with a
+    /// list of brokers, the connection moves along it (`mqtt::failover`).
+    pub fn broker_url(&self) -> String {
+        let i = self.shared.broker.load(Ordering::Relaxed);
+        self.shared.broker_urls.get(i).cloned().unwrap_or_default()
+    }
+
     /// Whether the connection has rate caps (every publish counts).
     pub fn paced(&self) -> bool {
         self.shared.pacer.is_some()
@@ -304,7 +318,7 @@ impl Client {
             return Ok(());
         }
         self.pace(&topic, payload.len()).await;
-        self.enqueue(topic, qos, retain, payload).await
+        self.enqueue(topic, qos, retain, payload, None).await
     }
 
     /// [`Client::publish`] that waits at most `queue_wait` for room in the
@@ -324,19 +338,22 @@ impl Client {
             return Ok(true);
         }
         self.pace(&topic, payload.len()).await;
-        match tokio::time::timeout(queue_wait, self.enqueue(topic, qos, retain, payload)).await {
+        let queued = self.enqueue(topic, qos, retain, payload, None);
+        match tokio::time::timeout(queue_wait, queued).await {
             Ok(r) => r.map(|()| true),
             Err(_) => Ok(false),
         }
     }
 
     /// Hand a publish to the event loop, waiting for room in its queue.
+    /// `expiry`: MQTT 5's Message Expiry Interval in seconds, if any.
     async fn enqueue(
         &self,
         topic: String,
         qos: QoS,
         retain: bool,
         payload: Bytes,
+        expiry: Option<u32>,
     ) -> Result<(), TaskEnded> {
         loop {
             // Checked again after a replacement: the limit may have fallen
@@ -351,10 +368,22 @@ impl Client {
                     .publish_bytes(topic.clone(), v4_qos(qos), retain, payload.clone())
                     .await
                     .is_ok(),
-                Inner::V5(c) => c
-                    .publish_bytes(topic.clone(), v5_qos(qos), retain, payload.clone())
-                    .await
-                    .is_ok(),
+                Inner::V5(c) => match expiry {
+                    None => c
+                        .publish_bytes(topic.clone(), v5_qos(qos), retain, payload.clone())
+                        .await
+                        .is_ok(),
+                    Some(e) => c
+                        .publish_with_properties(
+                            topic.clone(),
+                            v5_qos(qos),
+                            retain,
+                            payload.clone(),
+                            expiring(e),
+                        )
+                        .await
+                        .is_ok(),
+                },
             };
             if sent {
                 return Ok(());
@@ -375,6 +404,21 @@ impl Client {
         retain: bool,
         payload: impl Into<Bytes>,
     ) -> Result<(), TaskEnded> {
+        self.try_publish_expiring(topic, qos, retain, payload, None)
+    }
+
+    /// [`Client::try_publish`] with MQTT 5's Message Expiry Interval: the
+    /// broker drops the message (a retained one too) `expiry` after it was
+    /// published. Over MQTT 3.1.1 it never expires.
+    pub fn try_publish_expiring(
+        &self,
+        topic: impl Into<String>,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Bytes>,
+        expiry: Option<Duration>,
+    ) -> Result<(), TaskEnded> {
+        let expiry = expiry.map(|e| u32::try_from(e.as_secs()).unwrap_or(u32::MAX));
         let topic = topic.into();
         let payload = payload.into();
         if self.too_large(&topic, payload.len()) {
@@ -386,6 +430,7 @@ impl Client {
                 qos,
                 retain,
                 payload,
+                expiry,
             };
             return control.try_send(req).map_err(|_| TaskEnded);
         }
@@ -394,7 +439,12 @@ impl Client {
             Inner::V4(c) => c
                 .try_publish(topic, v4_qos(qos), retain, payload.to_vec())
                 .is_ok(),
-            Inner::V5(c) => c.try_publish(topic, v5_qos(qos), retain, payload).is_ok(),
+            Inner::V5(c) => match expiry {
+                None => c.try_publish(topic, v5_qos(qos), retain, payload).is_ok(),
+                Some(e) => c
+                    .try_publish_with_properties(topic, v5_qos(qos), retain, payload, expiring(e))
+                    .is_ok(),
+            },
         };
         sent.then_some(()).ok_or(TaskEnded)
     }
@@ -457,6 +507,14 @@ impl Client {
     }
 }
 
+/// MQTT 5 publish properties with only a Message Expiry Interval.
+fn expiring(secs: u32) -> rumqttc::v5::mqttbytes::v5::PublishProperties {
+    rumqttc::v5::mqttbytes::v5::PublishProperties {
+        message_expiry_interval: Some(secs),
+        ..Default::default()
+    }
+}
+
 fn v4_filters(filters: &[String], qos: QoS) -> impl Iterator<Item = rumqttc::SubscribeFilter> + '_ {
     filters
         .iter()
@@ -481,11 +539,12 @@ pub(super) async fn send_control(shared: Weak<Shared>, mut queue: mpsc::Receiver
             return;
         };
         let client = Client { shared };
-        if client
-            .publish(r.topic, r.qos, r.retain, r.payload)
-            .await
-            .is_err()
-        {
+        if client.too_large(&r.topic, r.payload.len()) {
+            continue;
+        }
+        client.pace(&r.topic, r.payload.len()).await;
+        let queued = client.enqueue(r.topic, r.qos, r.retain, r.payload, r.expiry);
+        if queued.await.is_err() {
             return;
         }
     }

@@ -77,8 +77,12 @@ pub(super) struct Will {
 #[derive(Clone)]
 pub struct Options {
     pub(super) client_id: String,
+    /// The broker being connected to, alone (no failover list).
     pub(super) broker: Broker,
     pub(super) tls: Option<Arc<rustls::ClientConfig>>,
+    /// Every broker of the list, in order, each alone with its TLS
+    /// configuration; `broker` and `tls` are one of them.
+    pub(super) brokers: Vec<(Broker, Option<Arc<rustls::ClientConfig>>)>,
     pub(super) will: Option<Will>,
     /// MQTT keepalive; `mqtt::KEEP_ALIVE` (15 s) unless set.
     pub(super) keep_alive: Duration,

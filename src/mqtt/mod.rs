@@ -19,6 +19,8 @@
 //!   that died silently is replaced within seconds.
 //! - `versions`: the MQTT version each broker spoke, remembered in the
 //!   user's cache directory (`mqtt-proxy` only).
+//! - `failover`: which broker of a list the connection uses, and when it
+//!   moves to the next, without I/O.
 //!
 //! MQTT 5 is the default; a broker that refuses it gets 3.1.1 (decided
 //! once per process, before the first connection is up).
@@ -26,6 +28,7 @@
 mod client;
 mod describe;
 mod engine;
+mod failover;
 pub mod pacer;
 mod size;
 mod socket;
@@ -44,6 +47,7 @@ use crate::protocol::Delivery;
 pub use client::{Client, Message, QoS, TaskEnded};
 pub use engine::Options;
 use engine::{Engine, Ev, V5Verdict, Version};
+use failover::{Failover, Outcome};
 use pacer::Caps;
 pub use versions::Remembered;
 
@@ -119,16 +123,20 @@ pub struct Mqtt {
 
 /// Options common to agent and proxy. Fails on unusable TLS files, before
 /// anything connects.
+/// With a list of brokers, the connection starts on `broker`'s first and
+/// moves along the list when it fails (`failover`).
 pub fn options(client_id: &str, broker: &Broker) -> anyhow::Result<Options> {
-    let tls = broker
-        .tls
-        .as_ref()
-        .map(crate::tls::client_config)
-        .transpose()?;
+    let mut brokers = Vec::new();
+    for b in broker.each() {
+        let tls = b.tls.as_ref().map(crate::tls::client_config).transpose()?;
+        brokers.push((b, tls));
+    }
+    let (first, tls) = brokers[0].clone();
     Ok(Options {
         client_id: client_id.to_owned(),
-        broker: broker.clone(),
+        broker: first,
         tls,
+        brokers,
         will: None,
         keep_alive: KEEP_ALIVE,
         remembered: None,
@@ -154,22 +162,23 @@ impl Mqtt {
         incoming: mpsc::Sender<Message>,
         inbox: Inbox,
     ) -> Mqtt {
-        let remembered = options.remembered.as_ref();
-        let version = match options.broker.mqtt_version {
-            // A broker known to speak only 3.1.1 is not probed again.
-            MqttVersion::Auto => remembered
-                .and_then(|r| r.get(&options.broker))
-                .unwrap_or(Version::V5),
-            MqttVersion::V5 => Version::V5,
-            MqttVersion::V311 => Version::V311,
-        };
+        let version = first_version(&options.broker, options.remembered.as_ref());
         let probe = options.broker.mqtt_version == MqttVersion::Auto && version == Version::V5;
         let (inner, engine) = Engine::new(version, &options, probe);
-        let (shared, control) = client::Shared::new(
-            inner,
-            Caps::of(&options.broker),
-            engine::carrier_max_packet(&options.broker.carrier),
-        );
+        // What every broker of the list carries well: the peer is told
+        // once, in the opening.
+        let recv_max_packet = options
+            .brokers
+            .iter()
+            .filter_map(|(b, _)| engine::carrier_max_packet(&b.carrier))
+            .min();
+        let urls = options
+            .brokers
+            .iter()
+            .map(|(b, _)| b.endpoint().url())
+            .collect();
+        let (shared, control) =
+            client::Shared::new(inner, Caps::of(&options.broker), recv_max_packet, urls);
         let client = Client {
             shared: Arc::new(shared),
         };
@@ -225,6 +234,18 @@ impl Mqtt {
     }
 }
 
+/// The version to try first on `broker`: a broker known to speak only
+/// 3.1.1 is not probed again.
+fn first_version(broker: &Broker, remembered: Option<&Remembered>) -> Version {
+    match broker.mqtt_version {
+        MqttVersion::Auto => remembered
+            .and_then(|r| r.get(broker))
+            .unwrap_or(Version::V5),
+        MqttVersion::V5 => Version::V5,
+        MqttVersion::V311 => Version::V311,
+    }
+}
+
 /// Which protocol version the connection uses, and whether that may still
 /// change: with [`MqttVersion::Auto`], until a connection was up.
 struct VersionChoice {
@@ -265,20 +286,29 @@ impl VersionChoice {
 #[allow(clippy::too_many_arguments)]
 async fn run(
     mut engine: Engine,
-    options: Options,
+    mut options: Options,
     client: Client,
     subscriptions: Vec<String>,
     incoming: mpsc::Sender<Message>,
     inbox: Inbox,
     state: watch::Sender<LinkState>,
 ) {
-    let broker = &options.broker;
-    let addr = &broker.addr;
-    let mut version = VersionChoice {
-        current: engine.version(),
-        settled: broker.mqtt_version != MqttVersion::Auto,
-        logged: false,
-    };
+    let brokers = options.brokers.clone();
+    let mut failover = Failover::new(brokers.len());
+    // One per broker of the list: each may speak another version.
+    let mut versions: Vec<VersionChoice> = brokers
+        .iter()
+        .enumerate()
+        .map(|(i, (b, _))| VersionChoice {
+            current: if i == 0 {
+                engine.version()
+            } else {
+                first_version(b, options.remembered.as_ref())
+            },
+            settled: b.mqtt_version != MqttVersion::Auto,
+            logged: false,
+        })
+        .collect();
     let mut generation = 0u64;
     let mut attempt = 0u32;
     let mut connected = false;
@@ -288,14 +318,17 @@ async fn run(
     let mut dropped = 0u64;
     let socket = || client.shared.socket.lock().expect("no holder panics");
     let probing = socket::Probing {
-        interval: broker.probe_interval,
-        timeout: broker.link_timeout,
+        interval: options.broker.probe_interval,
+        timeout: options.broker.link_timeout,
     };
     let mut attempt_started = Instant::now();
     loop {
         if !connected {
             attempt_started = Instant::now();
         }
+        let broker = &options.broker;
+        let addr = &broker.addr;
+        let version = &mut versions[failover.current()];
         let polled = engine.poll(broker).await;
         match &polled {
             Ok(Ev::ConnAck(_)) => {
@@ -322,6 +355,7 @@ async fn run(
                     .store(rtt.as_micros() as u64, Ordering::Relaxed);
                 attempt = 0;
                 connected = true;
+                failover.on(Outcome::Up);
                 connected_at = Instant::now();
                 if !version.settled {
                     if let Some(r) = &options.remembered {
@@ -391,7 +425,10 @@ async fn run(
                     return;
                 }
                 let was_connected = std::mem::take(&mut connected);
-                if was_connected {
+                // A new event loop is needed: for a lower packet size, a
+                // version to try, or another broker.
+                let mut fresh = false;
+                let outcome = if was_connected {
                     let largest = client.shared.largest_packet.swap(0, Ordering::Relaxed);
                     if let Some(l) = sizer.on_drop(connected_at.elapsed(), largest) {
                         // Logged when the limit falls rather than once
@@ -407,10 +444,9 @@ async fn run(
                         // A fresh event loop: the old one's request queue
                         // still holds packets above the new limit, and would
                         // send them first.
-                        let (inner, e) = Engine::new(version.current, &options, false);
-                        engine = e;
-                        client.shared.replace(inner);
+                        fresh = true;
                     }
+                    Outcome::Lost
                 } else {
                     let before = version.current;
                     let (next, at_once) = version.after_failure(f.v5);
@@ -420,19 +456,35 @@ async fn run(
                             tracing::debug!(broker = %addr, why = %f.reason,
                                 "the broker refused MQTT 5; falling back to MQTT 3.1.1");
                         }
-                        let (inner, e) = Engine::new(next, &options, !version.settled);
-                        engine = e;
-                        client.shared.replace(inner);
-                        if at_once {
-                            continue;
-                        }
+                        fresh = true;
                     }
+                    if next != before && at_once {
+                        Outcome::VersionFallback
+                    } else {
+                        Outcome::Failed
+                    }
+                };
+                if let Some(i) = failover.on(outcome) {
+                    tracing::debug!(from = %addr, to = %brokers[i].0.addr, why = %f.reason,
+                        "trying the next broker of the list");
+                    (options.broker, options.tls) = brokers[i].clone();
+                    client.shared.broker.store(i, Ordering::Relaxed);
+                    fresh = true;
+                }
+                if fresh {
+                    let v = &versions[failover.current()];
+                    let (inner, e) = Engine::new(v.current, &options, !v.settled);
+                    engine = e;
+                    client.shared.replace(inner);
+                }
+                if outcome == Outcome::VersionFallback {
+                    continue;
                 }
                 attempt += 1;
                 let delay = backoff(attempt);
                 // Logged by whoever watches the state: the agent warns, the
                 // proxy reports the first failure as its one-line error.
-                tracing::debug!(broker = %addr, attempt, retry_in = ?delay, "{}", f.reason);
+                tracing::debug!(broker = %options.broker.addr, attempt, retry_in = ?delay, "{}", f.reason);
                 state.send_replace(LinkState::Down {
                     reason: f.reason,
                     attempt,

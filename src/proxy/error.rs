@@ -19,6 +19,10 @@ pub enum ProxyError {
         "no node '{node}' on broker {broker} (never announced; mqtt-proxy --list shows the nodes)"
     )]
     Unknown { node: String, broker: String },
+    /// With a list of brokers: on none is the node online; `tried` says
+    /// what each said.
+    #[error("node '{node}' is not online on any broker: {tried}")]
+    NotOnline { node: String, tried: String },
     #[error("node '{node}' refused: {reason}")]
     Refused { node: String, reason: String },
     #[error("node '{0}' did not answer")]

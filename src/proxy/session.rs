@@ -97,6 +97,15 @@ where
     // still open the session too.
     let stop = hangup();
     tokio::pin!(stop);
+    let mut cfg = cfg;
+    if !cfg.broker.failover.is_empty() {
+        // A list of brokers: the one where the node is, then the others.
+        let first = tokio::select! {
+            r = super::lookup::pick(&cfg.broker, &cfg.node) => r?,
+            () = &mut stop => return Err(ProxyError::Interrupted),
+        };
+        cfg.broker = cfg.broker.starting_at(first);
+    }
     let sid = random_u64();
     let cid = format!("{}{sid:016x}", cfg.broker.client_id_prefix);
     let topics = Topics::new(&cfg.broker.topic_prefix, &cfg.node);

@@ -121,6 +121,21 @@ impl Agent {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
+        let port = broker_port.to_string();
+        let broker = ["--host", "127.0.0.1", "--port", &port];
+        Agent::spawn_on(&broker, target, node, prefix, extra_args, env)
+    }
+
+    /// [`Agent::spawn`] with `broker_args` naming the broker(s), e.g.
+    /// `["--broker", "mqtt://127.0.0.1:P1,mqtt://127.0.0.1:P2"]`.
+    pub fn spawn_on(
+        broker_args: &[&str],
+        target: &str,
+        node: &str,
+        prefix: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("mqtt-proxy-agent.")
             .tempdir()
@@ -132,7 +147,7 @@ impl Agent {
         }
         let filter = std::env::var("MQTT_PROXY_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
         cmd.env("RUST_LOG", filter)
-            .args(["--host", "127.0.0.1", "--port", &broker_port.to_string()])
+            .args(broker_args)
             .args([
                 "--topic-prefix",
                 prefix,

@@ -51,6 +51,7 @@ fn filter_by_pattern_and_status() {
         since: 0,
         instance: "i".into(),
         sessions: None,
+        broker: None,
     };
     let nodes = [
         n("prod-a", "online"),

@@ -3,7 +3,7 @@ use crate::config::{BrokerArgs, FileConfig};
 
 fn broker(url: &str) -> Broker {
     BrokerArgs {
-        broker: Some(url.into()),
+        broker: vec![url.into()],
         ..Default::default()
     }
     .resolve(&FileConfig::default(), None, &|_| None)
