@@ -11,7 +11,7 @@ use rumqttc::{NetworkOptions, Outgoing, Proxy, ProxyAuth, ProxyType, TlsConfigur
 
 use super::client::{Inner, Message, QoS};
 use super::describe::{describe_v4, describe_v5};
-use super::versions::Remembered;
+use super::versions::{Remembered, Version};
 use crate::config::{Broker, Carrier};
 use crate::protocol::MAX_PACKET;
 
@@ -56,13 +56,6 @@ const WS_MAX_PACKET: u32 = 4096;
 /// build, `--max-message-size 40000` on the agent). Three such packets stay
 /// below 128 KiB with room for mosquitto's own bookkeeping.
 pub(super) const DEFAULT_MAX_PACKET: u32 = 40_000;
-
-/// The protocol version one event loop speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Version {
-    V311,
-    V5,
-}
 
 /// A last will, in our terms.
 #[derive(Debug, Clone)]

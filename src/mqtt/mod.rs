@@ -46,10 +46,11 @@ use crate::config::{Broker, MqttVersion};
 use crate::protocol::Delivery;
 pub use client::{Client, Message, QoS, TaskEnded};
 pub use engine::Options;
-use engine::{Engine, Ev, V5Verdict, Version};
+use engine::{Engine, Ev, V5Verdict};
 use failover::{Failover, Outcome};
 use pacer::Caps;
 pub use versions::Remembered;
+use versions::Version;
 
 /// Keepalive towards the broker: a silently dead TCP connection is noticed
 /// within 2 × this (rumqttc gives up when the next ping is due and the last

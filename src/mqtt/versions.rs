@@ -10,8 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
-use super::engine::Version;
 use crate::config::{Broker, Carrier};
+
+/// The protocol version one event loop speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Version {
+    V311,
+    V5,
+}
 
 /// The file's name in the cache directory: one line per broker,
 /// `KEY VERSION` (`5` or `3.1.1`).
