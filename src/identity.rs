@@ -112,12 +112,8 @@ impl Candidate {
             reason,
         };
         match &self.holder {
-            Holder::File(key) => {
-                let sig = key
-                    .sign(proof::NAMESPACE, proof::HASH, transcript)
-                    .map_err(|e| failed(e.to_string()))?;
-                Ok(Proof::from_sshsig(self.cert.clone(), sig)?)
-            }
+            Holder::File(key) => proof::sign_with_key(key, self.cert.clone(), transcript)
+                .map_err(|e| failed(e.to_string())),
             Holder::Agent { sock, identity } => {
                 let mut client = ssh_agent_client_rs::Client::connect(sock).map_err(|e| {
                     IdentityError::Agent {

@@ -117,8 +117,13 @@ pub fn parse_revoked_keys(text: &str) -> Result<RevokedKeys, ParseError> {
 fn parse_line(line: usize, content: &str) -> Result<Entry, ParseError> {
     // A line is a key, or options then a key (as sshd reads it: first try
     // the whole line as a key).
-    if let Ok(key) = parse_key(line, content) {
-        return Ok(Entry::Key { key, line });
+    let key_error = match parse_key(line, content) {
+        Ok(key) => return Ok(Entry::Key { key, line }),
+        Err(e) => e,
+    };
+    // One word is a broken key, not options without one.
+    if !content.contains(char::is_whitespace) {
+        return Err(key_error);
     }
     let (options, rest) = split_options(line, content)?;
     let key = parse_key(line, rest.trim_start())?;

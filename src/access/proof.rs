@@ -37,8 +37,9 @@
 //! the last proof.
 
 use ssh_encoding::{Decode, Encode, Reader};
+use ssh_key::private::{KeypairData, RsaKeypair};
 use ssh_key::public::KeyData;
-use ssh_key::{Certificate, HashAlg, Signature, SshSig};
+use ssh_key::{Algorithm, Certificate, HashAlg, PrivateKey, Signature, SshSig};
 
 /// SSHSIG namespace of a proof: names the use and its version, so a
 /// later change of what is signed cannot be confused with this one.
@@ -136,6 +137,59 @@ impl Proof {
         let key = ssh_key::PublicKey::from(self.sig.public_key().clone());
         key.verify(NAMESPACE, transcript, &self.sig).is_ok()
     }
+}
+
+/// Sign the opening with a private key held in this process (a key
+/// file's, decrypted), with its certificate when there is one.
+pub fn sign_with_key(
+    key: &PrivateKey,
+    cert: Option<Certificate>,
+    transcript: &[u8; 32],
+) -> Result<Proof, ProofError> {
+    let failed = |e: &dyn std::fmt::Display| ProofError::Encode(e.to_string());
+    let sig = match key.key_data() {
+        KeypairData::Rsa(rsa) => {
+            let signature = rsa_sign(rsa, &signed_data(transcript)).map_err(|e| failed(&e))?;
+            SshSig::new(
+                key.public_key().key_data().clone(),
+                NAMESPACE,
+                HASH,
+                signature,
+            )
+            .map_err(|e| failed(&e))?
+        }
+        _ => key
+            .sign(NAMESPACE, HASH, transcript)
+            .map_err(|e| failed(&e))?,
+    };
+    Proof::from_sshsig(cert, sig)
+}
+
+/// rsa-sha2-512 (PKCS#1 v1.5 with SHA-512) by the `rsa` crate, from the
+/// key's components: ssh-key 0.6.7's own conversion passes p twice.
+fn rsa_sign(key: &RsaKeypair, data: &[u8]) -> Result<Signature, String> {
+    use rsa::signature::{SignatureEncoding, Signer};
+    let int = |m: &ssh_key::Mpint| {
+        m.as_positive_bytes()
+            .map(rsa::BigUint::from_bytes_be)
+            .ok_or_else(|| "a negative RSA component".to_string())
+    };
+    let private = rsa::RsaPrivateKey::from_components(
+        int(&key.public.n)?,
+        int(&key.public.e)?,
+        int(&key.private.d)?,
+        vec![int(&key.private.p)?, int(&key.private.q)?],
+    )
+    .map_err(|e| e.to_string())?;
+    let signer = rsa::pkcs1v15::SigningKey::<ssh_key::sha2::Sha512>::new(private);
+    let sig = signer.try_sign(data).map_err(|e| e.to_string())?;
+    Signature::new(
+        Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        },
+        sig.to_vec(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The bytes a key signs for a session with this transcript hash.
