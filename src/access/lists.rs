@@ -126,7 +126,6 @@ fn parse_line(line: usize, content: &str) -> Result<Entry, ParseError> {
         return Err(key_error);
     }
     let (options, rest) = split_options(line, content)?;
-    let key = parse_key(line, rest.trim_start())?;
     let mut authority = false;
     let mut principals = None;
     for option in options {
@@ -145,6 +144,8 @@ fn parse_line(line: usize, content: &str) -> Result<Entry, ParseError> {
             }
         }
     }
+    // Options first: an option we do not know says more than the key.
+    let key = parse_key(line, rest.trim_start())?;
     match (authority, principals) {
         (true, principals) => Ok(Entry::Authority {
             ca: key,
