@@ -131,6 +131,12 @@ impl Proof {
         self.cert.as_ref()
     }
 
+    /// The SSHSIG signature (`ssh-keygen -Y check-novalidate -n
+    /// mqtt-proxy-access-v1` checks its PEM form).
+    pub fn sshsig(&self) -> &SshSig {
+        &self.sig
+    }
+
     /// Whether the signature is a valid one in our namespace over
     /// `transcript` (nothing about whether the key may open sessions).
     pub fn verifies(&self, transcript: &[u8; 32]) -> bool {
