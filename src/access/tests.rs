@@ -76,7 +76,7 @@ fn a_signature_over_another_transcript_is_refused() {
     let a = access(&line(&key), "");
     let captured = prove(&key, None, &[9; 32]);
     assert_eq!(
-        check(&a, &[captured.clone()]),
+        check(&a, std::slice::from_ref(&captured)),
         Err(Denial::NoAuthorizedKey { tried: 1 })
     );
     // Even through the wire encoding, and even for a certificate.
@@ -239,20 +239,29 @@ fn revocation_wins_over_everything() {
     let cert = user_cert(&ca, &user, &[NODE]);
     let cert_proof = prove(&user, Some(cert), &T);
     let plain_proof = prove(&plain, None, &T);
-    assert!(check(&access(&authorized, ""), &[cert_proof.clone()]).is_ok());
-    assert!(check(&access(&authorized, ""), &[plain_proof.clone()]).is_ok());
+    assert!(check(&access(&authorized, ""), std::slice::from_ref(&cert_proof)).is_ok());
+    assert!(check(&access(&authorized, ""), std::slice::from_ref(&plain_proof)).is_ok());
 
     // A plain key.
     let a = access(&authorized, &line(&plain));
-    assert_eq!(check(&a, &[plain_proof.clone()]), Err(Denial::Revoked));
-    assert!(check(&a, &[cert_proof.clone()]).is_ok());
+    assert_eq!(
+        check(&a, std::slice::from_ref(&plain_proof)),
+        Err(Denial::Revoked)
+    );
+    assert!(check(&a, std::slice::from_ref(&cert_proof)).is_ok());
     // A certificate's key.
     let a = access(&authorized, &line(&user));
-    assert_eq!(check(&a, &[cert_proof.clone()]), Err(Denial::Revoked));
+    assert_eq!(
+        check(&a, std::slice::from_ref(&cert_proof)),
+        Err(Denial::Revoked)
+    );
     // The CA: every certificate it signed.
     let a = access(&authorized, &line(&ca));
-    assert_eq!(check(&a, &[cert_proof.clone()]), Err(Denial::Revoked));
-    assert!(check(&a, &[plain_proof.clone()]).is_ok());
+    assert_eq!(
+        check(&a, std::slice::from_ref(&cert_proof)),
+        Err(Denial::Revoked)
+    );
+    assert!(check(&a, std::slice::from_ref(&plain_proof)).is_ok());
     // A revoked key whose certificate comes from a CA we do not list.
     let a = access(&line(&plain), &line(&user));
     assert_eq!(check(&a, &[cert_proof]), Err(Denial::Revoked));
