@@ -139,6 +139,14 @@ impl Access {
             if !proof.verifies(transcript) {
                 continue;
             }
+            // `Proof` keeps a certificate only for its signing key; checked
+            // again because the whole admission rests on it.
+            if proof
+                .certificate()
+                .is_some_and(|c| c.public_key() != proof.key())
+            {
+                continue;
+            }
             let grant = match proof.certificate() {
                 Some(cert) => Grant::Certificate(Arc::new(cert.clone())),
                 None => Grant::Key(proof.key().clone()),

@@ -69,7 +69,8 @@
 //! Imports run one way, with no loops: the roles (`agent`, `proxy`, `list`)
 //! use `tunnel`, `mqtt`, `config` and `protocol`; `tunnel` uses `stream` and
 //! `mqtt`; `stream` and `mqtt` use `protocol`; `mqtt` uses `config`;
-//! `config` uses neither. Inside `agent`, `proxy`, `list`, `protocol`,
+//! `config` uses neither; `identity` uses `access` and `config`, and `access`
+//! uses none of them. Inside `agent`, `proxy`, `list`, `protocol`,
 //! `stream`, `mqtt` and `config`, the parent uses its parts and
 //! the parts use only siblings (and `stream::framing`, which holds more of
 //! `Stream`'s methods, its `Stream`).

@@ -303,6 +303,10 @@ fn the_most_telling_reason_wins() {
         check(&a, &[wrong_principal.clone(), expired.clone()]),
         Err(Denial::Expired)
     );
+    assert_eq!(
+        check(&a, &[expired.clone(), wrong_principal.clone()]),
+        Err(Denial::Expired)
+    );
     let revoked = access(&ca_line(&ca, Some("ops")), &line(&user));
     assert_eq!(
         check(&revoked, &[stranger.clone(), expired, wrong_principal]),

@@ -202,3 +202,21 @@ proptest::proptest! {
         let _ = decode(&framed);
     }
 }
+
+#[test]
+#[ignore = "prints sizes for the notes"]
+fn sizes() {
+    let ca = ed25519();
+    for (name, key) in [
+        ("ed25519", ed25519()),
+        ("ecdsa-p256", ecdsa(EcdsaCurve::NistP256)),
+        ("ecdsa-p521", ecdsa(EcdsaCurve::NistP521)),
+        ("rsa-2048", rsa()),
+    ] {
+        let plain = encode(&[prove(&key, None, &T)]).expect("encodes").len();
+        let cert = encode(&[prove(&key, Some(user_cert(&ca, &key, &["ops"])), &T)])
+            .expect("encodes")
+            .len();
+        println!("{name}: plain {plain} bytes, with an ed25519 CA's certificate {cert} bytes");
+    }
+}
