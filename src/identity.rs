@@ -49,6 +49,9 @@ pub enum IdentityError {
     },
     #[error("wrong passphrase for {}", path.display())]
     WrongPassphrase { path: PathBuf },
+    /// An empty answer: as with ssh, the user skips this key.
+    #[error("no passphrase given for {}", path.display())]
+    NoPassphrase { path: PathBuf },
     #[error("ssh-agent at {}: {reason}", sock.display())]
     Agent { sock: PathBuf, reason: String },
     #[error("could not sign with {key}: {reason}")]
@@ -180,7 +183,8 @@ pub fn cert_path(key_file: &Path) -> PathBuf {
 /// The identities of a key file: its certificate (`FILE-cert.pub`) when
 /// there is one, then the key. `ask` is asked for the passphrase of an
 /// encrypted key ([`ask_on_tty`] in production), at most
-/// [`PASSPHRASE_TRIES`] times.
+/// [`PASSPHRASE_TRIES`] times; an empty answer skips the key
+/// ([`IdentityError::NoPassphrase`]: go on with the agent's keys).
 pub fn from_file(
     path: &Path,
     mut ask: impl FnMut(&str) -> std::io::Result<Secret>,
@@ -202,6 +206,11 @@ pub fn from_file(
                 path: path.to_path_buf(),
                 source,
             })?;
+            if pass.expose().is_empty() {
+                return Err(IdentityError::NoPassphrase {
+                    path: path.to_path_buf(),
+                });
+            }
             // A wrong passphrase fails the decryption's check bytes.
             if let Ok(k) = key.decrypt(pass.expose()) {
                 break k;

@@ -369,3 +369,22 @@ fn still_authorized_after_the_files_change() {
         Err(Denial::NoPrincipal)
     );
 }
+
+#[test]
+fn a_ca_on_two_lines_matches_either() {
+    let (ca, user) = (ed25519(), ed25519());
+    let a = access(
+        &format!("{}\n{}", ca_line(&ca, Some("ops")), ca_line(&ca, None)),
+        "",
+    );
+    for (principals, want) in [(vec!["ops"], "ops"), (vec![NODE], NODE)] {
+        let cert = user_cert(&ca, &user, &principals);
+        let id = check(&a, &[prove(&user, Some(cert), &T)]).expect("opens");
+        assert_eq!(id.certificate.expect("certificate").principal, want);
+    }
+    let cert = user_cert(&ca, &user, &["web"]);
+    assert_eq!(
+        check(&a, &[prove(&user, Some(cert), &T)]),
+        Err(Denial::NoPrincipal)
+    );
+}

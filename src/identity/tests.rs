@@ -134,6 +134,29 @@ fn key_files_with_a_certificate_beside_and_a_passphrase() {
         e.to_string(),
         format!("wrong passphrase for {}", rsa.display())
     );
+    let e = from_file(&rsa, |_| Ok(Secret::new(String::new()))).expect_err("skipped");
+    assert!(matches!(e, IdentityError::NoPassphrase { .. }), "{e}");
+
+    // OpenSSH's own SSHSIG (`ssh-keygen -Y sign`) over a transcript is a
+    // proof we accept: the same signed bytes.
+    let msg = dir.path().join("transcript");
+    std::fs::write(&msg, T).expect("write");
+    run(Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-Y",
+            "sign",
+            "-n",
+            crate::access::proof::NAMESPACE,
+            "-f",
+        ])
+        .arg(&key)
+        .arg(&msg));
+    let pem = std::fs::read_to_string(dir.path().join("transcript.sig")).expect("signature");
+    let sig = ssh_key::SshSig::from_pem(pem).expect("SSHSIG");
+    let theirs = crate::access::Proof::from_sshsig(None, sig).expect("proof");
+    assert!(theirs.verifies(&T));
+    assert!(!theirs.verifies(&[5; 32]));
 }
 
 /// A real `ssh-agent` in the foreground on a socket of our own; killed
@@ -190,7 +213,8 @@ fn a_real_ssh_agent_signs_with_each_kind_of_key_and_a_certificate() {
     let ed = keygen(dir.path(), "id_ed25519", "ed25519", "");
     let ec = keygen(dir.path(), "id_ecdsa", "ecdsa", "");
     let rsa = keygen(dir.path(), "id_rsa", "rsa", "");
-    let ca = keygen(dir.path(), "user_ca", "ed25519", "");
+    // An RSA CA: its certificates carry rsa-sha2-512 signatures.
+    let ca = keygen(dir.path(), "user_ca", "rsa", "");
     let carol = keygen(dir.path(), "id_carol", "ed25519", "");
     certify(&ca, &carol, "carol@laptop", "dba,ops", "+1h");
     for key in [&ed, &ec, &rsa, &carol] {
