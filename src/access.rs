@@ -162,10 +162,17 @@ impl Access {
     }
 
     /// Whether a live session admitted as `identity` may go on under these
-    /// (new) lists. The validity window is not checked again: as with
-    /// sshd, a certificate that expires during a session does not end it.
+    /// (new) lists. A session that may not is told [`Denial::Revoked`]
+    /// whatever the rule that now fails (its key removed or revoked, its
+    /// CA's line gone or narrowed): the user had access and it was taken
+    /// away (issue 24: "a live session closed by revocation ends ssh with
+    /// `access revoked`"). The validity window is not checked again: as
+    /// with sshd, a certificate that expires during a session does not
+    /// end it.
     pub fn still_authorized(&self, identity: &Identity, node: &str) -> Result<(), Denial> {
-        self.admit(identity.grant.clone(), node, None).map(|_| ())
+        self.admit(identity.grant.clone(), node, None)
+            .map(|_| ())
+            .map_err(|_| Denial::Revoked)
     }
 
     /// The rules, on a key whose possession is proven. `now` is `None`
