@@ -346,3 +346,11 @@ fn an_expired_certificate_from_the_agent_says_so() {
     );
     assert_eq!(Denial::Expired.to_string(), "certificate expired");
 }
+
+#[test]
+fn identities_and_proofs_move_into_spawn_blocking() {
+    fn send<T: Send + 'static>() {}
+    send::<Vec<Candidate>>();
+    send::<Vec<crate::access::Proof>>();
+    send::<IdentityError>();
+}
