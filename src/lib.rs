@@ -38,6 +38,13 @@
 //!   `config::secret` keeps passwords out of `Debug`.
 //! - `tls`: rustls client configuration and TLS error messages.
 //! - `auth`: token buckets for admission, the challenge lifetime.
+//! - `access`: who may open a session on the agent (issue 24): OpenSSH's
+//!   `authorized_keys` and revoked keys (`access::lists`), the proofs a
+//!   client presents and their encoding (`access::proof`), the rules
+//!   without I/O (`access` itself) and the files' re-reading
+//!   (`access::watch`).
+//! - `identity`: the workstation's side of `access`: the user's keys from
+//!   ssh-agent or `--identity FILE`, and the proofs they sign.
 //! - `handshake`: the opening's key agreement (X25519, HKDF), the password
 //!   answer bound to it, and the session keys.
 //! - `seal`: sealing and opening frames with the session keys (AES-256-GCM),
@@ -70,17 +77,20 @@
 //! use `tunnel`, `mqtt`, `config` and `protocol`, and `proxy` uses `list`
 //! to look a node up on a list of brokers; `tunnel` uses `stream` and
 //! `mqtt`; `stream` and `mqtt` use `protocol`; `mqtt` uses `config`;
-//! `config` uses neither. Inside `agent`, `proxy`, `list`, `protocol`,
+//! `config` uses neither; `identity` uses `access` and `config`, and `access`
+//! uses none of them. Inside `agent`, `proxy`, `list`, `protocol`,
 //! `stream`, `mqtt` and `config`, the parent uses its parts and
 //! the parts use only siblings (and `stream::framing`, which holds more of
 //! `Stream`'s methods, its `Stream`).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod handshake;
 pub mod heap;
+pub mod identity;
 pub mod list;
 pub mod logging;
 pub mod mqtt;
