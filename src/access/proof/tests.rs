@@ -220,6 +220,9 @@ fn one_proof_of_each_kind_fits_1200_bytes() {
             .expect("encodes")
             .len();
         println!("{name}: plain {plain} bytes, with an ed25519 CA's certificate {cert} bytes");
-        assert!(plain < cert && cert <= 1200, "{name}: {plain} and {cert} bytes");
+        assert!(
+            plain < cert && cert <= 1200,
+            "{name}: {plain} and {cert} bytes"
+        );
     }
 }
