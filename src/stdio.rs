@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::unix::pipe;
@@ -19,13 +20,49 @@ pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 pub type Writer = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// Take over stdin and stdout. Call once, before anything else writes to
-/// stdout.
-pub fn take() -> io::Result<(Reader, Writer)> {
+/// stdout. Also a watch on who reads our stdout ([`ReaderGone`]).
+pub fn take() -> io::Result<(Reader, Writer, ReaderGone)> {
     let stdin = io::stdin().as_fd().try_clone_to_owned()?;
     let stdout = io::stdout().as_fd().try_clone_to_owned()?;
+    let watched = stdout.try_clone()?;
     let devnull = File::options().write(true).open("/dev/null")?;
     rustix::stdio::dup2_stdout(&devnull)?;
-    Ok((reader(stdin)?, writer(stdout)?))
+    Ok((reader(stdin)?, writer(stdout)?, ReaderGone(watched)))
+}
+
+/// How often [`ReaderGone::wait`] looks: one `poll(2)` a second.
+const GONE_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether the process that reads our stdout (ssh) is gone. ssh sends its
+/// ProxyCommand SIGHUP when it exits, but not when it is killed or
+/// crashes; then only its end of the pipe closes, which `poll(2)` reports
+/// on ours as an error (a socket: a hang-up). Without this, a proxy whose
+/// ssh was killed kept its session open until the resume timeout (10 min),
+/// holding a session slot and an sshd connection on the agent.
+pub struct ReaderGone(OwnedFd);
+
+impl ReaderGone {
+    /// Completes once nobody reads our stdout any more. Never, for a
+    /// regular file or a terminal.
+    pub async fn wait(self) {
+        loop {
+            if self.gone() {
+                return;
+            }
+            tokio::time::sleep(GONE_CHECK).await;
+        }
+    }
+
+    fn gone(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.0, PollFlags::empty())];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
+            && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+    }
 }
 
 fn is_fifo(fd: &OwnedFd) -> bool {

@@ -433,3 +433,57 @@ fn interrupting_an_opening_ends_it_at_once_and_silently() {
         "nobody to tell: ssh hung up or the user gave up"
     );
 }
+
+/// The state letter of process `pid` (`Z` once it exited and waits to be
+/// reaped), or `None` when it is gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(") ").next()?.chars().next()
+}
+
+/// ssh killed outright (no SIGHUP for its ProxyCommand, as when it
+/// crashes or gets SIGKILL) while the broker is unreachable: `mqtt-proxy`
+/// sees that nobody reads its stdout any more and exits. Before, the EOF
+/// on its stdin became a FIN that could not be delivered, and the proxy
+/// waited for the broker until the resume timeout (10 min). (With the
+/// broker up, that FIN ends the session at once, as sshd closes.)
+#[test]
+fn a_proxy_whose_ssh_was_killed_exits_while_the_broker_is_down() {
+    let mut broker = Broker::start("");
+    let sshd = Sshd::start();
+    let n = names("ssh_killed");
+    let mut agent = Agent::start(&broker, sshd.port(), &n.node, &n.prefix);
+    agent.wait_online();
+    let ssh = Ssh::via_proxy(&broker, &n.prefix, &n.node, &sshd);
+    let mut session = Background::start(&mut ssh.ssh("sleep 120"));
+    agent.wait_log("session opened", 1, REPORT_BOUND);
+    let ssh_pid = session.pid();
+    let children = fs::read_to_string(format!("/proc/{ssh_pid}/task/{ssh_pid}/children"))
+        .expect("ssh's children");
+    let proxy_pid: u32 = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|p: &u32| {
+            fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("mqtt-proxy"))
+        })
+        .unwrap_or_else(|| panic!("no mqtt-proxy among ssh's children {children:?}"));
+    broker.stop();
+    session.kill();
+    let killed = Instant::now();
+    // Generous: the proxy looks once a second and lingers 2 s for the
+    // agent's FIN; without the watch it stayed for the resume timeout.
+    let ended = wait_until(Duration::from_secs(20), || {
+        matches!(process_state(proxy_pid), None | Some('Z'))
+    });
+    if !ended {
+        // Not left behind for the rest of the run.
+        let _ = Command::new("kill")
+            .args(["-9", &proxy_pid.to_string()])
+            .status();
+        panic!("mqtt-proxy {proxy_pid} still runs 20 s after its ssh was killed");
+    }
+    eprintln!(
+        "mqtt-proxy ended {:.1?} after ssh was killed",
+        killed.elapsed()
+    );
+}

@@ -43,10 +43,11 @@ async fn main() -> std::process::ExitCode {
                 .await
                 .map_err(|e| format!("{e:#}"));
         }
-        let (stdin, stdout) = stdio::take().map_err(|e| format!("cannot use stdin/stdout: {e}"))?;
-        match proxy::run(cfg, stdin, stdout).await {
+        let (stdin, stdout, gone) =
+            stdio::take().map_err(|e| format!("cannot use stdin/stdout: {e}"))?;
+        match proxy::run(cfg, stdin, stdout, gone.wait()).await {
             Ok(()) => Ok(()),
-            // ssh hung up on us: it is gone, so there is nobody to tell.
+            // ssh hung up on us, or is gone: there is nobody to tell.
             Err(proxy::ProxyError::Interrupted) => Err(String::new()),
             Err(e) => Err(e.to_string()),
         }

@@ -88,14 +88,29 @@ impl Inbound {
 }
 
 /// Run one session on `stdin`/`stdout`.
-pub async fn run<R, W>(cfg: ProxyConfig, stdin: R, stdout: W) -> Result<(), ProxyError>
+///
+/// `reader_gone` completes when whoever reads `stdout` (ssh) is gone
+/// without hanging up on us (`stdio::ReaderGone`): that ends the session
+/// as a hang-up does.
+pub async fn run<R, W>(
+    cfg: ProxyConfig,
+    stdin: R,
+    stdout: W,
+    reader_gone: impl std::future::Future<Output = ()>,
+) -> Result<(), ProxyError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     // Watched from the start: ssh hangs up, or the user gives up, while we
     // still open the session too.
-    let stop = hangup();
+    let hung_up = hangup();
+    let stop = async move {
+        tokio::select! {
+            () = hung_up => {}
+            () = reader_gone => tracing::debug!("nobody reads our stdout any more; closing"),
+        }
+    };
     tokio::pin!(stop);
     let mut cfg = cfg;
     if !cfg.broker.failover.is_empty() {
