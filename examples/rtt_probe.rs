@@ -7,8 +7,8 @@
 //!   piped stdin/stdout, writes one byte, waits for it to come back, sleeps
 //!   GAP_MS (a typist's pause, which also lets delayed TCP acks expire as
 //!   they do between keystrokes), COUNT times, and prints the median, the
-//!   10th and the 90th percentile round trip in milliseconds, on one line
-//!   separated by spaces.
+//!   10th, 90th and 99th percentile and the longest round trip in
+//!   milliseconds, on one line separated by spaces.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -90,6 +90,13 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
     let _ = timeout(Duration::from_secs(3), child.wait()).await;
     samples.sort_by(f64::total_cmp);
     let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
-    println!("{:.3} {:.3} {:.3}", pct(0.5), pct(0.1), pct(0.9));
+    println!(
+        "{:.3} {:.3} {:.3} {:.3} {:.3}",
+        pct(0.5),
+        pct(0.1),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
     Ok(())
 }
