@@ -136,6 +136,60 @@ pub fn verify_answer(password: &Secret, transcript: &[u8; 32], mac: &[u8]) -> bo
     hmac::verify(&key, &msg, mac).is_ok()
 }
 
+/// What an agent with a password puts in its presence messages: an HMAC
+/// under the password of the node, the status, `since` and the instance,
+/// in hex. Anyone on the broker may publish a presence message; only who
+/// knows the password can make one another agent of the node believes.
+pub fn presence_proof(
+    password: &Secret,
+    node: &str,
+    status: &str,
+    since: u64,
+    instance: &str,
+) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, password.expose().as_bytes());
+    let tag = hmac::sign(&key, &presence_message(node, status, since, instance));
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Check a presence message's proof, in constant time.
+pub fn verify_presence_proof(
+    password: &Secret,
+    node: &str,
+    status: &str,
+    since: u64,
+    instance: &str,
+    proof: &str,
+) -> bool {
+    let Some(tag) = (0..proof.len())
+        .step_by(2)
+        .map(|i| {
+            proof
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, password.expose().as_bytes());
+    hmac::verify(&key, &presence_message(node, status, since, instance), &tag).is_ok()
+}
+
+fn presence_message(node: &str, status: &str, since: u64, instance: &str) -> Vec<u8> {
+    let mut m = b"mqtt-proxy presence v1".to_vec();
+    for field in [
+        node.as_bytes(),
+        status.as_bytes(),
+        &since.to_be_bytes(),
+        instance.as_bytes(),
+    ] {
+        m.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        m.extend_from_slice(field);
+    }
+    m
+}
+
 /// A session's keys: one to seal what we send, one to open what we get,
 /// and the ACCEPT confirmation.
 pub struct SessionKeys {

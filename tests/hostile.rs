@@ -1,7 +1,7 @@
 //! A hostile client on the same broker, without ACLs: it subscribes to
 //! everything, replays what it captured into live sessions, and forges
 //! RESET, DATA at the right sequence number, FIN, ACK and ACCEPT into them,
-//! both ways. The sessions go on intact, and both ends count what they
+//! both ways, and a presence message saying the agent restarted. The sessions go on intact, and both ends count what they
 //! dropped. Also what a peer of protocol version 1 is told. Real
 //! mosquitto, sshd and ssh.
 
@@ -126,8 +126,15 @@ fn forged_and_replayed_frames_are_dropped_and_the_session_goes_on() {
         attacker.publish(topic, forge(t, ACCEPT, 0, &[7; 64]));
         attacker.publish(topic, forge(t, RESET, PEER_LOST, &[]));
     }
+    // A presence message saying the agent restarted (a new instance): the
+    // client does not take it for the end of its session while the agent
+    // still answers.
+    attacker.publish(
+        &format!("{}/{}/presence", n.prefix, n.node),
+        br#"{"status":"online","version":"0.1.0","since":1,"instance":"forged","sessions":0,"protocol":2}"#.to_vec(),
+    );
     assert!(
-        attacker.wait_acked(replays + sealed_forgeries + 4, Duration::from_secs(10)),
+        attacker.wait_acked(replays + sealed_forgeries + 5, Duration::from_secs(10)),
         "the broker took every forgery"
     );
 
@@ -159,6 +166,12 @@ fn forged_and_replayed_frames_are_dropped_and_the_session_goes_on() {
     assert!(
         stderr.contains("dropped a frame that fails authentication"),
         "{stderr}"
+    );
+    // The forged presence did not stop the agent either: it warned.
+    assert_eq!(agent.exit_status(), None, "the agent exited:\n{log}");
+    assert!(
+        log.contains("without proof of the agent password"),
+        "no warning about the forged presence:\n{log}"
     );
 }
 

@@ -738,10 +738,28 @@ fn agent_started_before_the_broker_comes_online() {
     );
 }
 
+/// The agent password both agents and the client use in
+/// [`newest_agent_for_a_node_id_wins`]: an agent steps down only for an
+/// announcement proven with it.
+const TWO_AGENTS_PASSWORD: &str = "two agents, one password";
+
+/// Two agents with one node id and an agent password: the newest wins, the
+/// older exits with status 3. (Without a password both go on: anyone on the
+/// broker could otherwise stop an agent with one forged presence message;
+/// `tests/hostile.rs` publishes one.)
 #[test]
 fn newest_agent_for_a_node_id_wins() {
     let s = Setup::new("two_agents");
-    let mut first = s.agent(s.broker.port(), &[]);
+    let pw = [("MQTT_AGENT_PASSWORD", TWO_AGENTS_PASSWORD)];
+    let mut first = Agent::spawn_at(
+        s.broker.port(),
+        &s.sshd.target(),
+        &s.names.node,
+        &s.names.prefix,
+        &[],
+        &pw,
+    );
+    first.wait_online();
     let t = Instant::now();
     let mut second = Agent::spawn_at(
         s.broker.port(),
@@ -749,7 +767,7 @@ fn newest_agent_for_a_node_id_wins() {
         &s.names.node,
         &s.names.prefix,
         &[],
-        &[],
+        &pw,
     );
     second.wait_online();
     let bound = Duration::from_secs(5);
@@ -770,7 +788,9 @@ fn newest_agent_for_a_node_id_wins() {
     );
 
     let ssh = s.ssh(s.broker.port(), &[]);
-    let out = run(&mut ssh.ssh("echo hello"));
+    let out = run(ssh
+        .ssh("echo hello")
+        .env("MQTT_AGENT_PASSWORD", TWO_AGENTS_PASSWORD));
     s.check(&second, &out, 0, "ssh through the surviving agent");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
     assert_eq!(

@@ -62,6 +62,8 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         since: unix_now(),
         announced: None,
         published_at: None,
+        node: cfg.node_id.clone(),
+        password: cfg.agent_password.clone(),
     };
     // A client id of its own per process: two agents with one node id must
     // not kick each other off the broker in a loop (see `on_presence`).

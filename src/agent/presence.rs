@@ -1,14 +1,22 @@
 //! The agent's presence: its retained announcement, and what another agent
 //! with the same node id announcing itself means.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::ctx::{drop_msg, Ctx};
+use crate::config::Secret;
+use crate::handshake;
 use crate::mqtt::{Client, Message, QoS};
 use crate::protocol::Presence;
+
+/// Fewest seconds between two warnings about presence messages that name
+/// another instance of our node without proof: a flood of them costs one
+/// log line a minute.
+const UNPROVEN_WARN_EVERY: u64 = 60;
 
 /// Shortest interval between two presence updates for a changed session
 /// count: a burst of 50 opens costs one retained publish, not 50.
@@ -42,6 +50,9 @@ pub(super) struct Announcer {
     pub(super) announced: Option<usize>,
     /// When "online" was last published.
     pub(super) published_at: Option<Instant>,
+    /// The node id and the agent password, for the presence proof.
+    pub(super) node: String,
+    pub(super) password: Option<Secret>,
 }
 
 impl Announcer {
@@ -53,6 +64,9 @@ impl Announcer {
             instance: self.instance.clone(),
             sessions: sessions.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             protocol: Some(crate::protocol::VERSION),
+            proof: self.password.as_ref().map(|p| {
+                handshake::presence_proof(p, &self.node, status, self.since, &self.instance)
+            }),
         }
         .encode()
     }
@@ -92,13 +106,19 @@ pub struct TakenOver {
     pub instance: String,
 }
 
-/// Presence messages of our own node. Rule for two agents with one node id:
-/// the newest wins. Each agent ignores the retained copy it gets when it
-/// subscribes (it may be stale, from a crashed predecessor), so only an
-/// agent that was already online sees the newcomer's live announcement, and
-/// it steps down. A live `offline` from another instance is a predecessor's
-/// late last will: we announce ourselves again so it does not stick.
-/// `Ok(true)`: announce ourselves again.
+/// Presence messages of our own node. Rule for two agents with one node id
+/// and an agent password: the newest wins. Each agent ignores the retained
+/// copy it gets when it subscribes (it may be stale, from a crashed
+/// predecessor), so only an agent that was already online sees the
+/// newcomer's live announcement, and it steps down, if the announcement
+/// carries a proof made with the password: anyone on the broker can
+/// publish a presence message, and one forged "online" must not stop an
+/// agent for good. Without a password (or proof) the agent warns and goes
+/// on: two real agents of one node then both serve, and each session works
+/// with the one whose ACCEPT the client took (the other's frames do not
+/// open with the session's keys). A live `offline` from another instance
+/// is a predecessor's late last will: we announce ourselves again so it
+/// does not stick. `Ok(true)`: announce ourselves again.
 pub(super) fn on_presence(ctx: &Ctx, instance: &str, p: &Message) -> Result<bool, TakenOver> {
     if p.retain {
         return Ok(false);
@@ -111,10 +131,39 @@ pub(super) fn on_presence(ctx: &Ctx, instance: &str, p: &Message) -> Result<bool
         return Ok(false);
     }
     if pr.is_online() {
-        return Err(TakenOver {
-            node: ctx.cfg.node_id.clone(),
-            instance: pr.instance,
+        let node = &ctx.cfg.node_id;
+        let proven = ctx.cfg.agent_password.as_ref().is_some_and(|pw| {
+            pr.proof.as_deref().is_some_and(|proof| {
+                handshake::verify_presence_proof(
+                    pw,
+                    node,
+                    &pr.status,
+                    pr.since,
+                    &pr.instance,
+                    proof,
+                )
+            })
         });
+        if proven {
+            return Err(TakenOver {
+                node: node.clone(),
+                instance: pr.instance,
+            });
+        }
+        static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
+        let now = unix_now();
+        let last = LAST_WARNED.load(Ordering::Relaxed);
+        if now >= last + UNPROVEN_WARN_EVERY
+            && LAST_WARNED
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                other = %pr.instance,
+                "a presence message says another agent serves this node, without proof of the agent password: a second agent with this node id, or someone on the broker; going on"
+            );
+        }
+        return Ok(false);
     }
     tracing::info!(other = %pr.instance, "another instance's offline notice; announcing again");
     Ok(true)

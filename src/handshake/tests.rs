@@ -117,3 +117,28 @@ fn a_malformed_or_low_order_share_is_refused() {
         assert_eq!(r.err(), Some(HandshakeError::Share), "{share:?}");
     }
 }
+
+#[test]
+fn a_presence_proof_holds_only_for_its_fields_and_password() {
+    let pw = secret("fleet");
+    let proof = presence_proof(&pw, "node", "online", 7, "abc");
+    assert!(verify_presence_proof(
+        &pw, "node", "online", 7, "abc", &proof
+    ));
+    for (node, status, since, instance, password) in [
+        ("nodf", "online", 7, "abc", "fleet"),
+        ("node", "offline", 7, "abc", "fleet"),
+        ("node", "online", 8, "abc", "fleet"),
+        ("node", "online", 7, "abd", "fleet"),
+        ("node", "online", 7, "abc", "other"),
+    ] {
+        let ok = verify_presence_proof(&secret(password), node, status, since, instance, &proof);
+        assert!(!ok, "{node} {status} {since} {instance} {password}");
+    }
+    for bad in ["", "zz", &proof[..10], "0"] {
+        assert!(
+            !verify_presence_proof(&pw, "node", "online", 7, "abc", bad),
+            "{bad:?}"
+        );
+    }
+}

@@ -25,6 +25,12 @@ pub struct Presence {
     /// mismatch fails at once, naming both versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<u8>,
+    /// From an agent with an agent password: an HMAC under it of the node,
+    /// the status, `since` and the instance (hex). Another agent of the
+    /// same node honours an "online" only with a valid one
+    /// (`handshake::presence_proof`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
 impl Presence {

@@ -7,6 +7,8 @@ fn announcer(published_at: Option<Instant>) -> Announcer {
         since: 1,
         announced: Some(0),
         published_at,
+        node: "n".into(),
+        password: None,
     }
 }
 

@@ -14,6 +14,7 @@ fn presence(status: &str, sessions: Option<u32>) -> String {
         instance: "i".into(),
         sessions,
         protocol: Some(crate::protocol::VERSION),
+        proof: None,
     };
     String::from_utf8(p.encode().to_vec()).expect("JSON is UTF-8")
 }

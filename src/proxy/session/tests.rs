@@ -94,6 +94,7 @@ fn presence(online: bool) -> Option<Presence> {
         instance: "a".into(),
         sessions: None,
         protocol: Some(crate::protocol::VERSION),
+        proof: None,
     })
 }
 
