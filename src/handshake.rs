@@ -119,10 +119,7 @@ pub fn transcript(
 /// The client's answer to a password challenge: an HMAC of the transcript
 /// (which holds the challenge's nonce) under the password.
 pub fn answer(password: &Secret, transcript: &[u8; 32]) -> [u8; ANSWER_LEN] {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, password.expose().as_bytes());
-    let mut msg = b"mqtt-proxy auth v2 ".to_vec();
-    msg.extend_from_slice(transcript);
-    hmac::sign(&key, &msg)
+    hmac::sign(&password_key(password), &answer_message(transcript))
         .as_ref()
         .try_into()
         .expect("HMAC-SHA-256 has 32 bytes")
@@ -130,10 +127,16 @@ pub fn answer(password: &Secret, transcript: &[u8; 32]) -> [u8; ANSWER_LEN] {
 
 /// Check an AUTH answer, in constant time.
 pub fn verify_answer(password: &Secret, transcript: &[u8; 32], mac: &[u8]) -> bool {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, password.expose().as_bytes());
-    let mut msg = b"mqtt-proxy auth v2 ".to_vec();
-    msg.extend_from_slice(transcript);
-    hmac::verify(&key, &msg, mac).is_ok()
+    hmac::verify(&password_key(password), &answer_message(transcript), mac).is_ok()
+}
+
+/// The HMAC key every password MAC (answer, presence proof, PSK) uses.
+fn password_key(password: &Secret) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA256, password.expose().as_bytes())
+}
+
+fn answer_message(transcript: &[u8; 32]) -> Vec<u8> {
+    [&b"mqtt-proxy auth v2 "[..], transcript].concat()
 }
 
 /// What an agent with a password puts in its presence messages: an HMAC
@@ -147,8 +150,10 @@ pub fn presence_proof(
     since: u64,
     instance: &str,
 ) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, password.expose().as_bytes());
-    let tag = hmac::sign(&key, &presence_message(node, status, since, instance));
+    let tag = hmac::sign(
+        &password_key(password),
+        &presence_message(node, status, since, instance),
+    );
     tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -172,8 +177,12 @@ pub fn verify_presence_proof(
     else {
         return false;
     };
-    let key = hmac::Key::new(hmac::HMAC_SHA256, password.expose().as_bytes());
-    hmac::verify(&key, &presence_message(node, status, since, instance), &tag).is_ok()
+    hmac::verify(
+        &password_key(password),
+        &presence_message(node, status, since, instance),
+        &tag,
+    )
+    .is_ok()
 }
 
 fn presence_message(node: &str, status: &str, since: u64, instance: &str) -> Vec<u8> {
@@ -233,10 +242,9 @@ pub fn agree(
     let mut ikm = agreement::agree_ephemeral(ours.key, &peer, |dh| dh.to_vec())
         .map_err(|_| HandshakeError::Share)?;
     let psk = match password {
-        Some(p) => {
-            let key = hmac::Key::new(hmac::HMAC_SHA256, p.expose().as_bytes());
-            hmac::sign(&key, b"mqtt-proxy psk v2").as_ref().to_vec()
-        }
+        Some(p) => hmac::sign(&password_key(p), b"mqtt-proxy psk v2")
+            .as_ref()
+            .to_vec(),
         None => vec![0; 32],
     };
     ikm.extend_from_slice(&psk);
@@ -263,6 +271,7 @@ pub fn agree(
 
 /// Both ends' keys of one session, agreed as the opening would: for tests
 /// of what runs after the opening.
+#[cfg(test)]
 pub fn pair_for_tests(password: Option<&Secret>) -> (SessionKeys, SessionKeys) {
     let (c, a) = (Ephemeral::new(), Ephemeral::new());
     let t = transcript("node", "cid", 1, c.share(), &[], a.share());

@@ -26,15 +26,20 @@ pub(super) fn drop_msg(topic: &str, why: &dyn std::fmt::Display) {
     tracing::debug!(topic, %why, dropped_total = n, "dropped message");
 }
 
-/// Publish a handshake frame (unsealed) without waiting. Dropped if the
-/// request queue is full: the client repeats its request.
-pub(super) fn send(ctx: &Ctx, cid: &str, f: Frame) {
-    // Err: queue full or MQTT task gone; the client repeats or times out.
-    let frame = f.encode();
+/// Publish an encoded frame on client `cid`'s down topic without waiting,
+/// at the QoS its kind goes at. Dropped if the request queue is full: the
+/// client repeats its request, or times out.
+pub(super) fn publish(ctx: &Ctx, cid: &str, frame: Bytes) {
     let qos = mqtt::qos(protocol::delivery(&frame));
+    // Err: queue full or MQTT task gone; the client repeats or times out.
     let _ = ctx
         .client
         .try_publish(ctx.topics.down(cid), qos, false, frame);
+}
+
+/// Publish a handshake frame (unsealed) without waiting ([`publish`]).
+pub(super) fn send(ctx: &Ctx, cid: &str, f: Frame) {
+    publish(ctx, cid, f.encode());
 }
 
 pub(super) fn accept_frame(sid: u64, window: u32, payload: Bytes) -> Frame {
@@ -47,11 +52,7 @@ pub(super) fn accept_frame(sid: u64, window: u32, payload: Bytes) -> Frame {
 /// a client that misses it times out).
 pub(super) fn reset(ctx: &Ctx, cid: &str, sid: u64, tx: &Sealer) {
     let frame = tx.seal_frame(&Frame::control(Kind::Reset, sid, Bytes::new()));
-    let qos = mqtt::qos(protocol::delivery(&frame));
-    // Err: queue full or MQTT task gone; the client times out instead.
-    let _ = ctx
-        .client
-        .try_publish(ctx.topics.down(cid), qos, false, frame);
+    publish(ctx, cid, frame);
 }
 
 pub(super) fn refuse(ctx: &Ctx, cid: &str, sid: u64, code: RefuseCode, reason: &str) {

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::admission::{Action, Admission, Admitted, Policy};
-use super::ctx::{accept_frame, drop_msg, refuse, reset, send, Ctx};
+use super::ctx::{accept_frame, drop_msg, publish, refuse, reset, send, Ctx};
 use super::session::{session, Note, SessionLinks};
 use crate::handshake::Ephemeral;
 use crate::mqtt::Message;
@@ -169,9 +169,7 @@ impl Dispatcher {
             .instrument(span),
         );
     }
-}
 
-impl Dispatcher {
     /// A frame of another protocol version. An old client's OPEN gets a
     /// REFUSE it can read, naming both versions, so it fails at once
     /// instead of waiting for an answer; anything else is dropped.
@@ -187,15 +185,7 @@ impl Dispatcher {
             protocol::VERSION
         );
         tracing::warn!(client = cid, %reason, "session refused");
-        let frame = protocol::refuse_v1(
-            sid,
-            &protocol::refuse_payload(RefuseCode::Protocol, &reason),
-        );
-        let qos = crate::mqtt::qos(protocol::delivery(&frame));
-        // Err: queue full or MQTT task gone; the client repeats its OPEN.
-        let _ = self
-            .ctx
-            .client
-            .try_publish(self.ctx.topics.down(cid), qos, false, frame);
+        let payload = protocol::refuse_payload(RefuseCode::Protocol, &reason);
+        publish(&self.ctx, cid, protocol::refuse_v1(sid, &payload));
     }
 }
