@@ -83,11 +83,6 @@ impl Sealer {
         b.extend_from_slice(tag.as_ref());
         b.freeze()
     }
-
-    /// Frames sealed so far.
-    pub fn sealed(&self) -> u64 {
-        self.next.load(Ordering::Relaxed)
-    }
 }
 
 /// Why a sealed frame was dropped.

@@ -263,7 +263,7 @@ pub enum DecodeError {
 /// after the opening handshake, except the client's last will (a RESET
 /// with [`FLAG_PEER_LOST`], which the broker publishes and which exists
 /// before any session key does).
-pub fn sealed(kind: Kind, flags: u8) -> bool {
+fn sealed(kind: Kind, flags: u8) -> bool {
     match kind {
         Kind::Data | Kind::Ack | Kind::Pad => true,
         Kind::Reset => flags & FLAG_PEER_LOST == 0,
