@@ -30,6 +30,17 @@ use common::*;
 
 /// Size of the transfers (the same as the other big-transfer tests).
 const BIG: u64 = 64 << 20;
+/// A test directory holding a random file of [`BIG`] bytes, and its path.
+fn big_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("mqtt-proxy-failover.")
+        .tempdir()
+        .expect("create test tempdir");
+    let local = dir.path().join("big.bin");
+    write_random_file(&local, BIG);
+    (dir, local)
+}
+
 /// Bound for one 64 MiB transfer; only turns a stall into a failure.
 const BIG_TIMEOUT: Duration = Duration::from_secs(300);
 /// `scp -l` (Kbit/s): 100 Mbit/s, so 64 MiB take at least ~5.4 s and the
@@ -241,12 +252,7 @@ fn assert_intact(local: &Path, remote: &Path, what: &str) {
 #[test]
 fn scp_survives_the_loss_of_either_broker() {
     let mut p = Pair::start("failover_scp", &[]);
-    let dir = tempfile::Builder::new()
-        .prefix("mqtt-proxy-failover.")
-        .tempdir()
-        .expect("create test tempdir");
-    let local = dir.path().join("big.bin");
-    write_random_file(&local, BIG);
+    let (dir, local) = big_file();
     let ssh = p.ssh();
 
     // 1. Both on A; A dies at ~30 %: both move to B.
@@ -422,12 +428,7 @@ fn scp_survives_a_broker_that_dies_silently() {
     // Default liveness settings: what a user has.
     let ns = Netns::enter("failover_silent");
     let mut p = Pair::start("failover_silent", &[]);
-    let dir = tempfile::Builder::new()
-        .prefix("mqtt-proxy-failover.")
-        .tempdir()
-        .expect("create test tempdir");
-    let local = dir.path().join("big.bin");
-    write_random_file(&local, BIG);
+    let (dir, local) = big_file();
     let remote = dir.path().join("silent.remote");
     let ssh = p.ssh();
     let (agent, a_port) = (p.agent.pid(), p.a.port());

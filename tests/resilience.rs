@@ -750,25 +750,20 @@ const TWO_AGENTS_PASSWORD: &str = "two agents, one password";
 #[test]
 fn newest_agent_for_a_node_id_wins() {
     let s = Setup::new("two_agents");
-    let pw = [("MQTT_AGENT_PASSWORD", TWO_AGENTS_PASSWORD)];
-    let mut first = Agent::spawn_at(
-        s.broker.port(),
-        &s.sshd.target(),
-        &s.names.node,
-        &s.names.prefix,
-        &[],
-        &pw,
-    );
+    let spawn = || {
+        Agent::spawn_at(
+            s.broker.port(),
+            &s.sshd.target(),
+            &s.names.node,
+            &s.names.prefix,
+            &[],
+            &[("MQTT_AGENT_PASSWORD", TWO_AGENTS_PASSWORD)],
+        )
+    };
+    let mut first = spawn();
     first.wait_online();
     let t = Instant::now();
-    let mut second = Agent::spawn_at(
-        s.broker.port(),
-        &s.sshd.target(),
-        &s.names.node,
-        &s.names.prefix,
-        &[],
-        &pw,
-    );
+    let mut second = spawn();
     second.wait_online();
     let bound = Duration::from_secs(5);
     let status = first.wait_exit(bound.saturating_sub(t.elapsed()));

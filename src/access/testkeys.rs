@@ -60,6 +60,17 @@ pub fn rsa() -> PrivateKey {
     PrivateKey::from_openssh(RSA_KEY).expect("the test RSA key parses")
 }
 
+/// One key of every kind ssh-keygen makes (ECDSA on each curve).
+pub fn every_kind() -> [PrivateKey; 5] {
+    [
+        ed25519(),
+        ecdsa(EcdsaCurve::NistP256),
+        ecdsa(EcdsaCurve::NistP384),
+        ecdsa(EcdsaCurve::NistP521),
+        rsa(),
+    ]
+}
+
 /// The key's `authorized_keys` form, with a comment.
 pub fn line(key: &PrivateKey) -> String {
     let mut public = key.public_key().clone();

@@ -1,4 +1,4 @@
-use super::testkeys::{at, cert_of, ecdsa, ed25519, line, prove, rsa, user_cert, NOW};
+use super::testkeys::{at, cert_of, ecdsa, ed25519, every_kind, line, prove, rsa, user_cert, NOW};
 use super::*;
 use ssh_key::{EcdsaCurve, PrivateKey};
 
@@ -38,13 +38,7 @@ fn denial_texts_are_what_the_user_reads() {
 
 #[test]
 fn a_listed_key_of_each_kind_opens_and_an_unlisted_one_does_not() {
-    for key in [
-        ed25519(),
-        ecdsa(EcdsaCurve::NistP256),
-        ecdsa(EcdsaCurve::NistP384),
-        ecdsa(EcdsaCurve::NistP521),
-        rsa(),
-    ] {
+    for key in every_kind() {
         let a = access(&line(&key), "");
         let id = check(&a, &[prove(&key, None, &T)]).expect("listed key opens");
         assert_eq!(id.fingerprint, fingerprint(key.public_key().key_data()));

@@ -1,18 +1,12 @@
 use super::*;
-use crate::access::testkeys::{ecdsa, ed25519, prove, rsa, user_cert};
+use crate::access::testkeys::{ecdsa, ed25519, every_kind, prove, rsa, user_cert};
 use ssh_key::EcdsaCurve;
 
 const T: [u8; 32] = [7; 32];
 
 #[test]
 fn every_key_kind_signs_and_verifies_over_its_transcript_only() {
-    for key in [
-        ed25519(),
-        ecdsa(EcdsaCurve::NistP256),
-        ecdsa(EcdsaCurve::NistP384),
-        ecdsa(EcdsaCurve::NistP521),
-        rsa(),
-    ] {
+    for key in every_kind() {
         let p = prove(&key, None, &T);
         assert!(p.verifies(&T), "{:?}", key.algorithm());
         assert!(!p.verifies(&[8; 32]), "{:?}", key.algorithm());
