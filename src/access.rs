@@ -58,7 +58,20 @@ pub enum Denial {
     Revoked,
 }
 
+/// The reason a client is told when none of its keys is authorized: it
+/// adds what it offered (`no authorized key (tried 2 from ssh-agent)`).
+pub const NO_AUTHORIZED_KEY: &str = "no authorized key";
+
 impl Denial {
+    /// What the client is told: this, but without the count of proofs
+    /// (the client knows better what it offered, and says so).
+    pub fn for_client(&self) -> String {
+        match self {
+            Denial::NoAuthorizedKey { .. } => NO_AUTHORIZED_KEY.to_owned(),
+            other => other.to_string(),
+        }
+    }
+
     /// The most telling of two reasons.
     pub fn most_telling(self, other: Denial) -> Denial {
         self.max(other)
@@ -263,6 +276,6 @@ fn matching_principal(
 }
 
 #[cfg(test)]
-mod testkeys;
+pub(crate) mod testkeys;
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,7 @@ pub use brokers::{BrokerList, Endpoint};
 pub use caps::{parse_bandwidth, ByteCount, MIN_BANDWIDTH};
 pub use file::{FileConfig, Role};
 #[cfg(test)]
-use file::{AGENT_KEYS, SHARED_KEYS};
+use file::{AGENT_KEYS, PROXY_KEYS, SHARED_KEYS};
 pub use liveness::Liveness;
 pub use secret::Secret;
 pub use url::{

@@ -274,12 +274,19 @@ pub fn gather(file: Vec<Candidate>, agent: Vec<Candidate>) -> Vec<Candidate> {
     out
 }
 
-/// Sign the opening with each identity in turn, up to [`MAX_PROOFS`]:
-/// the proofs for AUTH, and each identity that could not sign (ssh-agent
-/// may refuse one: a FIDO key without its token, a confirmation declined),
-/// for a debug line.
-pub fn prove(candidates: &[Candidate], transcript: &[u8; 32]) -> (Vec<Proof>, Vec<IdentityError>) {
-    let mut proofs = Vec::new();
+/// Sign the opening with each identity in turn, up to [`MAX_PROOFS`] and
+/// as many as fit in `budget` bytes encoded: each proof with the identity
+/// that made it, and each identity that could not sign (ssh-agent may
+/// refuse one: a FIDO key without its token, a confirmation declined).
+/// Signing stops at the first that does not fit, so ssh-agent is not asked
+/// for signatures that would not be sent.
+pub fn prove<'a>(
+    candidates: &'a [Candidate],
+    transcript: &[u8; 32],
+    budget: usize,
+) -> (Vec<(&'a Candidate, Proof)>, Vec<IdentityError>) {
+    let mut proofs: Vec<Proof> = Vec::new();
+    let mut signers = Vec::new();
     let mut failures = Vec::new();
     for c in candidates {
         if proofs.len() == MAX_PROOFS {
@@ -287,10 +294,18 @@ pub fn prove(candidates: &[Candidate], transcript: &[u8; 32]) -> (Vec<Proof>, Ve
         }
         match c.sign(transcript) {
             Ok(p) => proofs.push(p),
-            Err(e) => failures.push(e),
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
         }
+        if proof::encode(&proofs).map_or(true, |e| e.len() > budget) {
+            proofs.pop();
+            break;
+        }
+        signers.push(c);
     }
-    (proofs, failures)
+    (signers.into_iter().zip(proofs).collect(), failures)
 }
 
 #[cfg(test)]

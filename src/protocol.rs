@@ -22,11 +22,11 @@ pub use frames::{
 };
 pub use ids::{random_u64, valid_id, valid_prefix, MAX_ID_LEN};
 pub use limits::{
-    step_below, FRAME_OVERHEAD, HEADER_LEN, MAX_CHUNK, MAX_CONTROL_PAYLOAD, MAX_FRAME,
-    MAX_INFLIGHT_CHUNKS, MAX_PACKET, MESSAGE_STEPS, MIN_MESSAGE, MIN_PACKET, TAG_LEN,
+    step_below, FRAME_OVERHEAD, HEADER_LEN, MAX_AUTH_PAYLOAD, MAX_CHUNK, MAX_CONTROL_PAYLOAD,
+    MAX_FRAME, MAX_INFLIGHT_CHUNKS, MAX_PACKET, MESSAGE_STEPS, MIN_MESSAGE, MIN_PACKET, TAG_LEN,
 };
 pub use presence::Presence;
-pub use refuse::{refuse_payload, refuse_reason, RefuseCode};
+pub use refuse::{refuse_code, refuse_payload, refuse_reason, RefuseCode};
 pub use topics::Topics;
 
 #[cfg(test)]

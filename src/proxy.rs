@@ -12,6 +12,7 @@
 mod args;
 mod choice;
 mod error;
+mod keys;
 mod lookup;
 mod opening;
 mod session;

@@ -123,6 +123,9 @@ impl Default for Config {
 pub enum StreamError {
     #[error("the peer reset the session")]
     Reset,
+    /// A reset that says why (the agent's `access revoked`).
+    #[error("the peer closed the session: {0}")]
+    Closed(String),
     #[error("no word from the peer for {0:?}")]
     PeerTimeout(Duration),
 }
@@ -423,7 +426,11 @@ impl Stream {
                 if f.has(FLAG_PEER_LOST) {
                     self.peer_lost_hint = true;
                 } else if self.error.is_none() {
-                    self.error = Some(StreamError::Reset);
+                    self.error = Some(if f.payload.is_empty() {
+                        StreamError::Reset
+                    } else {
+                        StreamError::Closed(String::from_utf8_lossy(&f.payload).into_owned())
+                    });
                 }
                 return Ok(());
             }

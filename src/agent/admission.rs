@@ -9,16 +9,25 @@
 //! the dispatcher to carry out, so every rule is a unit test on synthetic
 //! instants (`admission/tests.rs`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::access::{self, Access, Identity};
 use crate::auth::{self, TokenBucket};
 use crate::config::Secret;
 use crate::handshake::{self, Ephemeral, Role, SessionKeys, SHARE_LEN};
 use crate::protocol::{Frame, Kind, RefuseCode};
+
+/// What a CHALLENGE asks for, in the byte behind the agent's key share: the
+/// agent password's answer, ssh-key proofs, or both (issue 24).
+pub const NEEDS_PASSWORD: u8 = 1;
+pub const NEEDS_KEYS: u8 = 2;
 
 /// A full session table makes room by evicting a session whose client has
 /// not sent a single stream frame this long after it was admitted: a real
@@ -46,6 +55,8 @@ pub(super) struct Admitted {
     pub(super) keys: SessionKeys,
     pub(super) accept: Bytes,
     pub(super) early: Bytes,
+    /// Who proved an authorized ssh key, when the agent asks for one.
+    pub(super) identity: Option<Identity>,
 }
 
 /// Shows what a test can predict: not the keys, nor the ACCEPT payload
@@ -54,6 +65,7 @@ impl std::fmt::Debug for Admitted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Admitted")
             .field("early", &self.early)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +79,25 @@ pub(super) struct Policy {
     /// If set, a client must answer a challenge with this password before
     /// its session starts.
     pub(super) password: Option<Secret>,
+    /// If set, a client must also prove it holds a key these lists
+    /// authorize (the newest version, as `access::watch` re-reads them).
+    pub(super) access: Option<watch::Receiver<Arc<Access>>>,
+    /// The wall clock, for certificates' validity windows.
+    pub(super) clock: fn() -> SystemTime,
+}
+
+impl Policy {
+    /// What a challenge asks for (0: no challenge).
+    fn needs(&self) -> u8 {
+        let mut needs = 0;
+        if self.password.is_some() {
+            needs |= NEEDS_PASSWORD;
+        }
+        if self.access.is_some() {
+            needs |= NEEDS_KEYS;
+        }
+        needs
+    }
 }
 
 /// What the dispatcher is to do, for the client whose frame it was unless
@@ -93,7 +124,7 @@ pub(super) enum Action {
     Refuse {
         sid: u64,
         code: RefuseCode,
-        reason: &'static str,
+        reason: Cow<'static, str>,
     },
     /// Ignore the frame; the reason is for the debug log and its counter.
     Drop(&'static str),
@@ -136,7 +167,7 @@ struct Slot {
 /// A challenge sent, awaiting the client's AUTH.
 struct Pending {
     sid: u64,
-    /// The CHALLENGE payload (our key share).
+    /// The CHALLENGE payload (our key share, what we ask for).
     challenge: Bytes,
     window: u32,
     /// What the client's answer must be an HMAC of.
@@ -210,7 +241,7 @@ impl Admission {
             Some(_) if frame.kind == Kind::Open => vec![Action::Refuse {
                 sid: frame.sid,
                 code: RefuseCode::Protocol,
-                reason: "client id already has a session",
+                reason: "client id already has a session".into(),
             }],
             Some(_) => vec![Action::Drop("frame for another session of this client id")],
             None if frame.kind == Kind::Open => self.open(now, cid, &frame),
@@ -281,20 +312,21 @@ impl Admission {
             return vec![Action::Refuse {
                 sid: frame.sid,
                 code: RefuseCode::Protocol,
-                reason: "malformed open request (no key share)",
+                reason: "malformed open request (no key share)".into(),
             }];
         }
         let (share, early) = (
             &frame.payload[..SHARE_LEN],
             frame.payload.slice(SHARE_LEN..),
         );
-        if self.policy.password.is_some() {
+        let needs = self.policy.needs();
+        if needs != 0 {
             self.pending.retain(|_, p| p.expires > now);
             if self.pending.len() >= MAX_PENDING {
                 actions.push(Action::Refuse {
                     sid: frame.sid,
                     code: RefuseCode::Busy,
-                    reason: "too many pending requests",
+                    reason: "too many pending requests".into(),
                 });
                 return actions;
             }
@@ -302,29 +334,37 @@ impl Admission {
         let ours = (self.shares)();
         let our_share = Bytes::copy_from_slice(ours.share());
         let password = self.policy.password.as_ref();
-        // With a password our share goes in the CHALLENGE, and the
-        // transcript holds it there too.
-        let challenge: &[u8] = if password.is_some() { &our_share } else { &[] };
+        // With a challenge our share goes in it, followed by what we ask
+        // for, and the transcript holds both there too.
+        let challenge = if needs != 0 {
+            let mut c = BytesMut::with_capacity(SHARE_LEN + 1);
+            c.extend_from_slice(&our_share);
+            c.extend_from_slice(&[needs]);
+            c.freeze()
+        } else {
+            Bytes::new()
+        };
         let transcript = handshake::transcript(
             &self.policy.node_id,
             cid,
             frame.sid,
             &frame.payload,
-            challenge,
+            &challenge,
             &our_share,
         );
         let Ok(keys) = handshake::agree(ours, share, &transcript, password, Role::Agent) else {
             return vec![Action::Refuse {
                 sid: frame.sid,
                 code: RefuseCode::Protocol,
-                reason: "malformed key share",
+                reason: "malformed key share".into(),
             }];
         };
-        if password.is_none() {
+        if needs == 0 {
             let session = Admitted {
                 accept: accept_payload(&our_share, &keys),
                 keys,
                 early,
+                identity: None,
             };
             actions.push(self.admit(now, cid, frame.sid, frame.window, session));
             return actions;
@@ -333,7 +373,7 @@ impl Admission {
             cid.to_owned(),
             Pending {
                 sid: frame.sid,
-                challenge: our_share.clone(),
+                challenge: challenge.clone(),
                 window: frame.window,
                 transcript,
                 keys,
@@ -343,48 +383,98 @@ impl Admission {
         );
         actions.push(Action::Challenge {
             sid: frame.sid,
-            payload: our_share,
+            payload: challenge,
         });
         actions
     }
 
     fn auth(&mut self, now: Instant, cid: &str, frame: &Frame) -> Vec<Action> {
-        let Some(secret) = &self.policy.password else {
-            return vec![Action::Drop("AUTH but this agent has no password")];
+        let needs = self.policy.needs();
+        if needs == 0 {
+            return vec![Action::Drop("AUTH but this agent asks for nothing")];
+        }
+        let sid = frame.sid;
+        let node = self.policy.node_id.as_str();
+        let failed = || Action::Refuse {
+            sid,
+            code: RefuseCode::Auth,
+            reason: "authorization failed".into(),
         };
         // A nonce answers once: remove it whatever the outcome.
         let pending = match self.pending.remove(cid) {
-            Some(p) if p.sid == frame.sid && p.expires > now => p,
+            Some(p) if p.sid == sid && p.expires > now => p,
             _ => {
                 tracing::warn!(
+                    node,
                     client = cid,
+                    sid = %format!("{sid:016x}"),
                     "authorization without a valid challenge (replay?)"
                 );
-                return vec![Action::Refuse {
-                    sid: frame.sid,
-                    code: RefuseCode::Auth,
-                    reason: "authorization failed",
-                }];
+                return vec![failed()];
             }
         };
         if !self.auth_failures.available(now) {
             tracing::warn!(client = cid, "too many failed authorizations; refusing");
             return vec![Action::Refuse {
-                sid: frame.sid,
+                sid,
                 code: RefuseCode::Busy,
-                reason: "too many failed authorizations; try again later",
+                reason: "too many failed authorizations; try again later".into(),
             }];
         }
-        let ok = handshake::verify_answer(secret, &pending.transcript, &frame.payload);
-        if !ok {
-            self.auth_failures.take(now);
-            tracing::warn!(client = cid, "authorization failed");
-            return vec![Action::Refuse {
-                sid: frame.sid,
-                code: RefuseCode::Auth,
-                reason: "authorization failed",
-            }];
+        // The answer to the password comes first, then the key proofs.
+        let (mac, proofs) = match self.policy.password.as_ref() {
+            Some(_) if frame.payload.len() < handshake::ANSWER_LEN => (&[][..], &[][..]),
+            Some(_) => frame.payload.split_at(handshake::ANSWER_LEN),
+            None => (&[][..], &frame.payload[..]),
+        };
+        if let Some(secret) = &self.policy.password {
+            if !handshake::verify_answer(secret, &pending.transcript, mac) {
+                self.auth_failures.take(now);
+                tracing::warn!(
+                    node,
+                    client = cid,
+                    sid = %format!("{sid:016x}"),
+                    "authorization failed"
+                );
+                return vec![failed()];
+            }
         }
+        let identity = match &self.policy.access {
+            Some(lists) => {
+                let proofs = access::decode(proofs).unwrap_or_else(|e| {
+                    tracing::debug!(client = cid, error = %e, "malformed key proofs");
+                    Vec::new()
+                });
+                let checked =
+                    lists
+                        .borrow()
+                        .check(&proofs, node, &pending.transcript, (self.policy.clock)());
+                match checked {
+                    Ok(identity) => Some(identity),
+                    Err(denial) => {
+                        self.auth_failures.take(now);
+                        let offered: Vec<String> = proofs
+                            .iter()
+                            .map(|p| access::fingerprint(p.key()))
+                            .collect();
+                        tracing::info!(
+                            node,
+                            client = cid,
+                            sid = %format!("{sid:016x}"),
+                            keys = %offered.join(","),
+                            reason = %denial,
+                            "session refused"
+                        );
+                        return vec![Action::Refuse {
+                            sid,
+                            code: RefuseCode::Access,
+                            reason: denial.for_client().into(),
+                        }];
+                    }
+                }
+            }
+            None => None,
+        };
         // The table may have filled while the client answered; its nonce is
         // spent, so refuse rather than let it wait.
         let mut actions: Vec<Action> = match self.make_room(now) {
@@ -392,14 +482,15 @@ impl Admission {
                 .map(|cid| Action::Evict { cid })
                 .into_iter()
                 .collect(),
-            Room::Soon | Room::Full => return vec![self.refuse_busy(cid, frame.sid)],
+            Room::Soon | Room::Full => return vec![self.refuse_busy(cid, sid)],
         };
         let session = Admitted {
-            accept: accept_payload(&pending.challenge, &pending.keys),
+            accept: accept_payload(&pending.challenge[..SHARE_LEN], &pending.keys),
             keys: pending.keys,
             early: pending.early,
+            identity,
         };
-        actions.push(self.admit(now, cid, frame.sid, pending.window, session));
+        actions.push(self.admit(now, cid, sid, pending.window, session));
         actions
     }
 
@@ -436,7 +527,7 @@ impl Admission {
         Action::Refuse {
             sid,
             code: RefuseCode::Busy,
-            reason: "too many sessions",
+            reason: "too many sessions".into(),
         }
     }
 

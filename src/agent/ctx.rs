@@ -16,6 +16,9 @@ pub(super) struct Ctx {
     pub topics: Topics,
     pub client: Client,
     pub link: tokio::sync::watch::Receiver<LinkState>,
+    /// The access lists sessions are checked against, kept current
+    /// (`--authorized-keys`).
+    pub access: Option<tokio::sync::watch::Receiver<std::sync::Arc<crate::access::Access>>>,
 }
 
 /// Frames dropped by the dispatcher (malformed, unknown session, queue full).
@@ -49,9 +52,12 @@ pub(super) fn accept_frame(sid: u64, window: u32, payload: Bytes) -> Frame {
 }
 
 /// Publish a RESET of session `sid`, sealed, without waiting (best effort:
-/// a client that misses it times out).
-pub(super) fn reset(ctx: &Ctx, cid: &str, sid: u64, tx: &Sealer) {
-    let frame = tx.seal_frame(&Frame::control(Kind::Reset, sid, Bytes::new()));
+/// a client that misses it times out). `why`, if not empty, is what the
+/// client prints (`mqtt-proxy: NODE: access revoked`).
+pub(super) fn reset(ctx: &Ctx, cid: &str, sid: u64, tx: &Sealer, why: &str) {
+    let why =
+        Bytes::copy_from_slice(&why.as_bytes()[..why.len().min(protocol::MAX_CONTROL_PAYLOAD)]);
+    let frame = tx.seal_frame(&Frame::control(Kind::Reset, sid, why));
     publish(ctx, cid, frame);
 }
 

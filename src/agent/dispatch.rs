@@ -46,6 +46,8 @@ impl Dispatcher {
             node_id: ctx.cfg.node_id.clone(),
             max_sessions: ctx.cfg.max_sessions,
             password: ctx.cfg.agent_password.clone(),
+            access: ctx.access.clone(),
+            clock: std::time::SystemTime::now,
         };
         Dispatcher {
             admission: Admission::new(policy, Instant::now(), Ephemeral::new),
@@ -65,7 +67,7 @@ impl Dispatcher {
     pub(super) fn reset_all(&self) {
         for (cid, sid) in self.admission.sessions() {
             if let Some(link) = self.links.get(cid) {
-                reset(&self.ctx, cid, sid, &link.tx);
+                reset(&self.ctx, cid, sid, &link.tx, "");
             }
         }
     }
@@ -135,7 +137,7 @@ impl Dispatcher {
                     let _ = link.evict.send(());
                 }
             }
-            Action::Refuse { sid, code, reason } => refuse(ctx, cid, sid, code, reason),
+            Action::Refuse { sid, code, reason } => refuse(ctx, cid, sid, code, &reason),
             Action::Drop(why) => drop_msg(topic, &why),
         }
     }

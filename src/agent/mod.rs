@@ -83,6 +83,26 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         QoS::AtLeastOnce,
         true,
     );
+    // Read before we announce the node: a file that cannot be read or
+    // parsed stops the agent here, with the line at fault.
+    let access = match &cfg.access {
+        Some(files) => {
+            let lists = crate::access::watch::spawn(files.clone(), crate::access::watch::POLL)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            {
+                let a = lists.borrow();
+                tracing::info!(
+                    authorized_keys = %files.authorized_keys.display(),
+                    authorized = a.authorized.entries.len(),
+                    revoked = a.revoked.keys.len(),
+                    "sessions need an authorized ssh key"
+                );
+            }
+            Some(lists)
+        }
+        None => None,
+    };
     let (in_tx, mut incoming) = mpsc::channel(INCOMING_CAPACITY);
     let mqtt = Mqtt::spawn(opts, vec![topics.all_up(), topics.presence()], in_tx);
     let ctx = Arc::new(Ctx {
@@ -90,6 +110,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         topics,
         client: mqtt.client.clone(),
         link: mqtt.state.clone(),
+        access,
     });
     let mut state = mqtt.state.clone();
     // The last state seen was Up: a Down that follows replaces a connection.

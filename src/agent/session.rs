@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::admission::Admitted;
 use super::ctx::{accept_frame, refuse, reset, Ctx};
+use crate::access::{Access, Denial, Identity};
 use crate::mqtt;
 use crate::protocol::{Frame, RefuseCode};
 use crate::stream::{Notice, Stream};
@@ -51,7 +52,18 @@ pub(super) async fn session(
         mut keys,
         accept,
         early,
+        identity,
     } = admitted;
+    // The audit fields: who opened the session (node, client and session
+    // id are the span's).
+    let (fingerprint, key_id, principal) = match &identity {
+        Some(id) => (
+            Some(id.fingerprint.as_str()),
+            id.certificate.as_ref().map(|c| c.key_id.as_str()),
+            id.certificate.as_ref().map(|c| c.principal.as_str()),
+        ),
+        None => (None, None, None),
+    };
     let SessionLinks {
         mut frames,
         mut evicted,
@@ -110,7 +122,7 @@ pub(super) async fn session(
         cid: cid.clone(),
         sid,
     });
-    tracing::info!("session opened");
+    tracing::info!(fingerprint, key_id, principal, "session opened");
     let mut link = ctx.link.clone();
     let result = match opened {
         Ok(()) => {
@@ -139,13 +151,19 @@ pub(super) async fn session(
                     other => tracing::debug!(notice = ?other, "peer liveness"),
                 },
             );
+            let revoked = revoked(ctx.access.clone(), identity.as_ref(), &ctx.cfg.node_id);
             // Biased: eviction also closes the frame channel, which the
             // tunnel would report as a lost MQTT connection.
             let res = tokio::select! {
                 biased;
                 Ok(()) = &mut evicted => {
-                    reset(&ctx, &cid, sid, &keys.tx);
+                    reset(&ctx, &cid, sid, &keys.tx, "");
                     Err(EVICTED.to_owned())
+                }
+                denial = revoked => {
+                    let why = denial.to_string();
+                    reset(&ctx, &cid, sid, &keys.tx, &why);
+                    Err(why)
                 }
                 r = tunnel => r.map_err(|e| e.to_string()),
             };
@@ -174,10 +192,37 @@ pub(super) async fn session(
         forged = keys.rx.forged(),
         replayed = keys.rx.replayed(),
         duration_ms = started.elapsed().as_millis() as u64,
+        fingerprint,
+        key_id,
+        principal,
         reason,
         "session closed"
     );
     // Unbounded: cannot fail while the dispatcher runs, and if it does not,
     // nobody needs to know.
     let _ = notes.send(Note::Ended { cid, sid });
+}
+
+/// Completes when the access lists change so that `identity` may no longer
+/// open sessions (its key removed or revoked, its CA's line gone or
+/// narrowed): the session is then closed and its client told why. Never
+/// completes for a session admitted without keys.
+async fn revoked(
+    lists: Option<watch::Receiver<Arc<Access>>>,
+    identity: Option<&Identity>,
+    node: &str,
+) -> Denial {
+    let (Some(mut lists), Some(identity)) = (lists, identity) else {
+        return std::future::pending().await;
+    };
+    loop {
+        if let Err(denial) = lists.borrow_and_update().still_authorized(identity, node) {
+            tracing::info!(fingerprint = %identity.fingerprint, reason = %denial, "access taken away; closing the session");
+            return denial;
+        }
+        if lists.changed().await.is_err() {
+            // The watcher is gone: the lists cannot change any more.
+            return std::future::pending().await;
+        }
+    }
 }

@@ -36,6 +36,18 @@ pub struct AgentArgs {
     /// MQTT_AGENT_PASSWORD environment variable.
     #[arg(long, env = "MQTT_AGENT_PASSWORD_FILE", value_name = "FILE")]
     pub agent_password_file: Option<std::path::PathBuf>,
+
+    /// OpenSSH authorized_keys file: a session opens only for a client
+    /// that proves it holds one of these keys, or a certificate from a
+    /// listed cert-authority. Re-read when it changes; sessions whose key
+    /// is no longer listed are closed.
+    #[arg(long, env = "MQTT_AUTHORIZED_KEYS", value_name = "FILE")]
+    pub authorized_keys: Option<std::path::PathBuf>,
+
+    /// Public keys refused whatever else says (OpenSSH RevokedKeys, plain
+    /// text): one key per line. Needs --authorized-keys.
+    #[arg(long, env = "MQTT_REVOKED_KEYS", value_name = "FILE")]
+    pub revoked_keys: Option<std::path::PathBuf>,
 }
 
 /// Default limit on concurrent sessions: far more than interactive use
@@ -54,6 +66,8 @@ pub struct AgentConfig {
     pub target: String,
     pub max_sessions: usize,
     pub agent_password: Option<Secret>,
+    /// The access lists to check sessions against (`--authorized-keys`).
+    pub access: Option<crate::access::watch::Files>,
     pub stream: stream::Config,
 }
 
@@ -97,8 +111,27 @@ impl AgentArgs {
         let broker = self.broker.resolve(file, None, env)?;
         let agent_password =
             config::agent_password(self.agent_password_file.as_deref(), file, env)?;
+        let authorized_keys = self
+            .authorized_keys
+            .clone()
+            .or_else(|| file.authorized_keys.clone());
+        let revoked_keys = self
+            .revoked_keys
+            .clone()
+            .or_else(|| file.revoked_keys.clone());
+        let access = match (authorized_keys, revoked_keys) {
+            (Some(authorized_keys), revoked_keys) => Some(crate::access::watch::Files {
+                authorized_keys,
+                revoked_keys,
+            }),
+            (None, Some(_)) => bail!(
+                "revoked keys are set but no authorized keys: set --authorized-keys (MQTT_AUTHORIZED_KEYS) too"
+            ),
+            (None, None) => None,
+        };
         Ok(AgentConfig {
             agent_password,
+            access,
             stream: stream::Config {
                 peer_timeout: broker.resume_timeout,
                 ack_delay: pacer::stream_ack_delay(Caps::of(&broker), stream::ACK_DELAY),

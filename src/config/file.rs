@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub node_id: Option<String>,
     pub target: Option<String>,
     pub max_sessions: Option<usize>,
+    pub authorized_keys: Option<PathBuf>,
+    pub revoked_keys: Option<PathBuf>,
+    // Proxy only.
+    pub identity: Option<PathBuf>,
 }
 
 /// Which binary reads the file (for key checks and the default path).
@@ -88,11 +92,16 @@ impl FileConfig {
                 ("node-id", cfg.node_id.is_some()),
                 ("target", cfg.target.is_some()),
                 ("max-sessions", cfg.max_sessions.is_some()),
+                ("authorized-keys", cfg.authorized_keys.is_some()),
+                ("revoked-keys", cfg.revoked_keys.is_some()),
             ] {
                 if set {
                     bail!("key '{key}' is only valid in the agent's config file");
                 }
             }
+        }
+        if role == Role::Agent && cfg.identity.is_some() {
+            bail!("key 'identity' is only valid in mqtt-proxy's config file");
         }
         Ok(cfg)
     }
@@ -122,7 +131,15 @@ pub(super) const SHARED_KEYS: &[&str] = &[
     "agent-password-file",
 ];
 /// Config file keys only the agent accepts.
-pub(super) const AGENT_KEYS: &[&str] = &["node-id", "target", "max-sessions"];
+pub(super) const AGENT_KEYS: &[&str] = &[
+    "node-id",
+    "target",
+    "max-sessions",
+    "authorized-keys",
+    "revoked-keys",
+];
+/// Config file keys only mqtt-proxy accepts.
+pub(super) const PROXY_KEYS: &[&str] = &["identity"];
 
 /// One line naming the line and the key, instead of toml's multi-line
 /// snippet: `line 3: unknown key 'hots' (known: …)`,
@@ -135,8 +152,9 @@ fn toml_error(text: &str, e: &toml::de::Error, role: Role) -> anyhow::Error {
     let what = if let Some(rest) = msg.strip_prefix("unknown field `") {
         let key = rest.split('`').next().unwrap_or_default();
         let mut known = SHARED_KEYS.to_vec();
-        if role == Role::Agent {
-            known.extend_from_slice(AGENT_KEYS);
+        match role {
+            Role::Agent => known.extend_from_slice(AGENT_KEYS),
+            Role::Proxy => known.extend_from_slice(PROXY_KEYS),
         }
         format!("unknown key '{key}' (known: {})", known.join(", "))
     } else {

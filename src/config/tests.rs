@@ -121,7 +121,11 @@ fn file_errors_name_the_key() {
             "line 2: unknown key 'hots' (known: broker, mqtt-version, max-message-size, http-proxy, \
              host, port, user, password-file, topic-prefix, client-id-prefix, resume-timeout, \
              probe-interval, link-timeout, max-publish-rate, max-bandwidth, tls, ca-file, cert-file, key-file, \
-             agent-password-file)",
+             agent-password-file, identity)",
+        ),
+        (
+            "authorized-keys = \"/etc/k\"",
+            "key 'authorized-keys' is only valid in the agent's config file",
         ),
         (
             "port = \"x\"",
@@ -145,8 +149,18 @@ fn file_errors_name_the_key() {
     assert!(FileConfig::parse("target = \"a:1\"", Role::Agent).is_ok());
     let agent_err = format!("{:#}", FileConfig::parse("x = 1", Role::Agent).unwrap_err());
     assert!(
-        agent_err.ends_with("agent-password-file, node-id, target, max-sessions)"),
+        agent_err.ends_with(
+            "agent-password-file, node-id, target, max-sessions, authorized-keys, revoked-keys)"
+        ),
         "{agent_err}"
+    );
+    let identity_err = format!(
+        "{:#}",
+        FileConfig::parse("identity = \"/k\"", Role::Agent).unwrap_err()
+    );
+    assert_eq!(
+        identity_err,
+        "key 'identity' is only valid in mqtt-proxy's config file"
     );
 }
 
@@ -519,7 +533,7 @@ fn key_lists_match_the_config_struct() {
         .split(", ")
         .map(|k| k.trim().trim_matches('`'))
         .collect();
-    assert_eq!(fields, [SHARED_KEYS, AGENT_KEYS].concat());
+    assert_eq!(fields, [SHARED_KEYS, AGENT_KEYS, PROXY_KEYS].concat());
 }
 
 #[test]

@@ -95,7 +95,7 @@ fn key_files_with_a_certificate_beside_and_a_passphrase() {
 
     let authorized = format!("cert-authority,principals=\"ops\" {}", public_line(&ca));
     let access = Access::parse(&authorized, "").expect("parses");
-    let (proofs, failures) = prove(&candidates, &T);
+    let (proofs, failures) = proofs_of(&candidates);
     assert!(failures.is_empty(), "{failures:?}");
     let id = access
         .check(&proofs, NODE, &T, SystemTime::now())
@@ -120,7 +120,7 @@ fn key_files_with_a_certificate_beside_and_a_passphrase() {
         format!("Enter passphrase for key '{}': ", rsa.display())
     );
     let access = Access::parse(&public_line(&rsa), "").expect("parses");
-    let (proofs, _) = prove(&candidates, &T);
+    let (proofs, _) = proofs_of(&candidates);
     let proof = &proofs[0];
     assert_eq!(
         proof.sshsig().signature().algorithm(),
@@ -269,7 +269,7 @@ fn a_real_ssh_agent_signs_with_each_kind_of_key_and_a_certificate() {
 
     // All at once, as `mqtt-proxy` would send them; with carol's key
     // revoked, her certificate's reason is the most telling.
-    let (proofs, failures) = prove(&candidates, &T);
+    let (proofs, failures) = proofs_of(&candidates);
     assert!(failures.is_empty(), "{failures:?}");
     let only_ca = format!("cert-authority,principals=\"ops\" {}", public_line(&ca));
     let revoked = Access::parse(&only_ca, &public_line(&carol)).expect("parses");
@@ -339,7 +339,7 @@ fn an_expired_certificate_from_the_agent_says_so() {
     assert_eq!(candidates.len(), 2, "{candidates:?}");
     let access =
         Access::parse(&format!("cert-authority {}", public_line(&ca)), "").expect("parses");
-    let (proofs, _) = prove(&candidates, &T);
+    let (proofs, _) = proofs_of(&candidates);
     assert_eq!(
         access.check(&proofs, NODE, &T, SystemTime::now()),
         Err(Denial::Expired)
@@ -353,4 +353,10 @@ fn identities_and_proofs_move_into_spawn_blocking() {
     send::<Vec<Candidate>>();
     send::<Vec<crate::access::Proof>>();
     send::<IdentityError>();
+}
+
+/// The proofs `prove` makes for [`T`], without a size budget.
+fn proofs_of(candidates: &[Candidate]) -> (Vec<Proof>, Vec<IdentityError>) {
+    let (signed, failures) = prove(candidates, &T, usize::MAX);
+    (signed.into_iter().map(|(_, p)| p).collect(), failures)
 }

@@ -4,7 +4,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::limits::{
-    HEADER_LEN, MAX_CHUNK, MAX_CONTROL_PAYLOAD, MAX_FRAME, MIN_PACKET, TAG_LEN, V1_HEADER_LEN,
+    HEADER_LEN, MAX_AUTH_PAYLOAD, MAX_CHUNK, MAX_CONTROL_PAYLOAD, MAX_FRAME, MIN_PACKET, TAG_LEN,
+    V1_HEADER_LEN,
 };
 
 /// Version byte at the start of every frame. A peer that sees another
@@ -433,8 +434,12 @@ impl Frame {
         let (kind, len) = (self.kind, self.payload.len());
         let payload_ok = match kind {
             Kind::Data | Kind::Pad => len <= MAX_CHUNK,
-            Kind::Ack | Kind::Reset => len == 0,
-            Kind::Open | Kind::Accept | Kind::Refuse | Kind::Challenge | Kind::Auth => {
+            Kind::Ack => len == 0,
+            // A sealed RESET may say why (`access revoked`); the last will
+            // (unsealed) carries nothing.
+            Kind::Reset => len == 0 || (!self.has(FLAG_PEER_LOST) && len <= MAX_CONTROL_PAYLOAD),
+            Kind::Auth => len <= MAX_AUTH_PAYLOAD,
+            Kind::Open | Kind::Accept | Kind::Refuse | Kind::Challenge => {
                 len <= MAX_CONTROL_PAYLOAD
             }
         };

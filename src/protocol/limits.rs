@@ -60,8 +60,15 @@ pub fn step_below(size: usize) -> usize {
         .unwrap_or(MIN_MESSAGE)
 }
 
-/// Largest control payload (refusal reason, open parameters).
+/// Largest control payload (refusal reason, open parameters, the reason
+/// a sealed RESET may carry).
 pub const MAX_CONTROL_PAYLOAD: usize = 1024;
+
+/// Largest AUTH payload: the agent-password answer and the ssh-key proofs
+/// (`access::proof`). An ed25519 key's proof is about 200 bytes, with its
+/// certificate 500; an RSA-2048 one with its certificate 1.2 KiB. A client
+/// sends the proofs that fit.
+pub const MAX_AUTH_PAYLOAD: usize = 16 * 1024;
 
 /// Most chunks in flight per direction; also the width of the SACK bitmap.
 pub const MAX_INFLIGHT_CHUNKS: u64 = 64;

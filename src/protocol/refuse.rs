@@ -17,6 +17,9 @@ pub enum RefuseCode {
     Busy = 3,
     /// Incompatible or malformed request.
     Protocol = 4,
+    /// The client's ssh keys do not open sessions on this node (issue 24):
+    /// the reason is [`access::Denial`](crate::access::Denial)'s text.
+    Access = 5,
 }
 
 /// Encode a REFUSE payload.
@@ -34,6 +37,11 @@ pub fn refuse_payload(code: RefuseCode, reason: &str) -> Bytes {
     }
     b.extend_from_slice(text.as_bytes());
     b.freeze()
+}
+
+/// A REFUSE payload's code byte (`None`: empty payload).
+pub fn refuse_code(payload: &[u8]) -> Option<u8> {
+    payload.first().copied()
 }
 
 /// Decode a REFUSE payload into its reason text (lossy: it is for humans).

@@ -38,6 +38,12 @@ pub struct ProxyArgs {
     #[arg(long, env = "MQTT_AGENT_PASSWORD_FILE", value_name = "FILE")]
     pub agent_password_file: Option<std::path::PathBuf>,
 
+    /// ssh private key to prove with, when the node's agent asks for an
+    /// authorized key (FILE-cert.pub beside it is offered too, first); the
+    /// ssh-agent's keys (SSH_AUTH_SOCK) are offered after it.
+    #[arg(long, short = 'i', env = "MQTT_IDENTITY", value_name = "FILE")]
+    pub identity: Option<std::path::PathBuf>,
+
     /// With --list: print JSON instead of a table.
     #[arg(long, requires = "list")]
     pub json: bool,
@@ -54,6 +60,10 @@ pub struct ProxyConfig {
     pub broker: Broker,
     pub node: String,
     pub agent_password: Option<Secret>,
+    /// The key file to prove with (`--identity`).
+    pub identity: Option<std::path::PathBuf>,
+    /// The ssh-agent's socket (`SSH_AUTH_SOCK`; empty means none).
+    pub ssh_agent: Option<std::path::PathBuf>,
     pub stream: stream::Config,
 }
 
@@ -93,6 +103,10 @@ impl ProxyArgs {
             config::agent_password(self.agent_password_file.as_deref(), file, env)?;
         Ok(ProxyConfig {
             agent_password,
+            identity: self.identity.clone().or_else(|| file.identity.clone()),
+            ssh_agent: crate::identity::agent_socket(
+                env("SSH_AUTH_SOCK").as_deref().map(std::ffi::OsStr::new),
+            ),
             stream: stream::Config {
                 peer_timeout: broker.resume_timeout,
                 ack_delay: pacer::stream_ack_delay(Caps::of(&broker), stream::ACK_DELAY),

@@ -31,6 +31,16 @@ pub enum ProxyError {
     Denied(String),
     #[error("node '{0}' reset the session")]
     Reset(String),
+    /// The agent ended the session and said why (`access revoked`).
+    #[error("{node}: {reason}")]
+    Closed { node: String, reason: String },
+    /// The agent refused our ssh keys: `reason` is its reason, with what we
+    /// offered when it is that none is authorized.
+    #[error("{node} refused the session: {reason}")]
+    AccessRefused { node: String, reason: String },
+    /// The agent asks for ssh keys and we have none to offer.
+    #[error("{node} refused the session: it asks for an ssh key and {why}")]
+    NoIdentity { node: String, why: String },
     #[error("node '{0}' went offline")]
     WentOffline(String),
     #[error("lost contact with node '{node}' for {secs} s")]
@@ -44,7 +54,7 @@ pub enum ProxyError {
     #[error("node '{0}' answered with keys that do not match (someone else on the broker answering for it?)")]
     KeyCheck(String),
     /// We have an agent password and the agent accepted without asking.
-    #[error("node '{0}' accepted without asking for the agent password, so it could not prove it knows it (its agent has none set?)")]
+    #[error("node '{0}' did not ask for the agent password, so it could not prove it knows it (its agent has none set?)")]
     NoChallenge(String),
     #[error("{0}")]
     Local(String),

@@ -15,10 +15,17 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::error::ProxyError;
+use crate::access::NO_AUTHORIZED_KEY;
 use crate::config::Secret;
 use crate::handshake::{self, Ephemeral, Role, SessionKeys, CONFIRM_LEN, SHARE_LEN};
 use crate::mqtt::LinkState;
-use crate::protocol::{self, Frame, Kind, MAX_CONTROL_PAYLOAD, VERSION};
+use crate::protocol::{self, Frame, Kind, RefuseCode, MAX_CONTROL_PAYLOAD, VERSION};
+
+/// What a CHALLENGE asks for, in the byte behind the agent's share
+/// (`agent::admission` sets them): the agent password's answer, proofs
+/// that we hold an authorized ssh key, or both.
+pub(super) const NEEDS_PASSWORD: u8 = 1;
+pub(super) const NEEDS_KEYS: u8 = 2;
 
 /// Longest a session open may take, connect to the broker included: ssh
 /// users expect an answer within 10 s (docs/protocol.md, "Opening", promises it).
@@ -78,6 +85,13 @@ pub(super) enum Event {
     },
     /// A frame of this session from the agent.
     Frame(Frame),
+    /// The driver signed what [`Action::Sign`] asked: the encoded proofs
+    /// (`access::encode`), or why there are none; `tried` says what was
+    /// offered (`2 from ssh-agent`), for a refusal.
+    Signed {
+        proofs: Result<Bytes, String>,
+        tried: String,
+    },
     /// Only time passed (the driver woke at [`Opening::deadline`]).
     Tick,
 }
@@ -87,6 +101,9 @@ pub(super) enum Event {
 pub(super) enum Action {
     /// Publish this encoded frame (OPEN or AUTH) on the session's up topic.
     Send(Bytes),
+    /// Sign this transcript hash with our ssh keys (it blocks: ssh-agent),
+    /// and tell [`Event::Signed`].
+    Sign([u8; 32]),
     /// The opening is over.
     Done(Result<Box<Opened>, ProxyError>),
 }
@@ -143,8 +160,15 @@ pub(super) struct Opening {
     /// The OPEN payload sent (and repeated unchanged): it is part of the
     /// transcript.
     open_payload: Option<Bytes>,
-    /// With a password: the CHALLENGE taken, and the keys agreed with it.
+    /// After a CHALLENGE: its payload, and the keys agreed with it.
     challenge: Option<(Bytes, SessionKeys)>,
+    /// A CHALLENGE that asks for keys: the password's answer (if it asked
+    /// for that too) waiting for the proofs, and the transcript to sign
+    /// until the driver is asked to ([`Action::Sign`]).
+    answer: Option<Bytes>,
+    to_sign: Option<[u8; 32]>,
+    /// What we offered, for a refusal's message.
+    tried: Option<String>,
     /// The newest presence status, its protocol version, and whether the
     /// node was ever seen online (by the router, or while we opened).
     presence: Option<bool>,
@@ -190,6 +214,9 @@ impl Opening {
             ours: Some(Ephemeral::new()),
             open_payload: None,
             challenge: None,
+            answer: None,
+            to_sign: None,
+            tried: None,
             presence: None,
             protocol: VERSION,
             seen_online: false,
@@ -216,11 +243,15 @@ impl Opening {
                 None
             }
             Event::Frame(f) => self.on_frame(f, now),
+            Event::Signed { proofs, tried } => self.on_signed(proofs, tried, now),
             Event::Tick => None,
         };
         let action = match decided {
             Some(result) => Some(Action::Done(result)),
-            None => self.step(now),
+            None => match self.to_sign.take() {
+                Some(t) => Some(Action::Sign(t)),
+                None => self.step(now),
+            },
         };
         if matches!(action, Some(Action::Done(_))) {
             self.stage = Stage::Over;
@@ -302,6 +333,18 @@ impl Opening {
             Kind::Accept => self.on_accept(&f.payload, f.window),
             // Unauthenticated: someone on the broker can refuse for the
             // node, never open (see docs/security.md).
+            Kind::Refuse if protocol::refuse_code(&f.payload) == Some(RefuseCode::Access as u8) => {
+                let mut reason = protocol::refuse_reason(&f.payload);
+                if reason == NO_AUTHORIZED_KEY {
+                    if let Some(tried) = &self.tried {
+                        reason = format!("{reason} (tried {tried})");
+                    }
+                }
+                Some(Err(ProxyError::AccessRefused {
+                    node: node.clone(),
+                    reason,
+                }))
+            }
             Kind::Refuse => Some(Err(ProxyError::Refused {
                 node: node.clone(),
                 reason: protocol::refuse_reason(&f.payload),
@@ -332,7 +375,7 @@ impl Opening {
         };
         let keys = match self.challenge.take() {
             Some((challenge, keys)) => {
-                if share != &challenge[..] || !keys.confirms(confirm) {
+                if share != &challenge[..SHARE_LEN] || !keys.confirms(confirm) {
                     // Not made by who answered our AUTH: dropped, the real
                     // one may follow.
                     tracing::debug!("accept that does not confirm our keys dropped");
@@ -377,38 +420,91 @@ impl Opening {
         })))
     }
 
-    /// CHALLENGE: answer with AUTH, which binds the password to the
-    /// transcript, and agree on the keys.
+    /// CHALLENGE: our keys are agreed with the agent's share; what it asks
+    /// for (the password's answer, ssh-key proofs, or both) goes back in
+    /// AUTH, bound to the transcript. Proofs are signed by the driver
+    /// first ([`Action::Sign`]).
     fn on_challenge(
         &mut self,
         payload: Bytes,
         now: Instant,
     ) -> Option<Result<Box<Opened>, ProxyError>> {
         let node = &self.req.node;
-        let Some(secret) = &self.req.password else {
-            return Some(Err(ProxyError::Refused {
-                node: node.clone(),
-                reason: "authorization failed".into(),
-            }));
-        };
-        if payload.len() != SHARE_LEN {
+        if payload.len() != SHARE_LEN + 1 {
             tracing::debug!(len = payload.len(), "malformed challenge dropped");
             return None;
         }
+        let needs = payload[SHARE_LEN];
+        if needs & !(NEEDS_PASSWORD | NEEDS_KEYS) != 0 || needs == 0 {
+            return Some(Err(ProxyError::Refused {
+                node: node.clone(),
+                reason: format!("it asks for an authorization this mqtt-proxy does not know ({needs:#04x}): upgrade mqtt-proxy"),
+            }));
+        }
+        let password = match (&self.req.password, needs & NEEDS_PASSWORD != 0) {
+            (Some(secret), true) => Some(secret),
+            (None, true) => {
+                return Some(Err(ProxyError::Refused {
+                    node: node.clone(),
+                    reason: "it asks for the agent password and none is set (MQTT_AGENT_PASSWORD)"
+                        .into(),
+                }))
+            }
+            // We have a password and it did not ask: it has none, or
+            // someone else answers for it (as for an ACCEPT unasked).
+            (Some(_), false) => return Some(Err(ProxyError::NoChallenge(node.clone()))),
+            (None, false) => None,
+        };
         // Only the first challenge counts: our share agrees once.
         let (Some(ours), Some(open)) = (self.ours.take(), self.open_payload.as_ref()) else {
             tracing::debug!("repeated or early challenge ignored");
             return None;
         };
         let r = &self.req;
-        let t = handshake::transcript(&r.node, &r.cid, r.sid, open, &payload, &payload);
-        let Ok(keys) = handshake::agree(ours, &payload, &t, Some(secret), Role::Client) else {
+        let share = &payload[..SHARE_LEN];
+        let t = handshake::transcript(&r.node, &r.cid, r.sid, open, &payload, share);
+        let Ok(keys) = handshake::agree(ours, share, &t, password, Role::Client) else {
             return Some(Err(ProxyError::KeyCheck(node.clone())));
         };
-        let mac = handshake::answer(secret, &t);
-        self.request =
-            Some(Frame::control(Kind::Auth, r.sid, Bytes::copy_from_slice(&mac)).encode());
+        let answer = password.map_or_else(Bytes::new, |secret| {
+            Bytes::copy_from_slice(&handshake::answer(secret, &t))
+        });
         self.challenge = Some((payload, keys));
+        if needs & NEEDS_KEYS != 0 {
+            self.answer = Some(answer);
+            self.to_sign = Some(t);
+        } else {
+            self.request = Some(Frame::control(Kind::Auth, r.sid, answer).encode());
+            self.next_send = now;
+        }
+        None
+    }
+
+    /// The driver signed: AUTH carries the password's answer (if asked)
+    /// and the proofs; without any proof there is nothing to offer.
+    fn on_signed(
+        &mut self,
+        proofs: Result<Bytes, String>,
+        tried: String,
+        now: Instant,
+    ) -> Option<Result<Box<Opened>, ProxyError>> {
+        let Some(answer) = self.answer.take() else {
+            tracing::debug!("signature nobody asked for ignored");
+            return None;
+        };
+        self.tried = Some(tried);
+        let proofs = match proofs {
+            Ok(p) => p,
+            Err(why) => {
+                return Some(Err(ProxyError::NoIdentity {
+                    node: self.req.node.clone(),
+                    why,
+                }))
+            }
+        };
+        let mut payload = answer.to_vec();
+        payload.extend_from_slice(&proofs);
+        self.request = Some(Frame::control(Kind::Auth, self.req.sid, payload.into()).encode());
         self.next_send = now;
         None
     }

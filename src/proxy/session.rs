@@ -15,6 +15,7 @@ use super::args::ProxyConfig;
 use super::error::ProxyError;
 use std::time::Duration;
 
+use super::keys::Keys;
 use super::opening::{Action, Event, Opened, Opening, Request, EARLY_MAX};
 use super::PREFIX;
 use crate::handshake::SessionKeys;
@@ -121,6 +122,16 @@ where
         };
         cfg.broker = cfg.broker.starting_at(first);
     }
+    // Before the opening's clock starts: reading the key file may ask
+    // for its passphrase.
+    let keys = {
+        let (identity, agent) = (cfg.identity.clone(), cfg.ssh_agent.clone());
+        let load = tokio::task::spawn_blocking(move || Keys::load(identity.as_deref(), agent));
+        tokio::select! {
+            r = load => Arc::new(r.map_err(|e| ProxyError::Local(e.to_string()))?),
+            () = &mut stop => return Err(ProxyError::Interrupted),
+        }
+    };
     let sid = random_u64();
     let cid = format!("{}{sid:016x}", cfg.broker.client_id_prefix);
     let topics = Topics::new(&cfg.broker.topic_prefix, &cfg.node);
@@ -161,7 +172,7 @@ where
         };
         let opening = Opening::new(request, connecting, Instant::now());
         let opened = tokio::select! {
-            r = open(opening, &mut inbound, &mut sink, &mut stdin) => r?,
+            r = open(opening, &mut inbound, &mut sink, &mut stdin, keys) => r?,
             () = &mut stop => return Err(ProxyError::Interrupted),
         };
         tracing::debug!(sid = %format!("{sid:016x}"), "session open");
@@ -242,6 +253,7 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     inbound: &mut Inbound,
     sink: &mut S,
     stdin: &mut R,
+    keys: Arc<Keys>,
 ) -> Result<Box<Opened>, ProxyError> {
     let broker_error = |e: std::io::Error| ProxyError::Broker(e.to_string());
     let now = Instant::now();
@@ -251,10 +263,16 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
     let link = inbound.link.borrow_and_update().clone();
     let mut action = opening.handle(Event::Link(link), now);
     let mut rbuf = BytesMut::with_capacity(EARLY_MAX);
+    // Our ssh keys signing the transcript (ssh-agent blocks).
+    let mut signing: Option<JoinHandle<super::keys::Signed>> = None;
     loop {
         match action {
             Some(Action::Done(result)) => return result,
             Some(Action::Send(frame)) => sink.send(frame).await.map_err(broker_error)?,
+            Some(Action::Sign(transcript)) => {
+                let keys = keys.clone();
+                signing = Some(tokio::task::spawn_blocking(move || keys.sign(&transcript)));
+            }
             None => {}
         }
         let reading = opening.early_wanted();
@@ -278,6 +296,13 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
                 Some(f) => Event::Frame(f),
                 None => return Err(mqtt::TaskEnded.into()),
             },
+            r = async { signing.as_mut().expect("checked").await }, if signing.is_some() => {
+                signing = None;
+                match r {
+                    Ok(s) => Event::Signed { proofs: s.proofs, tried: s.tried },
+                    Err(e) => Event::Signed { proofs: Err(e.to_string()), tried: String::new() },
+                }
+            }
             r = inbound.presence.changed() => match r {
                 Ok(()) => inbound.presence_event(),
                 Err(_) => return Err(mqtt::TaskEnded.into()),
@@ -446,6 +471,9 @@ where
     match outcome {
         Ok(()) => Ok(()),
         Err(TunnelError::Stream(StreamError::Reset)) => Err(ProxyError::Reset(node)),
+        Err(TunnelError::Stream(StreamError::Closed(reason))) => {
+            Err(ProxyError::Closed { node, reason })
+        }
         Err(TunnelError::Stream(StreamError::PeerTimeout(d))) => {
             let presence = inbound.presence.borrow();
             if presence.as_ref().is_some_and(|p| !p.is_online()) {

@@ -35,6 +35,8 @@ fn admission(max_sessions: usize, with_password: bool, t0: Instant) -> Admission
         node_id: NODE.to_owned(),
         max_sessions,
         password: with_password.then(password),
+        access: None,
+        clock: SystemTime::now,
     };
     SHARES.with(|s| s.borrow_mut().clear());
     Admission::new(policy, t0, || {
@@ -92,8 +94,9 @@ fn auth(cid: &'static str, sid: u64, k: usize) -> Ev {
 
 /// The AUTH frame a client would send for [`Ev::Auth`].
 fn auth_frame(secret: &Secret, cid: &str, sid: u64, k: usize) -> Frame {
-    let challenge = share(k);
-    let t = handshake::transcript(NODE, cid, sid, &client_share(), &challenge, &challenge);
+    let share = share(k);
+    let challenge = [&share[..], &[NEEDS_PASSWORD]].concat();
+    let t = handshake::transcript(NODE, cid, sid, &client_share(), &challenge, &share);
     let mac = handshake::answer(secret, &t);
     Frame::control(Kind::Auth, sid, Bytes::copy_from_slice(&mac))
 }
@@ -124,7 +127,7 @@ enum Seen {
     Refuse {
         sid: u64,
         code: RefuseCode,
-        reason: &'static str,
+        reason: String,
     },
     Drop(&'static str),
 }
@@ -132,7 +135,11 @@ enum Seen {
 fn seen(actions: Vec<Action>) -> Vec<Seen> {
     let k_of = |payload: &Bytes| {
         SHARES
-            .with(|s| s.borrow().iter().position(|x| x[..] == payload[..]))
+            .with(|s| {
+                s.borrow()
+                    .iter()
+                    .position(|x| x[..] == payload[..SHARE_LEN])
+            })
             .expect("a share handed out")
             + 1
     };
@@ -157,7 +164,11 @@ fn seen(actions: Vec<Action>) -> Vec<Seen> {
                 Seen::Start { sid, window }
             }
             Action::Evict { cid } => Seen::Evict { cid },
-            Action::Refuse { sid, code, reason } => Seen::Refuse { sid, code, reason },
+            Action::Refuse { sid, code, reason } => Seen::Refuse {
+                sid,
+                code,
+                reason: reason.into_owned(),
+            },
             Action::Drop(why) => Seen::Drop(why),
         })
         .collect()
@@ -180,8 +191,12 @@ fn evict(cid: &str) -> Seen {
     }
 }
 
-fn refused(sid: u64, code: RefuseCode, reason: &'static str) -> Seen {
-    Seen::Refuse { sid, code, reason }
+fn refused(sid: u64, code: RefuseCode, reason: &str) -> Seen {
+    Seen::Refuse {
+        sid,
+        code,
+        reason: reason.to_owned(),
+    }
 }
 
 fn busy(sid: u64) -> Seen {
@@ -467,7 +482,7 @@ fn auth_without_an_agent_password_is_dropped() {
             0,
             "a",
             auth("a", 1, 1),
-            vec![Seen::Drop("AUTH but this agent has no password")],
+            vec![Seen::Drop("AUTH but this agent asks for nothing")],
         )],
     );
 }
@@ -583,4 +598,192 @@ fn a_table_that_filled_while_the_client_answered_refuses_or_evicts() {
             (5200, "e", auth("e", 5, 5), vec![busy(5)]),
         ],
     );
+}
+
+mod keys {
+    //! An agent with authorized keys (issue 24): what a challenge asks
+    //! for, and which AUTH admits whom.
+    use super::*;
+    use crate::access::testkeys::{self, at, NOW};
+    use ssh_key::PrivateKey;
+
+    /// An agent whose `authorized_keys` is `lines`, at [`NOW`].
+    fn with_keys(lines: &str, with_password: bool, t0: Instant) -> Admission {
+        let mut a = admission(4, with_password, t0);
+        let lists = Access::parse(lines, "").expect("parses");
+        let (tx, rx) = watch::channel(Arc::new(lists));
+        std::mem::forget(tx);
+        a.policy.access = Some(rx);
+        a.policy.clock = || at(NOW);
+        a
+    }
+
+    /// The transcript of the k-th challenge (asking for `needs`), as
+    /// client `cid` with session `sid` holds it.
+    fn transcript(cid: &str, sid: u64, k: usize, needs: u8) -> [u8; 32] {
+        let share = share(k);
+        let challenge = [&share[..], &[needs]].concat();
+        handshake::transcript(NODE, cid, sid, &client_share(), &challenge, &share)
+    }
+
+    /// AUTH of `cid`'s session `sid`: the password's answer when given,
+    /// then proofs by `keys` over the transcript `t`.
+    fn auth(t: &[u8; 32], sid: u64, password: Option<&Secret>, keys: &[&PrivateKey]) -> Frame {
+        let mut payload = password
+            .map(|p| handshake::answer(p, t).to_vec())
+            .unwrap_or_default();
+        let proofs: Vec<_> = keys.iter().map(|k| testkeys::prove(k, None, t)).collect();
+        if !proofs.is_empty() {
+            payload.extend(access::encode(&proofs).expect("encodes"));
+        }
+        Frame::control(Kind::Auth, sid, payload.into())
+    }
+
+    /// What admission did with an AUTH: the fingerprint admitted, or the
+    /// refusal's code and reason.
+    fn outcome(actions: Vec<Action>) -> Result<String, (RefuseCode, String)> {
+        match actions.into_iter().last() {
+            Some(Action::Start { session, .. }) => {
+                Ok(session.identity.expect("admitted on a key").fingerprint)
+            }
+            Some(Action::Refuse { code, reason, .. }) => Err((code, reason.into_owned())),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_challenge_asks_for_keys_and_an_authorized_key_opens() {
+        let t0 = Instant::now();
+        let (alice, mallory) = (testkeys::ed25519(), testkeys::ed25519());
+        let mut a = with_keys(&testkeys::line(&alice), false, t0);
+        // No ACCEPT without a challenge: it asks for keys only.
+        let actions = a.frame(t0, "a", open_frame(1));
+        let [Action::Challenge { payload, .. }] = &actions[..] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(payload.len(), SHARE_LEN + 1);
+        assert_eq!(payload[SHARE_LEN], NEEDS_KEYS);
+        let t = transcript("a", 1, 1, NEEDS_KEYS);
+        // An unlisted key first, then the listed one: the listed one opens.
+        let admitted = outcome(a.frame(t0, "a", auth(&t, 1, None, &[&mallory, &alice])));
+        assert_eq!(
+            admitted,
+            Ok(access::fingerprint(alice.public_key().key_data()))
+        );
+
+        // Mallory alone is refused, and told it is for want of a key.
+        a.frame(t0, "m", open_frame(2));
+        let t = transcript("m", 2, 2, NEEDS_KEYS);
+        assert_eq!(
+            outcome(a.frame(t0, "m", auth(&t, 2, None, &[&mallory]))),
+            Err((RefuseCode::Access, access::NO_AUTHORIZED_KEY.to_owned()))
+        );
+        // No proof at all (or garbage) is the same.
+        a.frame(t0, "n", open_frame(3));
+        assert_eq!(
+            outcome(a.frame(
+                t0,
+                "n",
+                Frame::control(Kind::Auth, 3, Bytes::from_static(b"junk"))
+            )),
+            Err((RefuseCode::Access, access::NO_AUTHORIZED_KEY.to_owned()))
+        );
+    }
+
+    /// A captured AUTH is useless for any other session: another client
+    /// id, another session id, or a later challenge of the same client.
+    #[test]
+    fn an_answer_replayed_into_another_session_is_refused() {
+        let t0 = Instant::now();
+        let alice = testkeys::ed25519();
+        let mut a = with_keys(&testkeys::line(&alice), false, t0);
+        a.frame(t0, "a", open_frame(1));
+        let captured = auth(&transcript("a", 1, 1, NEEDS_KEYS), 1, None, &[&alice]);
+        // Another client id, same session id: its own challenge (2).
+        a.frame(t0, "b", open_frame(1));
+        assert_eq!(
+            outcome(a.frame(t0, "b", captured.clone())),
+            Err((RefuseCode::Access, access::NO_AUTHORIZED_KEY.to_owned()))
+        );
+        // The same client id, another session: a fresh challenge (3).
+        a.frame(t0, "a", open_frame(9));
+        let mut replay = captured.clone();
+        replay.sid = 9;
+        assert_eq!(
+            outcome(a.frame(t0, "a", replay)),
+            Err((RefuseCode::Access, access::NO_AUTHORIZED_KEY.to_owned()))
+        );
+        // Client `a`'s pending challenge is now session 9's: the answer
+        // for session 1 has nothing left to answer.
+        assert_eq!(
+            outcome(a.frame(t0, "a", captured)),
+            Err((RefuseCode::Auth, "authorization failed".to_owned()))
+        );
+    }
+
+    #[test]
+    fn with_a_password_both_are_required() {
+        let t0 = Instant::now();
+        let alice = testkeys::ed25519();
+        let needs = NEEDS_PASSWORD | NEEDS_KEYS;
+        let wrong = Secret::new("wrong".into());
+        // (case, the password answered with, whether a key is proven, outcome)
+        type Case<'a> = (&'a str, Option<&'a Secret>, bool, Result<(), RefuseCode>);
+        let (right, wrong) = (password(), wrong);
+        let cases: [Case; 4] = [
+            ("both", Some(&right), true, Ok(())),
+            ("key only", None, true, Err(RefuseCode::Auth)),
+            ("wrong password", Some(&wrong), true, Err(RefuseCode::Auth)),
+            (
+                "password, no key",
+                Some(&password()),
+                false,
+                Err(RefuseCode::Access),
+            ),
+        ];
+        for (what, secret, with_key, expected) in cases {
+            let mut a = with_keys(&testkeys::line(&alice), true, t0);
+            let actions = a.frame(t0, "a", open_frame(1));
+            let [Action::Challenge { payload, .. }] = &actions[..] else {
+                panic!("{actions:?}")
+            };
+            assert_eq!(payload[SHARE_LEN], needs);
+            let t = transcript("a", 1, 1, needs);
+            let keys: Vec<&PrivateKey> = if with_key { vec![&alice] } else { vec![] };
+            let got = outcome(a.frame(t0, "a", auth(&t, 1, secret, &keys)))
+                .map(|_| ())
+                .map_err(|(c, _)| c);
+            assert_eq!(got, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn certificates_are_checked_at_the_agent_s_clock() {
+        let t0 = Instant::now();
+        let (ca, alice) = (testkeys::ed25519(), testkeys::ed25519());
+        let lines = format!("cert-authority,principals=\"ops\" {}", testkeys::line(&ca));
+        let good = testkeys::user_cert(&ca, &alice, &["ops"]);
+        let expired = testkeys::cert_of(
+            &ca,
+            &alice,
+            ssh_key::certificate::CertType::User,
+            &["ops"],
+            (NOW - 7200, NOW - 3600),
+        );
+        for (cert, expected) in [
+            (good, Ok(access::fingerprint(alice.public_key().key_data()))),
+            (
+                expired,
+                Err((RefuseCode::Access, "certificate expired".to_owned())),
+            ),
+        ] {
+            let mut a = with_keys(&lines, false, t0);
+            a.frame(t0, "a", open_frame(1));
+            let t = transcript("a", 1, 1, NEEDS_KEYS);
+            let proof = testkeys::prove(&alice, Some(cert), &t);
+            let payload = access::encode(&[proof]).expect("encodes");
+            let frame = Frame::control(Kind::Auth, 1, payload.into());
+            assert_eq!(outcome(a.frame(t0, "a", frame)), expected);
+        }
+    }
 }

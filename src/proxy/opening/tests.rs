@@ -24,16 +24,29 @@ fn accept(op: &Opening, window: u32) -> Event {
 /// The CHALLENGE an agent with `password` sends for the OPEN this opening
 /// sent, the AUTH it expects, and the ACCEPT it sends for that AUTH.
 fn challenge(op: &Opening, password: &str) -> (Event, [u8; 32], Event) {
-    let secret = Secret::new(password.into());
+    let (challenge, t, accept) = challenge_for(op, Some(password), NEEDS_PASSWORD);
+    (
+        challenge,
+        handshake::answer(&Secret::new(password.into()), &t),
+        accept,
+    )
+}
+
+/// The CHALLENGE asking for `needs` (with the agent password `password`),
+/// the transcript hash both ends then hold, and the ACCEPT that follows a
+/// right AUTH.
+fn challenge_for(op: &Opening, password: Option<&str>, needs: u8) -> (Event, [u8; 32], Event) {
+    let secret = password.map(|p| Secret::new(p.into()));
     let open = op.open_payload.clone().expect("OPEN sent");
     let ours = Ephemeral::new();
     let share = *ours.share();
-    let t = handshake::transcript("n1", "cid", SID, &open, &share, &share);
-    let keys = handshake::agree(ours, &open[..SHARE_LEN], &t, Some(&secret), Role::Agent)
+    let payload = [&share[..], &[needs]].concat();
+    let t = handshake::transcript("n1", "cid", SID, &open, &payload, &share);
+    let keys = handshake::agree(ours, &open[..SHARE_LEN], &t, secret.as_ref(), Role::Agent)
         .expect("valid share");
     (
-        frame(Kind::Challenge, 0, &share),
-        handshake::answer(&secret, &t),
+        frame(Kind::Challenge, 0, &payload),
+        t,
         frame(
             Kind::Accept,
             1,
@@ -91,6 +104,7 @@ fn what(action: Option<Action>) -> String {
     match action {
         None => "-".into(),
         Some(Action::Send(wire)) => format!("{:?}", Frame::decode(wire).expect("valid").kind),
+        Some(Action::Sign(_)) => "sign".into(),
         Some(Action::Done(Ok(_))) => "open".into(),
         Some(Action::Done(Err(e))) => e.to_string(),
     }
@@ -275,7 +289,7 @@ fn answers_end_the_opening() {
         p
     };
     type Answer<'a> = &'a dyn Fn(&Opening) -> Event;
-    let answers: [(Answer, &str); 4] = [
+    let answers: [(Answer, &str); 6] = [
         (&|op| accept(op, 77), "open"),
         (
             &|_| frame(Kind::Refuse, 0, &refuse),
@@ -286,8 +300,16 @@ fn answers_end_the_opening() {
             "node 'n1' refused: no reason given",
         ),
         (
-            &|_| frame(Kind::Challenge, 0, &[7; SHARE_LEN]),
-            "node 'n1' refused: authorization failed",
+            &|_| frame(Kind::Challenge, 0, &[[7; SHARE_LEN].as_slice(), &[NEEDS_PASSWORD]].concat()),
+            "node 'n1' refused: it asks for the agent password and none is set (MQTT_AGENT_PASSWORD)",
+        ),
+        (
+            &|_| frame(Kind::Challenge, 0, &[[7; SHARE_LEN].as_slice(), &[4]].concat()),
+            "node 'n1' refused: it asks for an authorization this mqtt-proxy does not know (0x04): upgrade mqtt-proxy",
+        ),
+        (
+            &|_| frame(Kind::Refuse, 0, &protocol::refuse_payload(RefuseCode::Access, "certificate expired")),
+            "n1 refused the session: certificate expired",
         ),
     ];
     for (answer, text) in answers {
@@ -356,7 +378,7 @@ fn with_a_password_an_accept_without_a_challenge_fails() {
     let accepted = accept(&op, 1);
     assert_eq!(
         run(&mut op, t0, vec![(0.1, accepted)]),
-        ["node 'n1' accepted without asking for the agent password, so it could not prove it knows it (its agent has none set?)"]
+        ["node 'n1' did not ask for the agent password, so it could not prove it knows it (its agent has none set?)"]
     );
 }
 
@@ -506,4 +528,100 @@ fn nothing_happens_after_the_end() {
         ["-", "-", "-"]
     );
     assert!(!op.early_wanted());
+}
+
+/// A node that asks for ssh keys: the driver is asked to sign the
+/// transcript; AUTH carries the password's answer (when asked too), then
+/// the proofs; a refusal for want of an authorized key says what we
+/// offered; no key at all ends the opening with why.
+#[test]
+fn a_challenge_for_keys_is_signed_by_the_driver_then_answered() {
+    let proofs = Bytes::from_static(b"proofs as access::encode makes them");
+    for password in [None, Some("s3cret")] {
+        let needs = NEEDS_KEYS
+            | if password.is_some() {
+                NEEDS_PASSWORD
+            } else {
+                0
+            };
+        let (mut op, t0) = start(password, EARLY_MIN_CONNECT);
+        run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
+        let (challenge, t, accept) = challenge_for(&op, password, needs);
+        match op.handle(challenge, at(t0, 0.1)) {
+            Some(Action::Sign(signed)) => assert_eq!(signed, t, "the transcript is what is signed"),
+            other => panic!("expected Sign, got {}", what(other)),
+        }
+        // Until signed, the OPEN is repeated (the agent repeats its challenge).
+        assert_eq!(run(&mut op, t0, vec![(1.0, Event::Tick)]), ["Open"]);
+        let signed = Event::Signed {
+            proofs: Ok(proofs.clone()),
+            tried: "2 from ssh-agent".into(),
+        };
+        let auth = match op.handle(signed, at(t0, 1.2)) {
+            Some(Action::Send(wire)) => Frame::decode(wire).expect("valid"),
+            other => panic!("expected AUTH, got {}", what(other)),
+        };
+        assert_eq!(auth.kind, Kind::Auth);
+        let mut expected = password
+            .map(|p| handshake::answer(&Secret::new(p.into()), &t).to_vec())
+            .unwrap_or_default();
+        expected.extend_from_slice(&proofs);
+        assert_eq!(&auth.payload[..], &expected[..]);
+        assert_eq!(run(&mut op, t0, vec![(1.3, accept)]), ["open"]);
+    }
+
+    let refused = |reason: &str| {
+        frame(
+            Kind::Refuse,
+            0,
+            &protocol::refuse_payload(RefuseCode::Access, reason),
+        )
+    };
+    for (reason, text) in [
+        (
+            NO_AUTHORIZED_KEY,
+            "n1 refused the session: no authorized key (tried 2 from ssh-agent)",
+        ),
+        ("access revoked", "n1 refused the session: access revoked"),
+    ] {
+        let (mut op, t0) = far();
+        run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
+        let (challenge, _, _) = challenge_for(&op, None, NEEDS_KEYS);
+        let signed = Event::Signed {
+            proofs: Ok(proofs.clone()),
+            tried: "2 from ssh-agent".into(),
+        };
+        assert_eq!(
+            run(
+                &mut op,
+                t0,
+                vec![(0.1, challenge), (0.2, signed), (0.3, refused(reason))]
+            ),
+            ["sign", "Auth", text]
+        );
+    }
+
+    let (mut op, t0) = far();
+    run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
+    let (challenge, _, _) = challenge_for(&op, None, NEEDS_KEYS);
+    let none = Event::Signed {
+        proofs: Err("none was found".into()),
+        tried: String::new(),
+    };
+    assert_eq!(
+        run(&mut op, t0, vec![(0.1, challenge), (0.2, none)]),
+        [
+            "sign",
+            "n1 refused the session: it asks for an ssh key and none was found"
+        ]
+    );
+
+    // With a password, a challenge that does not ask for it proves nothing
+    // about who answers.
+    let (mut op, t0) = start(Some("s3cret"), EARLY_MIN_CONNECT);
+    run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
+    let (challenge, _, _) = challenge_for(&op, None, NEEDS_KEYS);
+    assert!(
+        run(&mut op, t0, vec![(0.1, challenge)])[0].contains("did not ask for the agent password")
+    );
 }

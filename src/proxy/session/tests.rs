@@ -131,6 +131,7 @@ async fn open_with(
         &mut inbound,
         &mut sink,
         &mut stdin,
+        Default::default(),
     );
     let started = Instant::now();
     let result = tokio::select! {
@@ -224,6 +225,7 @@ async fn early_frames_after(
         &mut inbound,
         &mut sink,
         &mut stdin,
+        Default::default(),
     );
     let opened = tokio::select! {
         r = opening => r.expect("accepted"),
