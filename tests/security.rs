@@ -766,7 +766,11 @@ fn agent_password_admits_the_secret_only_and_refuses_replays() {
     assert_fails_with(cmd, &refused, "wrong agent password");
     let mut cmd = proxy_args(&base);
     cmd.args(["--client-id-prefix", "no-secret-", &n.node]);
-    assert_fails_with(cmd, &refused, "no agent password");
+    let unset = format!(
+        "mqtt-proxy: node '{}' refused: it asks for the agent password and none is set (MQTT_AGENT_PASSWORD)",
+        n.node
+    );
+    assert_fails_with(cmd, &unset, "no agent password");
     let log = agent.log_text();
     let line = log
         .lines()

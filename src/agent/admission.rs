@@ -405,15 +405,18 @@ impl Admission {
             Some(p) if p.sid == sid && p.expires > now => p,
             _ => {
                 tracing::warn!(
-                    node,
                     client = cid,
+                    node,
                     sid = %format!("{sid:016x}"),
                     "authorization without a valid challenge (replay?)"
                 );
                 return vec![failed()];
             }
         };
-        if !self.auth_failures.available(now) {
+        // Failed answers to the password are limited (each is a guess at
+        // it); key proofs are not guesses, and the open rate limit bounds
+        // the signatures checked.
+        if self.policy.password.is_some() && !self.auth_failures.available(now) {
             tracing::warn!(client = cid, "too many failed authorizations; refusing");
             return vec![Action::Refuse {
                 sid,
@@ -431,8 +434,8 @@ impl Admission {
             if !handshake::verify_answer(secret, &pending.transcript, mac) {
                 self.auth_failures.take(now);
                 tracing::warn!(
-                    node,
                     client = cid,
+                    node,
                     sid = %format!("{sid:016x}"),
                     "authorization failed"
                 );
@@ -452,14 +455,13 @@ impl Admission {
                 match checked {
                     Ok(identity) => Some(identity),
                     Err(denial) => {
-                        self.auth_failures.take(now);
                         let offered: Vec<String> = proofs
                             .iter()
                             .map(|p| access::fingerprint(p.key()))
                             .collect();
                         tracing::info!(
-                            node,
                             client = cid,
+                            node,
                             sid = %format!("{sid:016x}"),
                             keys = %offered.join(","),
                             reason = %denial,

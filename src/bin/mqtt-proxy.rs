@@ -13,7 +13,7 @@ async fn main() -> std::process::ExitCode {
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
             for line in e.render().to_string().lines().filter(|l| !l.is_empty()) {
-                eprintln!("{PREFIX}: {line}");
+                say(line);
             }
             return std::process::ExitCode::from(EXIT_PROXY_FAILURE);
         }
@@ -57,9 +57,18 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(msg) => {
             if !msg.is_empty() {
-                eprintln!("{PREFIX}: {msg}");
+                say(&msg);
             }
             std::process::ExitCode::from(EXIT_PROXY_FAILURE)
         }
     }
+}
+
+/// `mqtt-proxy: LINE` on stderr in one write: ssh writes its own lines to
+/// the same terminal as we exit (`Connection … closed by remote host.`), and
+/// `eprintln!` writes each piece of its format separately, so ours would
+/// come out torn.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{PREFIX}: {line}\n").as_bytes());
 }

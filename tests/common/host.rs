@@ -42,6 +42,9 @@ pub const MQTT_ENV: &[&str] = &[
     "MQTT_MAX_BANDWIDTH",
     "MQTT_PROBE_INTERVAL",
     "MQTT_LINK_TIMEOUT",
+    "MQTT_AUTHORIZED_KEYS",
+    "MQTT_REVOKED_KEYS",
+    "MQTT_IDENTITY",
 ];
 
 /// A loopback port that was free a moment ago (bind port 0, read it, drop).
