@@ -318,7 +318,7 @@ fn user_facing_errors_are_exact_one_liners_with_status_255() {
                  max-message-size, http-proxy, host, port, user, password-file, topic-prefix, \
                  client-id-prefix, resume-timeout, probe-interval, link-timeout, max-publish-rate, \
                  max-bandwidth, tls, ca-file, \
-                 cert-file, key-file, agent-password-file)"
+                 cert-file, key-file, agent-password-file, identity)"
             ),
         ),
     ];
