@@ -207,6 +207,11 @@ pub struct SessionKeys {
     pub tx: Arc<Sealer>,
     pub rx: Opener,
     confirm: hmac::Key,
+    /// Seals the client's ssh-key proofs in AUTH (`access::proof`), so
+    /// that someone who only watches the broker does not learn who opens
+    /// sessions where (public keys, certificates' key ids and principals).
+    /// Used once per session, for one message: its nonce is constant.
+    proofs: ring::aead::LessSafeKey,
 }
 
 impl SessionKeys {
@@ -223,6 +228,33 @@ impl SessionKeys {
     pub fn confirms(&self, tag: &[u8]) -> bool {
         hmac::verify(&self.confirm, b"accept", tag).is_ok()
     }
+
+    /// The client's proofs, sealed for AUTH (the client seals them once;
+    /// a repeated AUTH repeats the same bytes).
+    pub fn seal_proofs(&self, proofs: &[u8]) -> Vec<u8> {
+        let mut sealed = proofs.to_vec();
+        self.proofs
+            .seal_in_place_append_tag(proofs_nonce(), ring::aead::Aad::empty(), &mut sealed)
+            .expect("proofs are far below AES-GCM's length limit");
+        sealed
+    }
+
+    /// The proofs of an AUTH, if they were sealed with these keys.
+    pub fn open_proofs(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        let mut buf = sealed.to_vec();
+        let len = self
+            .proofs
+            .open_in_place(proofs_nonce(), ring::aead::Aad::empty(), &mut buf)
+            .ok()?
+            .len();
+        buf.truncate(len);
+        Some(buf)
+    }
+}
+
+/// The nonce of the one message the proofs key seals.
+fn proofs_nonce() -> ring::aead::Nonce {
+    ring::aead::Nonce::assume_unique_for_key([0; ring::aead::NONCE_LEN])
 }
 
 /// Agree on the session's keys with the peer's `share`, over `transcript`,
@@ -266,6 +298,7 @@ pub fn agree(
         tx: Arc::new(Sealer::new(aead_key(tx))),
         rx: Opener::new(aead_key(rx)),
         confirm,
+        proofs: ring::aead::LessSafeKey::new(aead_key(b"client proofs")),
     })
 }
 

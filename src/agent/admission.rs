@@ -444,10 +444,19 @@ impl Admission {
         }
         let identity = match &self.policy.access {
             Some(lists) => {
-                let proofs = access::decode(proofs).unwrap_or_else(|e| {
-                    tracing::debug!(client = cid, error = %e, "malformed key proofs");
-                    Vec::new()
-                });
+                // Sealed with the session's keys: proofs sealed for another
+                // session (a replay) do not open, and prove nothing.
+                let proofs = match pending.keys.open_proofs(proofs).map(|p| access::decode(&p)) {
+                    Some(Ok(p)) => p,
+                    Some(Err(e)) => {
+                        tracing::debug!(client = cid, error = %e, "malformed key proofs");
+                        Vec::new()
+                    }
+                    None => {
+                        tracing::debug!(client = cid, "key proofs not sealed for this session");
+                        Vec::new()
+                    }
+                };
                 let checked =
                     lists
                         .borrow()

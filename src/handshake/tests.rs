@@ -142,3 +142,19 @@ fn a_presence_proof_holds_only_for_its_fields_and_password() {
         );
     }
 }
+
+/// The client's ssh-key proofs travel sealed: the agent of this session
+/// opens them, nobody who only watches does, and another session's keys
+/// (a replay) do not.
+#[test]
+fn proofs_open_only_with_the_session_s_keys() {
+    let (client, agent) = pair_for_tests(None);
+    let sealed = client.seal_proofs(b"proofs");
+    assert!(!sealed.windows(6).any(|w| w == b"proofs"));
+    assert_eq!(agent.open_proofs(&sealed).as_deref(), Some(&b"proofs"[..]));
+    let (_, other_agent) = pair_for_tests(None);
+    assert_eq!(other_agent.open_proofs(&sealed), None);
+    let mut flipped = sealed.clone();
+    flipped[0] ^= 1;
+    assert_eq!(agent.open_proofs(&flipped), None);
+}

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::access;
 use crate::handshake::ANSWER_LEN;
 use crate::identity::{self, Candidate};
-use crate::protocol::MAX_AUTH_PAYLOAD;
+use crate::protocol::{MAX_AUTH_PAYLOAD, TAG_LEN};
 
 /// What we may sign with.
 #[derive(Debug, Default)]
@@ -72,8 +72,11 @@ impl Keys {
             None => Vec::new(),
         };
         let candidates = identity::gather(self.file.clone(), from_agent);
-        let (signed, failures) =
-            identity::prove(&candidates, transcript, MAX_AUTH_PAYLOAD - ANSWER_LEN);
+        let (signed, failures) = identity::prove(
+            &candidates,
+            transcript,
+            MAX_AUTH_PAYLOAD - ANSWER_LEN - TAG_LEN,
+        );
         for e in failures {
             tracing::debug!("{e}");
             problems.push(e.to_string());

@@ -502,8 +502,12 @@ impl Opening {
                 }))
             }
         };
+        let Some((_, keys)) = &self.challenge else {
+            tracing::debug!("signature without a challenge ignored");
+            return None;
+        };
         let mut payload = answer.to_vec();
-        payload.extend_from_slice(&proofs);
+        payload.extend_from_slice(&keys.seal_proofs(&proofs));
         self.request = Some(Frame::control(Kind::Auth, self.req.sid, payload.into()).encode());
         self.next_send = now;
         None

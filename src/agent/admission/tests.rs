@@ -618,25 +618,70 @@ mod keys {
         a
     }
 
-    /// The transcript of the k-th challenge (asking for `needs`), as
-    /// client `cid` with session `sid` holds it.
-    fn transcript(cid: &str, sid: u64, k: usize, needs: u8) -> [u8; 32] {
-        let share = share(k);
-        let challenge = [&share[..], &[needs]].concat();
-        handshake::transcript(NODE, cid, sid, &client_share(), &challenge, &share)
+    /// One client's opening: its OPEN, then (once challenged) its keys.
+    struct Client {
+        cid: &'static str,
+        sid: u64,
+        share: [u8; SHARE_LEN],
+        ours: Option<Ephemeral>,
     }
 
-    /// AUTH of `cid`'s session `sid`: the password's answer when given,
-    /// then proofs by `keys` over the transcript `t`.
-    fn auth(t: &[u8; 32], sid: u64, password: Option<&Secret>, keys: &[&PrivateKey]) -> Frame {
-        let mut payload = password
-            .map(|p| handshake::answer(p, t).to_vec())
-            .unwrap_or_default();
-        let proofs: Vec<_> = keys.iter().map(|k| testkeys::prove(k, None, t)).collect();
-        if !proofs.is_empty() {
-            payload.extend(access::encode(&proofs).expect("encodes"));
+    impl Client {
+        fn new(cid: &'static str, sid: u64) -> Client {
+            let ours = Ephemeral::new();
+            Client {
+                cid,
+                sid,
+                share: *ours.share(),
+                ours: Some(ours),
+            }
         }
-        Frame::control(Kind::Auth, sid, payload.into())
+
+        fn open(&self) -> Frame {
+            let mut f = Frame::control(Kind::Open, self.sid, Bytes::copy_from_slice(&self.share));
+            f.window = WINDOW;
+            f
+        }
+
+        /// The transcript of the k-th challenge (asking for `needs`) and
+        /// our keys agreed with it.
+        fn answer(
+            &mut self,
+            k: usize,
+            needs: u8,
+            password: Option<&Secret>,
+        ) -> ([u8; 32], SessionKeys) {
+            let agent = share(k);
+            let challenge = [&agent[..], &[needs]].concat();
+            let t =
+                handshake::transcript(NODE, self.cid, self.sid, &self.share, &challenge, &agent);
+            let ours = self.ours.take().expect("answered once");
+            let keys = handshake::agree(ours, &agent, &t, password, Role::Client).expect("valid");
+            (t, keys)
+        }
+
+        /// AUTH for the k-th challenge: the answer to `password` when
+        /// given, then proofs by `signers` sealed with our keys.
+        fn auth(
+            &mut self,
+            k: usize,
+            needs: u8,
+            password: Option<&Secret>,
+            signers: &[&PrivateKey],
+        ) -> Frame {
+            let (t, keys) = self.answer(k, needs, password);
+            let mut payload = password
+                .map(|p| handshake::answer(p, &t).to_vec())
+                .unwrap_or_default();
+            let proofs: Vec<_> = signers
+                .iter()
+                .map(|s| testkeys::prove(s, None, &t))
+                .collect();
+            if !proofs.is_empty() {
+                payload.extend(keys.seal_proofs(&access::encode(&proofs).expect("encodes")));
+            }
+            Frame::control(Kind::Auth, self.sid, payload.into())
+        }
     }
 
     /// What admission did with an AUTH: the fingerprint admitted, or the
@@ -651,42 +696,44 @@ mod keys {
         }
     }
 
+    fn no_key() -> Result<String, (RefuseCode, String)> {
+        Err((RefuseCode::Access, access::NO_AUTHORIZED_KEY.to_owned()))
+    }
+
     #[test]
     fn the_challenge_asks_for_keys_and_an_authorized_key_opens() {
         let t0 = Instant::now();
         let (alice, mallory) = (testkeys::ed25519(), testkeys::ed25519());
         let mut a = with_keys(&testkeys::line(&alice), false, t0);
         // No ACCEPT without a challenge: it asks for keys only.
-        let actions = a.frame(t0, "a", open_frame(1));
+        let mut c = Client::new("a", 1);
+        let actions = a.frame(t0, "a", c.open());
         let [Action::Challenge { payload, .. }] = &actions[..] else {
             panic!("{actions:?}")
         };
         assert_eq!(payload.len(), SHARE_LEN + 1);
         assert_eq!(payload[SHARE_LEN], NEEDS_KEYS);
-        let t = transcript("a", 1, 1, NEEDS_KEYS);
         // An unlisted key first, then the listed one: the listed one opens.
-        let admitted = outcome(a.frame(t0, "a", auth(&t, 1, None, &[&mallory, &alice])));
+        let auth = c.auth(1, NEEDS_KEYS, None, &[&mallory, &alice]);
         assert_eq!(
-            admitted,
+            outcome(a.frame(t0, "a", auth)),
             Ok(access::fingerprint(alice.public_key().key_data()))
         );
 
         // Mallory alone is refused, and told it is for want of a key.
-        a.frame(t0, "m", open_frame(2));
-        let t = transcript("m", 2, 2, NEEDS_KEYS);
+        let mut m = Client::new("m", 2);
+        a.frame(t0, "m", m.open());
+        let auth = m.auth(2, NEEDS_KEYS, None, &[&mallory]);
+        assert_eq!(outcome(a.frame(t0, "m", auth)), no_key());
+        // Garbage, or proofs in the clear (not sealed for the session), are
+        // no proof at all.
+        let mut n = Client::new("n", 3);
+        a.frame(t0, "n", n.open());
+        let (t, _) = n.answer(3, NEEDS_KEYS, None);
+        let clear = access::encode(&[testkeys::prove(&alice, None, &t)]).expect("encodes");
         assert_eq!(
-            outcome(a.frame(t0, "m", auth(&t, 2, None, &[&mallory]))),
-            Err((RefuseCode::Access, access::NO_AUTHORIZED_KEY.to_owned()))
-        );
-        // No proof at all (or garbage) is the same.
-        a.frame(t0, "n", open_frame(3));
-        assert_eq!(
-            outcome(a.frame(
-                t0,
-                "n",
-                Frame::control(Kind::Auth, 3, Bytes::from_static(b"junk"))
-            )),
-            Err((RefuseCode::Access, access::NO_AUTHORIZED_KEY.to_owned()))
+            outcome(a.frame(t0, "n", Frame::control(Kind::Auth, 3, clear.into()))),
+            no_key()
         );
     }
 
@@ -697,24 +744,20 @@ mod keys {
         let t0 = Instant::now();
         let alice = testkeys::ed25519();
         let mut a = with_keys(&testkeys::line(&alice), false, t0);
-        a.frame(t0, "a", open_frame(1));
-        let captured = auth(&transcript("a", 1, 1, NEEDS_KEYS), 1, None, &[&alice]);
-        // Another client id, same session id: its own challenge (2).
-        a.frame(t0, "b", open_frame(1));
-        assert_eq!(
-            outcome(a.frame(t0, "b", captured.clone())),
-            Err((RefuseCode::Access, access::NO_AUTHORIZED_KEY.to_owned()))
-        );
+        let mut c = Client::new("a", 1);
+        a.frame(t0, "a", c.open());
+        let captured = c.auth(1, NEEDS_KEYS, None, &[&alice]);
+        // The same OPEN from another client id: its own challenge (2).
+        a.frame(t0, "b", c.open());
+        assert_eq!(outcome(a.frame(t0, "b", captured.clone())), no_key());
         // The same client id, another session: a fresh challenge (3).
-        a.frame(t0, "a", open_frame(9));
+        let other = Client::new("a", 9);
+        a.frame(t0, "a", other.open());
         let mut replay = captured.clone();
         replay.sid = 9;
-        assert_eq!(
-            outcome(a.frame(t0, "a", replay)),
-            Err((RefuseCode::Access, access::NO_AUTHORIZED_KEY.to_owned()))
-        );
-        // Client `a`'s pending challenge is now session 9's: the answer
-        // for session 1 has nothing left to answer.
+        assert_eq!(outcome(a.frame(t0, "a", replay)), no_key());
+        // Client `a`'s pending challenge was session 9's: the answer for
+        // session 1 has nothing left to answer.
         assert_eq!(
             outcome(a.frame(t0, "a", captured)),
             Err((RefuseCode::Auth, "authorization failed".to_owned()))
@@ -726,31 +769,31 @@ mod keys {
         let t0 = Instant::now();
         let alice = testkeys::ed25519();
         let needs = NEEDS_PASSWORD | NEEDS_KEYS;
-        let wrong = Secret::new("wrong".into());
         // (case, the password answered with, whether a key is proven, outcome)
         type Case<'a> = (&'a str, Option<&'a Secret>, bool, Result<(), RefuseCode>);
-        let (right, wrong) = (password(), wrong);
+        let (right, wrong) = (password(), Secret::new("wrong".into()));
         let cases: [Case; 4] = [
             ("both", Some(&right), true, Ok(())),
             ("key only", None, true, Err(RefuseCode::Auth)),
             ("wrong password", Some(&wrong), true, Err(RefuseCode::Auth)),
             (
                 "password, no key",
-                Some(&password()),
+                Some(&right),
                 false,
                 Err(RefuseCode::Access),
             ),
         ];
         for (what, secret, with_key, expected) in cases {
             let mut a = with_keys(&testkeys::line(&alice), true, t0);
-            let actions = a.frame(t0, "a", open_frame(1));
+            let mut c = Client::new("a", 1);
+            let actions = a.frame(t0, "a", c.open());
             let [Action::Challenge { payload, .. }] = &actions[..] else {
                 panic!("{actions:?}")
             };
             assert_eq!(payload[SHARE_LEN], needs);
-            let t = transcript("a", 1, 1, needs);
-            let keys: Vec<&PrivateKey> = if with_key { vec![&alice] } else { vec![] };
-            let got = outcome(a.frame(t0, "a", auth(&t, 1, secret, &keys)))
+            let signers: Vec<&PrivateKey> = if with_key { vec![&alice] } else { vec![] };
+            let auth = c.auth(1, needs, secret, &signers);
+            let got = outcome(a.frame(t0, "a", auth))
                 .map(|_| ())
                 .map_err(|(c, _)| c);
             assert_eq!(got, expected, "{what}");
@@ -778,11 +821,12 @@ mod keys {
             ),
         ] {
             let mut a = with_keys(&lines, false, t0);
-            a.frame(t0, "a", open_frame(1));
-            let t = transcript("a", 1, 1, NEEDS_KEYS);
+            let mut c = Client::new("a", 1);
+            a.frame(t0, "a", c.open());
+            let (t, keys) = c.answer(1, NEEDS_KEYS, None);
             let proof = testkeys::prove(&alice, Some(cert), &t);
-            let payload = access::encode(&[proof]).expect("encodes");
-            let frame = Frame::control(Kind::Auth, 1, payload.into());
+            let sealed = keys.seal_proofs(&access::encode(&[proof]).expect("encodes"));
+            let frame = Frame::control(Kind::Auth, 1, sealed.into());
             assert_eq!(outcome(a.frame(t0, "a", frame)), expected);
         }
     }

@@ -36,6 +36,16 @@ fn challenge(op: &Opening, password: &str) -> (Event, [u8; 32], Event) {
 /// the transcript hash both ends then hold, and the ACCEPT that follows a
 /// right AUTH.
 fn challenge_for(op: &Opening, password: Option<&str>, needs: u8) -> (Event, [u8; 32], Event) {
+    let (challenge, t, accept, _) = challenge_keys(op, password, needs);
+    (challenge, t, accept)
+}
+
+/// [`challenge_for`], and the agent's keys.
+fn challenge_keys(
+    op: &Opening,
+    password: Option<&str>,
+    needs: u8,
+) -> (Event, [u8; 32], Event, SessionKeys) {
     let secret = password.map(|p| Secret::new(p.into()));
     let open = op.open_payload.clone().expect("OPEN sent");
     let ours = Ephemeral::new();
@@ -44,15 +54,12 @@ fn challenge_for(op: &Opening, password: Option<&str>, needs: u8) -> (Event, [u8
     let t = handshake::transcript("n1", "cid", SID, &open, &payload, &share);
     let keys = handshake::agree(ours, &open[..SHARE_LEN], &t, secret.as_ref(), Role::Agent)
         .expect("valid share");
-    (
-        frame(Kind::Challenge, 0, &payload),
-        t,
-        frame(
-            Kind::Accept,
-            1,
-            &[&share[..], &keys.confirmation()].concat(),
-        ),
-    )
+    let accept = frame(
+        Kind::Accept,
+        1,
+        &[&share[..], &keys.confirmation()].concat(),
+    );
+    (frame(Kind::Challenge, 0, &payload), t, accept, keys)
 }
 
 /// An opening of session 42 by client "cid" on node "n1" (broker
@@ -546,7 +553,7 @@ fn a_challenge_for_keys_is_signed_by_the_driver_then_answered() {
             };
         let (mut op, t0) = start(password, EARLY_MIN_CONNECT);
         run(&mut op, t0, vec![(0.0, presence(Some(true))), (0.0, up())]);
-        let (challenge, t, accept) = challenge_for(&op, password, needs);
+        let (challenge, t, accept, agent_keys) = challenge_keys(&op, password, needs);
         match op.handle(challenge, at(t0, 0.1)) {
             Some(Action::Sign(signed)) => assert_eq!(signed, t, "the transcript is what is signed"),
             other => panic!("expected Sign, got {}", what(other)),
@@ -562,11 +569,17 @@ fn a_challenge_for_keys_is_signed_by_the_driver_then_answered() {
             other => panic!("expected AUTH, got {}", what(other)),
         };
         assert_eq!(auth.kind, Kind::Auth);
-        let mut expected = password
+        let answer = password
             .map(|p| handshake::answer(&Secret::new(p.into()), &t).to_vec())
             .unwrap_or_default();
-        expected.extend_from_slice(&proofs);
-        assert_eq!(&auth.payload[..], &expected[..]);
+        let (mac, sealed) = auth.payload.split_at(answer.len());
+        assert_eq!(mac, &answer[..]);
+        assert_ne!(sealed, &proofs[..], "the proofs are sealed");
+        assert_eq!(
+            agent_keys.open_proofs(sealed).as_deref(),
+            Some(&proofs[..]),
+            "with the session's keys"
+        );
         assert_eq!(run(&mut op, t0, vec![(1.3, accept)]), ["open"]);
     }
 
