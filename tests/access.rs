@@ -461,6 +461,12 @@ fn certificates_and_every_key_kind() {
             &format!("{} from its file", k.display()),
         );
     }
+    // The smallest messages we allow still carry an ed25519 key's proof.
+    node.echoes(
+        &["--identity", p(&kinds[0]), "--max-message-size", "768"],
+        "",
+        "ed25519 in messages of 768 bytes",
+    );
     let rsa_agent = SshAgent::start(&d.join("rsa-agent").tap_mkdir());
     rsa_agent.add(&kinds[2]);
     node.echoes(&[], p(&rsa_agent.sock), "rsa from ssh-agent");

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::access;
 use crate::handshake::ANSWER_LEN;
 use crate::identity::{self, Candidate};
-use crate::protocol::{MAX_AUTH_PAYLOAD, TAG_LEN};
+use crate::protocol::{HEADER_LEN, MAX_AUTH_PAYLOAD, TAG_LEN};
 
 /// What we may sign with.
 #[derive(Debug, Default)]
@@ -61,8 +61,9 @@ impl Keys {
     }
 
     /// Sign `transcript` with every identity in turn (the key file's
-    /// first), as many as fit in an AUTH.
-    pub fn sign(&self, transcript: &[u8; 32]) -> Signed {
+    /// first), as many as fit in an AUTH of at most `max_message` bytes
+    /// (the broker connection's message size limit).
+    pub fn sign(&self, transcript: &[u8; 32], max_message: usize) -> Signed {
         let mut problems: Vec<String> = self.file_error.iter().cloned().collect();
         let from_agent = match &self.agent {
             Some(sock) => identity::from_agent(sock).unwrap_or_else(|e| {
@@ -72,11 +73,10 @@ impl Keys {
             None => Vec::new(),
         };
         let candidates = identity::gather(self.file.clone(), from_agent);
-        let (signed, failures) = identity::prove(
-            &candidates,
-            transcript,
-            MAX_AUTH_PAYLOAD - ANSWER_LEN - TAG_LEN,
-        );
+        let budget = (max_message.saturating_sub(HEADER_LEN))
+            .min(MAX_AUTH_PAYLOAD)
+            .saturating_sub(ANSWER_LEN + TAG_LEN);
+        let (signed, failures) = identity::prove(&candidates, transcript, budget);
         for e in failures {
             tracing::debug!("{e}");
             problems.push(e.to_string());
@@ -97,7 +97,9 @@ impl Keys {
             .collect::<Vec<_>>()
             .join(" and ");
         if fitting.is_empty() {
-            let why = if problems.is_empty() {
+            let why = if !candidates.is_empty() && problems.is_empty() {
+                format!("no proof fits the broker's message size limit ({max_message} bytes; --max-message-size)")
+            } else if problems.is_empty() {
                 match &self.agent {
                     None => "none was found: no --identity (MQTT_IDENTITY) and no ssh-agent (SSH_AUTH_SOCK is not set)".to_owned(),
                     Some(sock) => format!("none was found: no --identity (MQTT_IDENTITY) and the ssh-agent at {} holds no keys", sock.display()),

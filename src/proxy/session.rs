@@ -271,7 +271,10 @@ async fn open<S: FrameSink, R: AsyncRead + Unpin>(
             Some(Action::Send(frame)) => sink.send(frame).await.map_err(broker_error)?,
             Some(Action::Sign(transcript)) => {
                 let keys = keys.clone();
-                signing = Some(tokio::task::spawn_blocking(move || keys.sign(&transcript)));
+                let max_message = sink.max_message(None);
+                signing = Some(tokio::task::spawn_blocking(move || {
+                    keys.sign(&transcript, max_message)
+                }));
             }
             None => {}
         }
