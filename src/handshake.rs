@@ -36,6 +36,11 @@ pub const SHARE_LEN: usize = 32;
 pub const CONFIRM_LEN: usize = 32;
 /// Bytes of an AUTH answer (HMAC-SHA-256).
 pub const ANSWER_LEN: usize = 32;
+/// What a CHALLENGE asks for, in the byte behind the agent's share: the
+/// agent password's answer, proofs of an authorized ssh key (issue 24), or
+/// both.
+pub const NEEDS_PASSWORD: u8 = 1;
+pub const NEEDS_KEYS: u8 = 2;
 /// Domain separation: the protocol and this handshake's version.
 const LABEL: &[u8] = b"mqtt-proxy handshake v2";
 

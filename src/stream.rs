@@ -45,6 +45,7 @@ use crate::protocol::{
 mod autotune;
 pub mod congestion;
 mod direction;
+mod error;
 mod framing;
 mod liveness;
 mod recv;
@@ -57,6 +58,7 @@ use autotune::WindowTuner;
 pub use autotune::MAX_RECV_WINDOW;
 use direction::Direction;
 pub use direction::RECEIVER_RATIO;
+pub use error::StreamError;
 use liveness::Liveness;
 pub use liveness::{Notice, PAUSE_SLACK, STALL_NOTICE};
 use recv::RecvHalf;
@@ -116,18 +118,6 @@ impl Default for Config {
             rto_allowance: Duration::ZERO,
         }
     }
-}
-
-/// Why a stream ended without a clean close.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StreamError {
-    #[error("the peer reset the session")]
-    Reset,
-    /// A reset that says why (the agent's `access revoked`).
-    #[error("the peer closed the session: {0}")]
-    Closed(String),
-    #[error("no word from the peer for {0:?}")]
-    PeerTimeout(Duration),
 }
 
 /// Counters for logs.
@@ -426,11 +416,7 @@ impl Stream {
                 if f.has(FLAG_PEER_LOST) {
                     self.peer_lost_hint = true;
                 } else if self.error.is_none() {
-                    self.error = Some(if f.payload.is_empty() {
-                        StreamError::Reset
-                    } else {
-                        StreamError::Closed(String::from_utf8_lossy(&f.payload).into_owned())
-                    });
+                    self.error = Some(StreamError::reset(&f.payload));
                 }
                 return Ok(());
             }

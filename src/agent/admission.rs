@@ -21,13 +21,8 @@ use tokio::time::Instant;
 use crate::access::{self, Access, Identity};
 use crate::auth::{self, TokenBucket};
 use crate::config::Secret;
-use crate::handshake::{self, Ephemeral, Role, SessionKeys, SHARE_LEN};
+use crate::handshake::{self, Ephemeral, Role, SessionKeys, NEEDS_KEYS, NEEDS_PASSWORD, SHARE_LEN};
 use crate::protocol::{Frame, Kind, RefuseCode};
-
-/// What a CHALLENGE asks for, in the byte behind the agent's key share: the
-/// agent password's answer, ssh-key proofs, or both (issue 24).
-pub const NEEDS_PASSWORD: u8 = 1;
-pub const NEEDS_KEYS: u8 = 2;
 
 /// A full session table makes room by evicting a session whose client has
 /// not sent a single stream frame this long after it was admitted: a real

@@ -173,3 +173,6 @@ fn toml_error(text: &str, e: &toml::de::Error, role: Role) -> anyhow::Error {
         None => anyhow::anyhow!("{what}"),
     }
 }
+
+#[cfg(test)]
+mod tests;

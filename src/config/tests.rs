@@ -124,10 +124,6 @@ fn file_errors_name_the_key() {
              agent-password-file, identity)",
         ),
         (
-            "authorized-keys = \"/etc/k\"",
-            "key 'authorized-keys' is only valid in the agent's config file",
-        ),
-        (
             "port = \"x\"",
             "line 1: key 'port': invalid type: string \"x\", expected u16",
         ),
@@ -153,14 +149,6 @@ fn file_errors_name_the_key() {
             "agent-password-file, node-id, target, max-sessions, authorized-keys, revoked-keys)"
         ),
         "{agent_err}"
-    );
-    let identity_err = format!(
-        "{:#}",
-        FileConfig::parse("identity = \"/k\"", Role::Agent).unwrap_err()
-    );
-    assert_eq!(
-        identity_err,
-        "key 'identity' is only valid in mqtt-proxy's config file"
     );
 }
 

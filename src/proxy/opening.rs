@@ -17,15 +17,11 @@ use tokio::time::Instant;
 use super::error::ProxyError;
 use crate::access::NO_AUTHORIZED_KEY;
 use crate::config::Secret;
-use crate::handshake::{self, Ephemeral, Role, SessionKeys, CONFIRM_LEN, SHARE_LEN};
+use crate::handshake::{
+    self, Ephemeral, Role, SessionKeys, CONFIRM_LEN, NEEDS_KEYS, NEEDS_PASSWORD, SHARE_LEN,
+};
 use crate::mqtt::LinkState;
 use crate::protocol::{self, Frame, Kind, RefuseCode, MAX_CONTROL_PAYLOAD, VERSION};
-
-/// What a CHALLENGE asks for, in the byte behind the agent's share
-/// (`agent::admission` sets them): the agent password's answer, proofs
-/// that we hold an authorized ssh key, or both.
-pub(super) const NEEDS_PASSWORD: u8 = 1;
-pub(super) const NEEDS_KEYS: u8 = 2;
 
 /// Longest a session open may take, connect to the broker included: ssh
 /// users expect an answer within 10 s (docs/protocol.md, "Opening", promises it).
