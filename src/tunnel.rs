@@ -379,6 +379,8 @@ async fn read_chunk<R: AsyncRead + Unpin>(
     chunk: usize,
 ) -> io::Result<usize> {
     let room = (HEADER_LEN + chunk).saturating_sub(buf.len());
+    // No room would read as end of file.
+    debug_assert!(room > 0, "a read into a full chunk buffer");
     reader.read_buf(&mut BufMut::limit(buf, room)).await
 }
 
