@@ -32,6 +32,11 @@ const COUNTER_AT: usize = HEADER_LEN - 8;
 pub const REPLAY_WINDOW: u64 = 4096;
 const WORDS: usize = (REPLAY_WINDOW / 64) as usize;
 
+/// The counter of `wire`, an encoded frame ([`HEADER_LEN`] bytes at least).
+pub fn counter_of(wire: &[u8]) -> u64 {
+    u64::from_be_bytes(wire[COUNTER_AT..HEADER_LEN].try_into().expect("8 bytes"))
+}
+
 fn nonce(counter: u64) -> aead::Nonce {
     let mut n = [0u8; aead::NONCE_LEN];
     n[4..].copy_from_slice(&counter.to_be_bytes());
@@ -72,7 +77,11 @@ impl Sealer {
         self.seal_in_place(b)
     }
 
-    fn seal_in_place(&self, mut b: BytesMut) -> Bytes {
+    /// Seal `b` where it is: an encoded frame of a sealed kind (its counter
+    /// field is overwritten), with [`TAG_LEN`] bytes of spare capacity
+    /// behind it so that the tag needs no copy.
+    pub fn seal_in_place(&self, mut b: BytesMut) -> Bytes {
+        debug_assert!(b.len() >= HEADER_LEN);
         let counter = self.next.fetch_add(1, Ordering::Relaxed);
         b[COUNTER_AT..HEADER_LEN].copy_from_slice(&counter.to_be_bytes());
         let (header, payload) = b.split_at_mut(HEADER_LEN);
@@ -82,6 +91,35 @@ impl Sealer {
             .expect("a frame is far below AES-GCM's length limit");
         b.extend_from_slice(tag.as_ref());
         b.freeze()
+    }
+
+    /// The payload of `wire`, a frame this sealer sealed, in the clear (a
+    /// copy): for a retransmission, which is sealed again with a new
+    /// counter. Opening our own frame checks its tag too, so a frame that
+    /// was not ours, or was changed in memory, is `None`.
+    pub fn unseal_own(&self, wire: &[u8]) -> Option<Bytes> {
+        if wire.len() < HEADER_LEN + TAG_LEN {
+            return None;
+        }
+        let (header, sealed) = wire.split_at(HEADER_LEN);
+        let counter = counter_of(header);
+        let mut body = BytesMut::from(sealed);
+        let len = self
+            .key
+            .open_in_place(nonce(counter), aead::Aad::from(header), &mut body)
+            .ok()?
+            .len();
+        body.truncate(len);
+        Some(body.freeze())
+    }
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Sealer")
+            .field("next", &self.next)
+            .finish_non_exhaustive()
     }
 }
 

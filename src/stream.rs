@@ -32,15 +32,16 @@
 //! peer is probed or stalled) and its outcome.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::protocol::{
-    self, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_PEER_LOST, FLAG_RESYNC, HEADER_LEN,
-    MAX_CHUNK,
+    self, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_PEER_LOST, FLAG_RESYNC, MAX_CHUNK,
 };
+use crate::seal::Sealer;
 
 mod autotune;
 pub mod congestion;
@@ -163,9 +164,12 @@ pub struct Stream {
     peer_lost_hint: bool,
     error: Option<StreamError>,
     reset_queued: bool,
-    /// Frames to publish, each with its encoding when it was written in
-    /// place ([`Stream::send_framed`]).
+    /// Frames to publish, each with its sealed encoding when it was sealed
+    /// in place ([`Stream::send_sealed`]).
     out: VecDeque<(Frame, Option<Bytes>)>,
+    /// What sealed the chunks kept sealed: it opens them again for a
+    /// retransmission.
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl Stream {
@@ -195,6 +199,7 @@ impl Stream {
             error: None,
             reset_queued: false,
             out: VecDeque::new(),
+            sealer: None,
         }
     }
 
@@ -349,34 +354,6 @@ impl Stream {
         self.emit_data(chunk, now);
     }
 
-    /// [`Stream::send`] for a chunk read into `buf` behind [`HEADER_LEN`]
-    /// bytes of room: the DATA header is written into that room, so the
-    /// first transmission is `buf` itself rather than a copy (the payload
-    /// is copied once more anyway, into the MQTT client's write buffer).
-    /// Retransmissions are encoded afresh, with the acks of their time.
-    pub fn send_framed(&mut self, mut buf: BytesMut, now: Instant) {
-        debug_assert!(buf.len() > HEADER_LEN && buf.len() - HEADER_LEN <= MAX_CHUNK);
-        if buf.len() - HEADER_LEN > self.send.segment().max_chunk() {
-            // Goes in fragments, which are encoded anyway.
-            return self.send(buf.split_off(HEADER_LEN).freeze(), now);
-        }
-        debug_assert!(self.can_send());
-        let mut f = self.frame(Kind::Data, now);
-        f.seq = self.send.next_seq();
-        f.write_header(&mut buf);
-        let wire = buf.freeze();
-        let chunk = self.send.push(wire.slice(HEADER_LEN..), false, now);
-        debug_assert_eq!(chunk.seq, f.seq);
-        f.payload = chunk.data;
-        if self.ack_request_due() {
-            // The header written has no ACK_REQ: encode this one afresh.
-            f.flags |= FLAG_ACK_REQ;
-            self.out.push_back((f, None));
-        } else {
-            self.out.push_back((f, Some(wire)));
-        }
-    }
-
     /// The local side reached EOF: send FIN once everything before it can go.
     pub fn close_write(&mut self, now: Instant) {
         self.send.close();
@@ -398,7 +375,7 @@ impl Stream {
             return;
         }
         while let Some(chunk) = self.send.next_retransmit(now) {
-            self.emit_data(chunk, now);
+            self.emit_retransmit(chunk, now);
         }
         if let Some(fin) = self.send.take_fin(now) {
             self.emit_data(fin, now);
@@ -502,13 +479,15 @@ impl Stream {
         }
     }
 
-    /// The next frame to publish, if any.
+    /// The next frame to publish, if any (one sealed in place comes without
+    /// its encoding: the tunnel takes [`Stream::poll_transmit_parts`]).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Frame> {
         self.next_frame(now).map(|(f, _)| f)
     }
 
-    /// The next frame to publish, and its encoding when
-    /// [`Stream::send_framed`] wrote one in place.
+    /// The next frame to publish, and its sealed encoding when
+    /// [`Stream::send_sealed`] sealed it in place (the frame's payload is
+    /// then sealed too, as [`Frame::decode`] leaves it).
     pub fn poll_transmit_parts(&mut self, now: Instant) -> Option<(Frame, Option<Bytes>)> {
         self.next_frame(now)
     }

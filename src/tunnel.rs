@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
@@ -241,9 +241,10 @@ where
         }
         let can_read = reading && stream.can_send();
         let chunk = stream.max_chunk();
-        if can_read && (rbuf.len() != HEADER_LEN || rbuf.capacity() != HEADER_LEN + chunk) {
-            // A fresh buffer per chunk: the chunk is kept (shared) until it is
-            // acknowledged, and a read never exceeds the chunk cap (which
+        if can_read && (rbuf.len() != HEADER_LEN || rbuf.capacity() != HEADER_LEN + chunk + TAG_LEN)
+        {
+            // A fresh buffer per chunk: the chunk is kept (sealed) until it
+            // is acknowledged, and a read never exceeds the chunk cap (which
             // follows the broker's message size limit, so it may change).
             rbuf = chunk_buffer(chunk);
         }
@@ -290,12 +291,13 @@ where
                     _ => stream.on_link_down(),
                 }
             }
-            r = reader.read_buf(&mut rbuf), if can_read => match r {
+            r = read_chunk(&mut reader, &mut rbuf, chunk), if can_read => match r {
                 Ok(0) => {
                     reading = false;
                     stream.close_write(Instant::now());
                 }
-                Ok(_) => stream.send_framed(rbuf.split(), Instant::now()),
+                // The whole buffer, its spare room for the tag too.
+                Ok(_) => stream.send_sealed(std::mem::take(&mut rbuf), Instant::now(), &keys.tx),
                 Err(e) => return Err(abort(stream, sink, &keys.tx, TunnelError::LocalRead(e)).await),
             },
             w = write_some(&mut writer, pending_write.as_ref()), if pending_write.is_some() => match w {
@@ -337,9 +339,9 @@ pub async fn transmit<S: FrameSink>(
     sink: &mut S,
     tx: &Sealer,
 ) -> io::Result<()> {
-    while let Some((f, wire)) = stream.poll_transmit_parts(Instant::now()) {
-        let wire = match wire {
-            Some(w) => tx.seal(&w),
+    while let Some((f, sealed)) = stream.poll_transmit_parts(Instant::now()) {
+        let wire = match sealed {
+            Some(w) => w,
             None => tx.seal_frame(&f),
         };
         let pad = pad_after(&f, wire.len(), || {
@@ -361,12 +363,25 @@ pub async fn transmit<S: FrameSink>(
 }
 
 /// An empty read buffer for a chunk of at most `chunk` bytes, with room for
-/// the frame header in front: the first transmission is this buffer
-/// ([`Stream::send_framed`]).
+/// the frame header in front and the tag behind: the first transmission is
+/// this buffer, sealed where it is ([`Stream::send_sealed`]).
 pub fn chunk_buffer(chunk: usize) -> BytesMut {
-    let mut buf = BytesMut::with_capacity(HEADER_LEN + chunk);
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + chunk + TAG_LEN);
     buf.resize(HEADER_LEN, 0);
     buf
+}
+
+/// Read at most `chunk` bytes into `buf` (made by [`chunk_buffer`]): the
+/// room behind them is the tag's.
+async fn read_chunk<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    chunk: usize,
+) -> io::Result<usize> {
+    let room = (HEADER_LEN + chunk).saturating_sub(buf.len());
+    // No room would read as end of file.
+    debug_assert!(room > 0, "a read into a full chunk buffer");
+    reader.read_buf(&mut BufMut::limit(buf, room)).await
 }
 
 async fn write_some<W: AsyncWrite + Unpin>(
@@ -397,9 +412,10 @@ async fn abort<S: FrameSink>(
     e: TunnelError,
 ) -> TunnelError {
     stream.abort();
-    while let Some((f, _)) = stream.poll_transmit_parts(Instant::now()) {
+    while let Some((f, sealed)) = stream.poll_transmit_parts(Instant::now()) {
+        let wire = sealed.unwrap_or_else(|| tx.seal_frame(&f));
         // Best effort: if the link is gone the peer times out instead.
-        let _ = sink.send(tx.seal_frame(&f)).await;
+        let _ = sink.send(wire).await;
     }
     e
 }

@@ -118,3 +118,34 @@ fn unsealed_kinds_pass_and_sealed_kinds_in_the_clear_do_not() {
     let f = data(&[0; 40]);
     assert_eq!(open(&mut agent, &f.encode()).err(), Some(OpenError::Forged));
 }
+
+#[test]
+fn a_frame_sealed_in_place_keeps_its_buffer_and_opens_again_for_its_sealer_only() {
+    let (client, mut agent) = pair_for_tests(None);
+    let (other, _) = pair_for_tests(None);
+    let plain = data(b"payload").encode();
+    let mut buf = BytesMut::with_capacity(plain.len() + TAG_LEN);
+    buf.extend_from_slice(&plain);
+    let at = buf.as_ptr();
+    let wire = client.tx.seal_in_place(buf);
+    assert_eq!(wire.as_ptr(), at, "the tag fits the room behind: no copy");
+    assert_eq!(counter_of(&wire), 0);
+    assert_eq!(
+        client.tx.unseal_own(&wire),
+        Some(Bytes::from_static(b"payload"))
+    );
+    // Only the sealer's own frames, unchanged, open.
+    assert_eq!(other.tx.unseal_own(&wire), None);
+    assert_eq!(agent.tx.unseal_own(&wire), None);
+    let mut changed = wire.to_vec();
+    changed[HEADER_LEN] ^= 1;
+    assert_eq!(client.tx.unseal_own(&changed), None);
+    assert_eq!(
+        client.tx.unseal_own(&wire[..HEADER_LEN + TAG_LEN - 1]),
+        None
+    );
+    // Opening it for a retransmission did not spend its counter at the peer.
+    let mut want = data(b"payload");
+    want.counter = 0;
+    assert_eq!(open(&mut agent, &wire), Ok(want));
+}

@@ -1,17 +1,76 @@
 //! How the stream's chunks and acknowledgement state become frames: DATA,
 //! whole or in fragments, and pure ACKs, each with the current ack, SACK,
-//! window and receive limit and the flags the moment asks for.
+//! window and receive limit and the flags the moment asks for; chunks
+//! sealed where they were read, and opened again for a retransmission.
 
-use bytes::Bytes;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
 use super::recv::ACK_EVERY;
 use super::send::Chunk;
 use super::Stream;
-use crate::protocol::{Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_RESYNC};
+use crate::protocol::{
+    Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_RESYNC, HEADER_LEN, MAX_CHUNK,
+};
+use crate::seal::{self, Sealer};
 
 impl Stream {
+    /// [`Stream::send`] for a chunk read into `buf` behind [`HEADER_LEN`]
+    /// bytes of room (and with [`TAG_LEN`] bytes of spare capacity behind
+    /// it): the DATA header is written into that room and `tx` seals the
+    /// frame where it is, so the first transmission is `buf` itself rather
+    /// than a copy (the MQTT client copies it once into its write buffer).
+    /// The chunk is kept sealed; a retransmission opens a copy with `tx`
+    /// and seals it afresh, with the acks of its time and a new counter.
+    ///
+    /// [`TAG_LEN`]: crate::protocol::TAG_LEN
+    pub fn send_sealed(&mut self, mut buf: BytesMut, now: Instant, tx: &Arc<Sealer>) {
+        debug_assert!(buf.len() > HEADER_LEN && buf.len() - HEADER_LEN <= MAX_CHUNK);
+        let len = buf.len() - HEADER_LEN;
+        if len > self.send.segment().max_chunk() {
+            // Goes in fragments, which are encoded anyway.
+            return self.send(buf.split_off(HEADER_LEN).freeze(), now);
+        }
+        debug_assert!(self.can_send());
+        let mut f = self.frame(Kind::Data, now);
+        f.seq = self.send.next_seq();
+        // Decided as `emit_data` decides, for the state once this chunk
+        // is in flight: the header is sealed before the chunk is pushed.
+        if self.ack_request_due_after(len) {
+            f.flags |= FLAG_ACK_REQ;
+        }
+        f.write_header(&mut buf);
+        let wire = tx.seal_in_place(buf);
+        let chunk = self.send.push_sealed(wire.clone(), now);
+        debug_assert_eq!(chunk.seq, f.seq);
+        if self.sealer.is_none() {
+            self.sealer = Some(tx.clone());
+        }
+        // The frame as the peer decodes it: its payload still sealed.
+        f.counter = seal::counter_of(&wire);
+        f.payload = wire.slice(HEADER_LEN..);
+        self.out.push_back((f, Some(wire)));
+    }
+
+    /// A chunk again: opened first if it was kept sealed.
+    pub(super) fn emit_retransmit(&mut self, mut chunk: Chunk, now: Instant) {
+        if let Some(wire) = chunk.sealed.take() {
+            chunk.data = self
+                .sealer
+                .as_ref()
+                .and_then(|tx| tx.unseal_own(&wire))
+                .expect("a chunk kept sealed opens with the sealer that sealed it");
+        }
+        self.emit_data(chunk, now);
+    }
+
     pub(super) fn emit_data(&mut self, chunk: Chunk, now: Instant) {
+        debug_assert!(
+            chunk.sealed.is_none(),
+            "a chunk kept sealed is opened first"
+        );
         if chunk.data.len() > self.send.segment().max_chunk() {
             return self.emit_fragments(chunk, now);
         }
@@ -32,6 +91,13 @@ impl Stream {
     /// would wait the peer's whole ack delay for room.
     pub(super) fn ack_request_due(&self) -> bool {
         !self.send.can_send() && (self.send.pipe() as u64) < ACK_EVERY
+    }
+
+    /// [`Stream::ack_request_due`] as it will be once a chunk of `len`
+    /// bytes more is in flight.
+    pub(super) fn ack_request_due_after(&self, len: usize) -> bool {
+        let (can_send, pipe) = self.send.after_push(len);
+        !can_send && (pipe as u64) < ACK_EVERY
     }
 
     /// A chunk too large for one message, as fragments of the largest size

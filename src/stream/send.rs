@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::congestion::CongestionWindow;
 use super::rtt::RttEstimator;
 use super::segment::Segmenter;
-use crate::protocol::{FRAME_OVERHEAD, MAX_INFLIGHT_CHUNKS};
+use crate::protocol::{FRAME_OVERHEAD, HEADER_LEN, MAX_INFLIGHT_CHUNKS, TAG_LEN};
 
 /// Where the sending direction is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,8 @@ enum ChunkState {
 struct Sent {
     seq: u64,
     data: Bytes,
+    /// See [`Chunk::sealed`].
+    sealed: Option<Bytes>,
     fin: bool,
     sent_at: Instant,
     /// Transmission order (bumped on every retransmission too): chunks sent
@@ -60,8 +62,14 @@ struct Sent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     pub seq: u64,
+    /// The chunk's bytes; when `sealed` is set, their sealed form (as long
+    /// as the bytes themselves).
     pub data: Bytes,
     pub fin: bool,
+    /// The frame the chunk was sealed into in place for its first
+    /// transmission ([`SendHalf::push_sealed`]): a retransmission opens it
+    /// again and seals it with a new counter.
+    pub sealed: Option<Bytes>,
 }
 
 /// One session's sending direction.
@@ -211,13 +219,40 @@ impl SendHalf {
     /// May a new data chunk go: still open, room in the congestion window
     /// and in the peer's window.
     pub fn can_send(&self) -> bool {
+        self.can_send_holding(0, 0)
+    }
+
+    /// [`SendHalf::can_send`] and [`SendHalf::pipe`] as they will be once
+    /// a chunk of `len` bytes more is in flight: a sealed frame's header
+    /// is written before its chunk is pushed.
+    pub fn after_push(&self, len: usize) -> (bool, usize) {
+        (self.can_send_holding(1, len), self.pipe() + 1)
+    }
+
+    /// [`SendHalf::can_send`] with `chunks` more chunks of `bytes` bytes in
+    /// all in flight.
+    fn can_send_holding(&self, chunks: usize, bytes: usize) -> bool {
         self.stage == SendStage::Open
-            && self.window_allows_chunk()
-            && self.unacked_bytes < self.peer_window as usize
+            && ((self.unacked.len() + chunks) as u64) < MAX_INFLIGHT_CHUNKS
+            && self.cwnd.allows(self.pipe() + chunks)
+            && self.unacked_bytes + bytes < self.peer_window as usize
     }
 
     /// Give `data` the next sequence number and keep it until acknowledged.
     pub fn push(&mut self, data: Bytes, fin: bool, now: Instant) -> Chunk {
+        self.keep(data, None, fin, now)
+    }
+
+    /// [`SendHalf::push`] for a chunk sealed in place into `wire`, a DATA
+    /// frame of [`HEADER_LEN`] + chunk + [`TAG_LEN`] bytes with this chunk's
+    /// sequence number: kept as that frame (see [`Chunk::sealed`]).
+    pub fn push_sealed(&mut self, wire: Bytes, now: Instant) -> Chunk {
+        debug_assert!(wire.len() > HEADER_LEN + TAG_LEN);
+        let data = wire.slice(HEADER_LEN..wire.len() - TAG_LEN);
+        self.keep(data, Some(wire), false, now)
+    }
+
+    fn keep(&mut self, data: Bytes, sealed: Option<Bytes>, fin: bool, now: Instant) -> Chunk {
         let seq = self.next;
         self.next += 1;
         self.unacked_bytes += data.len();
@@ -225,6 +260,7 @@ impl SendHalf {
         self.unacked.push_back(Sent {
             seq,
             data: data.clone(),
+            sealed: sealed.clone(),
             fin,
             sent_at: now,
             xmit: self.xmit_count,
@@ -235,7 +271,12 @@ impl SendHalf {
         self.xmit_count += 1;
         self.bytes_sent += data.len() as u64;
         self.chunks_sent += 1;
-        Chunk { seq, data, fin }
+        Chunk {
+            seq,
+            data,
+            fin,
+            sealed,
+        }
     }
 
     /// The local side reached EOF: a FIN follows the data.
@@ -267,6 +308,7 @@ impl SendHalf {
             seq: s.seq,
             data: s.data.clone(),
             fin: s.fin,
+            sealed: s.sealed.clone(),
         })
     }
 

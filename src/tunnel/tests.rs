@@ -374,3 +374,25 @@ async fn a_stopped_process_does_not_count_its_stop_as_the_peer_s_silence() {
         "{waited:?}"
     );
 }
+
+/// A chunk is read behind room for its header, at most `chunk` bytes
+/// however many wait, and sealed in the buffer it was read into.
+#[tokio::test]
+async fn a_chunk_is_read_and_sealed_in_one_buffer() {
+    let (tx, _) = pair_for_tests(None);
+    let waiting = vec![7u8; 3000];
+    for chunk in [1, 1000, 2999, 3000, 5000] {
+        let mut reader = &waiting[..];
+        let mut buf = chunk_buffer(chunk);
+        let at = buf.as_ptr();
+        let n = read_chunk(&mut reader, &mut buf, chunk)
+            .await
+            .expect("reads");
+        assert_eq!(n, chunk.min(waiting.len()), "chunk {chunk}");
+        let f = Frame::control(Kind::Data, 1, Bytes::new());
+        f.write_header(&mut buf);
+        let wire = tx.tx.seal_in_place(buf);
+        assert_eq!(wire.len(), HEADER_LEN + n + TAG_LEN, "chunk {chunk}");
+        assert_eq!(wire.as_ptr(), at, "chunk {chunk}: sealed where it was read");
+    }
+}

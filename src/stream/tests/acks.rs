@@ -1,8 +1,11 @@
 //! When acknowledgements go, what they carry, and when a sender asks for
-//! one; a chunk framed in place goes out as `send` would send it.
+//! one; a chunk sealed in place goes out as `send` would send it.
 
 use super::*;
+use crate::handshake::pair_for_tests;
+use crate::protocol::HEADER_LEN;
 use crate::stream::recv::ACK_EVERY;
+use bytes::BytesMut;
 
 #[test]
 fn duplicate_data_is_delivered_once_and_acked_at_once() {
@@ -182,11 +185,12 @@ fn sender_out_of_window_with_few_chunks_in_flight_asks_for_an_ack() {
     }
 }
 
-/// A chunk read behind room for its header goes out exactly as the same
-/// chunk passed to `send` would, byte for byte: first transmissions (with
-/// and without an ack request), and retransmissions after a timeout.
+/// A chunk read behind room for its header and sealed in place goes out
+/// as the same chunk passed to `send` would, once opened: first
+/// transmissions (with and without an ack request), and retransmissions
+/// after a timeout, which are opened from what was kept and sealed afresh.
 #[test]
-fn a_chunk_framed_in_place_is_sent_as_send_would_send_it() {
+fn a_chunk_sealed_in_place_is_sent_as_send_would_send_it() {
     // (case, peer window, chunks of 1000 bytes)
     let cases = [
         ("room left", 1 << 20, 5),
@@ -194,24 +198,28 @@ fn a_chunk_framed_in_place_is_sent_as_send_would_send_it() {
     ];
     for (name, window, chunks) in cases {
         let now = Instant::now();
+        let (tx, mut rx) = pair_for_tests(None);
         let mut copied = Stream::new(7, Config::default(), window, now);
-        let mut framed = Stream::new(7, Config::default(), window, now);
+        let mut sealed = Stream::new(7, Config::default(), window, now);
         let mut wires = Vec::new();
         for i in 0..chunks {
             let data = pattern(1000, i);
             copied.send(Bytes::from(data.clone()), now);
             let mut buf = BytesMut::zeroed(HEADER_LEN);
             buf.extend_from_slice(&data);
-            framed.send_framed(buf, now);
-            let (fc, wc) = encoded(&mut copied, now).expect("a data frame");
-            let (ff, wf) = encoded(&mut framed, now).expect("a data frame");
-            assert_eq!((&ff, &wf), (&fc, &wc), "{name}: chunk {i}");
+            sealed.send_sealed(buf, now, &tx.tx);
+            let (mut fc, _) = encoded(&mut copied, now).expect("a data frame");
+            let (fs, ws) = sealed.poll_transmit_parts(now).expect("a data frame");
+            let ws = ws.expect("sealed in place");
             assert_eq!(
-                Frame::decode_clear(wf.clone()).as_ref(),
-                Ok(&ff),
+                Frame::decode(ws.clone()).as_ref(),
+                Ok(&fs),
                 "{name}: chunk {i}"
             );
-            wires.push(wf);
+            let opened = rx.rx.open(fs).expect("opens");
+            fc.counter = i as u64;
+            assert_eq!(opened, fc, "{name}: chunk {i}");
+            wires.push(ws);
         }
         assert_eq!(
             wires.last().map(|w| w[2] & FLAG_ACK_REQ != 0),
@@ -220,19 +228,20 @@ fn a_chunk_framed_in_place_is_sent_as_send_would_send_it() {
         );
         let later = now + Duration::from_secs(5);
         copied.on_timeout(later);
-        framed.on_timeout(later);
+        sealed.on_timeout(later);
         let resent = |s: &mut Stream| std::iter::from_fn(|| encoded(s, later)).collect::<Vec<_>>();
-        let (rc, rf) = (resent(&mut copied), resent(&mut framed));
-        assert!(!rf.is_empty(), "{name}: a retransmission");
-        assert_eq!(rf, rc, "{name}: retransmissions");
+        let (rc, rs) = (resent(&mut copied), resent(&mut sealed));
+        assert!(!rs.is_empty(), "{name}: a retransmission");
+        assert_eq!(rs, rc, "{name}: retransmissions");
     }
 }
 
-/// The next frame to publish and its encoding (written in place by
-/// `send_framed`, or encoded now), as the tunnel gets them.
+/// The next frame to publish, encoded in the clear (none was sealed in
+/// place).
 fn encoded(s: &mut Stream, now: Instant) -> Option<(Frame, Bytes)> {
-    s.poll_transmit_parts(now).map(|(f, wire)| {
-        let wire = wire.unwrap_or_else(|| f.encode());
+    s.poll_transmit_parts(now).map(|(f, sealed)| {
+        assert!(sealed.is_none(), "a frame sealed in place");
+        let wire = f.encode();
         (f, wire)
     })
 }
