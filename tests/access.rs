@@ -12,18 +12,11 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
 use common::*;
 use tempfile::TempDir;
-
-/// One broker and one sshd for every test here.
-fn shared() -> &'static (Broker, Sshd) {
-    static SHARED: OnceLock<(Broker, Sshd)> = OnceLock::new();
-    SHARED.get_or_init(|| (Broker::start(""), Sshd::start()))
-}
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
@@ -131,9 +124,12 @@ impl SshAgent {
 }
 
 /// A node served by an agent that checks `authorized_keys` (and the
-/// revoked keys) in `dir`.
+/// revoked keys) in `dir`, with a broker and an sshd of its own (stopped
+/// with it; a test's processes must not outlive it).
 struct Node {
     agent: Agent,
+    broker: Broker,
+    sshd: Sshd,
     authorized: PathBuf,
     prefix: String,
     node: String,
@@ -141,13 +137,13 @@ struct Node {
 
 impl Node {
     fn start(tag: &str, dir: &Path, authorized: &str, revoked: &str) -> Node {
-        let (broker, sshd) = shared();
+        let (broker, sshd) = (Broker::start(""), Sshd::start());
         let n = names(tag);
         let (auth_path, revoked_path) = (dir.join("authorized_keys"), dir.join("revoked_keys"));
         fs::write(&auth_path, authorized).expect("write authorized_keys");
         fs::write(&revoked_path, revoked).expect("write revoked_keys");
         let agent = Agent::start_with(
-            broker,
+            &broker,
             &sshd.target(),
             &n.node,
             &n.prefix,
@@ -161,6 +157,8 @@ impl Node {
         );
         Node {
             agent,
+            broker,
+            sshd,
             authorized: auth_path,
             prefix: n.prefix,
             node: n.node,
@@ -169,7 +167,7 @@ impl Node {
 
     /// mqtt-proxy's arguments for this node, with `extra` before the node.
     fn proxy_args(&self, extra: &[&str]) -> Vec<String> {
-        let port = shared().0.port().to_string();
+        let port = self.broker.port().to_string();
         let mut args: Vec<String> = ["--host", "127.0.0.1", "--port", &port, "--topic-prefix"]
             .iter()
             .map(|s| s.to_string())
@@ -184,7 +182,7 @@ impl Node {
     fn ssh(&self, extra: &[&str], agent: &str, remote: &str) -> Command {
         let args = self.proxy_args(extra);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut cmd = Ssh::via_proxy_args(&shared().1, &self.node, &args).ssh(remote);
+        let mut cmd = Ssh::via_proxy_args(&self.sshd, &self.node, &args).ssh(remote);
         cmd.env("SSH_AUTH_SOCK", agent);
         cmd
     }
@@ -486,7 +484,7 @@ fn certificates_and_every_key_kind() {
         format!("# ok\nrestrict,pty {}", public(&dave)),
     )
     .unwrap();
-    let (broker, sshd) = shared();
+    let (broker, sshd) = (&node.broker, &node.sshd);
     let bad = p(&d.join("bad_keys")).to_owned();
     let mut agent = Agent::spawn(
         broker,
@@ -523,7 +521,7 @@ fn an_answer_replayed_into_another_session_is_refused() {
     let dir = scratch("access-replay");
     let alice = keygen(dir.path(), "alice", "ed25519");
     let node = Node::start("access_replay", dir.path(), &public(&alice), "");
-    let port = shared().0.port();
+    let port = node.broker.port();
     let spy = Raw::connect(port, &format!("spy-{}", node.node), None);
     spy.subscribe(&[&format!("{}/{}/s/+/up", node.prefix, node.node)]);
     node.echoes(&["--identity", p(&alice)], "", "alice");
