@@ -8,7 +8,12 @@
 //!   GAP_MS (a typist's pause, which also lets delayed TCP acks expire as
 //!   they do between keystrokes), COUNT times, and prints the median, the
 //!   10th, 90th and 99th percentile and the longest round trip in
-//!   milliseconds, on one line separated by spaces.
+//!   milliseconds, on one line separated by spaces. With
+//!   `RTT_PROBE_READY=FILE` it creates FILE once the warm-up round trips
+//!   are done (the session is open), for a benchmark that starts a copy
+//!   beside the keystrokes only then; with `RTT_PROBE_STOP=FILE` it stops
+//!   (COUNT is then the most) once FILE exists, so that only keystrokes
+//!   made while the copy ran are counted.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -65,7 +70,11 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
     let mut stdout = child.stdout.take().context("stdout")?;
     let mut samples = Vec::with_capacity(count);
     let mut byte = [0u8; 1];
+    let stop = std::env::var_os("RTT_PROBE_STOP");
     for i in 0..WARMUP + count {
+        if i > WARMUP && stop.as_ref().is_some_and(|f| std::path::Path::new(f).exists()) {
+            break;
+        }
         let sent = b'a' + (i % 26) as u8;
         let start = Instant::now();
         stdin.write_all(&[sent]).await?;
@@ -82,6 +91,12 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
         );
         if i >= WARMUP {
             samples.push(rtt.as_secs_f64() * 1e3);
+        } else if i + 1 == WARMUP {
+            if let Some(ready) = std::env::var_os("RTT_PROBE_READY") {
+                // The session is open and warm: whoever waits may start
+                // what the keystrokes are to compete with.
+                std::fs::write(ready, b"").context("RTT_PROBE_READY")?;
+            }
         }
         tokio::time::sleep(gap).await;
     }
