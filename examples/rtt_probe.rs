@@ -72,7 +72,11 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
     let mut byte = [0u8; 1];
     let stop = std::env::var_os("RTT_PROBE_STOP");
     for i in 0..WARMUP + count {
-        if i > WARMUP && stop.as_ref().is_some_and(|f| std::path::Path::new(f).exists()) {
+        if i > WARMUP
+            && stop
+                .as_ref()
+                .is_some_and(|f| std::path::Path::new(f).exists())
+        {
             break;
         }
         let sent = b'a' + (i % 26) as u8;
