@@ -570,3 +570,75 @@ fn an_answer_replayed_into_another_session_is_refused() {
         assert_eq!(&f[header + 1..], b"no authorized key", "{what}");
     }
 }
+
+/// A passphrase-protected `--identity` asks for its passphrase on the
+/// terminal (`/dev/tty`, here a pseudo-terminal from `script`), never on
+/// stdin or stdout, which carry ssh's bytes; with it, the key opens.
+#[test]
+fn a_passphrase_is_asked_on_the_terminal_only() {
+    let dir = scratch("access-tty");
+    let d = dir.path();
+    let key = d.join("locked");
+    tool(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "correct horse",
+            "-C",
+            "locked",
+            "-f",
+            p(&key),
+        ],
+    );
+    let node = Node::start("access_tty", d, &public(&key), "");
+    let mut args = node.proxy_args(&["--identity", p(&key)]);
+    args.push(node.node.clone());
+    let (out, err) = (d.join("stdout"), d.join("stderr"));
+    let mut line = shell_quote(proxy_bin());
+    for a in &args {
+        line.push(' ');
+        line.push_str(&shell_quote(a));
+    }
+    line.push_str(&format!(
+        " </dev/null >{} 2>{}",
+        shell_quote(p(&out)),
+        shell_quote(p(&err))
+    ));
+    let mut cmd = Command::new(find_tool("script"));
+    cmd.args(["-qec", &line, "/dev/null"])
+        .env("SSH_AUTH_SOCK", "")
+        .stdin(Stdio::piped());
+    for var in MQTT_ENV {
+        cmd.env_remove(var);
+    }
+    let mut term = Background::start_streaming(&mut cmd);
+    let mut keyboard = term.take_stdin();
+    let mut screen = term.take_stdout();
+    // Type the passphrase once the prompt is on the terminal.
+    let mut shown = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&shown).contains("Enter passphrase for key") {
+        let n = screen.read(&mut buf).expect("read the terminal");
+        assert!(n > 0, "the terminal closed without a prompt: {shown:?}");
+        shown.extend_from_slice(&buf[..n]);
+    }
+    keyboard
+        .write_all(b"correct horse\n")
+        .expect("type the passphrase");
+    let status = term.finish(Duration::from_secs(30));
+    assert_success(&status, "mqtt-proxy with a passphrase from the terminal");
+    let (out, err) = (fs::read(&out).unwrap(), fs::read_to_string(&err).unwrap());
+    assert!(
+        out.windows(10).all(|w| w != b"passphrase"),
+        "the prompt reached stdout"
+    );
+    assert!(
+        !err.contains("passphrase"),
+        "the prompt reached stderr: {err}"
+    );
+    let opened = node.log_lines("session opened", &[("fingerprint", &fingerprint(&key))]);
+    assert_eq!(opened.len(), 1, "{opened:?}");
+}
