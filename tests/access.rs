@@ -16,18 +16,6 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use tempfile::TempDir;
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
-}
-
-fn scratch(tag: &str) -> TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("mqtt-proxy-{tag}."))
-        .tempdir()
-        .expect("tempdir")
-}
 
 fn tool(name: &str, args: &[&str]) {
     let out = run(Command::new(find_tool(name))
@@ -42,7 +30,17 @@ fn keygen(dir: &Path, name: &str, kind: &str) -> PathBuf {
     let path = dir.join(name);
     tool(
         "ssh-keygen",
-        &["-q", "-t", kind, "-N", "", "-C", name, "-f", p(&path)],
+        &[
+            "-q",
+            "-t",
+            kind,
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            path_arg(&path),
+        ],
     );
     path
 }
@@ -76,7 +74,7 @@ fn certify(ca: &Path, key: &Path, id: &str, principals: &str, validity: &str) {
         &[
             "-q",
             "-s",
-            p(ca),
+            path_arg(ca),
             "-I",
             id,
             "-n",
@@ -99,7 +97,7 @@ impl SshAgent {
         let sock = dir.join("agent.sock");
         let process = Background::start(
             Command::new(find_tool("ssh-agent"))
-                .args(["-D", "-a", p(&sock)])
+                .args(["-D", "-a", path_arg(&sock)])
                 .stdin(Stdio::null()),
         );
         assert!(
@@ -149,9 +147,9 @@ impl Node {
             &n.prefix,
             &[
                 "--authorized-keys",
-                p(&auth_path),
+                path_arg(&auth_path),
                 "--revoked-keys",
-                p(&revoked_path),
+                path_arg(&revoked_path),
             ],
             &[],
         );
@@ -293,7 +291,7 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 /// byte for byte; B's next attempt is refused; the audit lines name both.
 #[test]
 fn removing_a_user_ends_their_session_only_and_refuses_their_next() {
-    let dir = scratch("access-revoke");
+    let dir = scratch_dir("access-revoke");
     let alice = keygen(dir.path(), "alice", "ed25519");
     let bob = keygen(dir.path(), "bob", "ecdsa");
     let node = Node::start(
@@ -304,16 +302,16 @@ fn removing_a_user_ends_their_session_only_and_refuses_their_next() {
     );
     let bobs_agent = SshAgent::start(dir.path());
     bobs_agent.add(&bob);
-    let bob_sock = p(&bobs_agent.sock);
+    let bob_sock = path_arg(&bobs_agent.sock);
 
-    let mut a = Cat::start(node.ssh(&["--identity", p(&alice)], "", "cat"));
+    let mut a = Cat::start(node.ssh(&["--identity", path_arg(&alice)], "", "cat"));
     let mut b = Cat::start(node.ssh(&[], bob_sock, "cat"));
     let (first, second) = (random_bytes(300_000, 1), random_bytes(300_000, 2));
     a.round_trip(&first, "A before");
     b.round_trip(&random_bytes(1000, 3), "B before");
 
     let out = run(Command::new(find_tool("sed"))
-        .args(["-i", "/ bob$/d", p(&node.authorized)])
+        .args(["-i", "/ bob$/d", path_arg(&node.authorized)])
         .stdin(Stdio::null()));
     assert_success(&out, "sed -i");
     assert!(!fs::read_to_string(&node.authorized)
@@ -389,7 +387,7 @@ fn removing_a_user_ends_their_session_only_and_refuses_their_next() {
 /// SHA-2). A file with an unknown option stops the agent at start.
 #[test]
 fn certificates_and_every_key_kind() {
-    let dir = scratch("access-certs");
+    let dir = scratch_dir("access-certs");
     let d = dir.path();
     let ca = keygen(d, "ca", "ed25519");
     let dave = keygen(d, "dave", "ed25519");
@@ -413,7 +411,7 @@ fn certificates_and_every_key_kind() {
     let refused = |why: &str| format!("mqtt-proxy: {} refused the session: {why}", node.node);
 
     node.echoes(
-        &["--identity", p(&dave)],
+        &["--identity", path_arg(&dave)],
         "",
         "a certificate with an allowed principal",
     );
@@ -428,24 +426,31 @@ fn certificates_and_every_key_kind() {
     assert_eq!(opened.len(), 1, "{opened:?}");
 
     node.refused(
-        &["--identity", p(&erin)],
+        &["--identity", path_arg(&erin)],
         "",
         &refused("certificate expired"),
     );
     node.refused(
-        &["--identity", p(&frank)],
+        &["--identity", path_arg(&frank)],
         "",
         &refused("certificate has no allowed principal"),
     );
-    node.refused(&["--identity", p(&grace)], "", &refused("access revoked"));
     node.refused(
-        &["--identity", p(&mallory)],
+        &["--identity", path_arg(&grace)],
         "",
-        &refused(&format!("no authorized key (tried 1 from {})", p(&mallory))),
+        &refused("access revoked"),
+    );
+    node.refused(
+        &["--identity", path_arg(&mallory)],
+        "",
+        &refused(&format!(
+            "no authorized key (tried 1 from {})",
+            path_arg(&mallory)
+        )),
     );
     let agent = SshAgent::start(d);
     agent.add(&erin);
-    node.refused(&[], p(&agent.sock), &refused("certificate expired"));
+    node.refused(&[], path_arg(&agent.sock), &refused("certificate expired"));
     node.refused(
         &[],
         "",
@@ -454,20 +459,25 @@ fn certificates_and_every_key_kind() {
 
     for k in &kinds {
         node.echoes(
-            &["--identity", p(k)],
+            &["--identity", path_arg(k)],
             "",
             &format!("{} from its file", k.display()),
         );
     }
     // The smallest messages we allow still carry an ed25519 key's proof.
     node.echoes(
-        &["--identity", p(&kinds[0]), "--max-message-size", "768"],
+        &[
+            "--identity",
+            path_arg(&kinds[0]),
+            "--max-message-size",
+            "768",
+        ],
         "",
         "ed25519 in messages of 768 bytes",
     );
     let rsa_agent = SshAgent::start(&d.join("rsa-agent").tap_mkdir());
     rsa_agent.add(&kinds[2]);
-    node.echoes(&[], p(&rsa_agent.sock), "rsa from ssh-agent");
+    node.echoes(&[], path_arg(&rsa_agent.sock), "rsa from ssh-agent");
     for k in &kinds {
         let fp = fingerprint(k);
         assert!(
@@ -485,7 +495,7 @@ fn certificates_and_every_key_kind() {
     )
     .unwrap();
     let (broker, sshd) = (&node.broker, &node.sshd);
-    let bad = p(&d.join("bad_keys")).to_owned();
+    let bad = path_arg(&d.join("bad_keys")).to_owned();
     let mut agent = Agent::spawn(
         broker,
         &sshd.target(),
@@ -518,13 +528,13 @@ impl MkDir for PathBuf {
 /// another client id, it is refused.
 #[test]
 fn an_answer_replayed_into_another_session_is_refused() {
-    let dir = scratch("access-replay");
+    let dir = scratch_dir("access-replay");
     let alice = keygen(dir.path(), "alice", "ed25519");
     let node = Node::start("access_replay", dir.path(), &public(&alice), "");
     let port = node.broker.port();
     let spy = Raw::connect(port, &format!("spy-{}", node.node), None);
     spy.subscribe(&[&format!("{}/{}/s/+/up", node.prefix, node.node)]);
-    node.echoes(&["--identity", p(&alice)], "", "alice");
+    node.echoes(&["--identity", path_arg(&alice)], "", "alice");
     let recorded = spy.collect(Duration::from_millis(500));
     let kind = |f: &[u8]| f.get(1).copied().unwrap_or(0);
     const OPEN: u8 = 1;
@@ -576,7 +586,7 @@ fn an_answer_replayed_into_another_session_is_refused() {
 /// stdin or stdout, which carry ssh's bytes; with it, the key opens.
 #[test]
 fn a_passphrase_is_asked_on_the_terminal_only() {
-    let dir = scratch("access-tty");
+    let dir = scratch_dir("access-tty");
     let d = dir.path();
     let key = d.join("locked");
     tool(
@@ -590,11 +600,11 @@ fn a_passphrase_is_asked_on_the_terminal_only() {
             "-C",
             "locked",
             "-f",
-            p(&key),
+            path_arg(&key),
         ],
     );
     let node = Node::start("access_tty", d, &public(&key), "");
-    let mut args = node.proxy_args(&["--identity", p(&key)]);
+    let mut args = node.proxy_args(&["--identity", path_arg(&key)]);
     args.push(node.node.clone());
     let (out, err) = (d.join("stdout"), d.join("stderr"));
     let mut line = shell_quote(proxy_bin());
@@ -604,8 +614,8 @@ fn a_passphrase_is_asked_on_the_terminal_only() {
     }
     line.push_str(&format!(
         " </dev/null >{} 2>{}",
-        shell_quote(p(&out)),
-        shell_quote(p(&err))
+        shell_quote(path_arg(&out)),
+        shell_quote(path_arg(&err))
     ));
     let mut cmd = Command::new(find_tool("script"));
     cmd.args(["-qec", &line, "/dev/null"])

@@ -11,7 +11,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tempfile::TempDir;
 
 /// How long one 8 MiB copy may take before the test fails instead of
 /// hanging (without discovery it never finishes). Not a speed assertion:
@@ -28,13 +27,6 @@ const SILENT_DROP_TEXT: &str = "the broker drops messages of";
 /// The line a connection logs at info when disconnects lowered its packet
 /// size to the largest step below mosquitto's 16384.
 const DISCONNECT_FOUND_TEXT: &str = "; sending packets of at most 16128 bytes";
-
-fn tmp() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("mqtt-proxy-message-size.")
-        .tempdir()
-        .expect("create test tempdir")
-}
 
 /// scp a random file of `len` bytes up and back down through `ssh`, and
 /// check both copies byte for byte; prints how long each took.
@@ -74,7 +66,7 @@ fn copy_both_ways(ssh: &Ssh, dir: &Path, name: &str, len: u64, logs: &dyn Fn() -
 fn a_3_1_1_broker_that_disconnects_over_large_packets() {
     let broker = Broker::start("max_packet_size 16384");
     let sshd = Sshd::start();
-    let dir = tmp();
+    let dir = scratch_dir("message-size");
     let v311 = ["--mqtt-version", "3.1.1"];
 
     let n = names("size-drop");
@@ -126,7 +118,7 @@ fn a_3_1_1_broker_that_disconnects_over_large_packets() {
 fn a_broker_that_silently_drops_large_messages() {
     let broker = Broker::start("message_size_limit 16000");
     let sshd = Sshd::start();
-    let dir = tmp();
+    let dir = scratch_dir("message-size");
     let n = names("size-silent");
     let agent = Agent::start_with(&broker, &sshd.target(), &n.node, &n.prefix, &[], &[]);
     let ssh = Ssh::via_proxy_at(broker.port(), &n.prefix, &n.node, &sshd, &[]);

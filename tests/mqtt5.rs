@@ -10,7 +10,6 @@ use std::fs;
 use std::time::Duration;
 
 use common::*;
-use tempfile::TempDir;
 
 /// mosquitto's log lines for our clients' connections whose client id
 /// starts with `id_prefix`: "New client connected from … as ID (p5, c1, k15)."
@@ -21,13 +20,6 @@ fn connections(broker: &Broker, id_prefix: &str) -> Vec<String> {
         .filter(|l| l.contains("New client connected") && l.contains(&format!(" as {id_prefix}")))
         .map(str::to_owned)
         .collect()
-}
-
-fn tmp() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("mqtt-proxy-mqtt5.")
-        .tempdir()
-        .expect("create test tempdir")
 }
 
 #[test]
@@ -95,7 +87,7 @@ fn a_3_1_1_only_broker_carries_the_whole_tunnel_after_one_fallback() {
     assert_success(&out, "ssh through amqtt");
     assert_eq!(out.stdout, b"hi\n");
 
-    let dir = tmp();
+    let dir = scratch_dir("mqtt5");
     let local = dir.path().join("up.bin");
     let remote = dir.path().join("up.remote");
     let back = dir.path().join("up.back");
@@ -147,7 +139,7 @@ fn chunks_follow_the_brokers_maximum_packet_size() {
     let n = names("max-packet");
     let mut agent = Agent::start(&broker, sshd.port(), &n.node, &n.prefix);
     let ssh = Ssh::via_proxy(&broker, &n.prefix, &n.node, &sshd);
-    let dir = tmp();
+    let dir = scratch_dir("mqtt5");
     let local = dir.path().join("big.bin");
     let remote = dir.path().join("big.remote");
     let back = dir.path().join("big.back");
@@ -252,7 +244,7 @@ fn refusals_and_disconnects_name_the_brokers_reason() {
 fn the_version_a_broker_speaks_is_remembered_per_broker() {
     let amqtt = Amqtt::start();
     let n = names("amqtt-remembered");
-    let cache = tmp();
+    let cache = scratch_dir("mqtt5");
     let no_node = format!(
         "mqtt-proxy: no node '{}' on broker 127.0.0.1:{} (never announced; mqtt-proxy --list \
          shows the nodes)",

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use rumqttc::SubscribeReasonCode;
-use tempfile::TempDir;
 
 /// The flood test measures memory and every other test here has a 10 s
 /// bound: it runs alone (write lock), the others together (read lock).
@@ -34,11 +33,6 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
 // ---------------------------------------------------------------------------
 // Commands
 // ---------------------------------------------------------------------------
-
-/// A path as a command-line argument.
-fn p(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
-}
 
 /// Remove inherited MQTT settings from a harness-built ssh/scp command.
 fn clean(mut cmd: Command) -> Command {
@@ -77,13 +71,6 @@ fn private_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     fs::write(&path, text).expect("write private file");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod 600");
     path
-}
-
-fn scratch_dir(tag: &str) -> TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("mqtt-proxy-{tag}."))
-        .tempdir()
-        .expect("create test tempdir")
 }
 
 // ---------------------------------------------------------------------------
@@ -182,7 +169,7 @@ fn tls_with_a_private_ca_carries_ssh_and_scp() {
         &sshd.target(),
         &n.node,
         &n.prefix,
-        &["--tls", "--ca-file", p(&ca)],
+        &["--tls", "--ca-file", path_arg(&ca)],
         &[],
     );
     let url = format!("mqtts://localhost:{}", broker.port());
@@ -193,7 +180,7 @@ fn tls_with_a_private_ca_carries_ssh_and_scp() {
             "--broker",
             &url,
             "--ca-file",
-            p(&ca),
+            path_arg(&ca),
             "--topic-prefix",
             &n.prefix,
         ],
@@ -230,7 +217,7 @@ fn tls_failures_name_the_check_that_failed() {
             "--broker",
             &url,
             "--ca-file",
-            p(ca_file),
+            path_arg(ca_file),
             "--topic-prefix",
             &n.prefix,
             &n.node,
@@ -306,11 +293,11 @@ fn mutual_tls_accepts_client_certificates_and_refuses_clients_without() {
         &[
             "--tls",
             "--ca-file",
-            p(&ca),
+            path_arg(&ca),
             "--cert-file",
-            p(&agent_cert),
+            path_arg(&agent_cert),
             "--key-file",
-            p(&agent_key),
+            path_arg(&agent_key),
         ],
         &[],
     );
@@ -326,11 +313,11 @@ fn mutual_tls_accepts_client_certificates_and_refuses_clients_without() {
                 "--broker",
                 &url,
                 "--ca-file",
-                p(&ca),
+                path_arg(&ca),
                 "--cert-file",
-                p(cert),
+                path_arg(cert),
                 "--key-file",
-                p(key),
+                path_arg(key),
                 "--topic-prefix",
                 &n.prefix,
             ],
@@ -343,7 +330,7 @@ fn mutual_tls_accepts_client_certificates_and_refuses_clients_without() {
             "--broker",
             &url,
             "--ca-file",
-            p(&ca),
+            path_arg(&ca),
             "--topic-prefix",
             &n.prefix,
             &n.node,
@@ -467,7 +454,7 @@ fn shipped_acl_gives_each_role_only_what_it_needs() {
                 "--user",
                 user,
                 "--password-file",
-                p(password_file),
+                path_arg(password_file),
             ],
         )
     };
@@ -556,7 +543,7 @@ fn shipped_acl_gives_each_role_only_what_it_needs() {
             "--user",
             "alice",
             "--password-file",
-            p(&wrong),
+            path_arg(&wrong),
             "prod-db",
         ]),
         WRONG_PASSWORD_LINE,
@@ -588,7 +575,7 @@ fn shipped_acl_gives_each_role_only_what_it_needs() {
             "--user",
             "intern",
             "--password-file",
-            p(&intern_password),
+            path_arg(&intern_password),
             "prod-db",
         ]),
         &format!(
@@ -619,11 +606,11 @@ fn shipped_mosquitto_conf_runs_tls_passwords_acl_and_packet_limit() {
     let shipped_conf = fs::read_to_string(shipped("mosquitto.conf")).expect("read mosquitto.conf");
     // Substitute only the port (and bind to loopback) and the file paths.
     let substitutions = [
-        ("/etc/mosquitto/certs/ca.pem", p(&ca)),
-        ("/etc/mosquitto/certs/broker.pem", p(&cert)),
-        ("/etc/mosquitto/certs/broker.key", p(&key)),
-        ("/etc/mosquitto/passwd", p(&passwd)),
-        ("/etc/mosquitto/acl", p(&acl)),
+        ("/etc/mosquitto/certs/ca.pem", path_arg(&ca)),
+        ("/etc/mosquitto/certs/broker.pem", path_arg(&cert)),
+        ("/etc/mosquitto/certs/broker.key", path_arg(&key)),
+        ("/etc/mosquitto/passwd", path_arg(&passwd)),
+        ("/etc/mosquitto/acl", path_arg(&acl)),
     ];
     for (placeholder, _) in substitutions {
         assert!(
@@ -648,14 +635,21 @@ fn shipped_mosquitto_conf_runs_tls_passwords_acl_and_packet_limit() {
         &sshd.target(),
         "prod-db",
         SHIPPED_PREFIX,
-        &["--tls", "--ca-file", p(&ca), "--user", "prod-db"],
+        &["--tls", "--ca-file", path_arg(&ca), "--user", "prod-db"],
         &[("MQTT_PASSWORD", "agent secret")],
     );
     let url = format!("mqtts://localhost:{}", broker.port());
     let ssh = Ssh::via_proxy_args(
         &sshd,
         "prod-db",
-        &["--broker", &url, "--ca-file", p(&ca), "--user", "alice"],
+        &[
+            "--broker",
+            &url,
+            "--ca-file",
+            path_arg(&ca),
+            "--user",
+            "alice",
+        ],
     );
     check_ssh_echo(
         &ssh,
@@ -671,9 +665,21 @@ fn shipped_mosquitto_conf_runs_tls_passwords_acl_and_packet_limit() {
     let pub_file = |file: &Path| {
         let mut cmd = Command::new(find_tool("mosquitto_pub"));
         cmd.args(["-h", "localhost", "-p", &broker.port().to_string()])
-            .args(["--cafile", p(&ca), "-u", "alice", "-P", "alice secret"])
+            .args([
+                "--cafile",
+                path_arg(&ca),
+                "-u",
+                "alice",
+                "-P",
+                "alice secret",
+            ])
             .args(["-i", "alice-raw", "-q", "1"])
-            .args(["-t", "mqtt-proxy/prod-db/s/alice-raw/up", "-f", p(file)])
+            .args([
+                "-t",
+                "mqtt-proxy/prod-db/s/alice-raw/up",
+                "-f",
+                path_arg(file),
+            ])
             .stdin(Stdio::null());
         run_with_timeout(&mut cmd, Duration::from_secs(20))
     };
@@ -747,7 +753,7 @@ fn agent_password_admits_the_secret_only_and_refuses_replays() {
 
     // The right secret, from a file.
     let mut args = base.to_vec();
-    args.extend(["--agent-password-file", p(&secret)]);
+    args.extend(["--agent-password-file", path_arg(&secret)]);
     check_ssh_echo(
         &Ssh::via_proxy_args(&sshd, &n.node, &args),
         &[],

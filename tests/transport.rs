@@ -12,18 +12,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use tempfile::TempDir;
-
-fn tmp() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("mqtt-proxy-transport.")
-        .tempdir()
-        .expect("create test tempdir")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
-}
 
 /// An agent on `url` (plus `args`), and the [`Ssh`] that reaches it
 /// through `mqtt-proxy` on the same URL.
@@ -149,7 +137,7 @@ fn websocket_carries_ssh_scp_and_the_listing_across_a_broker_restart() {
     let (mut agent, ssh) = agent_and_ssh(&url, ws, &sshd, &[], "ws");
     echo(&ssh, "ssh over ws");
     agent.assert_quick_acks("ws");
-    let dir = tmp();
+    let dir = scratch_dir("transport");
     // On the broker's plain listener: sees what both ends publish.
     let observer = Raw::connect(broker.port(), "ws-observer", None);
     observer.subscribe(&[&format!("{}/#", agent.prefix)]);
@@ -203,17 +191,17 @@ fn secure_websocket_verifies_like_mqtts_with_a_private_ca_and_mutual_tls() {
     let (mut broker, wss) = Broker::start_ws(&tls_listener(&ca, &cert, &key));
     let sshd = Sshd::start();
     let url = format!("wss://localhost:{wss}/mqtt");
-    let (mut agent, ssh) = agent_and_ssh(&url, wss, &sshd, &["--ca-file", p(&ca)], "wss");
+    let (mut agent, ssh) = agent_and_ssh(&url, wss, &sshd, &["--ca-file", path_arg(&ca)], "wss");
     echo(&ssh, "ssh over wss");
     agent.assert_quick_acks("wss");
-    let dir = tmp();
+    let dir = scratch_dir("transport");
     scp_both_ways(&ssh, dir.path(), WS_COPY, "wss");
     list_shows(
         &[
             "--broker",
             &url,
             "--ca-file",
-            p(&ca),
+            path_arg(&ca),
             "--topic-prefix",
             &agent.prefix,
         ],
@@ -223,7 +211,7 @@ fn secure_websocket_verifies_like_mqtts_with_a_private_ca_and_mutual_tls() {
     output_survives_a_broker_restart(&mut broker, &mut agent, &sshd, &ssh, "ssh over wss");
     // The same errors as mqtts.
     let out = run_with_timeout(
-        &mut proxy_args(&["--broker", &url, "--ca-file", p(&other_ca), "n1"]),
+        &mut proxy_args(&["--broker", &url, "--ca-file", path_arg(&other_ca), "n1"]),
         FAILURE_REPORT_BOUND,
     );
     assert_exit_code(&out, PROXY_FAILURE_STATUS, "wss with the wrong CA");
@@ -245,16 +233,16 @@ fn secure_websocket_verifies_like_mqtts_with_a_private_ca_and_mutual_tls() {
     let url = format!("wss://localhost:{mtls}/mqtt");
     let auth = [
         "--ca-file",
-        p(&ca),
+        path_arg(&ca),
         "--cert-file",
-        p(&client_cert),
+        path_arg(&client_cert),
         "--key-file",
-        p(&client_key),
+        path_arg(&client_key),
     ];
     let (_agent, ssh) = agent_and_ssh(&url, mtls, &sshd, &auth, "wss-mtls");
     echo(&ssh, "ssh over wss with a client certificate");
     let out = run_with_timeout(
-        &mut proxy_args(&["--broker", &url, "--ca-file", p(&ca), "n1"]),
+        &mut proxy_args(&["--broker", &url, "--ca-file", path_arg(&ca), "n1"]),
         FAILURE_REPORT_BOUND,
     );
     assert_exit_code(
@@ -293,7 +281,7 @@ fn every_transport_works_through_an_http_connect_proxy() {
         .all(|&p| port_accepts(p))));
     let sshd = Sshd::start();
     let proxy = Tinyproxy::start("");
-    let dir = tmp();
+    let dir = scratch_dir("transport");
     let cases = [
         (
             format!("mqtt://127.0.0.1:{}", broker.port()),
@@ -308,7 +296,7 @@ fn every_transport_works_through_an_http_connect_proxy() {
     for (url, port, with_ca) in &cases {
         let mut args = vec!["--http-proxy", proxy_url.as_str()];
         if *with_ca {
-            args.extend(["--ca-file", p(&ca)]);
+            args.extend(["--ca-file", path_arg(&ca)]);
         }
         let (agent, ssh) = agent_and_ssh(url, *port, &sshd, &args, "via-proxy");
         echo(&ssh, &format!("ssh to {url} through tinyproxy"));

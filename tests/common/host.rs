@@ -3,7 +3,7 @@
 //! keeps out of every command.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -140,4 +140,18 @@ pub fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// A path as a command-line argument (test paths are UTF-8).
+pub fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// A directory of one test's own, `mqtt-proxy-TAG.XXXXXX` under the
+/// temporary directory, removed when dropped.
+pub fn scratch_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mqtt-proxy-{tag}."))
+        .tempdir()
+        .expect("create test tempdir")
 }
