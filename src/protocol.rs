@@ -26,7 +26,7 @@ pub use limits::{
     MAX_FRAME, MAX_INFLIGHT_CHUNKS, MAX_PACKET, MESSAGE_STEPS, MIN_MESSAGE, MIN_PACKET, TAG_LEN,
 };
 pub use presence::Presence;
-pub use refuse::{refuse_code, refuse_payload, refuse_reason, RefuseCode};
+pub use refuse::{clip, refuse_code, refuse_payload, refuse_reason, RefuseCode};
 pub use topics::Topics;
 
 #[cfg(test)]

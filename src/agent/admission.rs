@@ -420,12 +420,10 @@ impl Admission {
             }];
         }
         // The answer to the password comes first, then the key proofs.
-        let (mac, proofs) = match self.policy.password.as_ref() {
-            Some(_) if frame.payload.len() < handshake::ANSWER_LEN => (&[][..], &[][..]),
-            Some(_) => frame.payload.split_at(handshake::ANSWER_LEN),
-            None => (&[][..], &frame.payload[..]),
-        };
+        let mut proofs = &frame.payload[..];
         if let Some(secret) = &self.policy.password {
+            let (mac, rest) = proofs.split_at(proofs.len().min(handshake::ANSWER_LEN));
+            proofs = rest;
             if !handshake::verify_answer(secret, &pending.transcript, mac) {
                 self.auth_failures.take(now);
                 tracing::warn!(

@@ -55,8 +55,7 @@ pub(super) fn accept_frame(sid: u64, window: u32, payload: Bytes) -> Frame {
 /// a client that misses it times out). `why`, if not empty, is what the
 /// client prints (`mqtt-proxy: NODE: access revoked`).
 pub(super) fn reset(ctx: &Ctx, cid: &str, sid: u64, tx: &Sealer, why: &str) {
-    let why =
-        Bytes::copy_from_slice(&why.as_bytes()[..why.len().min(protocol::MAX_CONTROL_PAYLOAD)]);
+    let why = Bytes::copy_from_slice(protocol::clip(why, protocol::MAX_CONTROL_PAYLOAD).as_bytes());
     let frame = tx.seal_frame(&Frame::control(Kind::Reset, sid, why));
     publish(ctx, cid, frame);
 }

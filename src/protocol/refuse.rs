@@ -26,17 +26,18 @@ pub enum RefuseCode {
 pub fn refuse_payload(code: RefuseCode, reason: &str) -> Bytes {
     let mut b = BytesMut::with_capacity(1 + reason.len());
     b.put_u8(code as u8);
-    let mut text = reason;
-    while text.len() > MAX_CONTROL_PAYLOAD - 1 {
-        // Truncate on a char boundary; reasons are short in practice.
-        let mut end = MAX_CONTROL_PAYLOAD - 1;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text = &text[..end];
-    }
-    b.extend_from_slice(text.as_bytes());
+    b.extend_from_slice(clip(reason, MAX_CONTROL_PAYLOAD - 1).as_bytes());
     b.freeze()
+}
+
+/// `text`, cut on a char boundary to at most `max` bytes (reasons are
+/// short in practice; this only bounds them).
+pub fn clip(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A REFUSE payload's code byte (`None`: empty payload).

@@ -7,7 +7,6 @@
 //! challenge comes, so a node that asks for nothing costs nothing.
 //! Everything here blocks: call it in `spawn_blocking`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -81,19 +80,20 @@ impl Keys {
             tracing::debug!("{e}");
             problems.push(e.to_string());
         }
-        let mut origins: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut order: Vec<&str> = Vec::new();
+        // How many from each origin, in order (`gather` keeps each
+        // origin's identities together: the file's, then the agent's).
+        let mut origins: Vec<(&str, usize)> = Vec::new();
         for (c, _) in &signed {
             tracing::debug!(key = %c.describe(), "offering");
-            if !origins.contains_key(c.origin.as_str()) {
-                order.push(&c.origin);
+            match origins.last_mut() {
+                Some((origin, n)) if *origin == c.origin => *n += 1,
+                _ => origins.push((&c.origin, 1)),
             }
-            *origins.entry(&c.origin).or_default() += 1;
         }
         let fitting: Vec<_> = signed.into_iter().map(|(_, p)| p).collect();
-        let tried = order
+        let tried = origins
             .iter()
-            .map(|o| format!("{} from {o}", origins[o]))
+            .map(|(o, n)| format!("{n} from {o}"))
             .collect::<Vec<_>>()
             .join(" and ");
         if fitting.is_empty() {
