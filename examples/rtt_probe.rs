@@ -13,7 +13,8 @@
 //!   are done (the session is open), for a benchmark that starts a copy
 //!   beside the keystrokes only then; with `RTT_PROBE_STOP=FILE` it stops
 //!   (COUNT is then the most) once FILE exists, so that only keystrokes
-//!   made while the copy ran are counted.
+//!   made while the copy ran are counted; with `RTT_PROBE_TRACE=FILE` it
+//!   appends every round trip to FILE (when, and how long).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -71,6 +72,11 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
     let mut samples = Vec::with_capacity(count);
     let mut byte = [0u8; 1];
     let stop = std::env::var_os("RTT_PROBE_STOP");
+    // With RTT_PROBE_TRACE=FILE, every round trip is appended to FILE as
+    // "ms since the first timed keystroke, round trip in ms", and a line
+    // "--" ends the run: where in a copy the slow ones fall.
+    let mut trace = Vec::new();
+    let began = Instant::now();
     for i in 0..WARMUP + count {
         if i > WARMUP
             && stop
@@ -95,6 +101,7 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
         );
         if i >= WARMUP {
             samples.push(rtt.as_secs_f64() * 1e3);
+            trace.push((start.duration_since(began), rtt));
         } else if i + 1 == WARMUP {
             if let Some(ready) = std::env::var_os("RTT_PROBE_READY") {
                 // The session is open and warm: whoever waits may start
@@ -105,6 +112,26 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
         tokio::time::sleep(gap).await;
     }
     drop(stdin);
+    if let Some(file) = std::env::var_os("RTT_PROBE_TRACE") {
+        use std::fmt::Write as _;
+        let first = trace.first().map_or(Duration::ZERO, |t| t.0);
+        let mut text = String::new();
+        for (at, rtt) in &trace {
+            let _ = writeln!(
+                text,
+                "{:.0} {:.1}",
+                (*at - first).as_secs_f64() * 1e3,
+                rtt.as_secs_f64() * 1e3
+            );
+        }
+        text.push_str("--\n");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .context("RTT_PROBE_TRACE")?;
+        std::io::Write::write_all(&mut f, text.as_bytes()).context("RTT_PROBE_TRACE")?;
+    }
     // The command may take a moment to close its session; we have our figures.
     let _ = timeout(Duration::from_secs(3), child.wait()).await;
     samples.sort_by(f64::total_cmp);

@@ -5,7 +5,7 @@
 # node, prefix, ssh_opts (ssh options that go through mqtt-proxy).
 # The broker runs with mosquitto's default settings (Nagle's algorithm on,
 # default queue and in-flight limits), as most users' brokers do;
-# BROKER_CONF adds lines to its config.
+# BROKER_CONF adds lines to its config; KEEP_LOGS=DIR keeps the logs.
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/mqtt-proxy-${0##*/}.XXXXXX")"
 pids=()
@@ -18,6 +18,8 @@ cleanup() {
       [ -f "$log" ] && { echo "--- $(basename "$log") (tail) ---" >&2; tail -n 20 "$log" >&2; }
     done
   fi
+  # KEEP_LOGS=DIR: the logs (agents, broker, relays) are kept there.
+  if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp "$tmp"/*.log "$KEEP_LOGS"/ 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -309,9 +309,10 @@ impl Stream {
     }
 
     /// The largest chunk to read from the local side now: it goes as one
-    /// message.
+    /// message, of a size that follows the congestion window (a slow link
+    /// carries small ones, which a keystroke does not wait long behind).
     pub fn max_chunk(&self) -> usize {
-        self.send.segment().max_chunk()
+        self.send.max_chunk()
     }
 
     /// The broker connection went down: until it is back, lost chunks say
@@ -350,6 +351,7 @@ impl Stream {
     pub fn send(&mut self, data: Bytes, now: Instant) {
         debug_assert!(!data.is_empty() && data.len() <= MAX_CHUNK);
         debug_assert!(self.can_send());
+        self.ack_req |= self.send.probes_base(data.len());
         let chunk = self.send.push(data, false, now);
         self.emit_data(chunk, now);
     }

@@ -1,66 +1,194 @@
-//! The congestion window: how many chunks may be in flight (sent and neither
-//! acknowledged nor presumed lost). Reno-style (RFC 5681): slow start from
-//! [`INITIAL_CWND`], additive increase above the slow-start threshold,
-//! halving once per window of data on a loss, one chunk after a
-//! retransmission timeout, never above [`MAX_INFLIGHT_CHUNKS`].
+//! The congestion window: how many bytes may be in flight (sent and neither
+//! acknowledged nor presumed lost), and so how long the queue we build at
+//! the path's bottleneck may grow.
 //!
-//! Counted in chunks, not bytes: a broker's limits (queue length, in-flight
-//! messages) count messages, and one chunk is one message.
+//! Delay-based, after LEDBAT (RFC 6817) and its revision LEDBAT++: the
+//! smallest round trip seen lately is the path's own ([`DelayFilter`]);
+//! what a round trip takes beyond it is queueing. The window grows while
+//! the queue is below [`QUEUE_TARGET`] and shrinks in proportion to how
+//! far the queue is above it, so a copy fills a slow link while a keystroke
+//! behind it waits tens of milliseconds, not the seconds a deep buffer (a
+//! cellular uplink, a DSL modem) holds. Loss still halves the window once
+//! per window of data (RFC 5681), and a retransmission timeout drops it to
+//! [`MIN_WINDOW`].
+//!
+//! Counted in bytes: a chunk's size follows the window ([`Congestion::chunk`]),
+//! so a slow link carries small messages a keystroke does not wait long
+//! behind, and a fast one large messages that cost the broker little.
+//! Growth is additive in bytes ([`INCREASE`] per round trip at most) and
+//! decrease multiplicative, which makes two copies through one bottleneck
+//! converge on equal shares.
 
-use crate::protocol::MAX_INFLIGHT_CHUNKS;
+use std::time::Duration;
 
-/// Congestion window at start (chunks); grows by slow start up to
-/// [`MAX_INFLIGHT_CHUNKS`]. Small enough for a broker with a tiny queue.
-pub const INITIAL_CWND: f64 = 8.0;
-/// Smallest slow-start threshold after a loss or timeout (chunks): with
-/// fewer, a single further loss could only be found by the timeout.
-pub const MIN_SSTHRESH: f64 = 2.0;
-/// Window after a retransmission timeout (chunks): everything in flight is
-/// presumed lost, so the path is probed again from a single chunk.
-pub const LOSS_WINDOW: f64 = 1.0;
+use tokio::time::Instant;
 
-/// Chunks allowed in flight, and the slow-start and recovery state behind it.
+use crate::protocol::{FRAME_OVERHEAD, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
+
+/// The queueing delay the window aims for: what a keystroke behind a copy
+/// waits at the bottleneck. LEDBAT's 100 ms is for background traffic that
+/// yields to everything else; here the copy is the user's own and the
+/// keystroke must feel immediate (the issue allows 100 ms over idle in all).
+/// Low enough that a keystroke waits under a tenth of a second with the
+/// round trip's noise on top; high enough that the noise itself (a broker's
+/// scheduling, a relay's pacing in 1,500-byte slices) is not taken for a
+/// queue, and that the queue never drains between round trips of a path of
+/// tens of milliseconds.
+pub const QUEUE_TARGET: Duration = Duration::from_millis(25);
+
+/// The smallest chunk a copy is cut into by the window (a message of 4 KiB
+/// with our header and tag): 16 ms of a 256 KiB/s link, and 64 bytes of
+/// framing in 4,096 (1.6 %). Smaller would cost more in per-message
+/// overhead (ours, MQTT's, the broker's) than a keystroke gains.
+pub const MIN_CHUNK: usize = 4096 - FRAME_OVERHEAD;
+
+/// The window's floor: two of the smallest chunks, so acknowledgements keep
+/// coming while one is in flight. On the slowest links this, not the
+/// queue target, bounds the queue (32 ms at 256 KiB/s).
+pub const MIN_WINDOW: f64 = 2.0 * MIN_CHUNK as f64;
+
+/// Window at start: four small chunks (16 ms of a 1 MiB/s link, 62 ms of a
+/// 256 KiB/s one), so a copy starting beside a keystroke session puts at
+/// most that much in front of it before the first round trip is measured.
+/// (32 KiB put an echo 247 ms behind a copy's start at 256 KiB/s.)
+pub const INITIAL_WINDOW: f64 = 16.0 * 1024.0;
+
+/// The window's ceiling: as many full-size chunks as may be in flight.
+pub const MAX_WINDOW: f64 = (MAX_INFLIGHT_CHUNKS as usize * MAX_CHUNK) as f64;
+
+/// Chunks per window: a chunk is a quarter of the window, so four are in
+/// flight and one chunk at the bottleneck is a quarter of the queue target
+/// plus the path's round trip.
+pub const CHUNKS_PER_WINDOW: f64 = 4.0;
+
+/// Growth per round trip with no queue at all (bytes); less as the queue
+/// nears the target. Additive, independent of the window, so that two
+/// copies converge on equal shares; one small chunk per round trip.
+pub const INCREASE: f64 = MIN_CHUNK as f64;
+
+/// Most the window shrinks in one round trip for a queue above the target
+/// (a share of the window): a queue at twice the target or more halves it.
+pub const MAX_DECREASE: f64 = 0.5;
+
+/// A window held back by the queue is halved this often (at least), and
+/// regrows by slow start: the queue then drains, for this session and any
+/// other through the same bottleneck, and each measures the path's own
+/// round trip again. Without it, a session that first measured the path
+/// behind another's queue takes that queue for the path and keeps it
+/// there, and the first session, seeing a queue above the target for
+/// good, shrinks to the floor (LEDBAT's latecomer problem; LEDBAT++ drains
+/// periodically for the same reason).
+pub const DRAIN_EVERY: Duration = Duration::from_secs(1);
+
+/// ... and no more often than once per this many round trips, so that a
+/// far path spends at most a small share of its time regrowing.
+pub const DRAIN_ROUND_TRIPS: u32 = 16;
+
+/// How long the smallest round trip seen is trusted: the path may have
+/// changed (a laptop moved to another network, a broker's route changed).
+/// The base delay is the smallest of this period's samples and the last
+/// period's, so it is at most two periods old.
+pub const BASE_PERIOD: Duration = Duration::from_secs(60);
+
+/// The path's own round trip and the latest queueing, from round-trip
+/// samples (only samples the peer answered at once: see `send.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct DelayFilter {
+    /// The smallest sample of the current period, and when it began.
+    current_base: Option<(Duration, Instant)>,
+    /// The smallest sample of the period before.
+    previous_base: Option<Duration>,
+    /// The two latest samples: the queue is read off the smaller, so one
+    /// sample delayed by a busy moment elsewhere does not shrink the window.
+    recent: [Option<Duration>; 2],
+}
+
+impl DelayFilter {
+    /// A round trip of `rtt` measured at `now`.
+    pub fn on_sample(&mut self, rtt: Duration, now: Instant) {
+        self.recent = [Some(rtt), self.recent[0]];
+        match self.current_base {
+            Some((_, since)) if now.saturating_duration_since(since) >= BASE_PERIOD => {
+                self.previous_base = self.current_base.map(|(b, _)| b);
+                self.current_base = Some((rtt, now));
+            }
+            Some((b, since)) => self.current_base = Some((b.min(rtt), since)),
+            None => self.current_base = Some((rtt, now)),
+        }
+    }
+
+    /// The path's own round trip: the smallest sample of this period and
+    /// the last.
+    pub fn base(&self) -> Option<Duration> {
+        let current = self.current_base.map(|(b, _)| b);
+        match (current, self.previous_base) {
+            (Some(c), Some(p)) => Some(c.min(p)),
+            (c, p) => c.or(p),
+        }
+    }
+
+    /// Queueing now: the smaller of the two latest samples less the base.
+    pub fn queue(&self) -> Option<Duration> {
+        let latest = self.recent.iter().flatten().min()?;
+        Some(latest.saturating_sub(self.base()?))
+    }
+
+    /// Forget everything (the path may be another one now).
+    pub fn reset(&mut self) {
+        *self = DelayFilter::default();
+    }
+}
+
+/// Bytes allowed in flight, and the slow-start and recovery state behind it.
 #[derive(Debug, Clone)]
-pub struct CongestionWindow {
-    /// The window (chunks); fractional so congestion avoidance can add
-    /// `1/cwnd` per acknowledged chunk.
+pub struct Congestion {
+    /// The window (bytes).
     cwnd: f64,
-    /// Slow-start threshold: below it the window grows by one per acked
-    /// chunk, above it by one per window.
+    /// Slow-start threshold (bytes): below it the window doubles per round
+    /// trip while the queue stays under three quarters of the target.
     ssthresh: f64,
     /// While recovering from a loss: the sequence number sent next when the
     /// loss was found. Further losses before it is acknowledged belong to
     /// the same window and do not halve again.
     recovery_until: Option<u64>,
+    delay: DelayFilter,
+    /// When the window was last halved to drain the queue, and whether the
+    /// queue has held it back since.
+    drained_at: Option<Instant>,
+    held_back: bool,
 }
 
-impl Default for CongestionWindow {
+impl Default for Congestion {
     fn default() -> Self {
-        CongestionWindow::new()
+        Congestion::new()
     }
 }
 
-impl CongestionWindow {
-    /// [`INITIAL_CWND`] chunks, slow start up to the cap.
-    pub fn new() -> CongestionWindow {
-        CongestionWindow {
-            cwnd: INITIAL_CWND,
-            ssthresh: MAX_INFLIGHT_CHUNKS as f64,
+impl Congestion {
+    /// [`INITIAL_WINDOW`] bytes, in slow start.
+    pub fn new() -> Congestion {
+        Congestion {
+            cwnd: INITIAL_WINDOW,
+            ssthresh: MAX_WINDOW,
             recovery_until: None,
+            delay: DelayFilter::default(),
+            drained_at: None,
+            held_back: false,
         }
     }
 
-    /// May one more chunk go out while `in_flight` chunks are outstanding?
+    /// May more go while `in_flight` bytes are outstanding? (A chunk may
+    /// take the window past its size by less than one chunk, as TCP's may.)
     pub fn allows(&self, in_flight: usize) -> bool {
         (in_flight as f64) < self.cwnd
     }
 
-    /// The window in chunks.
+    /// The window in bytes.
     pub fn window(&self) -> f64 {
         self.cwnd
     }
 
-    /// The slow-start threshold in chunks.
+    /// The slow-start threshold in bytes.
     pub fn ssthresh(&self) -> f64 {
         self.ssthresh
     }
@@ -70,46 +198,105 @@ impl CongestionWindow {
         self.recovery_until.is_some()
     }
 
-    /// The cumulative ack moved to `ack`, acknowledging `newly_acked` more
-    /// chunks. Ends recovery once everything sent before the loss is
-    /// acknowledged, then grows the window: by `newly_acked` in slow start,
-    /// by `newly_acked / cwnd` above the threshold, at most
-    /// [`MAX_INFLIGHT_CHUNKS`]. No progress (`newly_acked == 0`) changes
-    /// nothing.
-    pub fn on_ack(&mut self, ack: u64, newly_acked: u32) {
-        if newly_acked == 0 {
+    /// The delay estimates behind the window.
+    pub fn delay(&self) -> &DelayFilter {
+        &self.delay
+    }
+
+    /// The largest chunk to cut now: a quarter of the window, at least
+    /// [`MIN_CHUNK`] and at most [`MAX_CHUNK`] (the message size limits
+    /// apply on top).
+    pub fn chunk(&self) -> usize {
+        ((self.cwnd / CHUNKS_PER_WINDOW) as usize).clamp(MIN_CHUNK, MAX_CHUNK)
+    }
+
+    /// The cumulative ack moved to `ack`, acknowledging `acked` more bytes
+    /// (`acked == 0`: no progress, nothing changes). `sample`: a round trip
+    /// the peer answered at once, if this ack gives one; the window moves
+    /// only on those, since a delayed acknowledgement would read as a
+    /// queue. `limited`: the window was full when the ack came (an
+    /// application or a peer window that sends less than the window allows
+    /// does not grow it: RFC 7661).
+    pub fn on_ack(
+        &mut self,
+        ack: u64,
+        acked: usize,
+        sample: Option<Duration>,
+        limited: bool,
+        now: Instant,
+    ) {
+        if acked == 0 {
             return;
         }
         if self.recovery_until.is_some_and(|r| ack >= r) {
             self.recovery_until = None;
         }
-        let n = newly_acked as f64;
-        self.cwnd += if self.cwnd < self.ssthresh {
-            n
-        } else {
-            n / self.cwnd
+        let Some(rtt) = sample else {
+            return;
         };
-        self.cwnd = self.cwnd.min(MAX_INFLIGHT_CHUNKS as f64);
+        self.delay.on_sample(rtt, now);
+        let acked = acked as f64;
+        let target = QUEUE_TARGET.as_secs_f64();
+        let off = self
+            .delay
+            .queue()
+            .map_or(1.0, |q| (target - q.as_secs_f64()) / target);
+        let since = self.drained_at.get_or_insert(now);
+        let due = (DRAIN_EVERY).max(rtt * DRAIN_ROUND_TRIPS);
+        if self.held_back && now.saturating_duration_since(*since) >= due {
+            // Drain: half the window, slow start back to where it was.
+            *since = now;
+            self.held_back = false;
+            self.ssthresh = self.cwnd;
+            self.cwnd = (self.cwnd / 2.0).max(MIN_WINDOW);
+        } else if off < 0.0 {
+            // Above the target: shrink in proportion to the excess, at most
+            // by MAX_DECREASE of the window per window acknowledged; and
+            // no more slow start.
+            self.held_back = true;
+            self.cwnd = (self.cwnd - acked * (-off).min(MAX_DECREASE)).max(MIN_WINDOW);
+            self.ssthresh = self.ssthresh.min(self.cwnd);
+        } else if !limited {
+            // Something else held the sending back: no evidence the path
+            // takes more.
+        } else if self.cwnd < self.ssthresh && off >= 0.25 {
+            // Slow start, up to the threshold (one ack may cover a whole
+            // window: it would double past it).
+            self.cwnd = (self.cwnd + acked).min(self.ssthresh);
+        } else {
+            if self.cwnd < self.ssthresh {
+                // Slow start ends at three quarters of the target.
+                self.ssthresh = self.cwnd;
+            }
+            self.cwnd += INCREASE * off * acked / self.cwnd;
+        }
+        self.cwnd = self.cwnd.clamp(MIN_WINDOW, MAX_WINDOW);
     }
 
     /// A chunk was found lost (a later one arrived first) while `next_seq`
     /// was the next sequence number to send. Outside recovery, halves the
-    /// window (at least [`MIN_SSTHRESH`]) and starts recovery until
+    /// window (at least [`MIN_WINDOW`]) and starts recovery until
     /// `next_seq` is acknowledged; inside recovery, changes nothing.
     pub fn on_loss(&mut self, next_seq: u64) {
         if self.recovery_until.is_none() {
-            self.ssthresh = (self.cwnd / 2.0).max(MIN_SSTHRESH);
+            self.ssthresh = (self.cwnd / 2.0).max(MIN_WINDOW);
             self.cwnd = self.ssthresh;
             self.recovery_until = Some(next_seq);
         }
     }
 
-    /// The retransmission timeout fired with `in_flight` chunks outstanding:
-    /// the threshold becomes half of them (at least [`MIN_SSTHRESH`]) and
-    /// the window [`LOSS_WINDOW`]. Recovery, if any, carries on.
+    /// The retransmission timeout fired with `in_flight` bytes outstanding:
+    /// the threshold becomes half of them (at least [`MIN_WINDOW`]) and
+    /// the window [`MIN_WINDOW`]. Recovery, if any, carries on.
     pub fn on_timeout(&mut self, in_flight: usize) {
-        self.ssthresh = (in_flight as f64 / 2.0).max(MIN_SSTHRESH);
-        self.cwnd = LOSS_WINDOW;
+        self.ssthresh = (in_flight as f64 / 2.0).max(MIN_WINDOW);
+        self.cwnd = MIN_WINDOW;
+    }
+
+    /// The broker connection came back, perhaps over another network: the
+    /// path's round trip is measured afresh.
+    pub fn on_reconnect(&mut self) {
+        self.delay.reset();
     }
 }
 

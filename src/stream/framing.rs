@@ -34,6 +34,7 @@ impl Stream {
             return self.send(buf.split_off(HEADER_LEN).freeze(), now);
         }
         debug_assert!(self.can_send());
+        self.ack_req |= self.send.probes_base(len);
         let mut f = self.frame(Kind::Data, now);
         f.seq = self.send.next_seq();
         // Decided as `emit_data` decides, for the state once this chunk
@@ -45,6 +46,9 @@ impl Stream {
         let wire = tx.seal_in_place(buf);
         let chunk = self.send.push_sealed(wire.clone(), now);
         debug_assert_eq!(chunk.seq, f.seq);
+        if f.has(FLAG_ACK_REQ) {
+            self.send.ack_requested(chunk.seq);
+        }
         if self.sealer.is_none() {
             self.sealer = Some(tx.clone());
         }
@@ -82,6 +86,9 @@ impl Stream {
         }
         if self.ack_request_due() {
             f.flags |= FLAG_ACK_REQ;
+        }
+        if f.has(FLAG_ACK_REQ) {
+            self.send.ack_requested(f.seq);
         }
         self.out.push_back((f, None));
     }

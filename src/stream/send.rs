@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::congestion::CongestionWindow;
+use super::congestion::Congestion;
+use super::recv::ACK_EVERY;
 use super::rtt::RttEstimator;
 use super::segment::Segmenter;
 use crate::protocol::{FRAME_OVERHEAD, HEADER_LEN, MAX_INFLIGHT_CHUNKS, TAG_LEN};
@@ -53,6 +54,10 @@ struct Sent {
     /// restarted then.
     retransmitted: bool,
     state: ChunkState,
+    /// Went with `FLAG_ACK_REQ`: the peer acknowledges it at once, so its
+    /// round trip holds no ack delay and tells the queue (see
+    /// [`SendHalf::on_ack`]).
+    ack_req: bool,
     /// The largest message of its latest transmission (a whole frame, or
     /// its fragments): what its delivery or loss says about sizes.
     message: usize,
@@ -84,7 +89,7 @@ pub struct SendHalf {
     unacked_bytes: usize,
     /// The peer's free receive buffer, from its latest frame.
     peer_window: u32,
-    cwnd: CongestionWindow,
+    cwnd: Congestion,
     rtt: RttEstimator,
     /// How large a message may be.
     segment: Segmenter,
@@ -105,7 +110,7 @@ impl SendHalf {
             unacked: VecDeque::new(),
             unacked_bytes: 0,
             peer_window,
-            cwnd: CongestionWindow::new(),
+            cwnd: Congestion::new(),
             rtt: RttEstimator::new(),
             segment: Segmenter::new(),
             probe_at: None,
@@ -185,7 +190,7 @@ impl SendHalf {
     }
 
     #[cfg(test)]
-    pub fn cwnd(&self) -> &CongestionWindow {
+    pub fn cwnd(&self) -> &Congestion {
         &self.cwnd
     }
 
@@ -206,14 +211,46 @@ impl SendHalf {
 
     /// Chunks in flight: sent, neither acknowledged nor presumed lost.
     pub fn pipe(&self) -> usize {
+        self.in_flight().count()
+    }
+
+    /// Bytes in flight: of the chunks [`SendHalf::pipe`] counts.
+    pub fn pipe_bytes(&self) -> usize {
+        self.in_flight().map(|s| s.data.len()).sum()
+    }
+
+    fn in_flight(&self) -> impl Iterator<Item = &Sent> {
         self.unacked
             .iter()
             .filter(|s| s.state == ChunkState::InFlight)
-            .count()
     }
 
     fn window_allows_chunk(&self) -> bool {
-        (self.unacked.len() as u64) < MAX_INFLIGHT_CHUNKS && self.cwnd.allows(self.pipe())
+        (self.unacked.len() as u64) < MAX_INFLIGHT_CHUNKS && self.cwnd.allows(self.pipe_bytes())
+    }
+
+    /// The largest chunk to read now: what the message size allows, and no
+    /// more than the congestion window cuts ([`Congestion::chunk`]).
+    pub fn max_chunk(&self) -> usize {
+        self.segment.max_chunk().min(self.cwnd.chunk())
+    }
+
+    /// Whether a chunk of `len` bytes, sent now, asks for an ack at once to
+    /// measure the path's own round trip: a full chunk (the start of a
+    /// copy, not a keystroke) with nothing else in flight, so that nothing
+    /// of ours queues ahead of it. A copy's first round trip then gives the
+    /// base delay; otherwise its first sample would be the one that closes
+    /// the first window, and the window's own queue would pass for the
+    /// path.
+    pub fn probes_base(&self, len: usize) -> bool {
+        self.pipe() == 0 && len >= self.max_chunk()
+    }
+
+    /// Chunk `seq` went (or goes) with `FLAG_ACK_REQ`.
+    pub fn ack_requested(&mut self, seq: u64) {
+        if let Some(s) = self.unacked.iter_mut().rev().find(|s| s.seq == seq) {
+            s.ack_req = true;
+        }
     }
 
     /// May a new data chunk go: still open, room in the congestion window
@@ -230,11 +267,12 @@ impl SendHalf {
     }
 
     /// [`SendHalf::can_send`] with `chunks` more chunks of `bytes` bytes in
-    /// all in flight.
+    /// all in flight (the congestion window counts the bytes, the chunk cap
+    /// the chunks).
     fn can_send_holding(&self, chunks: usize, bytes: usize) -> bool {
         self.stage == SendStage::Open
             && ((self.unacked.len() + chunks) as u64) < MAX_INFLIGHT_CHUNKS
-            && self.cwnd.allows(self.pipe() + chunks)
+            && self.cwnd.allows(self.pipe_bytes() + bytes)
             && self.unacked_bytes + bytes < self.peer_window as usize
     }
 
@@ -266,6 +304,7 @@ impl SendHalf {
             xmit: self.xmit_count,
             retransmitted: false,
             state: ChunkState::InFlight,
+            ack_req: false,
             message,
         });
         self.xmit_count += 1;
@@ -289,7 +328,7 @@ impl SendHalf {
     /// The oldest lost chunk, marked as in flight again, if the congestion
     /// window has room for it.
     pub fn next_retransmit(&mut self, now: Instant) -> Option<Chunk> {
-        if !self.cwnd.allows(self.pipe()) {
+        if !self.cwnd.allows(self.pipe_bytes()) {
             return None;
         }
         let limit = self.segment.limit();
@@ -300,6 +339,7 @@ impl SendHalf {
         s.message = s.message.min(limit);
         s.state = ChunkState::InFlight;
         s.retransmitted = true;
+        s.ack_req = false;
         s.sent_at = now;
         s.xmit = self.xmit_count;
         self.xmit_count += 1;
@@ -341,9 +381,15 @@ impl SendHalf {
         }
         let mut newest_delivered: Option<u64> = None;
         let mut newly_acked = 0u32;
+        let mut acked_bytes = 0;
+        // The window was full when this ack came: what the window allows
+        // was in flight, give or take a chunk.
+        let limited = self.pipe_bytes() + self.cwnd.chunk() > self.cwnd.window() as usize;
+        let mut sample = None;
         while self.unacked.front().is_some_and(|s| s.seq < ack) {
             let s = self.unacked.pop_front().expect("front exists");
             self.unacked_bytes -= s.data.len();
+            acked_bytes += s.data.len();
             newly_acked += 1;
             let sacked = s.state == ChunkState::Sacked;
             if !sacked {
@@ -353,9 +399,17 @@ impl SendHalf {
             // Only the chunk that moved the ack to here times a round trip:
             // an older one may have waited for a gap to fill.
             if !s.retransmitted && !sacked && s.seq + 1 == ack {
-                self.rtt.on_sample(now.saturating_duration_since(s.sent_at));
+                let rtt = now.saturating_duration_since(s.sent_at);
+                self.rtt.on_sample(rtt);
+                sample = Some((rtt, s.ack_req));
             }
         }
+        // The queue is read only off round trips the peer answered at once:
+        // asked to, or on its every-ACK_EVERY-chunks rule. Any other ack may
+        // have waited up to the peer's ack delay for data to ride on.
+        let delay_sample = sample
+            .filter(|&(_, asked)| asked || u64::from(newly_acked) >= ACK_EVERY)
+            .map(|(rtt, _)| rtt);
         for s in self.unacked.iter_mut().filter(|s| s.seq > ack) {
             let bit = s.seq - ack - 1;
             if bit < 64 && sack & (1 << bit) != 0 && s.state != ChunkState::Sacked {
@@ -366,7 +420,8 @@ impl SendHalf {
         }
         if newly_acked > 0 {
             self.rtt.reset_backoff();
-            self.cwnd.on_ack(ack, newly_acked);
+            self.cwnd
+                .on_ack(ack, acked_bytes, delay_sample, limited, now);
         }
         // A chunk sent before one that arrived is lost: a broker keeps the
         // order of messages on one topic, so it is not merely late.
@@ -401,6 +456,7 @@ impl SendHalf {
     pub fn on_reconnect(&mut self) {
         self.mark_all_lost();
         self.rtt.reset_backoff();
+        self.cwnd.on_reconnect();
     }
 
     /// When the oldest chunk in flight times out.
@@ -436,7 +492,7 @@ impl SendHalf {
                 .map(|s| s.message)
                 .max()
                 .unwrap_or(0);
-            self.cwnd.on_timeout(self.pipe());
+            self.cwnd.on_timeout(self.pipe_bytes());
             self.mark_all_lost();
             if self.segment.on_timeout(largest) {
                 // The losses were the size, not congestion: the smaller

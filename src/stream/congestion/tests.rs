@@ -1,145 +1,208 @@
 use super::*;
 
-const CAP: f64 = MAX_INFLIGHT_CHUNKS as f64;
+mod sim;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Event {
-    /// Cumulative ack moved to `.0`, acknowledging `.1` more chunks.
-    Ack(u64, u32),
+    /// Cumulative ack to `.0` of `.1` more bytes, with a round trip
+    /// (ms) the peer answered at once, and whether the window was full.
+    Ack(u64, usize, Option<u64>, bool),
     /// A loss found while `.0` was the next sequence number.
     Loss(u64),
-    /// Retransmission timeout with `.0` chunks in flight.
+    /// Retransmission timeout with `.0` bytes in flight.
     Timeout(usize),
 }
 use Event::*;
 
-/// Events from a fresh window, each with the (cwnd, ssthresh, in recovery)
-/// it must leave.
+const W0: f64 = INITIAL_WINDOW;
+const K: usize = 1024;
+
+/// Events from a fresh window, each with the (cwnd, ssthresh, in
+/// recovery) it must leave. Round trips of 10 ms are the path's own.
 struct Case<'a> {
     name: &'a str,
     steps: &'a [(Event, f64, f64, bool)],
 }
 
 #[test]
-fn window_follows_acks_losses_and_timeouts() {
+fn window_follows_delay_losses_and_timeouts() {
     let cases = [
         Case {
-            name: "slow start adds one chunk per acknowledged chunk",
+            name: "slow start adds what is acknowledged while the queue is short",
             steps: &[
-                (Ack(1, 1), 9.0, CAP, false),
-                (Ack(5, 4), 13.0, CAP, false),
-                (Ack(5, 0), 13.0, CAP, false),
+                (Ack(1, 8 * K, Some(10), true), W0 + 8192.0, MAX_WINDOW, false),
+                (Ack(2, 8 * K, Some(12), true), W0 + 16384.0, MAX_WINDOW, false),
             ],
         },
         Case {
-            name: "growth stops at the cap",
+            name: "acks without a round trip, or of nothing, change nothing",
             steps: &[
-                (Ack(50, 50), 58.0, CAP, false),
-                (Ack(56, 6), CAP, CAP, false),
-                (Ack(57, 1), CAP, CAP, false),
-                (Ack(200, 143), CAP, CAP, false),
+                (Ack(1, 8 * K, None, true), W0, MAX_WINDOW, false),
+                (Ack(1, 0, Some(10), true), W0, MAX_WINDOW, false),
             ],
         },
         Case {
-            name: "a loss halves the window and starts recovery",
-            steps: &[(Loss(10), 4.0, 4.0, true)],
+            name: "a window the sender did not fill does not grow",
+            steps: &[(Ack(1, 8 * K, Some(10), false), W0, MAX_WINDOW, false)],
+        },
+        Case {
+            name: "slow start ends at three quarters of the target; growth slows to one chunk per window",
+            steps: &[
+                (Ack(1, 8 * K, Some(10), true), W0 + 8192.0, MAX_WINDOW, false),
+                // One late sample is not a queue: the smaller of the two
+                // latest counts.
+                (Ack(2, 8 * K, Some(30), true), W0 + 16384.0, MAX_WINDOW, false),
+                // 20 ms of queue: 0.8 of the target, off-target 0.2.
+                (
+                    Ack(3, 8 * K, Some(30), true),
+                    W0 + 16384.0 + INCREASE * 0.2 * 8192.0 / (W0 + 16384.0),
+                    W0 + 16384.0,
+                    false,
+                ),
+            ],
+        },
+        Case {
+            name: "a queue above the target shrinks the window in proportion",
+            steps: &[
+                (Ack(1, 8 * K, Some(10), true), W0 + 8192.0, MAX_WINDOW, false),
+                (Ack(2, 8 * K, Some(45), true), W0 + 16384.0, MAX_WINDOW, false),
+                // 35 ms of queue, 0.4 over the target: shrinks by 0.4 of
+                // what was acknowledged, full window or not.
+                (Ack(3, 10 * K, Some(45), false), W0 + 12288.0, W0 + 12288.0, false),
+                (Ack(4, 20 * K, Some(500), true), W0 + 4096.0, W0 + 4096.0, false),
+                // Far above the target: at most half of what was
+                // acknowledged, and never below the floor.
+                (Ack(5, 20 * K, Some(500), true), W0 - 6144.0, W0 - 6144.0, false),
+                (Ack(6, 40 * K, Some(500), true), MIN_WINDOW, MIN_WINDOW, false),
+            ],
         },
         Case {
             name: "one halving per window of data",
             steps: &[
-                (Ack(8, 8), 16.0, CAP, false),
-                (Loss(24), 8.0, 8.0, true),
-                (Loss(25), 8.0, 8.0, true),
+                (Ack(1, 16 * K, Some(10), true), 2.0 * W0, MAX_WINDOW, false),
+                (Loss(24), W0, W0, true),
+                (Loss(25), W0, W0, true),
                 // Acks during recovery still grow the window (avoidance).
-                (Ack(23, 1), 8.125, 8.0, true),
-                (Loss(26), 8.125, 8.0, true),
-                // Everything sent before the loss is acknowledged: a new
-                // loss halves again.
-                (Ack(24, 1), 8.125 + 1.0 / 8.125, 8.0, false),
+                (Ack(23, K, Some(10), true), W0 + INCREASE * K as f64 / W0, W0, true),
+                (Ack(24, K, None, true), W0 + INCREASE * K as f64 / W0, W0, false),
                 (
                     Loss(30),
-                    (8.125 + 1.0 / 8.125) / 2.0,
-                    (8.125 + 1.0 / 8.125) / 2.0,
+                    (W0 + INCREASE * K as f64 / W0) / 2.0,
+                    (W0 + INCREASE * K as f64 / W0) / 2.0,
                     true,
                 ),
             ],
         },
         Case {
-            name: "congestion avoidance adds one chunk per window",
+            name: "a timeout drops to the floor, threshold half the flight",
             steps: &[
-                (Loss(10), 4.0, 4.0, true),
-                (Ack(10, 1), 4.25, 4.0, false),
-                (Ack(14, 4), 4.25 + 4.0 / 4.25, 4.0, false),
-            ],
-        },
-        Case {
-            name: "halving never goes below the floor",
-            steps: &[
-                (Timeout(8), LOSS_WINDOW, 4.0, false),
-                (Loss(9), MIN_SSTHRESH, MIN_SSTHRESH, true),
-                (Ack(9, 1), 2.5, MIN_SSTHRESH, false),
-                (Loss(12), MIN_SSTHRESH, MIN_SSTHRESH, true),
-            ],
-        },
-        Case {
-            name: "a timeout drops to one chunk, threshold half the flight",
-            steps: &[
-                (Timeout(10), LOSS_WINDOW, 5.0, false),
-                (Ack(1, 1), 2.0, 5.0, false),
-                // Slow start overshoots by what one ack covers.
-                (Ack(5, 4), 6.0, 5.0, false),
-                (Ack(6, 1), 6.0 + 1.0 / 6.0, 5.0, false),
-            ],
-        },
-        Case {
-            name: "a timeout's threshold has the floor too",
-            steps: &[
-                (Timeout(3), LOSS_WINDOW, MIN_SSTHRESH, false),
-                (Timeout(0), LOSS_WINDOW, MIN_SSTHRESH, false),
-            ],
-        },
-        Case {
-            name: "a timeout during recovery keeps the recovery point",
-            steps: &[
-                (Loss(10), 4.0, 4.0, true),
-                (Timeout(4), LOSS_WINDOW, MIN_SSTHRESH, true),
-                (Loss(11), LOSS_WINDOW, MIN_SSTHRESH, true),
-                (Ack(9, 1), 2.0, MIN_SSTHRESH, true),
-                (Ack(10, 1), 2.5, MIN_SSTHRESH, false),
+                (Timeout(40 * K), MIN_WINDOW, 20.0 * K as f64, false),
+                (Ack(1, 4 * K, Some(10), true), MIN_WINDOW + 4096.0, 20.0 * K as f64, false),
+                (Timeout(K), MIN_WINDOW, MIN_WINDOW, false),
             ],
         },
     ];
     for c in cases {
-        let mut w = CongestionWindow::new();
+        let t0 = Instant::now();
+        let mut w = Congestion::new();
         assert_eq!(
             (w.window(), w.ssthresh(), w.in_recovery()),
-            (INITIAL_CWND, CAP, false)
+            (W0, MAX_WINDOW, false)
         );
         for (i, &(event, cwnd, ssthresh, recovery)) in c.steps.iter().enumerate() {
             match event {
-                Ack(ack, n) => w.on_ack(ack, n),
+                Ack(ack, n, rtt, limited) => w.on_ack(ack, n, rtt.map(ms), limited, t0),
                 Loss(next) => w.on_loss(next),
                 Timeout(in_flight) => w.on_timeout(in_flight),
             }
-            assert_eq!(
-                (w.window(), w.ssthresh(), w.in_recovery()),
-                (cwnd, ssthresh, recovery),
-                "{}: step {i} ({event:?})",
-                c.name
+            let got = (w.window(), w.ssthresh(), w.in_recovery());
+            assert!(
+                (got.0 - cwnd).abs() < 1e-6 && (got.1 - ssthresh).abs() < 1e-6 && got.2 == recovery,
+                "{}: step {i} ({event:?}): got {got:?}, wanted {:?}",
+                c.name,
+                (cwnd, ssthresh, recovery)
             );
         }
     }
 }
 
 #[test]
-fn allows_strictly_fewer_chunks_than_the_window() {
-    let mut w = CongestionWindow::new();
-    assert!(w.allows(0) && w.allows(7));
-    assert!(!w.allows(8) && !w.allows(9));
-    w.on_timeout(8);
-    assert!(w.allows(0) && !w.allows(1), "one chunk after a timeout");
-    w.on_loss(3);
-    w.on_ack(3, 1);
-    w.on_ack(4, 1); // 2.5, then 2.9: a fractional window rounds up.
-    assert!(w.allows(2) && !w.allows(3), "window {}", w.window());
+fn chunks_are_a_quarter_of_the_window_within_bounds() {
+    let t0 = Instant::now();
+    let mut w = Congestion::new();
+    assert_eq!(w.chunk(), INITIAL_WINDOW as usize / 4);
+    w.on_timeout(0);
+    assert_eq!(w.chunk(), MIN_CHUNK, "the floor");
+    let mut w = Congestion::new();
+    for i in 0..200 {
+        w.on_ack(i, MAX_CHUNK, Some(ms(1)), true, t0);
+    }
+    assert_eq!(w.window(), MAX_WINDOW);
+    assert_eq!(w.chunk(), MAX_CHUNK, "the ceiling");
+    assert!(w.allows(0) && w.allows(MAX_WINDOW as usize - 1));
+    assert!(!w.allows(MAX_WINDOW as usize));
+}
+
+#[test]
+fn base_delay_is_the_least_of_two_periods() {
+    let t0 = Instant::now();
+    let mut d = DelayFilter::default();
+    assert_eq!((d.base(), d.queue()), (None, None));
+    d.on_sample(ms(40), t0);
+    d.on_sample(ms(30), t0 + ms(10));
+    d.on_sample(ms(70), t0 + ms(20));
+    assert_eq!(d.base(), Some(ms(30)));
+    // The smaller of the two latest samples: one late sample is not a queue.
+    assert_eq!(d.queue(), Some(ms(0)));
+    d.on_sample(ms(50), t0 + ms(30));
+    assert_eq!(d.queue(), Some(ms(20)));
+    // The path got longer (another network): the old base is kept one
+    // period more, then forgotten.
+    d.on_sample(ms(200), t0 + BASE_PERIOD);
+    assert_eq!(d.base(), Some(ms(30)));
+    d.on_sample(ms(210), t0 + BASE_PERIOD * 2);
+    assert_eq!(d.base(), Some(ms(200)));
+    d.on_sample(ms(205), t0 + BASE_PERIOD * 3);
+    assert_eq!(d.base(), Some(ms(205)));
+    assert_eq!(d.queue(), Some(ms(0)));
+    d.reset();
+    assert_eq!(d.base(), None);
+}
+
+/// Bad input: round trips a lying peer or broker reports, and floods of
+/// acknowledgements, keep the window within its bounds, with nothing that
+/// grows with their number (the filter is a fixed handful of values).
+#[test]
+fn lies_about_the_round_trip_keep_the_window_within_bounds() {
+    let t0 = Instant::now();
+    // (case, round trips in ms, in turn)
+    let cases: [(&str, &[u64]); 4] = [
+        ("zero", &[0]),
+        ("huge", &[3_600_000]),
+        ("zero and huge in turn", &[0, 3_600_000]),
+        ("huge then zero", &[3_600_000, 3_600_000, 0, 0]),
+    ];
+    for (name, rtts) in cases {
+        let mut w = Congestion::new();
+        for i in 0..10_000u64 {
+            let rtt = rtts[i as usize % rtts.len()];
+            w.on_ack(i + 1, 4 * K, Some(ms(rtt)), true, t0 + ms(i));
+            assert!(
+                w.window().is_finite() && (MIN_WINDOW..=MAX_WINDOW).contains(&w.window()),
+                "{name}: {}",
+                w.window()
+            );
+            assert!((MIN_CHUNK..=MAX_CHUNK).contains(&w.chunk()), "{name}");
+        }
+    }
+    // A flood of acks that acknowledge nothing new.
+    let mut w = Congestion::new();
+    for _ in 0..100_000 {
+        w.on_ack(5, 0, Some(ms(0)), true, t0);
+    }
+    assert_eq!(w.window(), INITIAL_WINDOW, "a flood of duplicates");
 }

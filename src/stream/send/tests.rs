@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::stream::congestion::INITIAL_CWND;
+use crate::stream::congestion::{INITIAL_WINDOW, MIN_WINDOW};
 use crate::stream::rtt::INITIAL_RTO;
 
 const WINDOW: u32 = 1 << 20;
@@ -12,9 +12,14 @@ fn ms(n: u64) -> Duration {
 
 /// A sender that sent `n` one-byte chunks at `at`.
 fn sent(n: u64, at: Instant) -> SendHalf {
+    sent_sized(n, 1, at)
+}
+
+/// A sender that sent `n` chunks of `len` bytes at `at`.
+fn sent_sized(n: u64, len: usize, at: Instant) -> SendHalf {
     let mut s = SendHalf::new(WINDOW);
     for i in 0..n {
-        let c = s.push(Bytes::from(vec![i as u8]), false, at);
+        let c = s.push(Bytes::from(vec![i as u8; len]), false, at);
         assert_eq!(c.seq, i);
     }
     s
@@ -28,7 +33,11 @@ fn round_trip_sampled_from_the_chunk_that_moved_the_ack() {
     // Chunk 0 waited for chunk 1: only chunk 1 (sent at 50 ms) is timed.
     s.on_ack(2, 0, WINDOW, t0 + ms(150));
     assert_eq!(s.rtt().srtt(), Some(ms(100)));
-    assert_eq!(s.cwnd().window(), INITIAL_CWND + 2.0, "in order: no loss");
+    assert_eq!(
+        s.cwnd().window(),
+        INITIAL_WINDOW,
+        "the peer was not asked to ack at once: its ack may have waited, so no delay sample"
+    );
 }
 
 #[test]
@@ -46,12 +55,16 @@ fn karn_rule_retransmitted_chunk_gives_no_sample() {
 #[test]
 fn timeout_backs_off_until_the_ack_moves() {
     let t0 = Instant::now();
-    let mut s = sent(2, t0);
+    let mut s = sent_sized(2, MIN_WINDOW as usize, t0);
     assert!(s.on_rto(t0 + INITIAL_RTO));
-    assert_eq!(s.cwnd().window(), 1.0, "one chunk after a timeout");
+    assert_eq!(s.cwnd().window(), MIN_WINDOW, "the floor after a timeout");
     let t1 = t0 + INITIAL_RTO;
     assert_eq!(s.next_retransmit(t1).map(|c| c.seq), Some(0));
-    assert_eq!(s.next_retransmit(t1), None, "window of one chunk");
+    assert_eq!(
+        s.next_retransmit(t1),
+        None,
+        "the window holds one such chunk"
+    );
     assert_eq!(s.retransmit_deadline(), Some(t1 + INITIAL_RTO * 2));
     s.on_ack(1, 0, WINDOW, t1 + ms(10));
     assert_eq!(s.rtt().rto(), INITIAL_RTO, "progress ends the backoff");
@@ -64,7 +77,7 @@ fn chunks_sent_before_an_acknowledged_one_are_lost() {
     let mut s = sent(4, t0);
     // Chunk 2 arrived (SACK bit 1 above ack 0); 0 and 1 went before it.
     s.on_ack(0, 0b10, WINDOW, t0 + ms(5));
-    assert_eq!(s.cwnd().window(), INITIAL_CWND / 2.0, "halved once");
+    assert_eq!(s.cwnd().window(), INITIAL_WINDOW / 2.0, "halved once");
     let t1 = t0 + ms(5);
     let resent: Vec<u64> = std::iter::from_fn(|| s.next_retransmit(t1))
         .map(|c| c.seq)
@@ -72,13 +85,13 @@ fn chunks_sent_before_an_acknowledged_one_are_lost() {
     assert_eq!(resent, [0, 1], "chunk 3 was sent after 2: merely in flight");
     // A later SACK in the same window does not halve again.
     s.on_ack(0, 0b110, WINDOW, t0 + ms(6));
-    assert_eq!(s.cwnd().window(), INITIAL_CWND / 2.0);
+    assert_eq!(s.cwnd().window(), INITIAL_WINDOW / 2.0);
 }
 
 #[test]
 fn fin_waits_for_the_window_then_is_acknowledged() {
     let t0 = Instant::now();
-    let mut s = sent(INITIAL_CWND as u64, t0);
+    let mut s = sent_sized(8, INITIAL_WINDOW as usize / 8, t0);
     assert_eq!(s.stage(), SendStage::Open);
     s.close();
     assert_eq!(s.stage(), SendStage::FinQueued);

@@ -137,47 +137,52 @@ fn keystroke_acks_ride_on_the_next_key_and_never_time_out() {
 #[test]
 fn sender_out_of_window_with_few_chunks_in_flight_asks_for_an_ack() {
     let every = ACK_EVERY as u32;
-    let initial = crate::stream::congestion::INITIAL_CWND as u32;
-    assert!(
-        initial < every,
-        "a fresh congestion window fills below ACK_EVERY"
-    );
-    // (case, chunks acked first (grows the congestion window by as many),
-    // peer window, chunks of 1000 bytes, ack requested on the last)
+    // Chunks of 4096 bytes fill a fresh congestion window in fewer than
+    // ACK_EVERY; ACK_EVERY chunks of 1000 bytes fit in it.
+    let initial = crate::stream::congestion::INITIAL_WINDOW as u32;
+    assert!(initial / 4096 < every && 1000 * every < initial);
+    // (case, peer window, chunk size, chunks, ack requested on the last)
     let cases = [
-        ("room left", 0, 1 << 20, 3, false),
-        ("peer window filled by one chunk", 0, 1000, 1, true),
-        ("peer window filled by a few chunks", 0, 1000 * 5, 5, true),
-        ("congestion window filled", 0, 1 << 20, initial, true),
+        ("room left", 1 << 20, 1000, 3, false),
+        ("peer window filled by one chunk", 1000, 1000, 1, true),
+        (
+            "peer window filled by a few chunks",
+            1000 * 5,
+            1000,
+            5,
+            true,
+        ),
+        (
+            "congestion window filled",
+            1 << 20,
+            4096,
+            initial / 4096,
+            true,
+        ),
         (
             "peer window filled by one chunk too few",
-            initial,
             1000 * (every - 1),
+            1000,
             every - 1,
             true,
         ),
         (
             "peer window filled with enough in flight",
-            initial,
             1000 * every,
+            1000,
             every,
             false,
         ),
     ];
-    for (name, grow, window, chunks, wanted) in cases {
+    for (name, window, size, chunks, wanted) in cases {
         let now = Instant::now();
         let mut s = Stream::new(1, Config::default(), 1 << 20, now);
-        for _ in 0..grow {
-            s.send(Bytes::from(vec![1; 1000]), now);
-            s.poll_transmit(now).expect("a data frame");
-        }
         let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
-        ack.ack = grow as u64;
         ack.window = window;
         s.on_frame(ack, now).unwrap();
         let mut last = None;
         for _ in 0..chunks {
-            s.send(Bytes::from(vec![1; 1000]), now);
+            s.send(Bytes::from(vec![1; size as usize]), now);
             last = s.poll_transmit(now);
         }
         let last = last.expect("a data frame");

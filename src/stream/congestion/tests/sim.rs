@@ -1,0 +1,223 @@
+//! The window against a model bottleneck, without I/O: a link of fixed
+//! rate with an unbounded first-in first-out buffer in front of it (the
+//! deep buffer of a cellular uplink), a fixed delay each way, and senders
+//! whose every chunk the receiver acknowledges at once. Time moves in
+//! steps of one millisecond.
+
+use std::collections::VecDeque;
+
+use super::*;
+
+const STEP: Duration = Duration::from_millis(1);
+
+/// One sender.
+struct Flow {
+    cc: Congestion,
+    /// Chunks sent and not yet acknowledged: (seq, bytes, sent at).
+    in_flight: VecDeque<(u64, usize, Instant)>,
+    pipe: usize,
+    next: u64,
+    /// Starts sending at this time.
+    start: Instant,
+    /// Bytes delivered across the link.
+    delivered: u64,
+    /// Reports every round trip as zero (a peer that acknowledges before
+    /// it receives).
+    liar: bool,
+}
+
+/// The path: the link, the chunks queued in front of it and in transit.
+pub(super) struct Path {
+    rate: f64,
+    one_way: Duration,
+    flows: Vec<Flow>,
+    /// Chunks on their way to the link, or queued at it: (arrives, flow,
+    /// seq, bytes left).
+    queue: VecDeque<(Instant, usize, u64, f64)>,
+    /// Acknowledgements on their way back: (arrives, flow, seq).
+    acks: VecDeque<(Instant, usize, u64)>,
+    now: Instant,
+    t0: Instant,
+    /// Queueing delay (seconds) at every step since the last `run`.
+    pub(super) queue_delays: Vec<f64>,
+}
+
+impl Path {
+    /// A link of `rate` bytes/s with `one_way` of delay each way.
+    pub(super) fn new(rate: f64, one_way: Duration) -> Path {
+        let t0 = Instant::now();
+        Path {
+            rate,
+            one_way,
+            flows: Vec::new(),
+            queue: VecDeque::new(),
+            acks: VecDeque::new(),
+            now: t0,
+            t0,
+            queue_delays: Vec::new(),
+        }
+    }
+
+    /// A sender that starts `after` the beginning; its index.
+    pub(super) fn flow(&mut self, after: Duration, liar: bool) -> usize {
+        self.flows.push(Flow {
+            cc: Congestion::new(),
+            in_flight: VecDeque::new(),
+            pipe: 0,
+            next: 0,
+            start: self.t0 + after,
+            delivered: 0,
+            liar,
+        });
+        self.flows.len() - 1
+    }
+
+    pub(super) fn cc(&mut self, flow: usize) -> &mut Congestion {
+        &mut self.flows[flow].cc
+    }
+
+    /// Bytes `flow` delivered so far.
+    pub(super) fn delivered(&self, flow: usize) -> u64 {
+        self.flows[flow].delivered
+    }
+
+    /// Bytes queued at the link (arrived, not yet sent on).
+    fn backlog(&self) -> f64 {
+        self.queue
+            .iter()
+            .filter(|q| q.0 <= self.now)
+            .map(|q| q.3)
+            .sum()
+    }
+
+    /// Run for `d`, recording the queueing delay at every step.
+    pub(super) fn run(&mut self, d: Duration) {
+        self.queue_delays.clear();
+        let end = self.now + d;
+        while self.now < end {
+            self.step();
+            self.queue_delays.push(self.backlog() / self.rate);
+        }
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        while self.acks.front().is_some_and(|a| a.0 <= now) {
+            let (_, i, seq) = self.acks.pop_front().expect("front exists");
+            let f = &mut self.flows[i];
+            let limited = f.pipe + f.cc.chunk() > f.cc.window() as usize;
+            let pos = f.in_flight.iter().position(|c| c.0 == seq).expect("sent");
+            let (_, bytes, sent) = f.in_flight.remove(pos).expect("found");
+            f.pipe -= bytes;
+            f.delivered += bytes as u64;
+            let rtt = if f.liar { Duration::ZERO } else { now - sent };
+            f.cc.on_ack(seq + 1, bytes, Some(rtt), limited, now);
+        }
+        for (i, f) in self.flows.iter_mut().enumerate() {
+            while now >= f.start && f.cc.allows(f.pipe) {
+                let bytes = f.cc.chunk();
+                f.in_flight.push_back((f.next, bytes, now));
+                self.queue
+                    .push_back((now + self.one_way, i, f.next, bytes as f64));
+                f.pipe += bytes;
+                f.next += 1;
+            }
+        }
+        let mut budget = self.rate * STEP.as_secs_f64();
+        while budget > 0.0 {
+            let Some(front) = self.queue.front_mut().filter(|q| q.0 <= now) else {
+                break;
+            };
+            let sent = front.3.min(budget);
+            front.3 -= sent;
+            budget -= sent;
+            if front.3 <= 0.0 {
+                let (_, i, seq, _) = self.queue.pop_front().expect("front exists");
+                self.acks.push_back((now + STEP + self.one_way, i, seq));
+            }
+        }
+        self.now += STEP;
+    }
+}
+
+/// The `p`-quantile of `v` (0..=1).
+pub(super) fn quantile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+const KIB: f64 = 1024.0;
+
+/// A copy through a slow link with a deep buffer keeps the link busy and
+/// the queue near the target, at the rates and paths of the issue: a
+/// keystroke behind it waits tens of milliseconds, not the seconds the
+/// buffer holds.
+#[test]
+fn one_copy_fills_the_link_and_keeps_the_queue_short() {
+    // (rate, one-way delay ms)
+    for (rate, one_way) in [
+        (256.0 * KIB, 1),
+        (KIB * KIB, 1),
+        (256.0 * KIB, 20),
+        (KIB * KIB, 20),
+    ] {
+        let mut p = Path::new(rate, ms(one_way));
+        let f = p.flow(Duration::ZERO, false);
+        p.run(Duration::from_secs(5));
+        let start_worst = quantile(&p.queue_delays, 1.0);
+        let before = p.delivered(f);
+        p.run(Duration::from_secs(20));
+        let share = (p.delivered(f) - before) as f64 / (rate * 20.0);
+        let (p99, worst) = (
+            quantile(&p.queue_delays, 0.99),
+            quantile(&p.queue_delays, 1.0),
+        );
+        let case = format!("{rate} B/s, {one_way} ms each way: share {share:.3}, queue p99 {p99:.3} s, worst {worst:.3} s, at the start {start_worst:.3} s");
+        eprintln!("{case}");
+        assert!(share >= 0.95, "{case}");
+        assert!(p99 <= 0.075 && worst <= 0.100, "{case}");
+        assert!(start_worst <= 0.200, "{case}");
+    }
+}
+
+/// After a loss halves the window, the link is full again within seconds,
+/// and the queue stays short throughout.
+#[test]
+fn a_loss_is_recovered_from() {
+    let rate = KIB * KIB;
+    let mut p = Path::new(rate, ms(20));
+    let f = p.flow(Duration::ZERO, false);
+    p.run(Duration::from_secs(10));
+    let before = p.cc(f).window();
+    let next = p.flows[f].next;
+    p.cc(f).on_loss(next);
+    assert_eq!(p.cc(f).window(), before / 2.0);
+    p.run(Duration::from_secs(2));
+    let d0 = p.delivered(f);
+    p.run(Duration::from_secs(10));
+    let share = (p.delivered(f) - d0) as f64 / (rate * 10.0);
+    assert!(share >= 0.95, "share {share:.3} after the loss");
+    assert!(quantile(&p.queue_delays, 1.0) <= 0.075);
+}
+
+/// Bad input: a peer that acknowledges at once whatever it is sent (every
+/// round trip zero) takes the window to its ceiling and the queue with
+/// it, but an honest session beside it still moves: its window never falls
+/// below the floor, and its chunks keep being delivered.
+#[test]
+fn a_lying_peer_does_not_stop_an_honest_session() {
+    let rate = KIB * KIB;
+    let mut p = Path::new(rate, ms(20));
+    let honest = p.flow(Duration::ZERO, false);
+    let _liar = p.flow(Duration::ZERO, true);
+    p.run(Duration::from_secs(30));
+    let d0 = p.delivered(honest);
+    p.run(Duration::from_secs(30));
+    let moved = (p.delivered(honest) - d0) as f64;
+    assert!(p.cc(honest).window() >= MIN_WINDOW);
+    assert!(
+        moved > 0.0,
+        "the honest session moved {moved} bytes in 30 s"
+    );
+}
