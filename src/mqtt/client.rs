@@ -7,9 +7,10 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::gate::Gate;
 use super::pacer::{self, Caps, Pacer};
 use super::socket::BrokerSocket;
 
@@ -69,12 +70,10 @@ pub(super) struct Shared {
     /// The broker's Maximum Packet Size (MQTT 5 CONNACK); 0: none announced.
     pub(super) broker_max_packet: AtomicU32,
     /// The rate caps of this connection, if any. Every publish waits its
-    /// turn here before it is queued towards the event loop; tokio's mutex
-    /// is fair (first come, first served), and each session has at most one
-    /// frame waiting (the tunnel awaits each send), so a keystroke waits
-    /// behind at most one frame of every other session, never behind a
-    /// queue of bulk chunks.
-    pacer: Option<Mutex<Pacer>>,
+    /// turn here before it is queued towards the event loop, small frames
+    /// first (`mqtt::schedule`), so a keystroke does not wait behind the
+    /// bulk chunks of other sessions.
+    gate: Option<Gate>,
     /// The largest packet worth sending under the byte cap, if any.
     caps_max_packet: Option<usize>,
     /// The largest packet the transport brings us well, if it is limited.
@@ -147,7 +146,7 @@ impl Shared {
             broker_urls,
             broker: AtomicUsize::new(0),
             socket: std::sync::Mutex::new(BrokerSocket::default()),
-            pacer: pacer.map(Mutex::new),
+            gate: pacer.map(Gate::new),
             caps_max_packet: pacer::max_packet(caps),
             recv_max_packet: recv_max_packet.map(|p| p as usize),
             control,
@@ -273,7 +272,7 @@ impl Client {
 
     /// Whether the connection has rate caps (every publish counts).
     pub fn paced(&self) -> bool {
-        self.shared.pacer.is_some()
+        self.shared.gate.is_some()
     }
 
     /// Our round trip to the broker, as estimated from the last connect
@@ -282,24 +281,12 @@ impl Client {
         Duration::from_micros(self.shared.link_rtt_us.load(Ordering::Relaxed))
     }
 
-    /// Wait until the connection's rate caps let one more publish of
-    /// `payload` bytes on `topic` go, and count it. At once without caps.
+    /// Wait until it is the turn of a publish of `payload` bytes on
+    /// `topic` and the connection's rate caps let it go, and count it. At
+    /// once without caps.
     async fn pace(&self, topic: &str, payload: usize) {
-        let Some(pacer) = &self.shared.pacer else {
-            return;
-        };
-        // The whole PUBLISH packet counts against a byte cap, not only its
-        // payload (an upper bound of its header: safe).
-        let len = topic.len() + payload + PUBLISH_OVERHEAD;
-        let mut pacer = pacer.lock().await;
-        loop {
-            let now = Instant::now();
-            let at = pacer.ready_at(len, now);
-            if at <= now {
-                pacer.take(len, now);
-                return;
-            }
-            tokio::time::sleep_until(at).await;
+        if let Some(gate) = &self.shared.gate {
+            gate.wait(topic, payload).await;
         }
     }
 
@@ -396,7 +383,8 @@ impl Client {
 
     /// Publish if the request queue has room; `Err` when it is full or the
     /// connection task is gone. Under rate caps it joins a short queue of
-    /// its own that is sent at the caps' pace, in order (`Err` when full).
+    /// its own that is sent at the caps' pace, in order, and like any small
+    /// frame ahead of waiting bulk chunks (`Err` when full).
     pub fn try_publish(
         &self,
         topic: impl Into<String>,

@@ -10,7 +10,9 @@
 //!   and the transports (TCP, TLS, WebSocket, HTTP proxy).
 //! - `describe`: the one-line error messages.
 //! - `pacer`: the per-connection rate caps (publishes and bytes per
-//!   second), no I/O; every publish waits for it in `client`.
+//!   second), no I/O; every publish waits for it in `gate`.
+//! - `schedule`: which publish waiting behind the caps goes next (small
+//!   frames first, sessions in turn), no I/O; `gate` waits for both.
 //! - `size`: a 3.1.1 broker's packet size limit, discovered from
 //!   disconnects.
 //! - `socket`: rumqttc's TCP socket, tuned: `TCP_QUICKACK` after every
@@ -29,7 +31,9 @@ mod client;
 mod describe;
 mod engine;
 mod failover;
+mod gate;
 pub mod pacer;
+mod schedule;
 mod size;
 mod socket;
 mod versions;
