@@ -17,8 +17,9 @@
 //! holds), `files` (test data), `pki` (a test CA), `raw` (a bare MQTT
 //! client), `netns` (a network namespace per test, a connection whose
 //! packets are dropped, signals), `relay` (a fault-injecting TCP relay, used as
-//! `common::relay::Relay`) and `throttle` (a relay that enforces a hosted
-//! broker's per-connection limits, `common::throttle::Throttle`).
+//! `common::relay::Relay`), `throttle` (a relay that enforces a hosted
+//! broker's per-connection limits, `common::throttle::Throttle`) and `pace`
+//! (a slow link with a deep buffer, `common::pace::PaceRelay`).
 #![allow(dead_code)] // each test crate uses a different subset of the harness
 
 mod agent;
@@ -28,6 +29,7 @@ mod files;
 mod host;
 pub mod mqtt_wire;
 mod netns;
+pub mod pace;
 mod pki;
 mod process;
 mod procfs;
