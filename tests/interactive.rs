@@ -1,0 +1,369 @@
+//! End-to-end, issue 23 ("Interactive first: a keystroke never waits behind
+//! a copy"): all sessions of a node share the agent's one broker
+//! connection, and on a slow link with a deep buffer (a cellular uplink) a
+//! keystroke used to wait seconds behind the bytes a copy had queued there.
+//!
+//! The agent's broker link goes through [`PaceRelay`] (each direction paced
+//! to [`RATE`] with [`BUFFER_SECS`] of buffer); a real ssh session runs
+//! `cat`, and while a copy runs through the same node, upload and download,
+//! each keystroke is written and its echo awaited. The assertion is on
+//! order, not on time: how far the copy got, as its receiving end sees it,
+//! between a keystroke's write and its echo. Machine load slows both alike;
+//! only a queue in front of the keystroke makes the copy move far meanwhile.
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{ChildStdin, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::pace::PaceRelay;
+use common::*;
+use tempfile::TempDir;
+
+/// The link: 256 KiB/s each way, the slower row of
+/// `scripts/bench-interactive`, where the old behaviour was worst (a
+/// keystroke waited 3-6 s during an scp: docs/benchmarks.md).
+const RATE: u64 = 256 << 10;
+/// A cellular uplink's buffer: 4 s of the link, 1 MiB at [`RATE`].
+const BUFFER_SECS: f64 = 4.0;
+/// Each copy: 8 s of the link, twice the buffer, so that a copy that fills
+/// the buffer keeps it full while keystrokes are made; both copies and the
+/// setup stay under 20 s.
+const COPY: u64 = 2 << 20;
+/// The most the copy may move between a keystroke's write and its echo.
+/// The old behaviour kept the relay's buffer full (1 MiB, 4 s of the link)
+/// and a keystroke waited behind all of it: the copy moved about 1 MiB
+/// meanwhile. The delay-based window keeps the queue near 25 ms (6.4 KiB
+/// at this rate); on top of that come the chunk on the wire (up to 64 KiB),
+/// ssh's channel packets (32 KiB), and how coarsely the receiving end
+/// reports progress (the upload's counter reads up to 64 KiB at a time):
+/// about 170 KiB in the worst case. 256 KiB is 1 s of the link: a quarter
+/// of the old wait, and above anything the new one should reach.
+const BOUND: u64 = 256 << 10;
+/// Keystrokes made and checked before the copy starts: the session is open
+/// and warm.
+const WARMUP: usize = 5;
+/// A typist's pause between keystrokes (as `scripts/bench-interactive`'s
+/// 20 ms); it only spaces the input out, nothing waits for it.
+const GAP: Duration = Duration::from_millis(20);
+/// Keystrokes that must fall inside the copy (written after its first byte
+/// arrived, before its last) for the run to say anything; a working tunnel
+/// makes hundreds, one every [`GAP`] plus a round trip.
+const MIN_DURING: usize = 3;
+/// Turns a lost echo into a failure (the old behaviour's longest wait in
+/// the benchmark was 6 s).
+const ECHO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Turns a stalled copy into a failure; the copy takes about 8 s.
+const COPY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A broker, an sshd, the agent behind the paced link, and an [`Ssh`]
+/// through `mqtt-proxy` (whose own broker link is not paced).
+struct Setup {
+    // Dropped in declaration order: the agent goes before what it talks to.
+    agent: Agent,
+    _relay: PaceRelay,
+    sshd: Sshd,
+    broker: Broker,
+    ssh: Ssh,
+    dir: TempDir,
+}
+
+impl Setup {
+    fn new(test: &str) -> Setup {
+        let broker = Broker::start("");
+        let sshd = Sshd::start();
+        let names = names(test);
+        let relay = PaceRelay::start(broker.port(), RATE, BUFFER_SECS);
+        let agent = Agent::start_at(
+            relay.port(),
+            &sshd.target(),
+            &names.node,
+            &names.prefix,
+            &[],
+        );
+        let ssh = Ssh::via_proxy(&broker, &names.prefix, &names.node, &sshd);
+        Setup {
+            agent,
+            _relay: relay,
+            sshd,
+            broker,
+            ssh,
+            dir: scratch_dir("interactive"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The logs that could explain a failure.
+    fn logs(&self) -> String {
+        format!(
+            "--- agent log (tail) ---\n{}\n--- sshd log (tail) ---\n{}\n--- broker log (tail) ---\n{}",
+            tail(&self.agent.log_text(), 40),
+            tail(&self.sshd.log_text(), 20),
+            tail(&self.broker.log_text(), 20)
+        )
+    }
+}
+
+/// How far a copy has got, as its receiving end sees it.
+#[derive(Default)]
+struct Progress {
+    bytes: AtomicU64,
+    ended: AtomicBool,
+}
+
+impl Progress {
+    fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+}
+
+/// `ssh node cat`: each byte written comes back.
+struct Keys {
+    session: Background,
+    stdin: ChildStdin,
+    echoes: mpsc::Receiver<u8>,
+    sent: Vec<u8>,
+    echoed: Vec<u8>,
+}
+
+impl Keys {
+    fn open(s: &Setup) -> Keys {
+        let mut cmd = s.ssh.ssh("cat");
+        cmd.stdin(Stdio::piped());
+        let mut session = Background::start_streaming(&mut cmd);
+        let stdin = session.take_stdin();
+        let mut stdout = session.take_stdout();
+        let (tx, echoes) = mpsc::channel();
+        thread::spawn(move || {
+            let mut byte = [0u8];
+            // Ends at EOF or a read error; the test then misses an echo.
+            while let Ok(1) = stdout.read(&mut byte) {
+                // Err: the test has given up on this session already.
+                if tx.send(byte[0]).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut keys = Keys {
+            session,
+            stdin,
+            echoes,
+            sent: Vec::new(),
+            echoed: Vec::new(),
+        };
+        for _ in 0..WARMUP {
+            keys.type_one(&Progress::default());
+        }
+        keys
+    }
+
+    /// Write one keystroke, wait for its echo; the copy's progress at the
+    /// write and at the echo.
+    fn type_one(&mut self, copy: &Progress) -> (u64, u64) {
+        let key = b'a' + (self.sent.len() % 26) as u8;
+        let before = copy.bytes();
+        self.stdin
+            .write_all(&[key])
+            .and_then(|()| self.stdin.flush())
+            .expect("write a keystroke to ssh");
+        self.sent.push(key);
+        let echo = self.echoes.recv_timeout(ECHO_TIMEOUT).unwrap_or_else(|_| {
+            panic!(
+                "no echo of keystroke {} within {ECHO_TIMEOUT:?}",
+                self.sent.len()
+            )
+        });
+        let after = copy.bytes();
+        self.echoed.push(echo);
+        (before, after)
+    }
+
+    /// End the session: `cat` sees EOF, ssh exits 0, and every echo was
+    /// the keystroke sent, in order, nothing more.
+    fn close(self, s: &Setup) {
+        drop(self.stdin);
+        let out = self.session.finish(ECHO_TIMEOUT);
+        if out.status.code() != Some(0) {
+            eprintln!("{}", s.logs());
+        }
+        assert_exit_code(&out, 0, "ssh node cat");
+        let mut echoed = self.echoed;
+        echoed.extend(self.echoes.try_iter());
+        assert_eq!(
+            String::from_utf8_lossy(&echoed),
+            String::from_utf8_lossy(&self.sent),
+            "the echoes are not the keystrokes in order"
+        );
+    }
+}
+
+/// Type while the copy runs; the copy's progress at each keystroke's write
+/// and echo.
+fn type_during(keys: &mut Keys, copy: &Progress, size: u64) -> Vec<(u64, u64)> {
+    let deadline = Instant::now() + COPY_TIMEOUT;
+    let mut moves = Vec::new();
+    while !copy.ended() && copy.bytes() < size {
+        assert!(
+            Instant::now() < deadline,
+            "the copy did not end within {COPY_TIMEOUT:?} ({} of {size} bytes)",
+            copy.bytes()
+        );
+        moves.push(keys.type_one(copy));
+        thread::sleep(GAP);
+    }
+    moves
+}
+
+/// The order assertion: no keystroke's echo came after the copy moved more
+/// than [`BOUND`] bytes past its write, and enough keystrokes fell inside
+/// the copy for that to mean something.
+fn assert_keys_first(what: &str, moves: &[(u64, u64)], size: u64, s: &Setup) {
+    let during: Vec<u64> = moves
+        .iter()
+        .filter(|(before, _)| (1..size).contains(before))
+        .map(|(before, after)| after - before)
+        .collect();
+    let mut sorted = during.clone();
+    sorted.sort_unstable();
+    let worst = sorted.last().copied().unwrap_or(0);
+    eprintln!(
+        "{what}: {} keystrokes during the copy; the copy moved meanwhile: median {} bytes, max {worst}",
+        during.len(),
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0),
+    );
+    let late: Vec<(usize, u64)> = moves
+        .iter()
+        .map(|(before, after)| after - before)
+        .enumerate()
+        .filter(|(_, moved)| *moved > BOUND)
+        .collect();
+    if !late.is_empty() || during.len() < MIN_DURING {
+        eprintln!("{}", s.logs());
+    }
+    assert!(
+        late.is_empty(),
+        "{what}: {} of {} keystrokes waited while the copy moved more than {BOUND} bytes \
+         (keystroke, bytes moved): {late:?}",
+        late.len(),
+        moves.len()
+    );
+    assert!(
+        during.len() >= MIN_DURING,
+        "{what}: only {} keystrokes fell inside the copy (at least {MIN_DURING})",
+        during.len()
+    );
+}
+
+/// A reader thread that ends the progress when it returns.
+fn watch<T: Send + 'static>(
+    progress: &Arc<Progress>,
+    read: impl FnOnce(&Progress) -> T + Send + 'static,
+) -> JoinHandle<T> {
+    let progress = progress.clone();
+    thread::spawn(move || {
+        let result = read(&progress);
+        progress.ended.store(true, Ordering::SeqCst);
+        result
+    })
+}
+
+/// The upload's receiving end: writes stdin to the file named by its
+/// argument and prints the running total after every read.
+const COUNT_TO_FILE: &str = r#"open(my $f, ">", $ARGV[0]) or die "$ARGV[0]: $!"; $| = 1; my ($n, $t) = (0, 0); while (($n = sysread(STDIN, my $b, 65536)) > 0) { print $f $b or die "write: $!"; $t += $n; print "$t\n" } defined $n or die "read: $!"; close $f or die "close: $!""#;
+
+/// `ssh node 'perl COUNT_TO_FILE REMOTE' < LOCAL` with keystrokes beside it.
+fn upload(s: &Setup, keys: &mut Keys) {
+    let local = s.path("up.bin");
+    let remote = s.path("up.remote");
+    write_random_file(&local, COPY);
+    let mut cmd = s.ssh.ssh(&format!(
+        "perl -e {} {}",
+        shell_quote(COUNT_TO_FILE),
+        shell_quote(path_arg(&remote))
+    ));
+    cmd.stdin(Stdio::piped());
+    let mut copy = Background::start_streaming(&mut cmd);
+    let mut stdin = copy.take_stdin();
+    let stdout = copy.take_stdout();
+    let source = local.clone();
+    let feeder = thread::spawn(move || {
+        let mut file = File::open(&source).expect("open the upload's source");
+        // An error shows as a short copy, which the assertions below name.
+        let _ = std::io::copy(&mut file, &mut stdin);
+    });
+    let progress = Arc::new(Progress::default());
+    let reader = watch(&progress, move |p| {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let total = line.parse().expect("the remote counter prints totals");
+            p.bytes.store(total, Ordering::SeqCst);
+        }
+    });
+    let moves = type_during(keys, &progress, COPY);
+    feeder.join().expect("the upload's feeder");
+    reader.join().expect("the upload's reader");
+    let out = copy.finish(COPY_TIMEOUT);
+    if out.status.code() != Some(0) {
+        eprintln!("{}", s.logs());
+    }
+    assert_exit_code(&out, 0, "ssh node 'perl (count to a file)' < up.bin");
+    assert_eq!(progress.bytes(), COPY, "the remote counter's last total");
+    assert_files_equal(&local, &remote);
+    assert_keys_first("upload", &moves, COPY, s);
+}
+
+/// `ssh node cat REMOTE` with keystrokes beside it.
+fn download(s: &Setup, keys: &mut Keys) {
+    let remote = s.path("down.remote");
+    write_random_file(&remote, COPY);
+    let mut copy = Background::start_streaming(
+        &mut s
+            .ssh
+            .ssh(&format!("cat {}", shell_quote(path_arg(&remote)))),
+    );
+    let mut stdout = copy.take_stdout();
+    let progress = Arc::new(Progress::default());
+    let reader = watch(&progress, move |p| {
+        let mut received = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        // Ends at EOF; a read error shows as a short copy.
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            received.extend_from_slice(&buf[..n]);
+            p.bytes.store(received.len() as u64, Ordering::SeqCst);
+        }
+        received
+    });
+    let moves = type_during(keys, &progress, COPY);
+    let received = reader.join().expect("the download's reader");
+    let out = copy.finish(COPY_TIMEOUT);
+    if out.status.code() != Some(0) {
+        eprintln!("{}", s.logs());
+    }
+    assert_exit_code(&out, 0, "ssh node cat down.remote");
+    let expected = fs::read(&remote).expect("read the download's source");
+    assert_eq!(received.len(), expected.len(), "bytes downloaded");
+    assert!(received == expected, "the download differs from its source");
+    assert_keys_first("download", &moves, COPY, s);
+}
+
+#[test]
+fn a_keystroke_never_waits_behind_a_copy_on_a_slow_deep_buffered_link() {
+    let s = Setup::new("interactive");
+    let mut keys = Keys::open(&s);
+    upload(&s, &mut keys);
+    download(&s, &mut keys);
+    keys.close(&s);
+}
