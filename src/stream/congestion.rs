@@ -19,7 +19,8 @@
 //! decrease multiplicative, which makes two copies through one bottleneck
 //! converge on equal shares.
 
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
@@ -70,19 +71,23 @@ pub const INCREASE: f64 = MIN_CHUNK as f64;
 /// (a share of the window): a queue at twice the target or more halves it.
 pub const MAX_DECREASE: f64 = 0.5;
 
-/// A window held back by the queue is halved this often (at least), and
-/// regrows by slow start: the queue then drains, for this session and any
-/// other through the same bottleneck, and each measures the path's own
-/// round trip again. Without it, a session that first measured the path
+/// Sessions whose window the queue holds back drop it to the floor at
+/// every multiple of this period of the wall clock, all at once, for
+/// [`DRAIN_ROUND_TRIPS`]: the queue drains, each measures the path's round
+/// trip afresh from that moment alone, and all of them read the queue off
+/// the same base. Without it, a session that first measured the path
 /// behind another's queue takes that queue for the path and keeps it
-/// there, and the first session, seeing a queue above the target for
-/// good, shrinks to the floor (LEDBAT's latecomer problem; LEDBAT++ drains
-/// periodically for the same reason).
-pub const DRAIN_EVERY: Duration = Duration::from_secs(1);
+/// there, and the first session, seeing a queue above the target for good,
+/// shrinks to the floor (LEDBAT's latecomer problem: two copies to one
+/// node over a 1 MiB/s link split it 1 to 3). LEDBAT++ drains periodically
+/// for the same reason; tying the moment to the wall clock lines up
+/// sessions in other processes and on other machines (whose clocks agree
+/// to a few milliseconds when NTP keeps them).
+pub const DRAIN_PERIOD: Duration = Duration::from_secs(3);
 
-/// ... and no more often than once per this many round trips, so that a
-/// far path spends at most a small share of its time regrowing.
-pub const DRAIN_ROUND_TRIPS: u32 = 16;
+/// How long a drain lasts, in round trips: one for the queue to empty,
+/// one to measure it empty.
+pub const DRAIN_ROUND_TRIPS: u32 = 2;
 
 /// How long the smallest round trip seen is trusted: the path may have
 /// changed (a laptop moved to another network, a broker's route changed).
@@ -133,6 +138,14 @@ impl DelayFilter {
         Some(latest.saturating_sub(self.base()?))
     }
 
+    /// Measured while every session through the bottleneck drained the
+    /// queue: `base` is the path's round trip from now on (until a smaller
+    /// sample comes, or the next drain).
+    pub fn restart_base(&mut self, base: Duration, now: Instant) {
+        self.current_base = Some((base, now));
+        self.previous_base = None;
+    }
+
     /// Forget everything (the path may be another one now).
     pub fn reset(&mut self) {
         *self = DelayFilter::default();
@@ -152,10 +165,37 @@ pub struct Congestion {
     /// the same window and do not halve again.
     recovery_until: Option<u64>,
     delay: DelayFilter,
-    /// When the window was last halved to drain the queue, and whether the
-    /// queue has held it back since.
-    drained_at: Option<Instant>,
+    /// The [`DRAIN_PERIOD`] of the wall clock the latest ack came in.
+    epoch: Option<u64>,
+    /// The queue held the window back since the last drain.
     held_back: bool,
+    drain: Option<Drain>,
+}
+
+/// A drain under way (see [`DRAIN_PERIOD`]).
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    until: Instant,
+    /// The window before it: slow start regrows to it.
+    window: f64,
+    /// The smallest round trip during it.
+    least: Option<Duration>,
+}
+
+/// Which [`DRAIN_PERIOD`] of the wall clock `now` falls in.
+fn epoch(now: Instant) -> u64 {
+    static ANCHOR: OnceLock<(Instant, Duration)> = OnceLock::new();
+    let (at, wall) = *ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        (Instant::now(), wall)
+    });
+    let wall = match now.checked_duration_since(at) {
+        Some(after) => wall + after,
+        None => wall.saturating_sub(at - now),
+    };
+    (wall.as_millis() / DRAIN_PERIOD.as_millis()) as u64
 }
 
 impl Default for Congestion {
@@ -172,8 +212,9 @@ impl Congestion {
             ssthresh: MAX_WINDOW,
             recovery_until: None,
             delay: DelayFilter::default(),
-            drained_at: None,
+            epoch: None,
             held_back: false,
+            drain: None,
         }
     }
 
@@ -241,15 +282,37 @@ impl Congestion {
             .delay
             .queue()
             .map_or(1.0, |q| (target - q.as_secs_f64()) / target);
-        let since = self.drained_at.get_or_insert(now);
-        let due = (DRAIN_EVERY).max(rtt * DRAIN_ROUND_TRIPS);
-        if self.held_back && now.saturating_duration_since(*since) >= due {
-            // Drain: half the window, slow start back to where it was.
-            *since = now;
+        let epoch = epoch(now);
+        let new_epoch = self.epoch.replace(epoch).is_some_and(|e| e != epoch);
+        if let Some(d) = &mut self.drain {
+            d.least = Some(d.least.map_or(rtt, |l| l.min(rtt)));
+            if now < d.until {
+                return;
+            }
+            // Drained: the base from the drain alone, and slow start back
+            // to the window before it. (Back to three quarters of it, a
+            // decrease meant to even out unequal shares, did the opposite
+            // in the model of two copies: 0.72 instead of 0.98. Regrowing
+            // to the full window overshoots the target, and the decrease
+            // that follows takes more from the larger window.)
+            let d = self.drain.take().expect("draining");
+            if let Some(least) = d.least {
+                self.delay.restart_base(least, now);
+            }
+            self.ssthresh = d.window;
+            return;
+        }
+        if self.held_back && new_epoch {
             self.held_back = false;
-            self.ssthresh = self.cwnd;
-            self.cwnd = (self.cwnd / 2.0).max(MIN_WINDOW);
-        } else if off < 0.0 {
+            self.drain = Some(Drain {
+                until: now + rtt * DRAIN_ROUND_TRIPS,
+                window: self.cwnd,
+                least: None,
+            });
+            self.cwnd = MIN_WINDOW;
+            return;
+        }
+        if off < 0.0 {
             // Above the target: shrink in proportion to the excess, at most
             // by MAX_DECREASE of the window per window acknowledged; and
             // no more slow start.

@@ -174,10 +174,29 @@ fn one_copy_fills_the_link_and_keeps_the_queue_short() {
             quantile(&p.queue_delays, 1.0),
         );
         let case = format!("{rate} B/s, {one_way} ms each way: share {share:.3}, queue p99 {p99:.3} s, worst {worst:.3} s, at the start {start_worst:.3} s");
-        eprintln!("{case}");
-        assert!(share >= 0.95, "{case}");
+        // The drains (every DRAIN_PERIOD) cost a few per cent on far paths.
+        assert!(share >= 0.9, "{case}");
         assert!(p99 <= 0.075 && worst <= 0.100, "{case}");
         assert!(start_worst <= 0.200, "{case}");
+    }
+}
+
+/// Two copies through one bottleneck, started together or one 10 s after
+/// the other, end up with shares within 20 % of each other, the link full.
+#[test]
+fn two_copies_share_the_link() {
+    for (rate, one_way, later) in [(KIB * KIB, 1, 0), (KIB * KIB, 20, 0), (KIB * KIB, 20, 10)] {
+        let mut p = Path::new(rate, ms(one_way));
+        let a = p.flow(Duration::ZERO, false);
+        let b = p.flow(Duration::from_secs(later), false);
+        p.run(Duration::from_secs(later + 30));
+        let (a0, b0) = (p.delivered(a), p.delivered(b));
+        p.run(Duration::from_secs(30));
+        let (da, db) = ((p.delivered(a) - a0) as f64, (p.delivered(b) - b0) as f64);
+        let case = format!("{one_way} ms each way, second {later} s later: {da} and {db} bytes, share {:.3}, queue p99 {:.3}", (da + db) / (rate * 30.0), quantile(&p.queue_delays, 0.99));
+        assert!(da.min(db) / da.max(db) >= 0.8, "{case}");
+        assert!((da + db) / (rate * 30.0) >= 0.9, "{case}");
+        assert!(quantile(&p.queue_delays, 0.99) <= 0.050, "{case}");
     }
 }
 
@@ -197,7 +216,7 @@ fn a_loss_is_recovered_from() {
     let d0 = p.delivered(f);
     p.run(Duration::from_secs(10));
     let share = (p.delivered(f) - d0) as f64 / (rate * 10.0);
-    assert!(share >= 0.95, "share {share:.3} after the loss");
+    assert!(share >= 0.9, "share {share:.3} after the loss");
     assert!(quantile(&p.queue_delays, 1.0) <= 0.075);
 }
 
