@@ -10,10 +10,10 @@
 //! - `stream`: one session's reliable byte stream, no I/O: `stream::send`
 //!   sequences and retransmits chunks, `stream::recv` reorders, delivers and
 //!   acknowledges them, `stream::rtt` estimates the round trip and the
-//!   retransmission timeout, `stream::congestion` keeps the congestion
-//!   window, `stream::autotune` grows the receive window with the round
-//!   trip, `stream::segment` discovers the largest message that gets
-//!   through, `stream::direction` tells which way bytes went lately,
+//!   retransmission timeout, `stream::congestion` keeps the delay-based
+//!   congestion window (docs/interactive.md), `stream::autotune` grows the
+//!   receive window with the round trip, `stream::segment` discovers the
+//!   largest message that gets through, `stream::direction` tells which way bytes went lately,
 //!   `stream::liveness` decides when a silent peer is probed or stalled and
 //!   keeps a stop of this process from counting as its silence,
 //!   `stream::framing` builds the outgoing frames; `stream` itself joins
@@ -26,6 +26,8 @@
 //!   APIs and the transports (TCP, TLS, WebSocket, HTTP proxy),
 //!   `mqtt::describe` words the user-facing connection errors,
 //!   `mqtt::pacer` keeps to a hosted broker's per-connection rate caps,
+//!   `mqtt::schedule` orders the publishes that wait for them (small frames
+//!   first, sessions in turn) and `mqtt::gate` makes them wait,
 //!   `mqtt::size` finds a packet size limit from disconnects,
 //!   `mqtt::socket` tunes rumqttc's socket (acks at once, probes a silent
 //!   link), `mqtt::versions` remembers which version each broker spoke,
