@@ -93,6 +93,8 @@ pub struct SendHalf {
     rtt: RttEstimator,
     /// How large a message may be.
     segment: Segmenter,
+    /// Chunks are cut to the congestion window ([`SendHalf::max_chunk`]).
+    window_chunks: bool,
     /// When to probe a zero window next.
     probe_at: Option<Instant>,
     bytes_sent: u64,
@@ -113,6 +115,7 @@ impl SendHalf {
             cwnd: Congestion::new(),
             rtt: RttEstimator::new(),
             segment: Segmenter::new(),
+            window_chunks: true,
             probe_at: None,
             bytes_sent: 0,
             chunks_sent: 0,
@@ -232,7 +235,16 @@ impl SendHalf {
     /// The largest chunk to read now: what the message size allows, and no
     /// more than the congestion window cuts ([`Congestion::chunk`]).
     pub fn max_chunk(&self) -> usize {
-        self.segment.max_chunk().min(self.cwnd.chunk())
+        if self.window_chunks {
+            self.segment.max_chunk().min(self.cwnd.chunk())
+        } else {
+            self.segment.max_chunk()
+        }
+    }
+
+    /// See [`crate::stream::Stream::set_chunks_follow_window`].
+    pub fn set_chunks_follow_window(&mut self, on: bool) {
+        self.window_chunks = on;
     }
 
     /// Whether a chunk of `len` bytes, sent now, asks for an ack at once to

@@ -159,3 +159,14 @@ fn a_chunk_is_timed_from_when_it_left_not_when_it_was_queued() {
     // Its round trip is 100 ms, not the 400 ms since it was queued.
     assert_eq!(s.rtt().srtt(), Some(ms(100)));
 }
+
+#[test]
+fn chunks_follow_the_window_unless_told_not_to() {
+    let mut s = SendHalf::new(WINDOW);
+    let window_chunk = crate::stream::congestion::INITIAL_WINDOW as usize / 4;
+    assert_eq!(s.max_chunk(), window_chunk, "a quarter of a fresh window");
+    // Under rate caps: the message size alone.
+    s.set_chunks_follow_window(false);
+    assert_eq!(s.max_chunk(), s.segment().max_chunk());
+    assert!(s.max_chunk() > window_chunk);
+}
