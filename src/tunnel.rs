@@ -210,7 +210,13 @@ where
     let mut reading = true;
     let mut rbuf = BytesMut::new();
     stream.set_recv_limit(sink.recv_limit());
-    stream.set_chunks_follow_window(!sink.paced());
+    // Chunks that follow the window (a quarter of it) starve paths whose
+    // limit counts messages: through a mosquitto bridge (QoS 1, 20 in
+    // flight) a 64 MiB download ran at 0.6 MB/s with them, 81 MB/s with
+    // full-size chunks (tests/bridge.rs). Off until a chunk size is found
+    // that serves both; the window still keeps the queue short.
+    let _ = sink.paced();
+    stream.set_chunks_follow_window(false);
     let mut generation = match *link.borrow_and_update() {
         LinkState::Up { generation } => generation,
         _ => 0,
