@@ -45,7 +45,14 @@ pub(super) struct Path {
 impl Path {
     /// A link of `rate` bytes/s with `one_way` of delay each way.
     pub(super) fn new(rate: f64, one_way: Duration) -> Path {
-        let t0 = Instant::now();
+        // Start on a drain boundary of the wall clock (`epoch`), so that
+        // every run sees the drains at the same steps: the outcome
+        // otherwise depends on when the test runs.
+        let mut t0 = Instant::now();
+        let first = epoch(t0);
+        while epoch(t0) == first {
+            t0 += STEP;
+        }
         Path {
             rate,
             one_way,
