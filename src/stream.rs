@@ -49,6 +49,7 @@ mod direction;
 mod error;
 mod framing;
 mod liveness;
+pub mod rate;
 mod recv;
 mod rejected;
 pub mod rtt;
@@ -308,21 +309,19 @@ impl Stream {
         protocol::recv_limit_packet(self.peer_recv_limit)
     }
 
-    /// Whether chunks are cut to the congestion window (true at first) or
-    /// only to the message size. Cut to the window, they starve paths whose
-    /// limit counts messages: through a mosquitto bridge (QoS 1, 20 in
-    /// flight) a 64 MiB download ran at 0.6 MB/s with them, 81 MB/s with
-    /// full-size chunks (tests/bridge.rs); behind AWS IoT Core's 100/s and
-    /// 512 KiB/s, 7 KB chunks spent the publish budget first (copies at
-    /// 0.62-0.72 of the byte cap, 0.91 with the caps' own size). The tunnel
-    /// turns it off.
-    pub fn set_chunks_follow_window(&mut self, on: bool) {
-        self.send.set_chunks_follow_window(on);
+    /// Whether chunks are cut to the delivery rate (true at first: see
+    /// [`rate`]) or only to the message size. Under rate caps every publish
+    /// counts: behind AWS IoT Core's 100/s and 512 KiB/s, 7 KB chunks spent
+    /// the publish budget first (copies at 0.62-0.72 of the byte cap, 0.91
+    /// with the caps' own size), and the pacer's scheduler puts keystrokes
+    /// first there anyway. The tunnel turns it off under caps.
+    pub fn set_chunks_follow_rate(&mut self, on: bool) {
+        self.send.set_chunks_follow_rate(on);
     }
 
     /// The largest chunk to read from the local side now: it goes as one
-    /// message, of a size that follows the congestion window when
-    /// [`Stream::set_chunks_follow_window`] is on.
+    /// message, of a size that follows the delivery rate when
+    /// [`Stream::set_chunks_follow_rate`] is on.
     pub fn max_chunk(&self) -> usize {
         self.send.max_chunk()
     }

@@ -40,6 +40,14 @@ pub trait FrameSink: Send {
     /// The stream discovered and confirmed a message size (for the log).
     fn discovered(&self, _d: Discovery) {}
 
+    /// Whether the connection has rate caps: every publish counts, so
+    /// chunks keep the size the caps chose (`mqtt::pacer::max_packet`)
+    /// instead of following the delivery rate
+    /// ([`Stream::set_chunks_follow_rate`]).
+    fn paced(&self) -> bool {
+        false
+    }
+
     /// Whether PAD frames may follow small frames ([`pad_after`]): not
     /// under rate caps, where each would cost a publish of the budget, nor
     /// when the connection's messages must be smaller than a PAD.
@@ -133,6 +141,10 @@ impl FrameSink for MqttSink {
         self.client.log_message_size(d.failed, d.size);
     }
 
+    fn paced(&self) -> bool {
+        self.client.paced()
+    }
+
     fn pads(&self) -> bool {
         // A PAD must fit the connection's message size limit like any frame.
         !self.client.paced() && self.max_message(None) >= HEADER_LEN + protocol::PAD_LEN + TAG_LEN
@@ -198,10 +210,7 @@ where
     let mut reading = true;
     let mut rbuf = BytesMut::new();
     stream.set_recv_limit(sink.recv_limit());
-    // Off until a chunk size is found that serves slow links and paths
-    // whose limit counts messages (see `Stream::set_chunks_follow_window`);
-    // the window still keeps the queue short.
-    stream.set_chunks_follow_window(false);
+    stream.set_chunks_follow_rate(!sink.paced());
     let mut generation = match *link.borrow_and_update() {
         LinkState::Up { generation } => generation,
         _ => 0,

@@ -12,10 +12,8 @@
 //! per window of data (RFC 5681), and a retransmission timeout drops it to
 //! [`MIN_WINDOW`].
 //!
-//! Counted in bytes: a chunk's size follows the window ([`Congestion::chunk`]),
-//! so a slow link carries small messages a keystroke does not wait long
-//! behind, and a fast one large messages that cost the broker little.
-//! Growth is additive in bytes ([`INCREASE`] per round trip at most) and
+//! Counted in bytes (a chunk's size follows the delivery rate instead:
+//! [`super::rate`]). Growth is additive in bytes ([`INCREASE`] per round trip at most) and
 //! decrease multiplicative, which makes two copies through one bottleneck
 //! converge on equal shares.
 
@@ -37,7 +35,7 @@ use crate::protocol::{FRAME_OVERHEAD, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 /// tens of milliseconds.
 pub const QUEUE_TARGET: Duration = Duration::from_millis(25);
 
-/// The smallest chunk a copy is cut into by the window (a message of 4 KiB
+/// The smallest chunk a copy is cut into (a message of 4 KiB
 /// with our header and tag): 16 ms of a 256 KiB/s link, and 64 bytes of
 /// framing in 4,096 (1.6 %). Smaller would cost more in per-message
 /// overhead (ours, MQTT's, the broker's) than a keystroke gains.
@@ -56,11 +54,6 @@ pub const INITIAL_WINDOW: f64 = 16.0 * 1024.0;
 
 /// The window's ceiling: as many full-size chunks as may be in flight.
 pub const MAX_WINDOW: f64 = (MAX_INFLIGHT_CHUNKS as usize * MAX_CHUNK) as f64;
-
-/// Chunks per window: a chunk is a quarter of the window, so four are in
-/// flight and one chunk at the bottleneck is a quarter of the queue target
-/// plus the path's round trip.
-pub const CHUNKS_PER_WINDOW: f64 = 4.0;
 
 /// Growth per round trip with no queue at all (bytes); less as the queue
 /// nears the target. Additive, independent of the window, so that two
@@ -222,7 +215,10 @@ impl Congestion {
     }
 
     /// May more go while `in_flight` bytes are outstanding? (A chunk may
-    /// take the window past its size by less than one chunk, as TCP's may.)
+    /// take the window past its size by less than one chunk, as TCP's may.
+    /// Where the round trip grows by itself when one message is alone in
+    /// flight, a second chunk past the window is what keeps a path moving:
+    /// see [`super::rate`].)
     pub fn allows(&self, in_flight: usize) -> bool {
         (in_flight as f64) < self.cwnd
     }
@@ -259,13 +255,6 @@ impl Congestion {
         self.delay
             .base()
             .map_or(QUEUE_TARGET, |b| b.max(QUEUE_TARGET))
-    }
-
-    /// The largest chunk to cut now: a quarter of the window, at least
-    /// [`MIN_CHUNK`] and at most [`MAX_CHUNK`] (the message size limits
-    /// apply on top).
-    pub fn chunk(&self) -> usize {
-        ((self.cwnd / CHUNKS_PER_WINDOW) as usize).clamp(MIN_CHUNK, MAX_CHUNK)
     }
 
     /// The cumulative ack moved to `ack`, acknowledging `acked` more bytes

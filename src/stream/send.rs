@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::congestion::Congestion;
+use super::rate::{DeliveryRate, SendSnapshot};
 use super::recv::ACK_EVERY;
 use super::rtt::RttEstimator;
 use super::segment::Segmenter;
@@ -61,6 +62,8 @@ struct Sent {
     /// The largest message of its latest transmission (a whole frame, or
     /// its fragments): what its delivery or loss says about sizes.
     message: usize,
+    /// The delivery rate's state when it (last) left.
+    snap: SendSnapshot,
 }
 
 /// A chunk to put on the wire (first transmission or retransmission).
@@ -93,8 +96,9 @@ pub struct SendHalf {
     rtt: RttEstimator,
     /// How large a message may be.
     segment: Segmenter,
-    /// Chunks are cut to the congestion window ([`SendHalf::max_chunk`]).
-    window_chunks: bool,
+    rate: DeliveryRate,
+    /// Chunks are cut to the delivery rate ([`SendHalf::max_chunk`]).
+    rate_chunks: bool,
     /// When to probe a zero window next.
     probe_at: Option<Instant>,
     bytes_sent: u64,
@@ -115,7 +119,8 @@ impl SendHalf {
             cwnd: Congestion::new(),
             rtt: RttEstimator::new(),
             segment: Segmenter::new(),
-            window_chunks: true,
+            rate: DeliveryRate::default(),
+            rate_chunks: true,
             probe_at: None,
             bytes_sent: 0,
             chunks_sent: 0,
@@ -233,18 +238,18 @@ impl SendHalf {
     }
 
     /// The largest chunk to read now: what the message size allows, and no
-    /// more than the congestion window cuts ([`Congestion::chunk`]).
+    /// more than the delivery rate cuts ([`DeliveryRate::chunk`]).
     pub fn max_chunk(&self) -> usize {
-        if self.window_chunks {
-            self.segment.max_chunk().min(self.cwnd.chunk())
+        if self.rate_chunks {
+            self.segment.max_chunk().min(self.rate.chunk())
         } else {
             self.segment.max_chunk()
         }
     }
 
-    /// See [`crate::stream::Stream::set_chunks_follow_window`].
-    pub fn set_chunks_follow_window(&mut self, on: bool) {
-        self.window_chunks = on;
+    /// See [`crate::stream::Stream::set_chunks_follow_rate`].
+    pub fn set_chunks_follow_rate(&mut self, on: bool) {
+        self.rate_chunks = on;
     }
 
     /// Whether a chunk of `len` bytes, sent now, asks for an ack at once to
@@ -307,6 +312,7 @@ impl SendHalf {
         self.next += 1;
         self.unacked_bytes += data.len();
         let message = self.message_len(data.len());
+        let snap = self.rate.on_send(self.pipe() == 0, now);
         self.unacked.push_back(Sent {
             seq,
             data: data.clone(),
@@ -318,6 +324,7 @@ impl SendHalf {
             state: ChunkState::InFlight,
             ack_req: false,
             message,
+            snap,
         });
         self.xmit_count += 1;
         self.bytes_sent += data.len() as u64;
@@ -340,14 +347,17 @@ impl SendHalf {
     /// The oldest lost chunk, marked as in flight again, if the congestion
     /// window has room for it.
     pub fn next_retransmit(&mut self, now: Instant) -> Option<Chunk> {
-        if !self.cwnd.allows(self.pipe_bytes()) {
-            return None;
-        }
         let limit = self.segment.limit();
+        let pipe = self.pipe_bytes();
         let s = self
             .unacked
             .iter_mut()
             .find(|s| s.state == ChunkState::Lost)?;
+        if !self.cwnd.allows(pipe) {
+            return None;
+        }
+        let pipe_empty = pipe == 0;
+        s.snap = self.rate.on_send(pipe_empty, now);
         s.message = s.message.min(limit);
         s.state = ChunkState::InFlight;
         s.retransmitted = true;
@@ -396,7 +406,7 @@ impl SendHalf {
         let mut acked_bytes = 0;
         // The window was full when this ack came: what the window allows
         // was in flight, give or take a chunk.
-        let limited = self.pipe_bytes() + self.cwnd.chunk() > self.cwnd.window() as usize;
+        let limited = self.pipe_bytes() + self.max_chunk() > self.cwnd.window() as usize;
         let mut sample = None;
         while self.unacked.front().is_some_and(|s| s.seq < ack) {
             let s = self.unacked.pop_front().expect("front exists");
@@ -407,6 +417,7 @@ impl SendHalf {
             if !sacked {
                 newest_delivered = newest_delivered.max(Some(s.xmit));
                 self.segment.on_delivered(s.message);
+                self.rate.on_delivered(s.data.len(), s.snap, s.sent_at, now);
             }
             // Only the chunk that moved the ack to here times a round trip:
             // an older one may have waited for a gap to fill.
@@ -428,6 +439,7 @@ impl SendHalf {
                 s.state = ChunkState::Sacked;
                 newest_delivered = newest_delivered.max(Some(s.xmit));
                 self.segment.on_delivered(s.message);
+                self.rate.on_delivered(s.data.len(), s.snap, s.sent_at, now);
             }
         }
         if newly_acked > 0 {
@@ -469,6 +481,7 @@ impl SendHalf {
         self.mark_all_lost();
         self.rtt.reset_backoff();
         self.cwnd.on_reconnect();
+        self.rate.reset();
     }
 
     /// When the oldest chunk in flight times out.

@@ -131,18 +131,17 @@ fn window_follows_delay_losses_and_timeouts() {
 }
 
 #[test]
-fn chunks_are_a_quarter_of_the_window_within_bounds() {
+fn the_window_stays_within_bounds() {
     let t0 = Instant::now();
     let mut w = Congestion::new();
-    assert_eq!(w.chunk(), INITIAL_WINDOW as usize / 4);
+    assert_eq!(w.window(), INITIAL_WINDOW);
     w.on_timeout(0);
-    assert_eq!(w.chunk(), MIN_CHUNK, "the floor");
+    assert_eq!(w.window(), MIN_WINDOW, "the floor");
     let mut w = Congestion::new();
     for i in 0..200 {
         w.on_ack(i, MAX_CHUNK, Some(ms(1)), true, t0);
     }
-    assert_eq!(w.window(), MAX_WINDOW);
-    assert_eq!(w.chunk(), MAX_CHUNK, "the ceiling");
+    assert_eq!(w.window(), MAX_WINDOW, "the ceiling");
     assert!(w.allows(0) && w.allows(MAX_WINDOW as usize - 1));
     assert!(!w.allows(MAX_WINDOW as usize));
 }
@@ -196,7 +195,6 @@ fn lies_about_the_round_trip_keep_the_window_within_bounds() {
                 "{name}: {}",
                 w.window()
             );
-            assert!((MIN_CHUNK..=MAX_CHUNK).contains(&w.chunk()), "{name}");
         }
     }
     // A flood of acks that acknowledge nothing new.

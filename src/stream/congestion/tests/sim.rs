@@ -7,14 +7,17 @@
 use std::collections::VecDeque;
 
 use super::*;
+use crate::stream::rate::{DeliveryRate, SendSnapshot};
 
 const STEP: Duration = Duration::from_millis(1);
 
 /// One sender.
 struct Flow {
     cc: Congestion,
+    /// Cuts the chunks, as the tunnel's sessions do.
+    rate: DeliveryRate,
     /// Chunks sent and not yet acknowledged: (seq, bytes, sent at).
-    in_flight: VecDeque<(u64, usize, Instant)>,
+    in_flight: VecDeque<(u64, usize, Instant, SendSnapshot)>,
     pipe: usize,
     next: u64,
     /// Starts sending at this time.
@@ -69,6 +72,7 @@ impl Path {
     pub(super) fn flow(&mut self, after: Duration, liar: bool) -> usize {
         self.flows.push(Flow {
             cc: Congestion::new(),
+            rate: DeliveryRate::default(),
             in_flight: VecDeque::new(),
             pipe: 0,
             next: 0,
@@ -112,9 +116,10 @@ impl Path {
         while self.acks.front().is_some_and(|a| a.0 <= now) {
             let (_, i, seq) = self.acks.pop_front().expect("front exists");
             let f = &mut self.flows[i];
-            let limited = f.pipe + f.cc.chunk() > f.cc.window() as usize;
+            let limited = f.pipe + chunk(f) > f.cc.window() as usize;
             let pos = f.in_flight.iter().position(|c| c.0 == seq).expect("sent");
-            let (_, bytes, sent) = f.in_flight.remove(pos).expect("found");
+            let (_, bytes, sent, snap) = f.in_flight.remove(pos).expect("found");
+            f.rate.on_delivered(bytes, snap, sent, now);
             f.pipe -= bytes;
             f.delivered += bytes as u64;
             let rtt = if f.liar { Duration::ZERO } else { now - sent };
@@ -122,8 +127,9 @@ impl Path {
         }
         for (i, f) in self.flows.iter_mut().enumerate() {
             while now >= f.start && f.cc.allows(f.pipe) {
-                let bytes = f.cc.chunk();
-                f.in_flight.push_back((f.next, bytes, now));
+                let bytes = chunk(f);
+                let snap = f.rate.on_send(f.pipe == 0, now);
+                f.in_flight.push_back((f.next, bytes, now, snap));
                 self.queue
                     .push_back((now + self.one_way, i, f.next, bytes as f64));
                 f.pipe += bytes;
@@ -145,6 +151,12 @@ impl Path {
         }
         self.now += STEP;
     }
+}
+
+/// The chunk `f` cuts next: what the delivery rate allows, at most a
+/// full-size one.
+fn chunk(f: &Flow) -> usize {
+    f.rate.chunk().min(MAX_CHUNK)
 }
 
 /// The `p`-quantile of `v` (0..=1).

@@ -1,0 +1,137 @@
+//! How fast the path delivers: the largest delivery rate seen lately, and
+//! the chunk size that follows from it ([`DeliveryRate::chunk`]).
+//!
+//! A keystroke that reaches the bottleneck behind a chunk waits for the
+//! whole chunk to cross it, so on a slow link chunks must be small (a
+//! 64 KiB chunk takes 250 ms of a 256 KiB/s link). Small chunks starve a
+//! path whose limit counts messages instead (a broker bridge with 20 in
+//! flight and Nagle's algorithm on both ends: 0.6 MB/s with 4 KiB chunks,
+//! 81 MB/s with full ones), and there the round trip does not grow with
+//! what we send, so the congestion window alone cannot tell the two apart:
+//! at its floor, a bridge that stalls each message 40 ms looks like a
+//! 200 KB/s link with a queue. The delivery rate can: a byte-limited link
+//! never delivers faster than its rate, while a message-limited path
+//! delivers a whole window at once every so often. The chunk is what
+//! [`CHUNK_TIME`] of the fastest recent delivery carries; the maximum
+//! over [`RATE_PERIOD`] keeps a stalled moment from shrinking chunks on a
+//! fast path, where small chunks would then stall more.
+//!
+//! Rate samples follow BBR's delivery rate estimation
+//! (draft-cheng-iccrg-delivery-rate-estimation): bytes delivered between a
+//! chunk's sending and its acknowledgement, over the longer of the send and
+//! the ack intervals, so acknowledgements that arrive bunched together do
+//! not inflate it.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::congestion::MIN_CHUNK;
+
+/// How long one chunk may hold the bottleneck: what a keystroke behind a
+/// whole chunk waits on top of the queue. Short beside the queue target,
+/// so that a window holds several chunks (the window and the chunk both
+/// follow the session's own rate): with a chunk of a sizeable part of the
+/// window, windows can only take a few sizes, and two copies in the model
+/// of a 1 MiB/s link split it 1 to 3 (16 KiB chunks). [`MIN_CHUNK`] up to
+/// 1 MiB/s, 16 KiB at 4 MiB/s, full-size chunks from about 10 MB/s.
+pub const CHUNK_TIME: Duration = Duration::from_millis(4);
+
+/// How long the fastest delivery is remembered: the estimate is the
+/// largest sample of this period and the last.
+pub const RATE_PERIOD: Duration = Duration::from_secs(10);
+
+/// What the estimator knew when a chunk left: kept with the chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct SendSnapshot {
+    /// Bytes delivered by then.
+    delivered: u64,
+    /// When the latest of them was delivered (or the pipe last started
+    /// from empty).
+    delivered_at: Instant,
+    /// When the chunk delivered latest by then had been sent.
+    first_sent_at: Instant,
+}
+
+/// The delivery rate of one sending direction.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryRate {
+    delivered: u64,
+    delivered_at: Option<Instant>,
+    first_sent_at: Option<Instant>,
+    /// The largest sample of the current period (bytes per second), and
+    /// when the period began.
+    current: Option<(f64, Instant)>,
+    /// The largest sample of the period before.
+    previous: f64,
+}
+
+impl DeliveryRate {
+    /// A chunk leaves at `now`; `pipe_empty`: nothing else is in flight
+    /// (the interval then starts now, not at the last delivery: idle time
+    /// is no slowness of the path).
+    pub fn on_send(&mut self, pipe_empty: bool, now: Instant) -> SendSnapshot {
+        if pipe_empty || self.delivered_at.is_none() {
+            self.delivered_at = Some(now);
+            self.first_sent_at = Some(now);
+        }
+        SendSnapshot {
+            delivered: self.delivered,
+            delivered_at: self.delivered_at.unwrap_or(now),
+            first_sent_at: self.first_sent_at.unwrap_or(now),
+        }
+    }
+
+    /// `bytes` of a chunk sent at `sent_at` with `snap` arrived (acked or
+    /// selectively acked), learnt at `now`.
+    pub fn on_delivered(
+        &mut self,
+        bytes: usize,
+        snap: SendSnapshot,
+        sent_at: Instant,
+        now: Instant,
+    ) {
+        self.delivered += bytes as u64;
+        self.delivered_at = Some(now);
+        self.first_sent_at = Some(sent_at);
+        let send = sent_at.saturating_duration_since(snap.first_sent_at);
+        let ack = now.saturating_duration_since(snap.delivered_at);
+        let interval = send.max(ack).as_secs_f64();
+        if interval <= 0.0 {
+            return;
+        }
+        let rate = (self.delivered - snap.delivered) as f64 / interval;
+        match self.current {
+            Some((_, since)) if now.saturating_duration_since(since) >= RATE_PERIOD => {
+                self.previous = self.current.map_or(0.0, |(r, _)| r);
+                self.current = Some((rate, now));
+            }
+            Some((r, since)) => self.current = Some((r.max(rate), since)),
+            None => self.current = Some((rate, now)),
+        }
+    }
+
+    /// The largest delivery rate of this period and the last (bytes per
+    /// second), if any was measured.
+    pub fn max(&self) -> Option<f64> {
+        self.current.map(|(r, _)| r.max(self.previous))
+    }
+
+    /// The chunk to cut: [`CHUNK_TIME`] of [`DeliveryRate::max`], at least
+    /// [`MIN_CHUNK`]; `MIN_CHUNK` until a rate is measured, so that a copy
+    /// starting on a slow link does not put a large chunk ahead of a
+    /// keystroke. (The message size limits apply on top.)
+    pub fn chunk(&self) -> usize {
+        self.max()
+            .map_or(MIN_CHUNK, |r| (r * CHUNK_TIME.as_secs_f64()) as usize)
+            .max(MIN_CHUNK)
+    }
+
+    /// The connection came back, perhaps over another network.
+    pub fn reset(&mut self) {
+        *self = DeliveryRate::default();
+    }
+}
+
+#[cfg(test)]
+mod tests;

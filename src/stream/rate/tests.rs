@@ -1,0 +1,145 @@
+use super::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A link of `rate` bytes/s that a sender keeps full with `chunk`-byte
+/// chunks, `window` of them in flight, each acknowledged as it crosses
+/// (ack clocked: a new chunk leaves as each is acknowledged). Returns the
+/// estimator after `n` deliveries.
+fn byte_limited(rate: f64, chunk: usize, window: usize, n: usize) -> DeliveryRate {
+    let t0 = Instant::now();
+    let cross = Duration::from_secs_f64(chunk as f64 / rate);
+    let mut r = DeliveryRate::default();
+    // (sent at, snapshot)
+    let mut flight: std::collections::VecDeque<(Instant, SendSnapshot)> =
+        (0..window).map(|i| (t0, r.on_send(i == 0, t0))).collect();
+    let mut now = t0;
+    for _ in 0..n {
+        now += cross;
+        let (sent, snap) = flight.pop_front().expect("in flight");
+        r.on_delivered(chunk, snap, sent, now);
+        flight.push_back((now, r.on_send(flight.is_empty(), now)));
+    }
+    r
+}
+
+#[test]
+fn a_chunk_is_min_chunk_until_a_rate_is_measured() {
+    let r = DeliveryRate::default();
+    assert_eq!(r.max(), None);
+    assert_eq!(r.chunk(), MIN_CHUNK);
+}
+
+/// A byte-limited link is never measured faster than it is, so a
+/// keystroke behind one chunk waits at most CHUNK_TIME (a little more
+/// where MIN_CHUNK is longer than that).
+#[test]
+fn a_slow_link_gets_chunks_of_chunk_time() {
+    for (rate, want) in [
+        (256.0 * 1024.0, MIN_CHUNK),
+        (1024.0 * 1024.0, 4194),
+        (4.0 * 1024.0 * 1024.0, 16_777),
+        (16.0 * 1024.0 * 1024.0, 67_108),
+    ] {
+        let r = byte_limited(rate, MIN_CHUNK, 8, 200);
+        let got = r.max().expect("measured");
+        assert!(got <= rate * 1.001 && got >= rate * 0.95, "{rate}: {got}");
+        let chunk = r.chunk();
+        assert!(
+            chunk.abs_diff(want) <= want / 50,
+            "{rate}: chunk {chunk}, want {want}"
+        );
+    }
+}
+
+/// A path that holds each burst 44 ms (Nagle's algorithm against a
+/// delayed ack, on a broker bridge) and then delivers it at once, and now
+/// and then in half a millisecond: the window of two small chunks reads
+/// as 180 KB/s at the stalls, but the fast deliveries show what the path
+/// carries, and chunks grow to full size instead of staying small (where
+/// every message stalls again).
+#[test]
+fn a_path_that_stalls_messages_gets_large_chunks() {
+    let t0 = Instant::now();
+    let mut r = DeliveryRate::default();
+    let mut now = t0;
+    for round in 0..40 {
+        let a = r.on_send(true, now);
+        let b = r.on_send(false, now);
+        let took = if round % 7 == 3 {
+            Duration::from_micros(500)
+        } else {
+            ms(44)
+        };
+        let sent = now;
+        now += took;
+        r.on_delivered(MIN_CHUNK, a, sent, now);
+        r.on_delivered(MIN_CHUNK, b, sent, now);
+        now += Duration::from_micros(100);
+    }
+    assert!(r.chunk() >= 10 * MIN_CHUNK, "{}", r.chunk());
+}
+
+/// Acknowledgements that arrive bunched together after being held up on
+/// the way back do not make a slow link look fast: the interval is the
+/// longer of the send and the ack intervals.
+#[test]
+fn bunched_acknowledgements_do_not_inflate_the_rate() {
+    let rate = 256.0 * 1024.0;
+    let t0 = Instant::now();
+    let cross = Duration::from_secs_f64(MIN_CHUNK as f64 / rate);
+    let mut r = byte_limited(rate, MIN_CHUNK, 4, 50);
+    let before = r.max().expect("measured");
+    // Four chunks sent one crossing apart, acknowledged all at once later.
+    let start = t0 + ms(10_000);
+    let sent: Vec<_> = (0..4u32)
+        .map(|i| {
+            let at = start + cross * i;
+            (at, r.on_send(i == 0, at))
+        })
+        .collect();
+    let now = start + cross * 4 + ms(200);
+    for (at, snap) in sent {
+        r.on_delivered(MIN_CHUNK, snap, at, now);
+    }
+    let after = r.max().expect("measured");
+    assert!(after <= before.max(rate * 1.001), "{before} -> {after}");
+}
+
+/// The fastest delivery is forgotten after two periods: a path that got
+/// slower (a laptop moved to a cellular link) gets small chunks again.
+#[test]
+fn a_fast_moment_is_forgotten_after_two_periods() {
+    let t0 = Instant::now();
+    let mut r = DeliveryRate::default();
+    let snap = r.on_send(true, t0);
+    r.on_delivered(1 << 20, snap, t0, t0 + ms(10));
+    assert!(r.chunk() >= crate::protocol::MAX_CHUNK);
+    let slow = |r: &mut DeliveryRate, at: Instant| {
+        let snap = r.on_send(true, at);
+        r.on_delivered(MIN_CHUNK, snap, at, at + ms(1000));
+    };
+    slow(&mut r, t0 + RATE_PERIOD);
+    assert!(r.chunk() > MIN_CHUNK, "still within the last period");
+    slow(&mut r, t0 + RATE_PERIOD * 2 + ms(1000));
+    assert_eq!(r.chunk(), MIN_CHUNK);
+}
+
+/// Bad input: a delivery learnt before the chunk was sent, or at the very
+/// instant, gives no sample and no panic; a reset forgets all.
+#[test]
+fn impossible_timings_give_no_sample() {
+    let t0 = Instant::now() + ms(1000);
+    let mut r = DeliveryRate::default();
+    let snap = r.on_send(true, t0);
+    r.on_delivered(MIN_CHUNK, snap, t0, t0);
+    r.on_delivered(MIN_CHUNK, snap, t0, t0 - ms(500));
+    assert_eq!(r.max(), None);
+    let snap = r.on_send(true, t0);
+    r.on_delivered(MIN_CHUNK, snap, t0, t0 + ms(1));
+    assert!(r.max().is_some());
+    r.reset();
+    assert_eq!(r.max(), None);
+}
