@@ -309,8 +309,8 @@ impl Stream {
         protocol::recv_limit_packet(self.peer_recv_limit)
     }
 
-    /// Whether chunks are cut to the delivery rate (true at first: see
-    /// [`rate`]) or only to the message size. Under rate caps every publish
+    /// Whether chunks are cut to the window and the delivery rate (true at
+    /// first: see [`rate`]) or only to the message size. Under rate caps every publish
     /// counts: behind AWS IoT Core's 100/s and 512 KiB/s, 7 KB chunks spent
     /// the publish budget first (copies at 0.62-0.72 of the byte cap, 0.91
     /// with the caps' own size), and the pacer's scheduler puts keystrokes
@@ -320,7 +320,7 @@ impl Stream {
     }
 
     /// The largest chunk to read from the local side now: it goes as one
-    /// message, of a size that follows the delivery rate when
+    /// message, of a size that follows the window and the delivery rate when
     /// [`Stream::set_chunks_follow_rate`] is on.
     pub fn max_chunk(&self) -> usize {
         self.send.max_chunk()

@@ -12,7 +12,8 @@
 //! per window of data (RFC 5681), and a retransmission timeout drops it to
 //! [`MIN_WINDOW`].
 //!
-//! Counted in bytes (a chunk's size follows the delivery rate instead:
+//! Counted in bytes: a chunk is a quarter of the window or what the
+//! delivery rate asks for, the larger ([`Congestion::chunk`],
 //! [`super::rate`]). Growth is additive in bytes ([`INCREASE`] per round trip at most) and
 //! decrease multiplicative, which makes two copies through one bottleneck
 //! converge on equal shares.
@@ -54,6 +55,15 @@ pub const INITIAL_WINDOW: f64 = 16.0 * 1024.0;
 
 /// The window's ceiling: as many full-size chunks as may be in flight.
 pub const MAX_WINDOW: f64 = (MAX_INFLIGHT_CHUNKS as usize * MAX_CHUNK) as f64;
+
+/// Chunks per window, at most: a chunk is at least a quarter of the
+/// window ([`Congestion::chunk`]). Fewer, larger messages where the window
+/// is large: a broker keeps at most 20 messages in flight to each client
+/// (mosquitto), so over a far path small chunks are what limits. On a
+/// slow link the window is small and so are its quarters; one chunk at
+/// the bottleneck is a quarter of the queue target plus the path's round
+/// trip.
+pub const CHUNKS_PER_WINDOW: f64 = 4.0;
 
 /// Growth per round trip with no queue at all (bytes); less as the queue
 /// nears the target. Additive, independent of the window, so that two
@@ -255,6 +265,14 @@ impl Congestion {
         self.delay
             .base()
             .map_or(QUEUE_TARGET, |b| b.max(QUEUE_TARGET))
+    }
+
+    /// The smallest chunk the window asks for: a quarter of it, at least
+    /// [`MIN_CHUNK`] and at most [`MAX_CHUNK`] (see [`CHUNKS_PER_WINDOW`];
+    /// the delivery rate may ask for larger ones, and the message size
+    /// limits apply on top).
+    pub fn chunk(&self) -> usize {
+        ((self.cwnd / CHUNKS_PER_WINDOW) as usize).clamp(MIN_CHUNK, MAX_CHUNK)
     }
 
     /// The cumulative ack moved to `ack`, acknowledging `acked` more bytes

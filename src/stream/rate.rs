@@ -11,10 +11,13 @@
 //! at its floor, a bridge that stalls each message 40 ms looks like a
 //! 200 KB/s link with a queue. The delivery rate can: a byte-limited link
 //! never delivers faster than its rate, while a message-limited path
-//! delivers a whole window at once every so often. The chunk is what
-//! [`CHUNK_TIME`] of the fastest recent delivery carries; the maximum
-//! over [`RATE_PERIOD`] keeps a stalled moment from shrinking chunks on a
-//! fast path, where small chunks would then stall more.
+//! delivers a whole window at once every so often. The rate asks for
+//! what [`CHUNK_TIME`] of the fastest recent delivery carries, and a
+//! session cuts the larger of that and a quarter of its window
+//! (`SendHalf::max_chunk`): on a byte-limited link the quarter is the
+//! larger, on a stalling path the rate's. The maximum over [`RATE_PERIOD`]
+//! keeps a stalled moment from shrinking chunks on a fast path, where
+//! small chunks would then stall more.
 //!
 //! Rate samples follow BBR's delivery rate estimation
 //! (draft-cheng-iccrg-delivery-rate-estimation): bytes delivered between a
@@ -28,13 +31,14 @@ use tokio::time::Instant;
 
 use super::congestion::MIN_CHUNK;
 
-/// How long one chunk may hold the bottleneck: what a keystroke behind a
-/// whole chunk waits on top of the queue. Short beside the queue target,
-/// so that a window holds several chunks (the window and the chunk both
-/// follow the session's own rate): with a chunk of a sizeable part of the
-/// window, windows can only take a few sizes, and two copies in the model
-/// of a 1 MiB/s link split it 1 to 3 (16 KiB chunks). [`MIN_CHUNK`] up to
-/// 1 MiB/s, 16 KiB at 4 MiB/s, full-size chunks from about 10 MB/s.
+/// How long one chunk may hold the bottleneck where the rate, not the
+/// window, cuts it. Short beside the queue target: on a byte-limited link
+/// the window (the link's rate times the round trip and the target) is
+/// then always more than four of these chunks, and its quarter decides,
+/// as fairness needs (with 16 KiB chunks cut by the rate alone, two copies
+/// in the model of a 1 MiB/s link split it 1 to 3: a window of one or two
+/// chunks can take only a few sizes). [`MIN_CHUNK`] up to 1 MiB/s, 16 KiB
+/// at 4 MiB/s, full-size chunks from about 10 MB/s.
 pub const CHUNK_TIME: Duration = Duration::from_millis(4);
 
 /// How long the fastest delivery is remembered: the estimate is the

@@ -97,7 +97,8 @@ pub struct SendHalf {
     /// How large a message may be.
     segment: Segmenter,
     rate: DeliveryRate,
-    /// Chunks are cut to the delivery rate ([`SendHalf::max_chunk`]).
+    /// Chunks are cut to the window and the delivery rate
+    /// ([`SendHalf::max_chunk`]).
     rate_chunks: bool,
     /// When to probe a zero window next.
     probe_at: Option<Instant>,
@@ -238,10 +239,15 @@ impl SendHalf {
     }
 
     /// The largest chunk to read now: what the message size allows, and no
-    /// more than the delivery rate cuts ([`DeliveryRate::chunk`]).
+    /// more than the window ([`Congestion::chunk`]) or the delivery rate
+    /// ([`DeliveryRate::chunk`]) cut, the larger. On a byte-limited link
+    /// the window's quarter is the larger; where the window is held small
+    /// by round trips that do not grow with what we send (a bridge's
+    /// stalls), the rate is.
     pub fn max_chunk(&self) -> usize {
         if self.rate_chunks {
-            self.segment.max_chunk().min(self.rate.chunk())
+            let cut = self.cwnd.chunk().max(self.rate.chunk());
+            self.segment.max_chunk().min(cut)
         } else {
             self.segment.max_chunk()
         }

@@ -131,17 +131,20 @@ fn window_follows_delay_losses_and_timeouts() {
 }
 
 #[test]
-fn the_window_stays_within_bounds() {
+fn the_window_and_its_chunk_stay_within_bounds() {
     let t0 = Instant::now();
     let mut w = Congestion::new();
     assert_eq!(w.window(), INITIAL_WINDOW);
+    assert_eq!(w.chunk(), INITIAL_WINDOW as usize / 4, "a quarter");
     w.on_timeout(0);
     assert_eq!(w.window(), MIN_WINDOW, "the floor");
+    assert_eq!(w.chunk(), MIN_CHUNK, "the smallest chunk");
     let mut w = Congestion::new();
     for i in 0..200 {
         w.on_ack(i, MAX_CHUNK, Some(ms(1)), true, t0);
     }
     assert_eq!(w.window(), MAX_WINDOW, "the ceiling");
+    assert_eq!(w.chunk(), MAX_CHUNK, "the largest chunk");
     assert!(w.allows(0) && w.allows(MAX_WINDOW as usize - 1));
     assert!(!w.allows(MAX_WINDOW as usize));
 }

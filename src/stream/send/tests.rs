@@ -161,22 +161,23 @@ fn a_chunk_is_timed_from_when_it_left_not_when_it_was_queued() {
 }
 
 #[test]
-fn chunks_follow_the_delivery_rate_unless_told_not_to() {
+fn chunks_follow_the_window_and_the_delivery_rate_unless_told_not_to() {
     let t0 = Instant::now();
     let mut s = SendHalf::new(WINDOW);
-    let small = crate::stream::congestion::MIN_CHUNK;
-    assert_eq!(s.max_chunk(), small, "no rate measured yet");
-    // 16 KiB delivered in 4 ms: 4 MiB/s, a chunk of CHUNK_TIME of it.
+    let quarter = INITIAL_WINDOW as usize / 4;
+    assert_eq!(s.max_chunk(), quarter, "a quarter of a fresh window");
+    // 16 KiB delivered in 1 ms: 16 MB/s, a chunk of CHUNK_TIME of it
+    // (larger than the window's quarter).
     s.push(Bytes::from(vec![0; 16 << 10]), false, t0);
-    s.on_ack(1, 0, WINDOW, t0 + ms(4));
-    assert_eq!(s.max_chunk(), 16 << 10);
-    // 64 KiB in 1 ms: as large as a message allows.
-    s.push(Bytes::from(vec![0; 64 << 10]), false, t0 + ms(20));
-    s.on_ack(2, 0, WINDOW, t0 + ms(21));
-    assert_eq!(s.max_chunk(), s.segment().max_chunk());
-    // Under rate caps: the message size alone, whatever the rate.
+    s.on_ack(1, 0, WINDOW, t0 + ms(1));
+    assert_eq!(
+        s.max_chunk(),
+        (16_384_000 * 4 / 1000).min(s.segment().max_chunk())
+    );
+    assert!(s.max_chunk() > s.cwnd().chunk());
+    // Under rate caps: the message size alone.
     let mut s = SendHalf::new(WINDOW);
     s.set_chunks_follow_rate(false);
     assert_eq!(s.max_chunk(), s.segment().max_chunk());
-    assert!(s.max_chunk() > small);
+    assert!(s.max_chunk() > quarter);
 }

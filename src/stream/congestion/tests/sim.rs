@@ -153,10 +153,9 @@ impl Path {
     }
 }
 
-/// The chunk `f` cuts next: what the delivery rate allows, at most a
-/// full-size one.
+/// The chunk `f` cuts next, as `SendHalf::max_chunk` cuts it.
 fn chunk(f: &Flow) -> usize {
-    f.rate.chunk().min(MAX_CHUNK)
+    f.cc.chunk().max(f.rate.chunk()).min(MAX_CHUNK)
 }
 
 /// The `p`-quantile of `v` (0..=1).
