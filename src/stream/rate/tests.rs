@@ -56,7 +56,7 @@ fn a_slow_link_gets_chunks_of_chunk_time() {
 
 /// A path that holds each burst 44 ms (Nagle's algorithm against a
 /// delayed ack, on a broker bridge) and then delivers it at once, and now
-/// and then in half a millisecond: the window of two small chunks reads
+/// and then in under a millisecond: the window of two small chunks reads
 /// as 180 KB/s at the stalls, but the fast deliveries show what the path
 /// carries, and chunks grow to full size instead of staying small (where
 /// every message stalls again).
