@@ -55,6 +55,7 @@ mod rejected;
 pub mod rtt;
 mod segment;
 mod send;
+mod two_periods;
 
 use autotune::WindowTuner;
 pub use autotune::MAX_RECV_WINDOW;

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use super::two_periods::TwoPeriods;
 use crate::protocol::{FRAME_OVERHEAD, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 
 /// The queueing delay the window aims for: what a keystroke behind a copy
@@ -100,39 +101,35 @@ pub const BASE_PERIOD: Duration = Duration::from_secs(60);
 
 /// The path's own round trip and the latest queueing, from round-trip
 /// samples (only samples the peer answered at once: see `send.rs`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DelayFilter {
-    /// The smallest sample of the current period, and when it began.
-    current_base: Option<(Duration, Instant)>,
-    /// The smallest sample of the period before.
-    previous_base: Option<Duration>,
+    /// The smallest sample of this [`BASE_PERIOD`] and the last.
+    base: TwoPeriods<Duration>,
     /// The two latest samples: the queue is read off the smaller, so one
     /// sample delayed by a busy moment elsewhere does not shrink the window.
     recent: [Option<Duration>; 2],
+}
+
+impl Default for DelayFilter {
+    fn default() -> Self {
+        DelayFilter {
+            base: TwoPeriods::new(BASE_PERIOD, std::cmp::min),
+            recent: [None; 2],
+        }
+    }
 }
 
 impl DelayFilter {
     /// A round trip of `rtt` measured at `now`.
     pub fn on_sample(&mut self, rtt: Duration, now: Instant) {
         self.recent = [Some(rtt), self.recent[0]];
-        match self.current_base {
-            Some((_, since)) if now.saturating_duration_since(since) >= BASE_PERIOD => {
-                self.previous_base = self.current_base.map(|(b, _)| b);
-                self.current_base = Some((rtt, now));
-            }
-            Some((b, since)) => self.current_base = Some((b.min(rtt), since)),
-            None => self.current_base = Some((rtt, now)),
-        }
+        self.base.on_sample(rtt, now);
     }
 
     /// The path's own round trip: the smallest sample of this period and
     /// the last.
     pub fn base(&self) -> Option<Duration> {
-        let current = self.current_base.map(|(b, _)| b);
-        match (current, self.previous_base) {
-            (Some(c), Some(p)) => Some(c.min(p)),
-            (c, p) => c.or(p),
-        }
+        self.base.get()
     }
 
     /// Queueing now: the smaller of the two latest samples less the base.
@@ -145,8 +142,7 @@ impl DelayFilter {
     /// queue: `base` is the path's round trip from now on (until a smaller
     /// sample comes, or the next drain).
     pub fn restart_base(&mut self, base: Duration, now: Instant) {
-        self.current_base = Some((base, now));
-        self.previous_base = None;
+        self.base.restart(base, now);
     }
 
     /// Forget everything (the path may be another one now).

@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::congestion::MIN_CHUNK;
+use super::two_periods::TwoPeriods;
 
 /// How long one chunk may hold the bottleneck where the rate, not the
 /// window, cuts it. Short beside the queue target: on a byte-limited link
@@ -58,16 +59,25 @@ pub struct SendSnapshot {
 }
 
 /// The delivery rate of one sending direction.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DeliveryRate {
     delivered: u64,
     delivered_at: Option<Instant>,
     first_sent_at: Option<Instant>,
-    /// The largest sample of the current period (bytes per second), and
-    /// when the period began.
-    current: Option<(f64, Instant)>,
-    /// The largest sample of the period before.
-    previous: f64,
+    /// The largest sample (bytes per second) of this [`RATE_PERIOD`] and
+    /// the last.
+    fastest: TwoPeriods<f64>,
+}
+
+impl Default for DeliveryRate {
+    fn default() -> Self {
+        DeliveryRate {
+            delivered: 0,
+            delivered_at: None,
+            first_sent_at: None,
+            fastest: TwoPeriods::new(RATE_PERIOD, f64::max),
+        }
+    }
 }
 
 impl DeliveryRate {
@@ -105,20 +115,13 @@ impl DeliveryRate {
             return;
         }
         let rate = (self.delivered - snap.delivered) as f64 / interval;
-        match self.current {
-            Some((_, since)) if now.saturating_duration_since(since) >= RATE_PERIOD => {
-                self.previous = self.current.map_or(0.0, |(r, _)| r);
-                self.current = Some((rate, now));
-            }
-            Some((r, since)) => self.current = Some((r.max(rate), since)),
-            None => self.current = Some((rate, now)),
-        }
+        self.fastest.on_sample(rate, now);
     }
 
     /// The largest delivery rate of this period and the last (bytes per
     /// second), if any was measured.
     pub fn max(&self) -> Option<f64> {
-        self.current.map(|(r, _)| r.max(self.previous))
+        self.fastest.get()
     }
 
     /// The chunk to cut: [`CHUNK_TIME`] of [`DeliveryRate::max`], at least
