@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::congestion::MIN_CHUNK;
+use super::congestion::{Congestion, MIN_CHUNK};
 use super::two_periods::TwoPeriods;
 
 /// How long one chunk may hold the bottleneck where the rate, not the
@@ -138,6 +138,16 @@ impl DeliveryRate {
     pub fn reset(&mut self) {
         *self = DeliveryRate::default();
     }
+}
+
+/// The chunk a session cuts (before the message size limits): the larger
+/// of a quarter of its window ([`Congestion::chunk`]) and what its delivery
+/// rate asks for ([`DeliveryRate::chunk`]). On a byte-limited link the
+/// window's quarter is the larger; where the window is held small by round
+/// trips that do not grow with what we send (a bridge's stalls), the rate
+/// is.
+pub fn cut(window: &Congestion, rate: &DeliveryRate) -> usize {
+    window.chunk().max(rate.chunk())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::congestion::Congestion;
-use super::rate::{DeliveryRate, SendSnapshot};
+use super::rate::{self, DeliveryRate, SendSnapshot};
 use super::recv::ACK_EVERY;
 use super::rtt::RttEstimator;
 use super::segment::Segmenter;
@@ -239,15 +239,12 @@ impl SendHalf {
     }
 
     /// The largest chunk to read now: what the message size allows, and no
-    /// more than the window ([`Congestion::chunk`]) or the delivery rate
-    /// ([`DeliveryRate::chunk`]) cut, the larger. On a byte-limited link
-    /// the window's quarter is the larger; where the window is held small
-    /// by round trips that do not grow with what we send (a bridge's
-    /// stalls), the rate is.
+    /// more than the window and the delivery rate cut ([`rate::cut`]).
     pub fn max_chunk(&self) -> usize {
         if self.rate_chunks {
-            let cut = self.cwnd.chunk().max(self.rate.chunk());
-            self.segment.max_chunk().min(cut)
+            self.segment
+                .max_chunk()
+                .min(rate::cut(&self.cwnd, &self.rate))
         } else {
             self.segment.max_chunk()
         }

@@ -153,9 +153,10 @@ impl Path {
     }
 }
 
-/// The chunk `f` cuts next, as `SendHalf::max_chunk` cuts it.
+/// The chunk `f` cuts next, as `SendHalf::max_chunk` cuts it (with
+/// messages of up to a full chunk).
 fn chunk(f: &Flow) -> usize {
-    f.cc.chunk().max(f.rate.chunk()).min(MAX_CHUNK)
+    crate::stream::rate::cut(&f.cc, &f.rate).min(MAX_CHUNK)
 }
 
 /// The `p`-quantile of `v` (0..=1).
