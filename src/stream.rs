@@ -311,11 +311,12 @@ impl Stream {
     }
 
     /// Whether chunks are cut to the window and the delivery rate (true at
-    /// first: see [`rate`]) or only to the message size. Under rate caps every publish
-    /// counts: behind AWS IoT Core's 100/s and 512 KiB/s, 7 KB chunks spent
-    /// the publish budget first (copies at 0.62-0.72 of the byte cap, 0.91
-    /// with the caps' own size), and the pacer's scheduler puts keystrokes
-    /// first there anyway. The tunnel turns it off under caps.
+    /// first: see [`rate`]) or only to the message size. Under rate caps
+    /// every publish counts: behind AWS IoT Core's 100/s and 512 KiB/s,
+    /// 7 KB chunks spent the publish budget first (copies at 0.62-0.72 of
+    /// the byte cap, 0.91 with the caps' own size), and the pacer's
+    /// scheduler puts keystrokes first there anyway. The tunnel turns it
+    /// off under caps.
     pub fn set_chunks_follow_rate(&mut self, on: bool) {
         self.send.set_chunks_follow_rate(on);
     }

@@ -147,7 +147,7 @@ impl FrameSink for MqttSink {
 
     fn pads(&self) -> bool {
         // A PAD must fit the connection's message size limit like any frame.
-        !self.client.paced() && self.max_message(None) >= HEADER_LEN + protocol::PAD_LEN + TAG_LEN
+        !self.paced() && self.max_message(None) >= HEADER_LEN + protocol::PAD_LEN + TAG_LEN
     }
 
     fn link_rtt(&self) -> Duration {
