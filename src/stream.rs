@@ -364,7 +364,7 @@ impl Stream {
     pub fn send(&mut self, data: Bytes, now: Instant) {
         debug_assert!(!data.is_empty() && data.len() <= MAX_CHUNK);
         debug_assert!(self.can_send());
-        self.ack_req |= self.send.probes_base(data.len());
+        self.ack_req |= self.send.asks_for_sample(data.len());
         let chunk = self.send.push(data, false, now);
         self.emit_data(chunk, now);
     }

@@ -34,7 +34,7 @@ impl Stream {
             return self.send(buf.split_off(HEADER_LEN).freeze(), now);
         }
         debug_assert!(self.can_send());
-        self.ack_req |= self.send.probes_base(len);
+        self.ack_req |= self.send.asks_for_sample(len);
         let mut f = self.frame(Kind::Data, now);
         f.seq = self.send.next_seq();
         // Decided as `emit_data` decides, for the state once this chunk

@@ -181,3 +181,36 @@ fn chunks_follow_the_window_and_the_delivery_rate_unless_told_not_to() {
     assert_eq!(s.max_chunk(), s.segment().max_chunk());
     assert!(s.max_chunk() > quarter);
 }
+
+/// A copy asks for an ack at once on one chunk per round trip: a full
+/// chunk while no chunk that asked is in flight (the first with nothing in
+/// flight, to time the path alone); a keystroke never asks.
+#[test]
+fn a_copy_asks_for_one_immediate_ack_per_round_trip() {
+    let t0 = Instant::now();
+    let mut s = SendHalf::new(WINDOW);
+    let full = s.max_chunk();
+    assert!(!s.asks_for_sample(1), "a keystroke asks for nothing");
+    assert!(s.asks_for_sample(full), "a copy's first chunk asks");
+    let first = s.push(Bytes::from(vec![0; full]), false, t0);
+    s.ack_requested(first.seq);
+    let second = s.push(Bytes::from(vec![1; full]), false, t0 + ms(1));
+    assert!(
+        !s.asks_for_sample(full),
+        "one that asked is in flight: no other asks"
+    );
+    s.on_ack(first.seq + 1, 0, WINDOW, t0 + ms(40));
+    assert!(
+        s.asks_for_sample(full),
+        "the one that asked was acked: the next full chunk asks, with {} still in flight",
+        second.seq
+    );
+    s.ack_requested(second.seq);
+    assert!(!s.asks_for_sample(full));
+    s.mark_all_lost();
+    assert!(
+        s.asks_for_sample(full),
+        "the one that asked is presumed lost: its ack will not come"
+    );
+    assert!(!s.asks_for_sample(full - 1), "only full chunks ask");
+}
