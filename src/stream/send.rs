@@ -256,24 +256,40 @@ impl SendHalf {
     }
 
     /// Whether a chunk of `len` bytes, sent now, asks for an ack at once,
-    /// to time a round trip the window can read: a full chunk (a copy, not
-    /// a keystroke) while no chunk that asked for one is in flight, so one
-    /// per round trip. The first such chunk of a copy goes with nothing in
-    /// flight and measures the path's own round trip (the base delay);
-    /// otherwise its first sample would be the one that closes the first
-    /// window, and the window's own queue would pass for the path. The
-    /// rest time the queue: a peer that has data of its own to send (ssh's
-    /// window adjustments) acks on it, at a moment we cannot tell, and
-    /// seldom gets to [`ACK_EVERY`] unacked chunks, so without asking, a
-    /// copy over a far path got no sample after slow start and its window
-    /// stopped growing (a 128 MiB upload over a 40 ms path with end-to-end
-    /// TCP, `scripts/bench-wan`: 0.62 of direct scp; asking: 1.01).
+    /// to time a round trip the window can read. Only full chunks (a copy,
+    /// not a keystroke), in two cases:
+    /// - Nothing is in flight: the start of a copy measures the path's own
+    ///   round trip (the base delay). Otherwise its first sample would be
+    ///   the one that closes the first window, and the window's own queue
+    ///   would pass for the path.
+    /// - [`ACK_EVERY`] chunks or more are in flight and none of them asked:
+    ///   one per round trip then. With fewer in flight, the chunk that
+    ///   fills the window asks (`Stream::ack_request_due`). With more, the
+    ///   peer would ack every [`ACK_EVERY`] chunks at once on its own, but
+    ///   a peer with data of its own to send (ssh's window adjustments)
+    ///   acks on that data, at moments we cannot tell from delayed acks,
+    ///   and seldom gets there. A copy over a far path then got no sample
+    ///   after slow start and its window froze (a 128 MiB upload over a
+    ///   40 ms path with end-to-end TCP, `scripts/bench-wan`: 0.62 of
+    ///   direct scp; asking: 1.01). Asking with fewer in flight too made
+    ///   a copy through bridged brokers slow in 3 runs of 9 (12-26 MB/s
+    ///   against 80-95): more small messages for the bridge's Nagle stalls.
     pub fn asks_for_sample(&self, len: usize) -> bool {
-        len >= self.max_chunk()
-            && !self
-                .unacked
-                .iter()
-                .any(|s| s.ack_req && s.state == ChunkState::InFlight)
+        if len < self.max_chunk() {
+            return false;
+        }
+        let mut in_flight = self.in_flight().peekable();
+        if in_flight.peek().is_none() {
+            return true;
+        }
+        let mut n = 0u64;
+        for s in in_flight {
+            if s.ack_req {
+                return false;
+            }
+            n += 1;
+        }
+        n >= ACK_EVERY
     }
 
     /// Chunk `seq` went (or goes) with `FLAG_ACK_REQ`.

@@ -182,9 +182,10 @@ fn chunks_follow_the_window_and_the_delivery_rate_unless_told_not_to() {
     assert!(s.max_chunk() > quarter);
 }
 
-/// A copy asks for an ack at once on one chunk per round trip: a full
-/// chunk while no chunk that asked is in flight (the first with nothing in
-/// flight, to time the path alone); a keystroke never asks.
+/// A copy asks for an ack at once with nothing in flight (the path's own
+/// round trip), and once per round trip when ACK_EVERY chunks or more are
+/// in flight; fewer are left to the chunk that fills the window. A
+/// keystroke never asks.
 #[test]
 fn a_copy_asks_for_one_immediate_ack_per_round_trip() {
     let t0 = Instant::now();
@@ -194,23 +195,27 @@ fn a_copy_asks_for_one_immediate_ack_per_round_trip() {
     assert!(s.asks_for_sample(full), "a copy's first chunk asks");
     let first = s.push(Bytes::from(vec![0; full]), false, t0);
     s.ack_requested(first.seq);
-    let second = s.push(Bytes::from(vec![1; full]), false, t0 + ms(1));
-    assert!(
-        !s.asks_for_sample(full),
-        "one that asked is in flight: no other asks"
-    );
+    assert!(!s.asks_for_sample(full), "one that asked is in flight");
     s.on_ack(first.seq + 1, 0, WINDOW, t0 + ms(40));
+    assert!(s.asks_for_sample(full), "nothing in flight again");
+    for i in 1..ACK_EVERY {
+        s.push(Bytes::from(vec![i as u8; full]), false, t0 + ms(40));
+        assert!(
+            !s.asks_for_sample(full),
+            "{i} in flight: the chunk that fills the window asks"
+        );
+    }
+    let last = s.push(Bytes::from(vec![0; full]), false, t0 + ms(40));
     assert!(
         s.asks_for_sample(full),
-        "the one that asked was acked: the next full chunk asks, with {} still in flight",
-        second.seq
+        "ACK_EVERY in flight, none asked: the peer may never ack at once"
     );
-    s.ack_requested(second.seq);
-    assert!(!s.asks_for_sample(full));
+    assert!(!s.asks_for_sample(full - 1), "only full chunks ask");
+    s.ack_requested(last.seq);
+    assert!(!s.asks_for_sample(full), "one that asked is in flight");
     s.mark_all_lost();
     assert!(
         s.asks_for_sample(full),
-        "the one that asked is presumed lost: its ack will not come"
+        "everything presumed lost: nothing in flight"
     );
-    assert!(!s.asks_for_sample(full - 1), "only full chunks ask");
 }
