@@ -270,10 +270,9 @@ impl SendHalf {
     ///   acks on that data, at moments we cannot tell from delayed acks,
     ///   and seldom gets there. A copy over a far path then got no sample
     ///   after slow start and its window froze (a 128 MiB upload over a
-    ///   40 ms path with end-to-end TCP, `scripts/bench-wan`: 0.62 of
-    ///   direct scp; asking: 1.01). Asking with fewer in flight too made
-    ///   a copy through bridged brokers slow in 3 runs of 9 (12-26 MB/s
-    ///   against 80-95): more small messages for the bridge's Nagle stalls.
+    ///   40 ms path with end-to-end TCP, `scripts/bench-wan`: 0.62-0.67
+    ///   of direct scp; asking: 0.97-0.98). With fewer in flight, asking
+    ///   as well would add small messages and nothing the window needs.
     pub fn asks_for_sample(&self, len: usize) -> bool {
         if len < self.max_chunk() {
             return false;
