@@ -108,26 +108,13 @@ pub struct DelayFilter {
     /// The two latest samples: the queue is read off the smaller, so one
     /// sample delayed by a busy moment elsewhere does not shrink the window.
     recent: [Option<Duration>; 2],
-    /// The least round trip of each of the latest [`DRAINS_KEPT`] drains,
-    /// latest first.
-    drains: [Option<Duration>; DRAINS_KEPT],
 }
-
-/// How many drains the base is taken over ([`DelayFilter::restart_base`]).
-/// A drain is two round trips of a session at its floor: a few samples, so
-/// its least is noisy, and two sessions reading their queues off bases a
-/// few milliseconds apart split a link unevenly (traced through a 1 MiB/s
-/// relay: bases jumping at every drain between 10 and 26 ms, on a path
-/// whose idle round trip is 3-5 ms). The least of three drains is at most
-/// 9 s old.
-pub const DRAINS_KEPT: usize = 3;
 
 impl Default for DelayFilter {
     fn default() -> Self {
         DelayFilter {
             base: TwoPeriods::new(BASE_PERIOD, std::cmp::min),
             recent: [None; 2],
-            drains: [None; DRAINS_KEPT],
         }
     }
 }
@@ -151,14 +138,10 @@ impl DelayFilter {
         Some(latest.saturating_sub(self.base()?))
     }
 
-    /// `least`, measured while every session through the bottleneck
-    /// drained the queue: the least of it and the latest drains' is the
-    /// path's round trip from now on (until a smaller sample comes, or the
-    /// next drain).
-    pub fn restart_base(&mut self, least: Duration, now: Instant) {
-        self.drains.rotate_right(1);
-        self.drains[0] = Some(least);
-        let base = self.drains.iter().flatten().min().copied().unwrap_or(least);
+    /// Measured while every session through the bottleneck drained the
+    /// queue: `base` is the path's round trip from now on (until a smaller
+    /// sample comes, or the next drain).
+    pub fn restart_base(&mut self, base: Duration, now: Instant) {
         self.base.restart(base, now);
     }
 

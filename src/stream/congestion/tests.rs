@@ -175,30 +175,6 @@ fn base_delay_is_the_least_of_two_periods() {
     assert_eq!(d.base(), None);
 }
 
-/// After a drain, the base is the least of the latest DRAINS_KEPT drains'
-/// least round trips, so one drain's few samples do not move it far; a
-/// smaller sample still lowers it at once, and reset forgets the drains.
-#[test]
-fn base_after_a_drain_is_the_least_of_the_latest_drains() {
-    let t0 = Instant::now();
-    let mut d = DelayFilter::default();
-    d.on_sample(ms(3), t0);
-    d.restart_base(ms(20), t0 + ms(10));
-    assert_eq!(d.base(), Some(ms(20)), "the first drain: its own least");
-    d.restart_base(ms(12), t0 + ms(20));
-    d.restart_base(ms(16), t0 + ms(30));
-    assert_eq!(d.base(), Some(ms(12)));
-    d.restart_base(ms(18), t0 + ms(40));
-    assert_eq!(d.base(), Some(ms(12)), "12 ms is one of the latest three");
-    d.restart_base(ms(17), t0 + ms(50));
-    assert_eq!(d.base(), Some(ms(16)), "12 ms was four drains ago");
-    d.on_sample(ms(9), t0 + ms(60));
-    assert_eq!(d.base(), Some(ms(9)), "a smaller sample lowers it");
-    d.reset();
-    d.restart_base(ms(30), t0 + ms(70));
-    assert_eq!(d.base(), Some(ms(30)), "reset forgets the drains");
-}
-
 /// Bad input: round trips a lying peer or broker reports, and floods of
 /// acknowledgements, keep the window within its bounds, with nothing that
 /// grows with their number (the filter is a fixed handful of values).
