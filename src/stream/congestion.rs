@@ -15,8 +15,8 @@
 //! Counted in bytes: a chunk is a quarter of the window or what the
 //! delivery rate asks for, the larger ([`Congestion::chunk`],
 //! [`super::rate::cut`]). Growth is additive in bytes ([`INCREASE`] per
-//! round trip at most) and decrease multiplicative, which makes two copies through one bottleneck
-//! converge on equal shares.
+//! round trip at most) and decrease multiplicative, which makes two copies
+//! through one bottleneck converge on equal shares.
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

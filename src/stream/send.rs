@@ -274,21 +274,9 @@ impl SendHalf {
     ///   of direct scp; asking: 0.97-0.98). With fewer in flight, asking
     ///   as well would add small messages and nothing the window needs.
     pub fn asks_for_sample(&self, len: usize) -> bool {
-        if len < self.max_chunk() {
-            return false;
-        }
-        let mut in_flight = self.in_flight().peekable();
-        if in_flight.peek().is_none() {
-            return true;
-        }
-        let mut n = 0u64;
-        for s in in_flight {
-            if s.ack_req {
-                return false;
-            }
-            n += 1;
-        }
-        n >= ACK_EVERY
+        let pipe = self.pipe() as u64;
+        len >= self.max_chunk()
+            && (pipe == 0 || (pipe >= ACK_EVERY && !self.in_flight().any(|s| s.ack_req)))
     }
 
     /// Chunk `seq` went (or goes) with `FLAG_ACK_REQ`.
