@@ -71,6 +71,16 @@ pub const CHUNKS_PER_WINDOW: f64 = 4.0;
 /// copies converge on equal shares; one small chunk per round trip.
 pub const INCREASE: f64 = MIN_CHUNK as f64;
 
+/// Growth per round trip while the queue stays under a quarter of the
+/// target, as a share of the window, where that is more than
+/// [`INCREASE`]: the link has room the additive step would take minutes
+/// to fill over a far path (one `MIN_CHUNK` per 200 ms round trip: a
+/// copy whose window a stalled broker connection had cut from 2 MB to
+/// 0.5 MB would take over a minute to regrow it). A quarter of slow
+/// start's doubling, as HyStart++'s conservative slow start (RFC 9406);
+/// near the target growth is additive again, so shares still converge.
+pub const ROOM_GROWTH: f64 = 0.25;
+
 /// Most the window shrinks in one round trip for a queue above the target
 /// (a share of the window): a queue at twice the target or more halves it.
 pub const MAX_DECREASE: f64 = 0.5;
@@ -356,7 +366,12 @@ impl Congestion {
                 // Slow start ends at three quarters of the target.
                 self.ssthresh = self.cwnd;
             }
-            self.cwnd += INCREASE * off * acked / self.cwnd;
+            let additive = INCREASE * off * acked / self.cwnd;
+            self.cwnd += if off >= 0.75 {
+                additive.max(ROOM_GROWTH * acked)
+            } else {
+                additive
+            };
         }
         self.cwnd = self.cwnd.clamp(MIN_WINDOW, MAX_WINDOW);
     }

@@ -66,6 +66,27 @@ fn window_follows_delay_losses_and_timeouts() {
             ],
         },
         Case {
+            name: "out of slow start, a queue under a quarter of the target grows the window by a quarter of what is acknowledged",
+            steps: &[
+                (Ack(1, 64 * K, Some(10), true), W0 + 65536.0, MAX_WINDOW, false),
+                (Ack(2, 8 * K, Some(30), true), W0 + 73728.0, MAX_WINDOW, false),
+                // 20 ms of queue: slow start ends, growth is additive.
+                (
+                    Ack(3, 8 * K, Some(30), true),
+                    W0 + 73728.0 + INCREASE * 0.2 * 8192.0 / (W0 + 73728.0),
+                    W0 + 73728.0,
+                    false,
+                ),
+                // The queue gone (5 ms, off-target 0.8): a quarter.
+                (
+                    Ack(4, 64 * K, Some(15), true),
+                    W0 + 73728.0 + INCREASE * 0.2 * 8192.0 / (W0 + 73728.0) + 16384.0,
+                    W0 + 73728.0,
+                    false,
+                ),
+            ],
+        },
+        Case {
             name: "a queue above the target shrinks the window in proportion",
             steps: &[
                 (Ack(1, 8 * K, Some(10), true), W0 + 8192.0, MAX_WINDOW, false),
@@ -86,13 +107,14 @@ fn window_follows_delay_losses_and_timeouts() {
                 (Ack(1, 16 * K, Some(10), true), 2.0 * W0, MAX_WINDOW, false),
                 (Loss(24), W0, W0, true),
                 (Loss(25), W0, W0, true),
-                // Acks during recovery still grow the window (avoidance).
-                (Ack(23, K, Some(10), true), W0 + INCREASE * K as f64 / W0, W0, true),
-                (Ack(24, K, None, true), W0 + INCREASE * K as f64 / W0, W0, false),
+                // Acks during recovery still grow the window (avoidance;
+                // with no queue, by a quarter of what they acknowledge).
+                (Ack(23, K, Some(10), true), W0 + ROOM_GROWTH * K as f64, W0, true),
+                (Ack(24, K, None, true), W0 + ROOM_GROWTH * K as f64, W0, false),
                 (
                     Loss(30),
-                    (W0 + INCREASE * K as f64 / W0) / 2.0,
-                    (W0 + INCREASE * K as f64 / W0) / 2.0,
+                    (W0 + ROOM_GROWTH * K as f64) / 2.0,
+                    (W0 + ROOM_GROWTH * K as f64) / 2.0,
                     true,
                 ),
             ],
