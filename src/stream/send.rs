@@ -274,9 +274,11 @@ impl SendHalf {
     ///   of direct scp; asking: 0.97-0.98). With fewer in flight, asking
     ///   as well would add small messages and nothing the window needs.
     pub fn asks_for_sample(&self, len: usize) -> bool {
+        if len < self.max_chunk() {
+            return false;
+        }
         let pipe = self.pipe() as u64;
-        len >= self.max_chunk()
-            && (pipe == 0 || (pipe >= ACK_EVERY && !self.in_flight().any(|s| s.ack_req)))
+        pipe == 0 || (pipe >= ACK_EVERY && !self.in_flight().any(|s| s.ack_req))
     }
 
     /// Chunk `seq` went (or goes) with `FLAG_ACK_REQ`.
