@@ -114,6 +114,33 @@ CONF
   wait_for 10 "sshd to listen" accepts "$sshd_port"
 }
 
+# start_sshd_at ADDR: a second sshd like start_sshd's (same port and
+# keys), listening on ADDR; the caller waits for it where ADDR is reached.
+start_sshd_at() {
+  sed -e "s/^ListenAddress .*/ListenAddress $1/" -e "s|^PidFile .*|PidFile $tmp/sshd-$1.pid|" \
+    "$tmp/sshd_config" >"$tmp/sshd-$1.config"
+  "$(tool sshd)" -D -e -f "$tmp/sshd-$1.config" </dev/null >>"$tmp/sshd-$1.log" 2>&1 &
+  pids+=($!)
+}
+
+# tun_path NS A B HERE FAR MS MTU [RATE]: TUN devices A (here, address
+# HERE/30) and B (in namespace NS, FAR/30), joined by scripts/tun-delay,
+# MS each way and RATE bytes/s (see there). Its log is $tmp/tun-A.log;
+# the caller deletes the devices on exit.
+tun_path() {
+  local ns=$1 a=$2 b=$3 here=$4 far=$5 ms=$6 mtu=$7
+  ip tuntap add dev "$a" mode tun
+  ip tuntap add dev "$b" mode tun
+  scripts/tun-delay "$a" "$b" "$ms" ${8:+"$8"} >"$tmp/tun-$a.log" 2>&1 &
+  pids+=($!)
+  wait_for 10 "tun-delay to attach" grep -q ready "$tmp/tun-$a.log"
+  ip link set "$b" netns "$ns"
+  ip addr add "$here/30" dev "$a"
+  ip link set "$a" mtu "$mtu" up
+  ip netns exec "$ns" ip addr add "$far/30" dev "$b"
+  ip netns exec "$ns" ip link set "$b" mtu "$mtu" up
+}
+
 # start_agent NODE BROKER_PORT TARGET_PORT [ARGS...]: an agent serving NODE
 # (log in $tmp/agent-NODE.log, pid in agent_pids[NODE]); the broker's host
 # is $broker_host (default 127.0.0.1).
