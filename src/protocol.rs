@@ -16,9 +16,9 @@ mod refuse;
 mod topics;
 
 pub use frames::{
-    delivery, foreign_version, pad, recv_limit_packet, recv_limit_units, refuse_v1, DecodeError,
-    Delivery, Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG, FLAG_PEER_LOST,
-    FLAG_RESYNC, FRAG_PREFIX_LEN, PAD_LEN, RECV_LIMIT_UNIT, VERSION,
+    delivery, foreign_version, may_ask_for_pads, pad, pad_ask, recv_limit_packet, recv_limit_units,
+    refuse_v1, DecodeError, Delivery, Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG,
+    FLAG_PEER_LOST, FLAG_RESYNC, FRAG_PREFIX_LEN, PAD_ASK, PAD_LEN, RECV_LIMIT_UNIT, VERSION,
 };
 pub use ids::{random_u64, valid_id, valid_prefix, MAX_ID_LEN};
 pub use limits::{

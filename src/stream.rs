@@ -49,6 +49,7 @@ mod direction;
 mod error;
 mod framing;
 mod liveness;
+mod pad_ask;
 pub mod rate;
 mod recv;
 mod rejected;
@@ -64,6 +65,8 @@ pub use direction::RECEIVER_RATIO;
 pub use error::StreamError;
 use liveness::Liveness;
 pub use liveness::{Notice, PAUSE_SLACK, STALL_NOTICE};
+use pad_ask::PadAsks;
+pub use pad_ask::{ASKED_FOR, ASK_PERIOD};
 use recv::RecvHalf;
 pub use recv::ACK_DELAY;
 pub use rejected::Rejected;
@@ -150,6 +153,8 @@ pub struct Stream {
     pads: u64,
     /// Which way bytes have been going lately ([`Stream::receiving`]).
     direction: Direction,
+    /// Pads the peer asked for, and our asking ([`Stream::pads_asked`]).
+    pad_asks: PadAsks,
 
     // Flags for the next outgoing frame.
     /// Ask the peer to acknowledge at once (after a timeout or for a probe).
@@ -191,6 +196,7 @@ impl Stream {
             pure_acks: 0,
             pads: 0,
             direction: Direction::new(now),
+            pad_asks: PadAsks::default(),
             ack_req: false,
             resync: false,
             recv_limit: 0,
@@ -237,6 +243,20 @@ impl Stream {
     /// A PAD frame went out behind the last frame (counted for the log).
     pub fn count_pad(&mut self) {
         self.pads += 1;
+    }
+
+    /// Whether the peer asked us lately to pad our small frames
+    /// (`protocol::PAD_ASK`, see `pad_ask`).
+    pub fn pads_asked(&self, now: Instant) -> bool {
+        self.pad_asks.asked(now)
+    }
+
+    /// Whether to ask the peer for pads now, given that our broker link
+    /// carries a bulk transfer out: a peer that sent small DATA frames
+    /// since the last ask, at most once per [`ASK_PERIOD`]. Counts the ask
+    /// as sent.
+    pub fn pad_ask_due(&mut self, now: Instant) -> bool {
+        self.pad_asks.ask_due(now)
     }
 
     /// Our free receive buffer, as advertised to the peer.
@@ -404,6 +424,13 @@ impl Stream {
         }
         match f.kind {
             Kind::Data | Kind::Ack => {}
+            Kind::Pad => {
+                // Opened, so it is the peer's: only an ask means anything.
+                if f.payload[..] == *protocol::PAD_ASK {
+                    self.pad_asks.on_asked(now);
+                }
+                return Ok(());
+            }
             Kind::Reset => {
                 if f.has(FLAG_PEER_LOST) {
                     self.peer_lost_hint = true;
@@ -437,6 +464,7 @@ impl Stream {
                 self.recv.on_fragment(f.seq, frag)?;
             } else {
                 let fin = f.has(FLAG_FIN);
+                self.pad_asks.on_data(f.payload.len());
                 self.recv.on_data(f.seq, f.payload, fin)?;
             }
             let grown = self.tuner.on_data(

@@ -16,6 +16,7 @@ use crate::handshake::SessionKeys;
 use crate::mqtt::{self, Client, LinkState, TaskEnded};
 use crate::protocol::{self, Frame, Kind, HEADER_LEN, MAX_FRAME, TAG_LEN};
 use crate::seal::{OpenError, Sealer};
+use crate::stream::congestion::MIN_CHUNK;
 use crate::stream::{Discovery, Notice, Stream, StreamError, PAUSE_SLACK};
 
 /// Where a session's outgoing frames go.
@@ -59,6 +60,40 @@ pub trait FrameSink: Send {
     fn link_rtt(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// A bulk chunk (a DATA message of at least 4 KiB) went out at `now`.
+    fn sent_bulk(&self, _now: Instant) {}
+
+    /// Whether this sink asks its session's peer to pad its small frames
+    /// now (`protocol::PAD_ASK`): the agent's sinks, while any session of
+    /// the node sent a bulk chunk within [`BULK_LATELY`].
+    fn asks_for_pads(&self, _now: Instant) -> bool {
+        false
+    }
+}
+
+/// How recent a bulk chunk keeps the node's link counted as sending one
+/// ([`FrameSink::asks_for_pads`]).
+pub const BULK_LATELY: Duration = Duration::from_secs(1);
+
+/// When any session of one broker connection last sent a bulk chunk: the
+/// agent's sessions share one, so that a download in one session has the
+/// others' peers pad their keystrokes (`stream::pad_ask`).
+#[derive(Debug, Default)]
+pub struct BulkClock(std::sync::Mutex<Option<Instant>>);
+
+impl BulkClock {
+    pub fn mark(&self, now: Instant) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+    }
+
+    /// Whether a bulk chunk went out within [`BULK_LATELY`] of `now`.
+    pub fn lately(&self, now: Instant) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| now.saturating_duration_since(t) < BULK_LATELY)
+    }
 }
 
 /// The peer's round trip to the broker from which our small frames get a
@@ -75,13 +110,17 @@ pub struct PadPath {
     pub link_rtt: Duration,
     /// We are the receiving end of a bulk transfer ([`Stream::receiving`]).
     pub receiving: bool,
+    /// The peer asked for pads lately ([`Stream::pads_asked`]).
+    pub asked: bool,
 }
 
 /// Whether frame `f`, `wire_len` bytes encoded, gets a PAD published right
 /// behind it ([`protocol::PAD_LEN`]): a stream frame (DATA or a pure ACK)
-/// smaller than a TCP segment, from the receiving end of a bulk transfer,
-/// when the peer's link to the broker is far (the smallest round trip to
-/// the peer less our own to the broker is at least [`PAD_MIN_RTT`]).
+/// smaller than a TCP segment, from the receiving end of a bulk transfer
+/// or at the peer's ask (its own bulk sending delays its acks to the
+/// broker: `stream::pad_ask`), when the peer's link to the broker is far
+/// (the smallest round trip to the peer less our own to the broker is at
+/// least [`PAD_MIN_RTT`]).
 /// Measured with `scripts/bench-wan`: padding on our own far link instead
 /// takes our TCP window's room (a download over a 200 ms link ran at 1.15
 /// of direct instead of 1.46), and padding the bulk sender's small frames
@@ -92,7 +131,7 @@ pub fn pad_after(f: &Frame, wire_len: usize, path: impl FnOnce() -> Option<PadPa
     matches!(f.kind, Kind::Data | Kind::Ack)
         && wire_len < protocol::PAD_LEN
         && path().is_some_and(|p| {
-            p.receiving
+            (p.receiving || p.asked)
                 && p.min_rtt
                     .is_some_and(|r| r.saturating_sub(p.link_rtt) >= PAD_MIN_RTT)
         })
@@ -102,6 +141,11 @@ pub fn pad_after(f: &Frame, wire_len: usize, path: impl FnOnce() -> Option<PadPa
 pub struct MqttSink {
     pub client: Client,
     pub topic: String,
+    /// The node's clock of bulk sending, shared by its sessions: set on
+    /// the agent, whose sessions then ask their peers for pads
+    /// ([`FrameSink::asks_for_pads`]); `None` in `mqtt-proxy`, whose one
+    /// session has no other session's keystrokes to speed up.
+    pub bulk: Option<std::sync::Arc<BulkClock>>,
 }
 
 /// Longest a frame waits for room in the MQTT request queue. The queue only
@@ -152,6 +196,16 @@ impl FrameSink for MqttSink {
 
     fn link_rtt(&self) -> Duration {
         self.client.link_rtt()
+    }
+
+    fn sent_bulk(&self, now: Instant) {
+        if let Some(b) = &self.bulk {
+            b.mark(now);
+        }
+    }
+
+    fn asks_for_pads(&self, now: Instant) -> bool {
+        self.pads() && self.bulk.as_ref().is_some_and(|b| b.lately(now))
     }
 }
 
@@ -362,15 +416,26 @@ pub async fn transmit<S: FrameSink>(
                 min_rtt: stream.min_rtt(),
                 link_rtt: sink.link_rtt(),
                 receiving: stream.receiving(Instant::now()),
+                asked: stream.pads_asked(Instant::now()),
             })
         });
+        // A bulk chunk: at least the smallest message a copy is cut into
+        // (4 KiB; ssh's handshake messages, a prompt or an echo are smaller).
+        let bulk = f.kind == Kind::Data && wire.len() >= MIN_CHUNK + protocol::FRAME_OVERHEAD;
         sink.send(wire).await?;
+        if bulk {
+            sink.sent_bulk(Instant::now());
+        }
         // The send may have waited for the connection's rate caps.
         stream.on_transmitted(&f, Instant::now());
         if pad {
             sink.send(tx.seal(&protocol::pad(f.sid))).await?;
             stream.count_pad();
         }
+    }
+    let now = Instant::now();
+    if sink.asks_for_pads(now) && stream.pad_ask_due(now) {
+        sink.send(tx.seal(&protocol::pad_ask(stream.sid()))).await?;
     }
     Ok(())
 }

@@ -19,6 +19,9 @@ pub(super) struct Ctx {
     /// The access lists sessions are checked against, kept current
     /// (`--authorized-keys`).
     pub access: Option<tokio::sync::watch::Receiver<std::sync::Arc<crate::access::Access>>>,
+    /// When a session last sent a bulk chunk: while one does, the others
+    /// ask their peers to pad small frames (`stream::pad_ask`).
+    pub bulk: std::sync::Arc<crate::tunnel::BulkClock>,
 }
 
 /// Frames dropped by the dispatcher (malformed, unknown session, queue full).

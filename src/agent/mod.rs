@@ -111,6 +111,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         client: mqtt.client.clone(),
         link: mqtt.state.clone(),
         access,
+        bulk: Arc::default(),
     });
     let mut state = mqtt.state.clone();
     // The last state seen was Up: a Down that follows replaces a connection.

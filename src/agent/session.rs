@@ -74,6 +74,7 @@ pub(super) async fn session(
     let mut sink = MqttSink {
         client: ctx.client.clone(),
         topic: ctx.topics.down(&cid),
+        bulk: Some(ctx.bulk.clone()),
     };
     let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(tcp)) => tcp,

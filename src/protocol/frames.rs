@@ -99,6 +99,24 @@ pub fn pad(sid: u64) -> Bytes {
     Frame::control(Kind::Pad, sid, Bytes::from_static(&ZEROS)).encode()
 }
 
+/// The payload of a PAD that asks the peer to pad its own small frames
+/// (sealed, so only the peer can ask): this end's acknowledgements to the
+/// broker wait behind its own bulk sending, so the broker's Nagle holds
+/// each small frame to it for that long. Any other PAD's payload is zeros,
+/// and a receiver that predates this one drops every PAD unopened.
+pub const PAD_ASK: &[u8] = &[1];
+
+/// A PAD frame for session `sid` that asks for pads ([`PAD_ASK`]).
+pub fn pad_ask(sid: u64) -> Bytes {
+    Frame::control(Kind::Pad, sid, Bytes::from_static(PAD_ASK)).encode()
+}
+
+/// Whether `f`, a PAD as it came from the broker (sealed), may be a
+/// [`PAD_ASK`]: only those are worth opening; padding is dropped unopened.
+pub fn may_ask_for_pads(f: &Frame) -> bool {
+    f.kind == Kind::Pad && f.payload.len() == PAD_ASK.len() + crate::protocol::TAG_LEN
+}
+
 /// Frame kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

@@ -20,7 +20,9 @@ use super::opening::{Action, Event, Opened, Opening, Request, EARLY_MAX};
 use super::PREFIX;
 use crate::handshake::SessionKeys;
 use crate::mqtt::{self, Client, LinkState, Message, Mqtt, QoS, Remembered};
-use crate::protocol::{random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST};
+use crate::protocol::{
+    may_ask_for_pads, random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST,
+};
 use crate::stream::{Notice, Stream, StreamError, STALL_NOTICE};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
 
@@ -158,6 +160,7 @@ where
     let mut sink = MqttSink {
         client: mqtt.client.clone(),
         topic: topics.up(&cid),
+        bulk: None,
     };
     let result = async {
         let mut stdin = stdin;
@@ -227,8 +230,9 @@ fn route(
                 }
             } else if p.topic == down {
                 match Frame::decode(p.payload) {
-                    // Padding has done its work by arriving.
-                    Ok(f) if f.kind == Kind::Pad => {}
+                    // Padding has done its work by arriving; an ask for
+                    // pads goes to the session, which opens it.
+                    Ok(f) if f.kind == Kind::Pad && !may_ask_for_pads(&f) => {}
                     Ok(f) if f.sid == sid => {
                         if frames_tx.try_send(f).is_err() {
                             // Full or closed: the agent retransmits.

@@ -1,6 +1,6 @@
 use super::*;
 use crate::handshake::{pair_for_tests, SessionKeys};
-use crate::stream::Config;
+use crate::stream::{Config, ASKED_FOR, ASK_PERIOD};
 use tokio::io::{duplex, DuplexStream, WriteHalf};
 use tokio::task::JoinHandle;
 
@@ -151,14 +151,15 @@ fn only_small_stream_frames_on_a_far_path_get_a_pad() {
     ];
     for (kind, len, min_rtt, link_rtt, want) in cases {
         let f = Frame::control(kind, 1, Bytes::new());
-        for receiving in [true, false] {
+        for (receiving, asked) in [(true, false), (false, true), (true, true), (false, false)] {
             let path = PadPath {
                 min_rtt,
                 link_rtt,
                 receiving,
+                asked,
             };
             let got = pad_after(&f, len, || Some(path));
-            assert_eq!(got, want && receiving, "{kind:?} {len} {path:?}");
+            assert_eq!(got, want && (receiving || asked), "{kind:?} {len} {path:?}");
         }
     }
 }
@@ -205,6 +206,105 @@ async fn transmit_pads_small_frames_once_the_path_is_far() {
         assert_eq!(kinds, want, "may pad: {may_pad}");
         assert_eq!(s.stats().pads, u64::from(may_pad));
     }
+}
+
+/// A sink that shares a node's bulk clock, as the agent's do.
+struct Asking {
+    frames: Vec<Frame>,
+    bulk: BulkClock,
+}
+impl FrameSink for Asking {
+    async fn send(&mut self, frame: Bytes) -> io::Result<()> {
+        self.frames.push(Frame::decode(frame).expect("valid"));
+        Ok(())
+    }
+    fn sent_bulk(&self, now: Instant) {
+        self.bulk.mark(now);
+    }
+    fn asks_for_pads(&self, now: Instant) -> bool {
+        self.bulk.lately(now)
+    }
+}
+
+/// While the node sends a bulk chunk, a session whose peer sends small
+/// frames asks it for pads, at most once per period, sealed; the peer
+/// opens the ask and pads for a while. Nothing is asked of a peer that
+/// sent nothing small, nor once the bulk sending stopped.
+#[tokio::test(start_paused = true)]
+async fn the_agent_asks_for_pads_while_its_link_sends_bulk() {
+    let (client_keys, agent_keys) = pair_for_tests(None);
+    let cfg = Config::default();
+    let mut agent = Stream::new(1, cfg, cfg.recv_window, Instant::now());
+    let mut proxy = Stream::new(1, cfg, cfg.recv_window, Instant::now());
+    let mut sink = Asking {
+        frames: Vec::new(),
+        bulk: BulkClock::default(),
+    };
+    let keystroke = |seq| {
+        let mut f = Frame::control(Kind::Data, 1, Bytes::from_static(b"k"));
+        f.seq = seq;
+        f.window = cfg.recv_window;
+        f
+    };
+    let asks = |sink: &Asking| sink.frames.iter().filter(|f| f.kind == Kind::Pad).count();
+    // No bulk sending yet: a keystroke is echoed, nothing asked.
+    agent.on_frame(keystroke(0), Instant::now()).unwrap();
+    transmit(&mut agent, &mut sink, &agent_keys.tx)
+        .await
+        .unwrap();
+    assert_eq!(asks(&sink), 0);
+    // Another session of the node sends a bulk chunk: the next transmit
+    // asks.
+    let mut copy = Stream::new(2, cfg, cfg.recv_window, Instant::now());
+    copy.send(Bytes::from(vec![0u8; MIN_CHUNK]), Instant::now());
+    transmit(&mut copy, &mut sink, &agent_keys.tx)
+        .await
+        .unwrap();
+    assert!(sink.bulk.lately(Instant::now()));
+    transmit(&mut agent, &mut sink, &agent_keys.tx)
+        .await
+        .unwrap();
+    assert_eq!(asks(&sink), 1);
+    // Another keystroke within the period: not asked again.
+    agent.on_frame(keystroke(1), Instant::now()).unwrap();
+    transmit(&mut agent, &mut sink, &agent_keys.tx)
+        .await
+        .unwrap();
+    assert_eq!(asks(&sink), 1);
+    // A period later, with the link still busy: asked again.
+    tokio::time::advance(ASK_PERIOD).await;
+    sink.sent_bulk(Instant::now());
+    transmit(&mut agent, &mut sink, &agent_keys.tx)
+        .await
+        .unwrap();
+    assert_eq!(asks(&sink), 2);
+    // The bulk sending stopped: a keystroke gets no ask.
+    tokio::time::advance(BULK_LATELY + ASK_PERIOD).await;
+    agent.on_frame(keystroke(2), Instant::now()).unwrap();
+    transmit(&mut agent, &mut sink, &agent_keys.tx)
+        .await
+        .unwrap();
+    assert_eq!(asks(&sink), 2);
+
+    // The peer opens the ask and pads for ASKED_FOR.
+    let ask = sink
+        .frames
+        .iter()
+        .rfind(|f| f.kind == Kind::Pad)
+        .unwrap()
+        .clone();
+    assert!(protocol::may_ask_for_pads(&ask));
+    let mut rx = client_keys.rx;
+    let opened = rx.open(ask).expect("sealed with the session's keys");
+    assert_eq!(&opened.payload[..], protocol::PAD_ASK);
+    assert!(!proxy.pads_asked(Instant::now()));
+    proxy.on_frame(opened, Instant::now()).unwrap();
+    assert!(proxy.pads_asked(Instant::now()));
+    tokio::time::advance(ASKED_FOR).await;
+    assert!(!proxy.pads_asked(Instant::now()));
+    // Padding is not an ask, and is not worth opening.
+    let pad = Frame::decode(agent_keys.tx.seal(&protocol::pad(1))).unwrap();
+    assert!(!protocol::may_ask_for_pads(&pad));
 }
 
 /// Bytes arrive while the local writer is busy flushing: each byte is
@@ -304,6 +404,7 @@ async fn an_mqtt_sink_pads_only_without_caps_and_with_room_for_a_pad() {
         let sink = MqttSink {
             client: m.client.clone(),
             topic: "p/n/s/c/up".into(),
+            bulk: None,
         };
         assert_eq!(sink.pads(), want, "{broker:?}");
     }
