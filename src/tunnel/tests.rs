@@ -112,9 +112,12 @@ where
 }
 
 /// Keeps every frame published; pads as told.
+/// Records what is published; `bulk` is shared by the node's sessions, as
+/// the agent's sinks share one.
 struct Recorder {
     frames: Vec<Frame>,
     pads: bool,
+    bulk: BulkClock,
 }
 impl FrameSink for Recorder {
     async fn send(&mut self, frame: Bytes) -> io::Result<()> {
@@ -123,6 +126,12 @@ impl FrameSink for Recorder {
     }
     fn pads(&self) -> bool {
         self.pads
+    }
+    fn sent_bulk(&self, now: Instant) {
+        self.bulk.mark(now);
+    }
+    fn asks_for_pads(&self, now: Instant) -> bool {
+        self.pads && self.bulk.lately(now)
     }
 }
 
@@ -176,6 +185,7 @@ async fn transmit_pads_small_frames_once_the_path_is_far() {
         let mut sink = Recorder {
             frames: Vec::new(),
             pads: may_pad,
+            bulk: BulkClock::default(),
         };
         // The receiving end of a bulk transfer (a megabyte in)...
         let mut data = Frame::control(Kind::Data, 1, Bytes::from(vec![1u8; 64 << 10]));
@@ -208,24 +218,6 @@ async fn transmit_pads_small_frames_once_the_path_is_far() {
     }
 }
 
-/// A sink that shares a node's bulk clock, as the agent's do.
-struct Asking {
-    frames: Vec<Frame>,
-    bulk: BulkClock,
-}
-impl FrameSink for Asking {
-    async fn send(&mut self, frame: Bytes) -> io::Result<()> {
-        self.frames.push(Frame::decode(frame).expect("valid"));
-        Ok(())
-    }
-    fn sent_bulk(&self, now: Instant) {
-        self.bulk.mark(now);
-    }
-    fn asks_for_pads(&self, now: Instant) -> bool {
-        self.bulk.lately(now)
-    }
-}
-
 /// While the node sends a bulk chunk, a session whose peer sends small
 /// frames asks it for pads, at most once per period, sealed; the peer
 /// opens the ask and pads for a while. Nothing is asked of a peer that
@@ -236,8 +228,9 @@ async fn the_agent_asks_for_pads_while_its_link_sends_bulk() {
     let cfg = Config::default();
     let mut agent = Stream::new(1, cfg, cfg.recv_window, Instant::now());
     let mut proxy = Stream::new(1, cfg, cfg.recv_window, Instant::now());
-    let mut sink = Asking {
+    let mut sink = Recorder {
         frames: Vec::new(),
+        pads: true,
         bulk: BulkClock::default(),
     };
     let keystroke = |seq| {
@@ -246,7 +239,7 @@ async fn the_agent_asks_for_pads_while_its_link_sends_bulk() {
         f.window = cfg.recv_window;
         f
     };
-    let asks = |sink: &Asking| sink.frames.iter().filter(|f| f.kind == Kind::Pad).count();
+    let asks = |sink: &Recorder| sink.frames.iter().filter(|f| f.kind == Kind::Pad).count();
     // No bulk sending yet: a keystroke is echoed, nothing asked.
     agent.on_frame(keystroke(0), Instant::now()).unwrap();
     transmit(&mut agent, &mut sink, &agent_keys.tx)
@@ -430,6 +423,7 @@ async fn a_stopped_process_does_not_count_its_stop_as_the_peer_s_silence() {
         let mut sink = Recorder {
             frames: Vec::new(),
             pads: false,
+            bulk: BulkClock::default(),
         };
         let stop = std::future::pending();
         let on_notice = |n| heard.lock().expect("not poisoned").push(n);
