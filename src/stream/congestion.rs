@@ -273,6 +273,17 @@ impl Congestion {
             .map_or(QUEUE_TARGET, |b| b.max(QUEUE_TARGET))
     }
 
+    /// How far below the target one sample's queue is, as a share of the
+    /// target (negative above it).
+    fn sample_off(&self, rtt: Duration) -> f64 {
+        let target = self.target().as_secs_f64();
+        let queue = self
+            .delay
+            .base()
+            .map_or(Duration::ZERO, |b| rtt.saturating_sub(b));
+        (target - queue.as_secs_f64()) / target
+    }
+
     /// The smallest chunk the window asks for: a quarter of it, at least
     /// [`MIN_CHUNK`] and at most [`MAX_CHUNK`] (see [`CHUNKS_PER_WINDOW`];
     /// the delivery rate may ask for larger ones, and the message size
@@ -359,8 +370,15 @@ impl Congestion {
             // takes more.
         } else if self.cwnd < self.ssthresh && off >= 0.25 {
             // Slow start, up to the threshold (one ack may cover a whole
-            // window: it would double past it).
-            self.cwnd = (self.cwnd + acked).min(self.ssthresh);
+            // window: it would double past it). It ends on the smaller of
+            // the two latest samples, as the decrease does; but it does not
+            // double on a sample that alone shows the queue it ends at:
+            // each doubling that waits for the second sample puts another
+            // window into the queue (a download's start at 256 KiB/s over
+            // 40 ms put 300 ms of queue in front of the keystrokes).
+            if self.ssthresh < MAX_WINDOW || self.sample_off(rtt) >= 0.25 {
+                self.cwnd = (self.cwnd + acked).min(self.ssthresh);
+            }
         } else {
             if self.cwnd < self.ssthresh {
                 // Slow start ends at three quarters of the target.

@@ -54,13 +54,15 @@ fn window_follows_delay_losses_and_timeouts() {
             steps: &[
                 (Ack(1, 8 * K, Some(10), true), W0 + 8192.0, MAX_WINDOW, false),
                 // One late sample is not a queue: the smaller of the two
-                // latest counts.
-                (Ack(2, 8 * K, Some(30), true), W0 + 16384.0, MAX_WINDOW, false),
+                // latest counts, and slow start goes on; but the first slow
+                // start does not double on a sample that alone shows the
+                // queue it ends at.
+                (Ack(2, 8 * K, Some(30), true), W0 + 8192.0, MAX_WINDOW, false),
                 // 20 ms of queue: 0.8 of the target, off-target 0.2.
                 (
                     Ack(3, 8 * K, Some(30), true),
-                    W0 + 16384.0 + INCREASE * 0.2 * 8192.0 / (W0 + 16384.0),
-                    W0 + 16384.0,
+                    W0 + 8192.0 + INCREASE * 0.2 * 8192.0 / (W0 + 8192.0),
+                    W0 + 8192.0,
                     false,
                 ),
             ],
@@ -69,19 +71,19 @@ fn window_follows_delay_losses_and_timeouts() {
             name: "out of slow start, a queue under a quarter of the target grows the window by a quarter of what is acknowledged",
             steps: &[
                 (Ack(1, 64 * K, Some(10), true), W0 + 65536.0, MAX_WINDOW, false),
-                (Ack(2, 8 * K, Some(30), true), W0 + 73728.0, MAX_WINDOW, false),
+                (Ack(2, 8 * K, Some(30), true), W0 + 65536.0, MAX_WINDOW, false),
                 // 20 ms of queue: slow start ends, growth is additive.
                 (
                     Ack(3, 8 * K, Some(30), true),
-                    W0 + 73728.0 + INCREASE * 0.2 * 8192.0 / (W0 + 73728.0),
-                    W0 + 73728.0,
+                    W0 + 65536.0 + INCREASE * 0.2 * 8192.0 / (W0 + 65536.0),
+                    W0 + 65536.0,
                     false,
                 ),
                 // The queue gone (5 ms, off-target 0.8): a quarter.
                 (
                     Ack(4, 64 * K, Some(15), true),
-                    W0 + 73728.0 + INCREASE * 0.2 * 8192.0 / (W0 + 73728.0) + 16384.0,
-                    W0 + 73728.0,
+                    W0 + 65536.0 + INCREASE * 0.2 * 8192.0 / (W0 + 65536.0) + 16384.0,
+                    W0 + 65536.0,
                     false,
                 ),
             ],
@@ -90,14 +92,14 @@ fn window_follows_delay_losses_and_timeouts() {
             name: "a queue above the target shrinks the window in proportion",
             steps: &[
                 (Ack(1, 8 * K, Some(10), true), W0 + 8192.0, MAX_WINDOW, false),
-                (Ack(2, 8 * K, Some(45), true), W0 + 16384.0, MAX_WINDOW, false),
+                (Ack(2, 8 * K, Some(45), true), W0 + 8192.0, MAX_WINDOW, false),
                 // 35 ms of queue, 0.4 over the target: shrinks by 0.4 of
                 // what was acknowledged, full window or not.
-                (Ack(3, 10 * K, Some(45), false), W0 + 12288.0, W0 + 12288.0, false),
-                (Ack(4, 20 * K, Some(500), true), W0 + 4096.0, W0 + 4096.0, false),
+                (Ack(3, 10 * K, Some(45), false), W0 + 4096.0, W0 + 4096.0, false),
+                (Ack(4, 20 * K, Some(500), true), W0 - 4096.0, W0 - 4096.0, false),
                 // Far above the target: at most half of what was
                 // acknowledged, and never below the floor.
-                (Ack(5, 20 * K, Some(500), true), W0 - 6144.0, W0 - 6144.0, false),
+                (Ack(5, 8 * K, Some(500), true), W0 - 8192.0, W0 - 8192.0, false),
                 (Ack(6, 40 * K, Some(500), true), MIN_WINDOW, MIN_WINDOW, false),
             ],
         },
