@@ -205,7 +205,8 @@ impl FrameSink for MqttSink {
     }
 
     fn asks_for_pads(&self, now: Instant) -> bool {
-        self.pads() && self.bulk.as_ref().is_some_and(|b| b.lately(now))
+        // `mqtt-proxy` has no clock: it answers before asking the client.
+        self.bulk.as_ref().is_some_and(|b| b.lately(now)) && self.pads()
     }
 }
 

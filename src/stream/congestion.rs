@@ -273,15 +273,11 @@ impl Congestion {
             .map_or(QUEUE_TARGET, |b| b.max(QUEUE_TARGET))
     }
 
-    /// How far below the target one sample's queue is, as a share of the
-    /// target (negative above it).
-    fn sample_off(&self, rtt: Duration) -> f64 {
+    /// How far below the target `queue` is, as a share of the target
+    /// (negative above it; 1 with no queue known).
+    fn off(&self, queue: Option<Duration>) -> f64 {
         let target = self.target().as_secs_f64();
-        let queue = self
-            .delay
-            .base()
-            .map_or(Duration::ZERO, |b| rtt.saturating_sub(b));
-        (target - queue.as_secs_f64()) / target
+        queue.map_or(1.0, |q| (target - q.as_secs_f64()) / target)
     }
 
     /// The smallest chunk the window asks for: a quarter of it, at least
@@ -323,11 +319,7 @@ impl Congestion {
         };
         self.delay.on_sample(rtt, now);
         let acked = std::mem::take(&mut self.unsampled) as f64;
-        let target = self.target().as_secs_f64();
-        let off = self
-            .delay
-            .queue()
-            .map_or(1.0, |q| (target - q.as_secs_f64()) / target);
+        let off = self.off(self.delay.queue());
         let epoch = epoch(now);
         let new_epoch = self.epoch.replace(epoch).is_some_and(|e| e != epoch);
         if let Some(d) = &mut self.drain {
@@ -376,7 +368,8 @@ impl Congestion {
             // each doubling that waits for the second sample puts another
             // window into the queue (a download's start at 256 KiB/s over
             // 40 ms put 300 ms of queue in front of the keystrokes).
-            if self.ssthresh < MAX_WINDOW || self.sample_off(rtt) >= 0.25 {
+            let this_sample = self.delay.base().map(|b| rtt.saturating_sub(b));
+            if self.ssthresh < MAX_WINDOW || self.off(this_sample) >= 0.25 {
                 self.cwnd = (self.cwnd + acked).min(self.ssthresh);
             }
         } else {
