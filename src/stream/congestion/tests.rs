@@ -58,10 +58,11 @@ fn window_follows_delay_losses_and_timeouts() {
                 // start does not double on a sample that alone shows the
                 // queue it ends at.
                 (Ack(2, 8 * K, Some(30), true), W0 + 8192.0, MAX_WINDOW, false),
-                // 20 ms of queue: 0.8 of the target, off-target 0.2.
+                // 20 ms of queue: 0.8 of the target, off-target 0.2: growth
+                // at LEAST_GAIN.
                 (
                     Ack(3, 8 * K, Some(30), true),
-                    W0 + 8192.0 + INCREASE * 0.2 * 8192.0 / (W0 + 8192.0),
+                    W0 + 8192.0 + INCREASE * LEAST_GAIN * 8192.0 / (W0 + 8192.0),
                     W0 + 8192.0,
                     false,
                 ),
@@ -72,17 +73,18 @@ fn window_follows_delay_losses_and_timeouts() {
             steps: &[
                 (Ack(1, 64 * K, Some(10), true), W0 + 65536.0, MAX_WINDOW, false),
                 (Ack(2, 8 * K, Some(30), true), W0 + 65536.0, MAX_WINDOW, false),
-                // 20 ms of queue: slow start ends, growth is additive.
+                // 20 ms of queue: slow start ends, growth is additive (at
+                // LEAST_GAIN this near the target).
                 (
                     Ack(3, 8 * K, Some(30), true),
-                    W0 + 65536.0 + INCREASE * 0.2 * 8192.0 / (W0 + 65536.0),
+                    W0 + 65536.0 + INCREASE * LEAST_GAIN * 8192.0 / (W0 + 65536.0),
                     W0 + 65536.0,
                     false,
                 ),
                 // The queue gone (5 ms, off-target 0.8): a quarter.
                 (
                     Ack(4, 64 * K, Some(15), true),
-                    W0 + 65536.0 + INCREASE * 0.2 * 8192.0 / (W0 + 65536.0) + 16384.0,
+                    W0 + 65536.0 + INCREASE * LEAST_GAIN * 8192.0 / (W0 + 65536.0) + 16384.0,
                     W0 + 65536.0,
                     false,
                 ),
@@ -154,6 +156,52 @@ fn window_follows_delay_losses_and_timeouts() {
     }
 }
 
+/// The first millisecond of a [`DRAIN_PERIOD`] of the wall clock, after
+/// now: a drain may start there.
+pub(super) fn drain_boundary() -> Instant {
+    let mut t = Instant::now();
+    let first = epoch(t);
+    while epoch(t) == first {
+        t += ms(1);
+    }
+    t
+}
+
+#[test]
+fn a_drain_empties_the_queue_and_resumes_without_it() {
+    let t0 = drain_boundary();
+    let before = t0 - ms(50);
+    let mut w = Congestion::new();
+    // Slow start to 80 KiB over a 10 ms path, then a queue of 40 ms (above
+    // the 25 ms target) holds the window back: 76 KiB.
+    w.on_ack(1, 64 * K, Some(ms(10)), true, before);
+    w.on_ack(2, 8 * K, Some(ms(50)), true, before);
+    w.on_ack(3, 8 * K, Some(ms(50)), true, before);
+    let held = 76.0 * K as f64;
+    assert_eq!(w.window(), held);
+    // A new period: to the floor for two round trips.
+    w.on_ack(4, 8 * K, Some(ms(50)), true, t0);
+    assert_eq!(w.window(), MIN_WINDOW);
+    w.on_ack(5, 4 * K, Some(ms(20)), true, t0 + ms(50));
+    assert_eq!(w.window(), MIN_WINDOW, "still draining");
+    // Over: the drain's least round trip (20 ms) is the base, and the
+    // window is what was in flight less the queue (76 KiB at 50 ms, so
+    // 20 / 50 of it at 20 ms), with no slow start on top.
+    w.on_ack(6, 4 * K, Some(ms(25)), true, t0 + ms(120));
+    assert_eq!(w.delay().base(), Some(ms(20)));
+    assert!((w.window() - held * 0.4).abs() < 1e-6, "{}", w.window());
+    assert_eq!(w.ssthresh(), w.window());
+    // A drain that measured nothing longer (the path got longer) resumes
+    // at the window it had, no more.
+    let mut w = Congestion::new();
+    w.on_ack(1, 64 * K, Some(ms(10)), true, before);
+    w.on_ack(2, 8 * K, Some(ms(50)), true, before);
+    w.on_ack(3, 8 * K, Some(ms(50)), true, before);
+    w.on_ack(4, 8 * K, Some(ms(50)), true, t0);
+    w.on_ack(5, 4 * K, Some(ms(900)), true, t0 + ms(120));
+    assert_eq!(w.window(), held);
+}
+
 #[test]
 fn the_window_and_its_chunk_stay_within_bounds() {
     let t0 = Instant::now();
@@ -216,7 +264,8 @@ fn lies_about_the_round_trip_keep_the_window_within_bounds() {
         let mut w = Congestion::new();
         for i in 0..10_000u64 {
             let rtt = rtts[i as usize % rtts.len()];
-            w.on_ack(i + 1, 4 * K, Some(ms(rtt)), true, t0 + ms(i));
+            // 30 s: through several drains.
+            w.on_ack(i + 1, 4 * K, Some(ms(rtt)), true, t0 + ms(3 * i));
             assert!(
                 w.window().is_finite() && (MIN_WINDOW..=MAX_WINDOW).contains(&w.window()),
                 "{name}: {}",

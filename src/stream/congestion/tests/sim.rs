@@ -51,11 +51,7 @@ impl Path {
         // Start on a drain boundary of the wall clock (`epoch`), so that
         // every run sees the drains at the same steps: the outcome
         // otherwise depends on when the test runs.
-        let mut t0 = Instant::now();
-        let first = epoch(t0);
-        while epoch(t0) == first {
-            t0 += STEP;
-        }
+        let t0 = super::drain_boundary();
         Path {
             rate,
             one_way,
@@ -210,27 +206,34 @@ fn one_copy_fills_the_link_and_keeps_the_queue_short() {
 }
 
 /// Two copies through one bottleneck, started together or one 10 s after
-/// the other, end up with shares within 20 % of each other, the link full.
+/// the other, end up with shares within 20 % of each other (the issue's
+/// goal), the link full and the queue near the target: at the issue's
+/// rates, over a near and a 40 ms path, and at four moments of the drain
+/// period for the first copy's start (the outcome depends on it).
 #[test]
 fn two_copies_share_the_link() {
-    for (rate, one_way, later) in [(KIB * KIB, 1, 0), (KIB * KIB, 20, 0), (KIB * KIB, 20, 10)] {
-        let mut p = Path::new(rate, ms(one_way));
-        let a = p.flow(Duration::ZERO, false);
-        let b = p.flow(Duration::from_secs(later), false);
-        p.run(Duration::from_secs(later + 30));
-        let (a0, b0) = (p.delivered(a), p.delivered(b));
-        p.run(Duration::from_secs(30));
-        let (da, db) = ((p.delivered(a) - a0) as f64, (p.delivered(b) - b0) as f64);
-        let case = format!("{one_way} ms each way, second {later} s later: {da} and {db} bytes, share {:.3}, queue p99 {:.3}", (da + db) / (rate * 30.0), quantile(&p.queue_delays, 0.99));
-        // The goal is within 20 %; the model's first case sits at
-        // 0.79 since the target follows a base the drains measure with
-        // both floors queued (about 22 ms here, next to the 25 ms target).
-        assert!(da.min(db) / da.max(db) >= 0.75, "{case}");
-        assert!((da + db) / (rate * 30.0) >= 0.9, "{case}");
-        assert!(
-            quantile(&p.queue_delays, 0.99) <= target(rate, one_way) + 0.040,
-            "{case}"
-        );
+    for rate in [KIB * KIB, 256.0 * KIB] {
+        for one_way in [1, 20] {
+            for later in [0, 10] {
+                for phase in [0, 700, 1300, 2100] {
+                    let mut p = Path::new(rate, ms(one_way));
+                    let a = p.flow(ms(phase), false);
+                    let b = p.flow(ms(phase) + Duration::from_secs(later), false);
+                    p.run(Duration::from_secs(later + 30));
+                    let (a0, b0) = (p.delivered(a), p.delivered(b));
+                    p.run(Duration::from_secs(30));
+                    let (da, db) = ((p.delivered(a) - a0) as f64, (p.delivered(b) - b0) as f64);
+                    let queue = quantile(&p.queue_delays, 0.99);
+                    let case = format!("{rate} B/s, {one_way} ms each way, second {later} s later, first at {phase} ms: {da} and {db} bytes, share {:.3}, queue p99 {queue:.3}", (da + db) / (rate * 30.0));
+                    assert!(da.min(db) / da.max(db) >= 0.8, "{case}");
+                    assert!((da + db) / (rate * 30.0) >= 0.9, "{case}");
+                    // At 256 KiB/s two floors, each with the chunk it
+                    // may send past its window, are 94 ms of queue alone.
+                    let floors = 2.0 * (MIN_WINDOW + MIN_CHUNK as f64) / rate;
+                    assert!(queue <= target(rate, one_way) + floors + 0.040, "{case}");
+                }
+            }
+        }
     }
 }
 
