@@ -47,6 +47,8 @@ pub struct BrokerArgs {
     #[arg(long, env = "MQTT_PROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    // The brackets below are the help text's notation, not doc links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Broker as a URL: mqtt://HOST[:PORT], mqtts://HOST[:PORT] (TLS),
     /// ws://HOST[:PORT][/PATH] or wss://… (MQTT over WebSocket; ports 80
     /// and 443, path /mqtt by default). Several, separated by commas or

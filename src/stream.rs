@@ -24,7 +24,7 @@
 //!   `segment`) goes as fragments of chunk size; the receiver reassembles it.
 //!
 //! Parts: `send::SendHalf` (sequencing, retransmission, with
-//! [`congestion::CongestionWindow`], [`rtt::RttEstimator`] and the message
+//! [`congestion::Congestion`], [`rtt::RttEstimator`] and the message
 //! size estimate `segment::Segmenter`) and
 //! `recv::RecvHalf` (delivery, acknowledgement); this file joins them into
 //! frames (built in `framing`) and owns the timers that concern the whole

@@ -48,6 +48,8 @@ pub struct ProxyArgs {
     #[arg(long, requires = "list")]
     pub json: bool,
 
+    // The brackets below are the help text's notation, not doc links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// The node to connect to (its agent's node id), optionally on a broker
     /// of its own: NODE@HOST[:PORT].
     #[arg(required_unless_present_any = ["list", "forget"])]
