@@ -83,6 +83,7 @@ pub const BULK_LATELY: Duration = Duration::from_secs(1);
 pub struct BulkClock(std::sync::Mutex<Option<Instant>>);
 
 impl BulkClock {
+    /// A bulk chunk went out at `now`.
     pub fn mark(&self, now: Instant) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
     }
@@ -205,7 +206,8 @@ impl FrameSink for MqttSink {
     }
 
     fn asks_for_pads(&self, now: Instant) -> bool {
-        // `mqtt-proxy` has no clock: it answers before asking the client.
+        // The clock first: `mqtt-proxy` has none, and `pads()` works out
+        // the connection's message limit.
         self.bulk.as_ref().is_some_and(|b| b.lately(now)) && self.pads()
     }
 }
@@ -413,22 +415,26 @@ pub async fn transmit<S: FrameSink>(
             None => tx.seal_frame(&f),
         };
         let pad = pad_after(&f, wire.len(), || {
-            sink.pads().then(|| PadPath {
-                min_rtt: stream.min_rtt(),
-                link_rtt: sink.link_rtt(),
-                receiving: stream.receiving(Instant::now()),
-                asked: stream.pads_asked(Instant::now()),
+            sink.pads().then(|| {
+                let now = Instant::now();
+                PadPath {
+                    min_rtt: stream.min_rtt(),
+                    link_rtt: sink.link_rtt(),
+                    receiving: stream.receiving(now),
+                    asked: stream.pads_asked(now),
+                }
             })
         });
         // A bulk chunk: at least the smallest message a copy is cut into
         // (4 KiB; ssh's handshake messages, a prompt or an echo are smaller).
         let bulk = f.kind == Kind::Data && wire.len() >= MIN_CHUNK + protocol::FRAME_OVERHEAD;
         sink.send(wire).await?;
-        if bulk {
-            sink.sent_bulk(Instant::now());
-        }
         // The send may have waited for the connection's rate caps.
-        stream.on_transmitted(&f, Instant::now());
+        let sent = Instant::now();
+        if bulk {
+            sink.sent_bulk(sent);
+        }
+        stream.on_transmitted(&f, sent);
         if pad {
             sink.send(tx.seal(&protocol::pad(f.sid))).await?;
             stream.count_pad();

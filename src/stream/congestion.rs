@@ -78,9 +78,9 @@ pub const INCREASE: f64 = MIN_CHUNK as f64;
 /// with whatever shares they had: nothing ever shrinks them, and the
 /// additive step that would even them out is gone. Half a step keeps the
 /// queue crossing the target now and then, and the decrease there takes
-/// more from the larger window (the model's two copies over a 100 ms
-/// path: 0.60-0.81 of each other with LEDBAT's fading gain, 0.77-0.99
-/// with this).
+/// more from the larger window (the model's two copies 10 s apart over
+/// 50 ms each way, at four phases of the drains: 0.60-0.81 of each other
+/// before 3e8ad64, 0.72-0.93 with this and that commit's drains).
 pub const LEAST_GAIN: f64 = 0.5;
 
 /// Growth per round trip while the queue stays under a quarter of the
@@ -212,8 +212,9 @@ struct Drain {
     window: f64,
     /// The round trip before it (the smaller of the two latest samples).
     before: Duration,
-    /// The smallest round trip during it.
-    least: Option<Duration>,
+    /// The smallest round trip during it (a drain ends on a sample, so
+    /// there is at least one).
+    least: Duration,
 }
 
 /// Which [`DRAIN_PERIOD`] of the wall clock `now` falls in.
@@ -346,7 +347,7 @@ impl Congestion {
         let epoch = epoch(now);
         let new_epoch = self.epoch.replace(epoch).is_some_and(|e| e != epoch);
         if let Some(d) = &mut self.drain {
-            d.least = Some(d.least.map_or(rtt, |l| l.min(rtt)));
+            d.least = d.least.min(rtt);
             if now < d.until {
                 return;
             }
@@ -361,18 +362,12 @@ impl Congestion {
             // the larger window: two copies at 0.58-0.60 of each other
             // in the model.)
             let d = self.drain.take().expect("draining");
-            match d.least {
-                Some(least) => {
-                    self.delay.restart_base(least, now);
-                    // (A round trip of zero before: a lying peer's; the
-                    // floor.)
-                    let unqueued = d.window * least.as_secs_f64()
-                        / d.before.as_secs_f64().max(f64::MIN_POSITIVE);
-                    self.cwnd = unqueued.clamp(self.cwnd, d.window);
-                    self.ssthresh = self.cwnd;
-                }
-                None => self.ssthresh = d.window,
-            }
+            self.delay.restart_base(d.least, now);
+            // (A round trip of zero before: a lying peer's; the floor.)
+            let unqueued =
+                d.window * d.least.as_secs_f64() / d.before.as_secs_f64().max(f64::MIN_POSITIVE);
+            self.cwnd = unqueued.clamp(self.cwnd, d.window);
+            self.ssthresh = self.cwnd;
             return;
         }
         if self.held_back && new_epoch {
@@ -381,7 +376,7 @@ impl Congestion {
                 until: now + rtt * DRAIN_ROUND_TRIPS,
                 window: self.cwnd,
                 before: self.delay.latest().unwrap_or(rtt),
-                least: None,
+                least: Duration::MAX,
             });
             self.cwnd = MIN_WINDOW;
             return;

@@ -111,9 +111,8 @@ where
     .await
 }
 
-/// Keeps every frame published; pads as told.
-/// Records what is published; `bulk` is shared by the node's sessions, as
-/// the agent's sinks share one.
+/// Keeps every frame published; pads as told. One sink stands for all the
+/// node's sessions, so its `bulk` is the clock the agent's sinks share.
 struct Recorder {
     frames: Vec<Frame>,
     pads: bool,

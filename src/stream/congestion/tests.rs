@@ -171,16 +171,21 @@ pub(super) fn drain_boundary() -> Instant {
 fn a_drain_empties_the_queue_and_resumes_without_it() {
     let t0 = drain_boundary();
     let before = t0 - ms(50);
-    let mut w = Congestion::new();
     // Slow start to 80 KiB over a 10 ms path, then a queue of 40 ms (above
-    // the 25 ms target) holds the window back: 76 KiB.
-    w.on_ack(1, 64 * K, Some(ms(10)), true, before);
-    w.on_ack(2, 8 * K, Some(ms(50)), true, before);
-    w.on_ack(3, 8 * K, Some(ms(50)), true, before);
+    // the 25 ms target) holds the window back: 76 KiB. A new period starts
+    // a drain.
     let held = 76.0 * K as f64;
-    assert_eq!(w.window(), held);
-    // A new period: to the floor for two round trips.
-    w.on_ack(4, 8 * K, Some(ms(50)), true, t0);
+    let draining = || {
+        let mut w = Congestion::new();
+        w.on_ack(1, 64 * K, Some(ms(10)), true, before);
+        w.on_ack(2, 8 * K, Some(ms(50)), true, before);
+        w.on_ack(3, 8 * K, Some(ms(50)), true, before);
+        assert_eq!(w.window(), held);
+        w.on_ack(4, 8 * K, Some(ms(50)), true, t0);
+        w
+    };
+    // To the floor for two round trips.
+    let mut w = draining();
     assert_eq!(w.window(), MIN_WINDOW);
     w.on_ack(5, 4 * K, Some(ms(20)), true, t0 + ms(50));
     assert_eq!(w.window(), MIN_WINDOW, "still draining");
@@ -191,13 +196,9 @@ fn a_drain_empties_the_queue_and_resumes_without_it() {
     assert_eq!(w.delay().base(), Some(ms(20)));
     assert!((w.window() - held * 0.4).abs() < 1e-6, "{}", w.window());
     assert_eq!(w.ssthresh(), w.window());
-    // A drain that measured nothing longer (the path got longer) resumes
-    // at the window it had, no more.
-    let mut w = Congestion::new();
-    w.on_ack(1, 64 * K, Some(ms(10)), true, before);
-    w.on_ack(2, 8 * K, Some(ms(50)), true, before);
-    w.on_ack(3, 8 * K, Some(ms(50)), true, before);
-    w.on_ack(4, 8 * K, Some(ms(50)), true, t0);
+    // A drain whose round trips were all longer than before (the path got
+    // longer) resumes at the window it had, no more.
+    let mut w = draining();
     w.on_ack(5, 4 * K, Some(ms(900)), true, t0 + ms(120));
     assert_eq!(w.window(), held);
 }
