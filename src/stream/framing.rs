@@ -84,7 +84,7 @@ impl Stream {
         if chunk.fin {
             f.flags |= FLAG_FIN;
         }
-        if self.ack_request_due() {
+        if self.ack_request_due(f.payload.len()) {
             f.flags |= FLAG_ACK_REQ;
         }
         if f.has(FLAG_ACK_REQ) {
@@ -93,18 +93,35 @@ impl Stream {
         self.out.push_back((f, None));
     }
 
-    /// The windows are full and too few chunks are in flight for the peer
-    /// to ack at once on its own (every `ACK_EVERY`): without a request, we
-    /// would wait the peer's whole ack delay for room.
-    pub(super) fn ack_request_due(&self) -> bool {
-        !self.send.can_send() && (self.send.pipe() as u64) < ACK_EVERY
+    /// Whether the chunk of `len` bytes just pushed asks for an ack at
+    /// once: too few chunks are in flight for the peer to ack at once on
+    /// its own (every `ACK_EVERY`), and either the windows are full
+    /// (without a request, we would wait the peer's whole ack delay for
+    /// room) or it is a full chunk, a copy's ([`Stream::ack_request_for`]).
+    pub(super) fn ack_request_due(&self, len: usize) -> bool {
+        self.ack_request_for(len, self.send.can_send(), self.send.pipe())
     }
 
-    /// [`Stream::ack_request_due`] as it will be once a chunk of `len`
-    /// bytes more is in flight.
+    /// [`Stream::ack_request_due`] for a chunk of `len` bytes about to be
+    /// pushed: as things will be once it is in flight.
     pub(super) fn ack_request_due_after(&self, len: usize) -> bool {
         let (can_send, pipe) = self.send.after_push(len);
-        !can_send && (pipe as u64) < ACK_EVERY
+        self.ack_request_for(len, can_send, pipe)
+    }
+
+    /// Every full chunk asks, not only the one that fills the window: a
+    /// copy's acks then come one per chunk, each making room for one more,
+    /// and the link stays busy. When only the chunk that filled the window
+    /// asked, an ack that freed several chunks (after a drain, or when the
+    /// window grew by more than a chunk) had them sent at once, only the
+    /// last asking; its ack freed them all again, and the copy went in
+    /// bursts of a window, the link idle for part of each round trip (a
+    /// 256 KiB/s link over a 40 ms path: idle 8-10 % of a copy, copies
+    /// 0.81-0.85 of the link in three runs; asking on every full chunk:
+    /// idle about 5 %, 0.87-0.88). A keystroke is no full chunk and keeps
+    /// riding its echo's ack.
+    fn ack_request_for(&self, len: usize, can_send: bool, pipe: usize) -> bool {
+        (!can_send || len >= self.send.max_chunk()) && (pipe as u64) < ACK_EVERY
     }
 
     /// A chunk too large for one message, as fragments of the largest size

@@ -11,8 +11,9 @@ use super::rejected::Rejected;
 use crate::protocol::{Fragment, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 
 /// Acknowledge at least every this many in-order chunks (a quarter of
-/// [`MAX_INFLIGHT_CHUNKS`]; a sender held back by its windows with fewer in
-/// flight asks for an ack at once). Every pure ACK is four packets at the
+/// [`MAX_INFLIGHT_CHUNKS`]; with fewer in flight, a sender asks for an ack
+/// at once on every full chunk and on the one that fills its windows).
+/// Every pure ACK is four packets at the
 /// broker (QoS 1, see `protocol::delivery`), and on a broker with Nagle's
 /// algorithm on (a stock mosquitto) it is a small message that holds back
 /// the next small one to the same client until that client's TCP ack

@@ -263,8 +263,8 @@ impl SendHalf {
     ///   the one that closes the first window, and the window's own queue
     ///   would pass for the path.
     /// - [`ACK_EVERY`] chunks or more are in flight and none of them asked:
-    ///   one per round trip then. With fewer in flight, the chunk that
-    ///   fills the window asks (`Stream::ack_request_due`). With more, the
+    ///   one per round trip then. With fewer in flight, every full chunk
+    ///   asks (`Stream::ack_request_due`). With more, the
     ///   peer would ack every [`ACK_EVERY`] chunks at once on its own, but
     ///   a peer with data of its own to send (ssh's window adjustments)
     ///   acks on that data, at moments we cannot tell from delayed acks,

@@ -190,6 +190,30 @@ fn sender_out_of_window_with_few_chunks_in_flight_asks_for_an_ack() {
     }
 }
 
+/// Every full chunk (a copy's) asks for an ack at once while fewer than
+/// `ACK_EVERY` chunks are in flight, with room left in the windows: a
+/// copy's acks come one per chunk, not one per window. Chunks smaller than
+/// the window's chunk (keystrokes) ask only when they fill a window.
+#[test]
+fn every_full_chunk_asks_for_an_ack_with_few_in_flight() {
+    let initial = crate::stream::congestion::INITIAL_WINDOW as usize;
+    for (name, less, asks) in [("full chunk", 0, true), ("smaller chunk", 1, false)] {
+        let now = Instant::now();
+        let mut s = Stream::new(1, Config::default(), 1 << 20, now);
+        let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
+        ack.window = 1 << 20;
+        s.on_frame(ack, now).unwrap();
+        let full = s.max_chunk();
+        // Room left after each: the window holds more than three.
+        assert!(3 * full < initial, "{full} of {initial}");
+        for i in 0..3 {
+            s.send(Bytes::from(vec![1; full - less]), now);
+            let f = s.poll_transmit(now).expect("a data frame");
+            assert_eq!(f.has(FLAG_ACK_REQ), asks, "{name} {i}");
+        }
+    }
+}
+
 /// A chunk read behind room for its header and sealed in place goes out
 /// as the same chunk passed to `send` would, once opened: first
 /// transmissions (with and without an ack request), and retransmissions
