@@ -248,6 +248,24 @@ fn base_delay_is_the_least_of_two_periods() {
     assert_eq!(d.base(), None);
 }
 
+/// The target: `QUEUE_TARGET` before any sample and on a near path, three
+/// quarters of the base (`BASE_SHARE`) on a far one.
+#[test]
+fn the_target_is_a_share_of_a_far_base() {
+    let t0 = Instant::now();
+    for (base, want) in [
+        (None, QUEUE_TARGET),
+        (Some(ms(4)), QUEUE_TARGET),
+        (Some(ms(200)), ms(150)),
+    ] {
+        let mut c = Congestion::new();
+        if let Some(b) = base {
+            c.on_ack(1, MIN_CHUNK, Some(b), true, t0);
+        }
+        assert_eq!(c.target(), want, "base {base:?}");
+    }
+}
+
 /// Bad input: round trips a lying peer or broker reports, and floods of
 /// acknowledgements, keep the window within its bounds, with nothing that
 /// grows with their number (the filter is a fixed handful of values).
