@@ -45,10 +45,10 @@ pub const QUEUE_TARGET: Duration = Duration::from_millis(25);
 /// keystroke p99 during a copy up / down and the copies' share of the
 /// link:
 /// - 256 KiB/s: the whole round trip 145-146 / 128-132 ms, 0.88 / 0.87
-///   (three runs); three quarters 127-131 / 115-117 ms, 0.87-0.88 / 0.87
-///   (two runs); a half 108 / 117 ms, 0.86 / 0.84 (one run);
-/// - 1 MiB/s, one run each: 93 / 99 ms, 0.89 / 0.89; 80 / 98 ms, 0.90 /
-///   0.88; 70 / 79 ms, 0.89 / 0.86.
+///   (three runs); three quarters 127-131 / 115-120 ms, 0.87-0.88 / 0.87
+///   (three runs); a half 108 / 117 ms, 0.86 / 0.84 (one run);
+/// - 1 MiB/s: 93 / 99 ms, 0.89 / 0.89 (one run); 80 / 97-98 ms, 0.90 /
+///   0.88 (two runs); 70 / 79 ms, 0.89 / 0.86 (one run).
 ///
 /// With TCP end to end (`scripts/bench-wan`, 2 rounds) three quarters
 /// kept 1.00 / 1.42 of direct scp up / down over 40 ms, 0.95 / 1.41 over

@@ -263,16 +263,15 @@ impl SendHalf {
     ///   the one that closes the first window, and the window's own queue
     ///   would pass for the path.
     /// - [`ACK_EVERY`] chunks or more are in flight and none of them asked:
-    ///   one per round trip then. With fewer in flight, every full chunk
-    ///   asks (`Stream::ack_request_due`). With more, the
-    ///   peer would ack every [`ACK_EVERY`] chunks at once on its own, but
-    ///   a peer with data of its own to send (ssh's window adjustments)
-    ///   acks on that data, at moments we cannot tell from delayed acks,
-    ///   and seldom gets there. A copy over a far path then got no sample
+    ///   one per round trip then. (With fewer in flight, every full chunk
+    ///   asks anyway: `Stream::ack_request_due`.) With more, the peer
+    ///   would ack every [`ACK_EVERY`] chunks at once on its own, but a
+    ///   peer with data of its own to send (ssh's window adjustments) acks
+    ///   on that data, at moments we cannot tell from delayed acks, and
+    ///   seldom gets there. A copy over a far path then got no sample
     ///   after slow start and its window froze (a 128 MiB upload over a
     ///   40 ms path with end-to-end TCP, `scripts/bench-wan`: 0.62-0.67
-    ///   of direct scp; asking: 0.97-0.98). With fewer in flight, asking
-    ///   as well would add small messages and nothing the window needs.
+    ///   of direct scp; asking: 0.97-0.98).
     pub fn asks_for_sample(&self, len: usize) -> bool {
         if len < self.max_chunk() {
             return false;
