@@ -17,11 +17,11 @@ use crate::protocol::{Fragment, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 /// `protocol::delivery`), and on a broker with Nagle's algorithm on (a
 /// stock mosquitto) it is a small message that holds back the next small
 /// one to the same client until that client's TCP ack returns: during a
-/// bulk transfer that next one is often ssh's channel
-/// window adjustment, which ssh waits for. Over a 200 ms path, a 64 MiB
-/// upload sent 413 pure ACKs at 4 and 43 at 16, and went from 0.87-0.90 of
-/// direct scp to 0.96-0.97 (download 0.91-0.92 to 1.00); on loopback no
-/// A/B difference beyond the spread.
+/// bulk transfer that next one is often ssh's channel window adjustment,
+/// which ssh waits for. Over a 200 ms path, a 64 MiB upload sent 413 pure
+/// ACKs at 4 and 43 at 16, and went from 0.87-0.90 of direct scp to
+/// 0.96-0.97 (download 0.91-0.92 to 1.00); on loopback no A/B difference
+/// beyond the spread.
 pub const ACK_EVERY: u64 = 16;
 /// Longest an acknowledgement of in-order data waits for a chance to ride on
 /// a data frame, by default (`stream::Config::ack_delay`; the peer's

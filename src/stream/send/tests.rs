@@ -184,8 +184,8 @@ fn chunks_follow_the_window_and_the_delivery_rate_unless_told_not_to() {
 
 /// A copy asks for an ack at once with nothing in flight (the path's own
 /// round trip), and once per round trip when ACK_EVERY chunks or more are
-/// in flight; fewer are left to the chunk that fills the window. A
-/// keystroke never asks.
+/// in flight; with fewer, `Stream::ack_request_for` has every full chunk
+/// ask, so this rule does not. A keystroke never asks.
 #[test]
 fn a_copy_asks_for_one_immediate_ack_per_round_trip() {
     let t0 = Instant::now();
@@ -202,7 +202,7 @@ fn a_copy_asks_for_one_immediate_ack_per_round_trip() {
         s.push(Bytes::from(vec![i as u8; full]), false, t0 + ms(40));
         assert!(
             !s.asks_for_sample(full),
-            "{i} in flight: the chunk that fills the window asks"
+            "{i} in flight: left to Stream::ack_request_for"
         );
     }
     let last = s.push(Bytes::from(vec![0; full]), false, t0 + ms(40));
