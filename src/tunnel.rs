@@ -154,6 +154,15 @@ pub struct MqttSink {
 /// (the stream retransmits it) so the session keeps its timers running.
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Incoming frames taken in one go (those already queued) before anything
+/// is sent. A chunk that asks for an ack (`FLAG_ACK_REQ`) is acked at
+/// once, and with fewer than 16 chunks in flight every full chunk asks
+/// (`Stream::ack_request_for`): a burst of chunks that queued while the
+/// session was busy (a loopback or LAN broker, both cores taken by a copy)
+/// would cost a message per chunk to ack, and is acked by one. A chunk
+/// that arrives alone (a slow link) is acked alone, as before.
+const BATCH: usize = 64;
+
 impl FrameSink for MqttSink {
     async fn send(&mut self, frame: Bytes) -> io::Result<()> {
         let qos = mqtt::qos(protocol::delivery(&frame));
@@ -244,6 +253,25 @@ pub const STOP_LINGER: Duration = Duration::from_secs(2);
 /// When `stop` completes (the local side went away, e.g. ssh hung up on the
 /// proxy), the local stream is treated as closed in both directions: we send
 /// FIN, discard what still arrives, and reset after [`STOP_LINGER`].
+/// Opens an incoming frame and hands it to the stream; one that fails
+/// authentication or does not fit the stream is dropped and logged.
+fn on_incoming(stream: &mut Stream, keys: &mut SessionKeys, f: Frame) {
+    match keys.rx.open(f) {
+        Ok(f) => {
+            if let Err(why) = stream.on_frame(f, Instant::now()) {
+                tracing::debug!(%why, "dropped frame");
+            }
+        }
+        Err(OpenError::Forged) if keys.rx.forged() == 1 => tracing::warn!(
+            "dropped a frame that fails authentication: someone else publishes on this session's topic (further ones are counted)"
+        ),
+        Err(e @ OpenError::Forged) => {
+            tracing::debug!(error = %e, forged = keys.rx.forged(), "dropped frame");
+        }
+        Err(e) => tracing::debug!(error = %e, "dropped frame"),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn run<R, W, S>(
     stream: &mut Stream,
@@ -329,20 +357,15 @@ where
         let mut timer_fired = false;
         tokio::select! {
             f = frames.recv() => match f {
-                Some(f) => match keys.rx.open(f) {
-                    Ok(f) => {
-                        if let Err(why) = stream.on_frame(f, Instant::now()) {
-                            tracing::debug!(%why, "dropped frame");
-                        }
+                Some(f) => {
+                    on_incoming(stream, keys, f);
+                    // What else has come meanwhile, before anything is
+                    // sent: the acks for a burst of chunks go as one.
+                    for _ in 1..BATCH {
+                        let Ok(f) = frames.try_recv() else { break };
+                        on_incoming(stream, keys, f);
                     }
-                    Err(OpenError::Forged) if keys.rx.forged() == 1 => tracing::warn!(
-                        "dropped a frame that fails authentication: someone else publishes on this session's topic (further ones are counted)"
-                    ),
-                    Err(e @ OpenError::Forged) => {
-                        tracing::debug!(error = %e, forged = keys.rx.forged(), "dropped frame");
-                    }
-                    Err(e) => tracing::debug!(error = %e, "dropped frame"),
-                },
+                }
                 None => return Err(TunnelError::LinkClosed(TaskEnded)),
             },
             changed = link.changed() => {

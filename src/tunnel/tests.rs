@@ -490,3 +490,66 @@ async fn a_chunk_is_read_and_sealed_in_one_buffer() {
         assert_eq!(wire.as_ptr(), at, "chunk {chunk}: sealed where it was read");
     }
 }
+
+/// Chunks that queued up while the session was busy, each asking for an
+/// ack at once, are acked by one ACK, not one each (`BATCH`).
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_chunks_asking_for_acks_gets_one() {
+    let (client_keys, mut agent_keys) = pair_for_tests(None);
+    let cfg = Config::default();
+    // The sending end: three full chunks, each asking (few in flight).
+    let mut sender = Stream::new(1, cfg, cfg.recv_window, Instant::now());
+    let mut sent = Recorder {
+        frames: Vec::new(),
+        pads: false,
+        bulk: BulkClock::default(),
+    };
+    for _ in 0..3 {
+        let full = sender.max_chunk();
+        sender.send(Bytes::from(vec![5u8; full]), Instant::now());
+        transmit(&mut sender, &mut sent, &client_keys.tx)
+            .await
+            .unwrap();
+    }
+    let asking = sent
+        .frames
+        .iter()
+        .filter(|f| f.kind == Kind::Data && f.has(protocol::FLAG_ACK_REQ))
+        .count();
+    let lens: Vec<_> = sent
+        .frames
+        .iter()
+        .map(|f| (f.kind, f.payload.len(), f.flags))
+        .collect();
+    assert_eq!(asking, 3, "each full chunk asks: {lens:?}");
+    // They all wait in the session's queue before it runs.
+    let (tx, mut frames) = mpsc::channel(256);
+    for f in sent.frames {
+        tx.send(f).await.unwrap();
+    }
+    let (_link_tx, mut link) = watch::channel(LinkState::Up { generation: 1 });
+    let (_app, local) = duplex(64 * 1024);
+    let (reader, writer) = tokio::io::split(local);
+    let mut receiver = Stream::new(1, cfg, cfg.recv_window, Instant::now());
+    let mut sink = Recorder {
+        frames: Vec::new(),
+        pads: false,
+        bulk: BulkClock::default(),
+    };
+    let running = run(
+        &mut receiver,
+        &mut agent_keys,
+        reader,
+        writer,
+        &mut frames,
+        &mut sink,
+        &mut link,
+        std::future::pending(),
+        |_| {},
+    );
+    // Well within the delayed ack's wait: only the immediate acks go.
+    let _ = tokio::time::timeout(Duration::from_millis(20), running).await;
+    let acks: Vec<_> = sink.frames.iter().filter(|f| f.kind == Kind::Ack).collect();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].ack, 3);
+}
