@@ -55,6 +55,26 @@ pub const QUEUE_TARGET: Duration = Duration::from_millis(25);
 /// 200 ms.
 pub const BASE_SHARE: f64 = 0.75;
 
+/// Over a near path (a round trip under this: one host, a LAN) the
+/// target shrinks in proportion to the round trip ([`Congestion::target`]),
+/// down to [`NEAR_TARGET`]. There is no slow link to keep busy there:
+/// what the copy keeps in flight waits in the broker's and the agent's
+/// socket buffers, which every session of the node shares, and on a
+/// loopback broker ssh's own 2 MiB channel window, not [`QUEUE_TARGET`],
+/// bounded it (round trips of 1-10 ms against a path of 0.2-0.4 ms; a
+/// keystroke's p99 grew 7-7.4 ms under an upload, direct ssh's 1.9-2.4).
+/// From this round trip up, the target is what it was: a relay paced to
+/// 1 MiB/s has a round trip of 4 ms or more (one 4 KiB chunk alone takes
+/// 4 ms of it).
+pub const NEAR_BASE: Duration = Duration::from_millis(4);
+
+/// The least target, over the nearest paths (a base of 0.24 ms or less):
+/// a copy through a loopback broker keeps its throughput with it
+/// (`scripts/bench-ab`, 7 rounds: 0.88 -> 0.89 of direct scp up, 0.82 ->
+/// 0.80 down) where the scheduling of two busy cores puts 1-10 ms into
+/// round trips anyway.
+pub const NEAR_TARGET: Duration = Duration::from_micros(1500);
+
 /// The smallest chunk a copy is cut into (a message of 4 KiB
 /// with our header and tag): 16 ms of a 256 KiB/s link, and 64 bytes of
 /// framing in 4,096 (1.6 %). Smaller would cost more in per-message
@@ -302,7 +322,9 @@ impl Congestion {
     }
 
     /// The queue aimed for now: [`QUEUE_TARGET`], or [`BASE_SHARE`] of
-    /// the path's own round trip if that is longer. Over a far path the
+    /// the path's own round trip if that is longer; over a path nearer
+    /// than [`NEAR_BASE`], less in proportion, at least [`NEAR_TARGET`].
+    /// Over a far path the
     /// broker's TCP connection to the far end is ack-clocked: its own
     /// window grows only while it has data waiting to go, so the queue a
     /// copy needs grows with the round trip (a download over a 40 ms path
@@ -310,9 +332,14 @@ impl Congestion {
     /// only the bytes of sampled acks: 0.30 of direct scp at 25 ms, 0.43
     /// at the path's round trip).
     pub fn target(&self) -> Duration {
-        self.delay
-            .base()
-            .map_or(QUEUE_TARGET, |b| b.mul_f64(BASE_SHARE).max(QUEUE_TARGET))
+        let Some(base) = self.delay.base() else {
+            return QUEUE_TARGET;
+        };
+        let near = base.as_secs_f64() / NEAR_BASE.as_secs_f64();
+        QUEUE_TARGET
+            .mul_f64(near.min(1.0))
+            .max(NEAR_TARGET)
+            .max(base.mul_f64(BASE_SHARE))
     }
 
     /// How far below the target `queue` is, as a share of the target

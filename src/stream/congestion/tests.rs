@@ -266,6 +266,31 @@ fn the_target_is_a_share_of_a_far_base() {
     }
 }
 
+/// Over a path nearer than `NEAR_BASE` the target shrinks with the round
+/// trip, down to `NEAR_TARGET`; from `NEAR_BASE` up it is as before.
+#[test]
+fn a_near_path_has_a_smaller_target() {
+    let t0 = Instant::now();
+    let us = Duration::from_micros;
+    for (base, want) in [
+        (us(0), NEAR_TARGET),
+        (us(200), NEAR_TARGET),
+        (us(400), us(2_500)),
+        (ms(2), us(12_500)),
+        (ms(3), us(18_750)),
+        (NEAR_BASE, QUEUE_TARGET),
+        (ms(10), QUEUE_TARGET),
+    ] {
+        let mut c = Congestion::new();
+        c.on_ack(1, MIN_CHUNK, Some(base), true, t0);
+        let got = c.target();
+        assert!(
+            got.abs_diff(want) <= us(1),
+            "base {base:?}: target {got:?}, want {want:?}"
+        );
+    }
+}
+
 /// Bad input: round trips a lying peer or broker reports, and floods of
 /// acknowledgements, keep the window within its bounds, with nothing that
 /// grows with their number (the filter is a fixed handful of values).

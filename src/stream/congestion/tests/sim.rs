@@ -164,12 +164,12 @@ pub(super) fn quantile(v: &[f64], p: f64) -> f64 {
 
 const KIB: f64 = 1024.0;
 
-/// The queue target on such a path (seconds): [`QUEUE_TARGET`] or
-/// [`BASE_SHARE`] of the path's own round trip (a small chunk's included),
-/// the longer.
+/// The queue target on such a path (seconds), as [`Congestion::target`]
+/// has it for the path's own round trip (a small chunk's included).
 fn target(rate: f64, one_way: u64) -> f64 {
     let base = 2.0 * one_way as f64 / 1e3 + MIN_CHUNK as f64 / rate;
-    (base * BASE_SHARE).max(QUEUE_TARGET.as_secs_f64())
+    let near = QUEUE_TARGET.as_secs_f64() * (base / NEAR_BASE.as_secs_f64()).min(1.0);
+    near.max(NEAR_TARGET.as_secs_f64()).max(base * BASE_SHARE)
 }
 
 /// A copy through a slow link with a deep buffer keeps the link busy and
