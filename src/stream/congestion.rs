@@ -62,17 +62,22 @@ pub const BASE_SHARE: f64 = 0.75;
 /// socket buffers, which every session of the node shares, and on a
 /// loopback broker ssh's own 2 MiB channel window, not [`QUEUE_TARGET`],
 /// bounded it (round trips of 1-10 ms against a path of 0.2-0.4 ms; a
-/// keystroke's p99 grew 7-7.4 ms under an upload, direct ssh's 1.9-2.4).
-/// From this round trip up, the target is what it was: a relay paced to
-/// 1 MiB/s has a round trip of 4 ms or more (one 4 KiB chunk alone takes
-/// 4 ms of it).
+/// keystroke's p99 grew 9.3-9.7 ms under an upload, direct ssh's 1.9-2.4,
+/// three runs of `scripts/bench-interactive`; with this and [`NEAR_TARGET`],
+/// 4.0-5.8 ms against 1.3-3.2, four runs). From this round trip up, the
+/// target is what it was. A relay paced to 1 MiB/s is about there (one
+/// 4 KiB chunk alone takes 4 ms of it; its least samples were 3.7 ms, a
+/// target of 23 ms, and 15 ms or more after the first drain); its
+/// keystrokes and copies measured as before (8eb5ad5: p99 39 / 39 ms,
+/// copies 0.97 / 0.96).
 pub const NEAR_BASE: Duration = Duration::from_millis(4);
 
-/// The least target, over the nearest paths (a base of 0.24 ms or less):
-/// a copy through a loopback broker keeps its throughput with it
-/// (`scripts/bench-ab`, 7 rounds: 0.88 -> 0.89 of direct scp up, 0.82 ->
-/// 0.80 down) where the scheduling of two busy cores puts 1-10 ms into
-/// round trips anyway.
+/// The least target, over the nearest paths (a base of 0.24 ms or less),
+/// where the scheduling of two busy cores puts 1-10 ms into round trips
+/// anyway. A copy through a loopback broker keeps its throughput with it
+/// (`scripts/bench-ab` against 064ae36, 7 rounds, 256 MiB: up 0.92 -> 0.88
+/// of direct scp by the medians, per round new/old 0.86-1.09, median
+/// 1.03; down 0.81 -> 0.86; CPU per GiB 2.94 -> 2.96 and 3.02 -> 2.90).
 pub const NEAR_TARGET: Duration = Duration::from_micros(1500);
 
 /// The smallest chunk a copy is cut into (a message of 4 KiB
