@@ -240,19 +240,6 @@ pub enum TunnelError {
 /// FIN before resetting the session instead.
 pub const STOP_LINGER: Duration = Duration::from_secs(2);
 
-/// Run the session until both directions are closed and acknowledged, or it
-/// fails. On a local failure a RESET is sent to the peer before returning.
-///
-/// Every frame goes out sealed with `keys`, and every frame that comes in
-/// is opened with them: one that does not open is dropped and counted
-/// (`seal::Opener`), and the session goes on.
-///
-/// `on_notice` hears when the peer stalls, when it is back, and when this
-/// process woke from a stop (`stream::Notice`).
-///
-/// When `stop` completes (the local side went away, e.g. ssh hung up on the
-/// proxy), the local stream is treated as closed in both directions: we send
-/// FIN, discard what still arrives, and reset after [`STOP_LINGER`].
 /// Opens an incoming frame and hands it to the stream; one that fails
 /// authentication or does not fit the stream is dropped and logged.
 fn on_incoming(stream: &mut Stream, keys: &mut SessionKeys, f: Frame) {
@@ -272,6 +259,19 @@ fn on_incoming(stream: &mut Stream, keys: &mut SessionKeys, f: Frame) {
     }
 }
 
+/// Run the session until both directions are closed and acknowledged, or it
+/// fails. On a local failure a RESET is sent to the peer before returning.
+///
+/// Every frame goes out sealed with `keys`, and every frame that comes in
+/// is opened with them: one that does not open is dropped and counted
+/// (`seal::Opener`), and the session goes on.
+///
+/// `on_notice` hears when the peer stalls, when it is back, and when this
+/// process woke from a stop (`stream::Notice`).
+///
+/// When `stop` completes (the local side went away, e.g. ssh hung up on the
+/// proxy), the local stream is treated as closed in both directions: we send
+/// FIN, discard what still arrives, and reset after [`STOP_LINGER`].
 #[allow(clippy::too_many_arguments)]
 pub async fn run<R, W, S>(
     stream: &mut Stream,
@@ -362,6 +362,9 @@ where
                     // What else has come meanwhile, before anything is
                     // sent: the acks for a burst of chunks go as one.
                     for _ in 1..BATCH {
+                        if stream.error().is_some() {
+                            break;
+                        }
                         let Ok(f) = frames.try_recv() else { break };
                         on_incoming(stream, keys, f);
                     }
