@@ -118,6 +118,15 @@ struct Recorder {
     pads: bool,
     bulk: BulkClock,
 }
+impl Recorder {
+    fn new(pads: bool) -> Recorder {
+        Recorder {
+            frames: Vec::new(),
+            pads,
+            bulk: BulkClock::default(),
+        }
+    }
+}
 impl FrameSink for Recorder {
     async fn send(&mut self, frame: Bytes) -> io::Result<()> {
         self.frames.push(Frame::decode(frame).expect("valid"));
@@ -181,11 +190,7 @@ async fn transmit_pads_small_frames_once_the_path_is_far() {
         let (keys, _) = pair_for_tests(None);
         let cfg = Config::default();
         let mut s = Stream::new(1, cfg, cfg.recv_window, Instant::now());
-        let mut sink = Recorder {
-            frames: Vec::new(),
-            pads: may_pad,
-            bulk: BulkClock::default(),
-        };
+        let mut sink = Recorder::new(may_pad);
         // The receiving end of a bulk transfer (a megabyte in)...
         let mut data = Frame::control(Kind::Data, 1, Bytes::from(vec![1u8; 64 << 10]));
         data.window = cfg.recv_window;
@@ -227,11 +232,7 @@ async fn the_agent_asks_for_pads_while_its_link_sends_bulk() {
     let cfg = Config::default();
     let mut agent = Stream::new(1, cfg, cfg.recv_window, Instant::now());
     let mut proxy = Stream::new(1, cfg, cfg.recv_window, Instant::now());
-    let mut sink = Recorder {
-        frames: Vec::new(),
-        pads: true,
-        bulk: BulkClock::default(),
-    };
+    let mut sink = Recorder::new(true);
     let keystroke = |seq| {
         let mut f = Frame::control(Kind::Data, 1, Bytes::from_static(b"k"));
         f.seq = seq;
@@ -419,11 +420,7 @@ async fn a_stopped_process_does_not_count_its_stop_as_the_peer_s_silence() {
     let (reader, writer) = tokio::io::split(local);
     let tunnel = tokio::spawn(async move {
         let mut s = Stream::new(1, cfg, cfg.recv_window, Instant::now());
-        let mut sink = Recorder {
-            frames: Vec::new(),
-            pads: false,
-            bulk: BulkClock::default(),
-        };
+        let mut sink = Recorder::new(false);
         let stop = std::future::pending();
         let on_notice = |n| heard.lock().expect("not poisoned").push(n);
         let (mut keys, _) = pair_for_tests(None);
@@ -499,11 +496,7 @@ async fn a_burst_of_chunks_asking_for_acks_gets_one() {
     let cfg = Config::default();
     // The sending end: three full chunks, each asking (few in flight).
     let mut sender = Stream::new(1, cfg, cfg.recv_window, Instant::now());
-    let mut sent = Recorder {
-        frames: Vec::new(),
-        pads: false,
-        bulk: BulkClock::default(),
-    };
+    let mut sent = Recorder::new(false);
     for _ in 0..3 {
         let full = sender.max_chunk();
         sender.send(Bytes::from(vec![5u8; full]), Instant::now());
@@ -531,11 +524,7 @@ async fn a_burst_of_chunks_asking_for_acks_gets_one() {
     let (_app, local) = duplex(64 * 1024);
     let (reader, writer) = tokio::io::split(local);
     let mut receiver = Stream::new(1, cfg, cfg.recv_window, Instant::now());
-    let mut sink = Recorder {
-        frames: Vec::new(),
-        pads: false,
-        bulk: BulkClock::default(),
-    };
+    let mut sink = Recorder::new(false);
     let running = run(
         &mut receiver,
         &mut agent_keys,
