@@ -64,7 +64,7 @@ pub const BASE_SHARE: f64 = 0.75;
 /// bounded it (round trips of 1-10 ms against a path of 0.2-0.4 ms; a
 /// keystroke's p99 grew 9.3-9.7 ms under an upload, direct ssh's 1.9-2.4,
 /// three runs of `scripts/bench-interactive`; with this and [`NEAR_TARGET`],
-/// 4.0-5.8 ms against 1.3-3.2, four runs). From this round trip up, the
+/// 4.0-6.1 ms against 1.2-3.2, six runs). From this round trip up, the
 /// target is what it was. A relay paced to 1 MiB/s is about there (one
 /// 4 KiB chunk alone takes 4 ms of it; its least samples were 3.7 ms, a
 /// target of 23 ms, and 15 ms or more after the first drain); its
