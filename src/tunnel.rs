@@ -156,8 +156,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Incoming frames taken in one go (those already queued) before anything
 /// is sent. A chunk that asks for an ack (`FLAG_ACK_REQ`) is acked at
-/// once, and with fewer than 16 chunks in flight every full chunk asks
-/// (`Stream::ack_request_for`): a burst of chunks that queued while the
+/// once, and with fewer than `ACK_EVERY` chunks in flight every full chunk
+/// asks (`Stream::ack_request_for`): a burst of chunks that queued while the
 /// session was busy (a loopback or LAN broker, both cores taken by a copy)
 /// would cost a message per chunk to ack, and is acked by one. A chunk
 /// that arrives alone (a slow link) is acked alone, as before.

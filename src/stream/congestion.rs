@@ -329,13 +329,12 @@ impl Congestion {
     /// The queue aimed for now: [`QUEUE_TARGET`], or [`BASE_SHARE`] of
     /// the path's own round trip if that is longer; over a path nearer
     /// than [`NEAR_BASE`], less in proportion, at least [`NEAR_TARGET`].
-    /// Over a far path the
-    /// broker's TCP connection to the far end is ack-clocked: its own
-    /// window grows only while it has data waiting to go, so the queue a
-    /// copy needs grows with the round trip (a download over a 40 ms path
-    /// with end to end TCP, `scripts/bench-wan`, when growth still counted
-    /// only the bytes of sampled acks: 0.30 of direct scp at 25 ms, 0.43
-    /// at the path's round trip).
+    /// Over a far path the broker's TCP connection to the far end is
+    /// ack-clocked: its own window grows only while it has data waiting to
+    /// go, so the queue a copy needs grows with the round trip (a download
+    /// over a 40 ms path with end to end TCP, `scripts/bench-wan`, when
+    /// growth still counted only the bytes of sampled acks: 0.30 of direct
+    /// scp at 25 ms, 0.43 at the path's round trip).
     pub fn target(&self) -> Duration {
         let Some(base) = self.delay.base() else {
             return QUEUE_TARGET;

@@ -164,12 +164,19 @@ pub(super) fn quantile(v: &[f64], p: f64) -> f64 {
 
 const KIB: f64 = 1024.0;
 
-/// The queue target on such a path (seconds), as [`Congestion::target`]
-/// has it for the path's own round trip (a small chunk's included).
+/// The queue target on such a path (seconds): [`Congestion::target`] once
+/// it has measured the path's own round trip (a small chunk's included).
 fn target(rate: f64, one_way: u64) -> f64 {
     let base = 2.0 * one_way as f64 / 1e3 + MIN_CHUNK as f64 / rate;
-    let near = QUEUE_TARGET.as_secs_f64() * (base / NEAR_BASE.as_secs_f64()).min(1.0);
-    near.max(NEAR_TARGET.as_secs_f64()).max(base * BASE_SHARE)
+    let mut c = Congestion::new();
+    c.on_ack(
+        1,
+        MIN_CHUNK,
+        Some(Duration::from_secs_f64(base)),
+        true,
+        Instant::now(),
+    );
+    c.target().as_secs_f64()
 }
 
 /// A copy through a slow link with a deep buffer keeps the link busy and
