@@ -183,7 +183,7 @@ pub fn cert_path(key_file: &Path) -> PathBuf {
 /// The identities of a key file: its certificate (`FILE-cert.pub`) when
 /// there is one, then the key. `ask` is asked for the passphrase of an
 /// encrypted key ([`ask_on_tty`] in production), at most
-/// [`PASSPHRASE_TRIES`] times; an empty answer skips the key
+/// `PASSPHRASE_TRIES` times; an empty answer skips the key
 /// ([`IdentityError::NoPassphrase`]: go on with the agent's keys).
 pub fn from_file(
     path: &Path,

@@ -77,7 +77,7 @@ use send::SendHalf;
 
 /// An idle session sends an ACK at least this often so the peer knows it is
 /// alive; more often when the peer timeout is short (see
-/// [`Stream::keepalive`]).
+/// `Stream::keepalive`).
 pub const KEEPALIVE: Duration = Duration::from_secs(10);
 /// Keepalives per peer timeout when that timeout is short: three, so one or
 /// two lost keepalives do not end an idle session.

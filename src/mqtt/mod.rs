@@ -218,7 +218,7 @@ impl Mqtt {
     /// until it was written, so the last frames reach the broker and the
     /// broker does not publish our last will. Without a broker connection
     /// there is nothing to flush: stop at once rather than make a user whose
-    /// broker is down wait [`FLUSH_TIMEOUT`] longer for the error.
+    /// broker is down wait `FLUSH_TIMEOUT` longer for the error.
     pub async fn close(self) {
         let mut task = self.task;
         if !matches!(

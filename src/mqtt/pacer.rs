@@ -201,7 +201,7 @@ const PACED_LEGS: u32 = 6;
 
 /// How much longer than usual a round trip may take under `caps` with
 /// nothing lost: the acknowledgement delay beyond `default_ack_delay`, plus
-/// [`PACED_LEGS`] paced packets. The retransmission timeout waits that much
+/// `PACED_LEGS` paced packets. The retransmission timeout waits that much
 /// more, so our own pacing (and the peer's, on the same kind of broker)
 /// never looks like a loss. Zero without caps.
 pub fn rto_allowance(caps: Caps, default_ack_delay: Duration) -> Duration {
@@ -228,8 +228,8 @@ const MESSAGE_TIME: Duration = Duration::from_millis(50);
 const BULK_PUBLISH_SHARE: f64 = 0.5;
 
 /// The largest MQTT packet worth sending under `caps`: one that goes in
-/// [`MESSAGE_TIME`] at the byte cap, but no smaller than what lets bulk data
-/// reach the byte cap with [`BULK_PUBLISH_SHARE`] of the publish budget.
+/// `MESSAGE_TIME` at the byte cap, but no smaller than what lets bulk data
+/// reach the byte cap with `BULK_PUBLISH_SHARE` of the publish budget.
 /// `None` without a byte cap (the packet size limits alone apply).
 pub fn max_packet(caps: Caps) -> Option<usize> {
     let bytes = caps.bytes_per_sec? as f64 * BANDWIDTH_FRACTION;
@@ -242,7 +242,7 @@ pub fn max_packet(caps: Caps) -> Option<usize> {
 
 /// (rate per second, burst) of the publish bucket for a cap of `n` per
 /// second: the budget is [`PUBLISH_FRACTION`] of `n` (at least one), the
-/// burst [`PUBLISH_BURST_FRACTION`] of that (at least one) and the rate the
+/// burst `PUBLISH_BURST_FRACTION` of that (at least one) and the rate the
 /// rest, so that no one-second window holds more than the budget. With a
 /// budget of one, the rate is half a publish per second: a window of one
 /// second then never holds two.

@@ -335,7 +335,7 @@ impl Frame {
         }
     }
 
-    /// Whether this frame is sealed on the wire ([`sealed`]).
+    /// Whether this frame is sealed on the wire (`sealed`).
     pub fn is_sealed(&self) -> bool {
         sealed(self.kind, self.flags)
     }
@@ -381,7 +381,7 @@ impl Frame {
     }
 
     /// Decode and validate a frame. The payload shares `buf`'s memory. A
-    /// sealed frame ([`sealed`]) keeps its payload sealed (ciphertext and
+    /// sealed frame (`sealed`) keeps its payload sealed (ciphertext and
     /// tag) for `seal::Opener::open`, which checks the rest.
     pub fn decode(buf: Bytes) -> Result<Frame, DecodeError> {
         let frame = Frame::decode_header(buf)?;

@@ -37,7 +37,7 @@ pub const ACK_EVERY: u64 = 16;
 /// pauses) in it, +13 ms per keystroke. 200 ms, TCP's usual maximum, puts
 /// the band at pauses rarer than typing's and still lets a peer recover a
 /// lost chunk well within a second. Senders that wait for acks ask for them
-/// at once (`FLAG_ACK_REQ`), and every [`ACK_EVERY`] chunks are acked at
+/// at once (`FLAG_ACK_REQ`), and every `ACK_EVERY` chunks are acked at
 /// once, so bulk transfers never wait for this delay.
 pub const ACK_DELAY: Duration = Duration::from_millis(200);
 
