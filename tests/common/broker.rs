@@ -127,6 +127,12 @@ impl Broker {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
+        // mosquitto logs "mosquitto version X running" once it listens; count
+        // occurrences so a restart does not see the previous run's line.
+        // Counted before the spawn: a mosquitto that starts quickly may log
+        // its line before this thread runs again, and a count taken after
+        // it would then wait for a line that never comes.
+        let before = read_lossy(&self.log).matches(" running").count();
         let child = Command::new(find_tool("mosquitto"))
             .arg("-c")
             .arg(&self.conf)
@@ -136,11 +142,8 @@ impl Broker {
             .spawn()
             .map_err(|e| format!("spawn mosquitto: {e}"))?;
         let mut child = Killed(child);
-        let before = read_lossy(&self.log).matches(" running").count();
         let log = self.log.clone();
         let port = self.port;
-        // mosquitto logs "mosquitto version X running" once it listens; count
-        // occurrences so a restart does not see the previous run's line.
         let mut status = None;
         let ready = wait_until(SERVER_START_TIMEOUT, || {
             status = child.exited();
