@@ -50,6 +50,7 @@ mod direction;
 mod error;
 mod framing;
 mod liveness;
+mod nagle;
 mod pad_ask;
 pub mod rate;
 mod recv;
@@ -67,6 +68,7 @@ pub use direction::RECEIVER_RATIO;
 pub use error::StreamError;
 use liveness::Liveness;
 pub use liveness::{Notice, PAUSE_SLACK, STALL_NOTICE};
+use nagle::BrokerNagle;
 use pad_ask::PadAsks;
 pub use pad_ask::{ASKED_FOR, ASK_PERIOD};
 use recv::RecvHalf;
@@ -116,6 +118,11 @@ pub struct Stream {
     direction: Direction,
     /// Pads the peer asked for, and our asking ([`Stream::pads_asked`]).
     pad_asks: PadAsks,
+    /// Our frames' last segments on the broker's connection to the peer
+    /// ([`Stream::broker_holds`]).
+    nagle: BrokerNagle,
+    /// When the last bulk chunk was ([`Stream::since_bulk`]).
+    last_bulk: Option<Instant>,
 
     // Flags for the next outgoing frame.
     /// Ask the peer to acknowledge at once (after a timeout or for a probe).
@@ -158,6 +165,8 @@ impl Stream {
             pads: 0,
             direction: Direction::new(now),
             pad_asks: PadAsks::default(),
+            nagle: BrokerNagle::default(),
+            last_bulk: None,
             ack_req: false,
             resync: false,
             recv_limit: 0,
@@ -199,6 +208,25 @@ impl Stream {
         let (sent, _, _) = self.send.counters();
         self.direction
             .receiving(now, sent, self.recv.bytes_received())
+    }
+
+    /// Whether a frame published now would wait on the broker's
+    /// connection to the peer behind our previous one's last segment (a
+    /// stock mosquitto leaves Nagle's algorithm on: `nagle`).
+    pub fn broker_holds(&self, now: Instant) -> bool {
+        self.nagle.holds(now)
+    }
+
+    /// Frames went out at `now` (a frame and its PAD), the peer
+    /// `peer_rtt` from the broker ([`Stream::broker_holds`]).
+    pub fn on_published(&mut self, now: Instant, peer_rtt: Duration) {
+        self.nagle.published(now, peer_rtt);
+    }
+
+    /// How long ago the last bulk chunk (a DATA frame of at least
+    /// [`congestion::MIN_CHUNK`] bytes) went out, if one did.
+    pub fn since_bulk(&self, now: Instant) -> Option<Duration> {
+        self.last_bulk.map(|t| now.saturating_duration_since(t))
     }
 
     /// A PAD frame went out behind the last frame (counted for the log).
@@ -478,6 +506,9 @@ impl Stream {
     /// connection now: a data chunk's round trip starts here, not when it
     /// was queued (it may have waited for the connection's rate caps).
     pub fn on_transmitted(&mut self, f: &Frame, now: Instant) {
+        if f.kind == Kind::Data && f.payload.len() >= congestion::MIN_CHUNK {
+            self.last_bulk = Some(now);
+        }
         if f.kind == Kind::Data {
             self.send.on_transmitted(f.seq, now);
         }

@@ -113,29 +113,52 @@ pub struct PadPath {
     pub receiving: bool,
     /// The peer asked for pads lately ([`Stream::pads_asked`]).
     pub asked: bool,
+    /// We sent a bulk chunk within [`BULK_LATELY`] ([`Stream::since_bulk`]):
+    /// the sending end of a bulk transfer.
+    pub sending: bool,
+    /// The broker would hold this frame behind our previous one's last
+    /// segment ([`Stream::broker_holds`]).
+    pub held: bool,
 }
 
 /// Whether frame `f`, `wire_len` bytes encoded, gets a PAD published right
-/// behind it ([`protocol::PAD_LEN`]): a stream frame (DATA or a pure ACK)
-/// smaller than a TCP segment, from the receiving end of a bulk transfer
-/// or at the peer's ask (its own bulk sending delays its acks to the
-/// broker: `stream::pad_ask`), when the peer's link to the broker is far
-/// (the smallest round trip to the peer less our own to the broker is at
-/// least [`PAD_MIN_RTT`]).
+/// behind it ([`protocol::PAD_LEN`]), when the peer's link to the broker is
+/// far (the smallest round trip to the peer less our own to the broker is
+/// at least [`PAD_MIN_RTT`]). Two cases:
+/// - A stream frame (DATA or a pure ACK) smaller than a TCP segment, from
+///   the receiving end of a bulk transfer or at the peer's ask (its own
+///   bulk sending delays its acks to the broker: `stream::pad_ask`).
+/// - A DATA frame smaller than a bulk chunk, from an end that is not the
+///   sender of a bulk transfer, while the broker's connection to the peer
+///   has our previous frame's last, partial segment unacknowledged: the
+///   broker's Nagle would hold this frame until the peer acknowledged that
+///   one, a round trip of the peer's link. So a reply that followed our
+///   delayed pure ACK waited (ssh's key exchange over a 200 ms path, 133
+///   ms), or an echo typed less than a round trip after the previous one.
+///   With the PAD behind it, the frame leads full segments, which Nagle
+///   lets go; the PAD's tail waits instead.
+///
 /// Measured with `scripts/bench-wan`: padding on our own far link instead
 /// takes our TCP window's room (a download over a 200 ms link ran at 1.15
 /// of direct instead of 1.46), and padding the bulk sender's small frames
 /// made some upload rounds run at 0.65-0.75 instead of about 1.0.
-/// `path` is asked only for a small stream frame (not for each bulk
+/// `path` is asked only for a frame that may get one (not for each bulk
 /// chunk); `None`: the sink may not pad ([`FrameSink::pads`]).
 pub fn pad_after(f: &Frame, wire_len: usize, path: impl FnOnce() -> Option<PadPath>) -> bool {
-    matches!(f.kind, Kind::Data | Kind::Ack)
-        && wire_len < protocol::PAD_LEN
-        && path().is_some_and(|p| {
-            (p.receiving || p.asked)
-                && p.min_rtt
-                    .is_some_and(|r| r.saturating_sub(p.link_rtt) >= PAD_MIN_RTT)
-        })
+    let segment = wire_len < protocol::PAD_LEN;
+    let may = match f.kind {
+        Kind::Data => wire_len < MIN_CHUNK + protocol::FRAME_OVERHEAD,
+        Kind::Ack => segment,
+        _ => false,
+    };
+    may && path().is_some_and(|p| {
+        let far = p
+            .min_rtt
+            .is_some_and(|r| r.saturating_sub(p.link_rtt) >= PAD_MIN_RTT);
+        let answer = segment && (p.receiving || p.asked);
+        let held = f.kind == Kind::Data && !p.sending && p.held;
+        far && (answer || held)
+    })
 }
 
 /// Publishes frames on one topic, at the QoS [`protocol::delivery`] picks.
@@ -440,14 +463,17 @@ pub async fn transmit<S: FrameSink>(
             Some(w) => w,
             None => tx.seal_frame(&f),
         };
+        let (min_rtt, link_rtt) = (stream.min_rtt(), sink.link_rtt());
         let pad = pad_after(&f, wire.len(), || {
             sink.pads().then(|| {
                 let now = Instant::now();
                 PadPath {
-                    min_rtt: stream.min_rtt(),
-                    link_rtt: sink.link_rtt(),
+                    min_rtt,
+                    link_rtt,
                     receiving: stream.receiving(now),
                     asked: stream.pads_asked(now),
+                    sending: stream.since_bulk(now).is_some_and(|d| d < BULK_LATELY),
+                    held: stream.broker_holds(now),
                 }
             })
         });
@@ -464,6 +490,9 @@ pub async fn transmit<S: FrameSink>(
         if pad {
             sink.send(tx.seal(&protocol::pad(f.sid))).await?;
             stream.count_pad();
+        }
+        if let Some(rtt) = min_rtt {
+            stream.on_published(sent, rtt.saturating_sub(link_rtt));
         }
     }
     let now = Instant::now();

@@ -174,10 +174,58 @@ fn only_small_stream_frames_on_a_far_path_get_a_pad() {
                 link_rtt,
                 receiving,
                 asked,
+                sending: false,
+                held: false,
             };
             let got = pad_after(&f, len, || Some(path));
             assert_eq!(got, want && (receiving || asked), "{kind:?} {len} {path:?}");
         }
+    }
+}
+
+/// A DATA frame smaller than a bulk chunk that the broker would hold
+/// behind our previous frame's last segment gets a PAD, unless we are the
+/// bulk sender; a pure ACK does not, nor a frame not held, nor one to a
+/// near peer.
+#[test]
+fn a_data_frame_the_broker_would_hold_gets_a_pad() {
+    let ms = Duration::from_millis;
+    let bulk = MIN_CHUNK + protocol::FRAME_OVERHEAD;
+    // The peer's own round trip: 100 ms less our 10 ms.
+    let (min_rtt, link_rtt) = (Some(ms(100)), ms(10));
+    let cases = [
+        (Kind::Data, 100, true, false, min_rtt, true),
+        // A reply larger than a segment: its tail is what waits.
+        (Kind::Data, 1_700, true, false, min_rtt, true),
+        (Kind::Data, bulk - 1, true, false, min_rtt, true),
+        (Kind::Data, bulk, true, false, min_rtt, false),
+        (Kind::Data, 100, false, false, min_rtt, false),
+        // The bulk sender's small frames: never (see pad_after).
+        (Kind::Data, 100, true, true, min_rtt, false),
+        (Kind::Ack, 100, true, false, min_rtt, false),
+        (Kind::Reset, 100, true, false, min_rtt, false),
+        (Kind::Pad, 100, true, false, min_rtt, false),
+        // A near peer, or no round trip measured yet.
+        (Kind::Data, 100, true, false, Some(ms(13)), false),
+        (Kind::Data, 100, true, false, None, false),
+    ];
+    for (kind, len, held, sending, min_rtt, want) in cases {
+        let f = Frame::control(kind, 1, Bytes::new());
+        let path = PadPath {
+            min_rtt,
+            link_rtt,
+            receiving: false,
+            asked: false,
+            sending,
+            held,
+        };
+        assert_eq!(
+            pad_after(&f, len, || Some(path)),
+            want,
+            "{kind:?} {len} {path:?}"
+        );
+        // The sink may not pad: never.
+        assert!(!pad_after(&f, len, || None), "{kind:?} {len} {path:?}");
     }
 }
 
@@ -209,6 +257,9 @@ async fn transmit_pads_small_frames_once_the_path_is_far() {
         assert!(s.min_rtt().unwrap() >= PAD_MIN_RTT);
         s.send(Bytes::from_static(b"small"), Instant::now());
         transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
+        // Past the peer's round trip: a frame close behind the previous
+        // one gets a PAD whatever its size (the next test).
+        tokio::time::advance(Duration::from_millis(20)).await;
         s.send(Bytes::from(vec![7u8; protocol::PAD_LEN]), Instant::now());
         transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
         let kinds: Vec<_> = sink.frames.iter().map(|f| f.kind).collect();
@@ -220,6 +271,78 @@ async fn transmit_pads_small_frames_once_the_path_is_far() {
         assert_eq!(kinds, want, "may pad: {may_pad}");
         assert_eq!(s.stats().pads, u64::from(may_pad));
     }
+}
+
+/// In a dialogue over a far path (neither end sends a bulk transfer), a
+/// DATA frame the broker would hold behind the previous frame's last
+/// segment goes out with a PAD behind it; one sent once that segment is
+/// acknowledged, without.
+#[tokio::test(start_paused = true)]
+async fn transmit_pads_a_reply_close_behind_the_previous_frame() {
+    let (keys, _) = pair_for_tests(None);
+    let cfg = Config::default();
+    let mut s = Stream::new(1, cfg, cfg.recv_window, Instant::now());
+    let mut sink = Recorder::new(true);
+    let send = |s: &mut Stream, data: &'static [u8]| {
+        s.send(Bytes::from_static(data), Instant::now());
+    };
+    // The first frame measures the path: 100 ms to the peer and back.
+    send(&mut s, b"hello");
+    transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
+    ack.ack = 1;
+    ack.window = cfg.recv_window;
+    s.on_frame(ack, Instant::now()).unwrap();
+    assert_eq!(s.min_rtt(), Some(Duration::from_millis(100)));
+    // A round trip after it: alone.
+    send(&mut s, b"a");
+    transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
+    // 30 ms after that one: padded.
+    tokio::time::advance(Duration::from_millis(30)).await;
+    send(&mut s, b"b");
+    transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
+    // The PAD's tail left when "a"'s was acknowledged, 70 ms later, and
+    // is acknowledged a round trip after that: then alone.
+    tokio::time::advance(Duration::from_millis(170)).await;
+    send(&mut s, b"c");
+    transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
+    // The sender of a bulk chunk: its small frames close behind go alone,
+    // until BULK_LATELY has passed.
+    s.send(Bytes::from(vec![9u8; MIN_CHUNK]), Instant::now());
+    transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
+    tokio::time::advance(Duration::from_millis(30)).await;
+    send(&mut s, b"d");
+    transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
+    tokio::time::advance(BULK_LATELY).await;
+    send(&mut s, b"e");
+    transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
+    tokio::time::advance(Duration::from_millis(30)).await;
+    send(&mut s, b"f");
+    transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
+    let kinds: Vec<_> = sink
+        .frames
+        .iter()
+        .map(|f| (f.kind, f.payload.len()))
+        .collect();
+    let data = |n| (Kind::Data, n + TAG_LEN);
+    let pad = (Kind::Pad, protocol::PAD_LEN + TAG_LEN);
+    assert_eq!(
+        kinds,
+        [
+            data(5),
+            data(1),
+            data(1),
+            pad,
+            data(1),
+            data(MIN_CHUNK),
+            data(1),
+            data(1),
+            data(1),
+            pad,
+        ]
+    );
+    assert_eq!(s.stats().pads, 2);
 }
 
 /// While the node sends a bulk chunk, a session whose peer sends small
