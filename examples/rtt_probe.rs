@@ -15,6 +15,12 @@
 //!   (COUNT is then the most) once FILE exists, so that only keystrokes
 //!   made while the copy ran are counted; with `RTT_PROBE_TRACE=FILE` it
 //!   appends every round trip to FILE (when, and how long).
+//! - `rtt_probe type COUNT GAP_MS -- COMMAND ARGS...`: the same, but a
+//!   typist who does not wait for the echo: after the warm-up it writes
+//!   one byte every GAP_MS whatever came back, and each byte's time is
+//!   from its write to its echo. Over a path slower than GAP_MS, several
+//!   keystrokes are in flight at once, as when a person types over a far
+//!   link.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -41,7 +47,14 @@ async fn main() -> Result<()> {
             let gap = Duration::from_millis(args[2].parse().context("GAP_MS")?);
             measure(count, gap, &args[4..]).await
         }
-        _ => bail!("usage: rtt_probe echo | rtt_probe measure COUNT GAP_MS -- COMMAND ARGS..."),
+        Some("type") if args.len() > 4 && args[3] == "--" => {
+            let count: usize = args[1].parse().context("COUNT")?;
+            let gap = Duration::from_millis(args[2].parse().context("GAP_MS")?);
+            type_ahead(count, gap, &args[4..]).await
+        }
+        _ => {
+            bail!("usage: rtt_probe echo | rtt_probe measure|type COUNT GAP_MS -- COMMAND ARGS...")
+        }
     }
 }
 
@@ -134,6 +147,13 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
     }
     // The command may take a moment to close its session; we have our figures.
     let _ = timeout(Duration::from_secs(3), child.wait()).await;
+    print_stats(samples);
+    Ok(())
+}
+
+/// The median, 10th, 90th and 99th percentile and the longest of
+/// `samples` (ms), on one line.
+fn print_stats(mut samples: Vec<f64>) {
     samples.sort_by(f64::total_cmp);
     let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
     println!(
@@ -144,5 +164,68 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
         pct(0.99),
         pct(1.0)
     );
+}
+
+/// `rtt_probe type`: [`WARMUP`] round trips as `measure` makes them, then
+/// COUNT bytes written GAP_MS apart without waiting for their echoes.
+async fn type_ahead(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
+    ensure!(count > 0, "COUNT must be at least 1");
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot run {}", cmd[0]))?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut byte = [0u8; 1];
+    let key = |i: usize| b'a' + (i % 26) as u8;
+    for i in 0..WARMUP {
+        stdin.write_all(&[key(i)]).await?;
+        stdin.flush().await?;
+        timeout(ECHO_TIMEOUT, stdout.read_exact(&mut byte))
+            .await
+            .context("no echo within 10 s")??;
+        ensure!(
+            byte[0] == key(i),
+            "echo returned {:?}, sent {:?}",
+            byte[0],
+            key(i)
+        );
+    }
+    // The writer tells the reader when each byte went.
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = tokio::spawn(async move {
+        let mut next = Instant::now();
+        for i in 0..count {
+            tokio::time::sleep_until(next).await;
+            next += gap;
+            let at = Instant::now();
+            stdin.write_all(&[key(i)]).await?;
+            stdin.flush().await?;
+            if sent_tx.send(at).is_err() {
+                break;
+            }
+        }
+        anyhow::Ok(stdin)
+    });
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
+        timeout(ECHO_TIMEOUT, stdout.read_exact(&mut byte))
+            .await
+            .context("no echo within 10 s")??;
+        let at = sent_rx.recv().await.context("the writer stopped")?;
+        ensure!(
+            byte[0] == key(i),
+            "echo returned {:?}, sent {:?}",
+            byte[0],
+            key(i)
+        );
+        samples.push(at.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(writer.await??);
+    let _ = timeout(Duration::from_secs(3), child.wait()).await;
+    print_stats(samples);
     Ok(())
 }
