@@ -498,6 +498,10 @@ pub async fn transmit<S: FrameSink>(
     let now = Instant::now();
     if sink.asks_for_pads(now) && stream.pad_ask_due(now) {
         sink.send(tx.seal(&protocol::pad_ask(stream.sid()))).await?;
+        // Its partial segment holds the next frame as any frame's does.
+        if let Some(rtt) = stream.min_rtt() {
+            stream.on_published(Instant::now(), rtt.saturating_sub(sink.link_rtt()));
+        }
     }
     Ok(())
 }
