@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::process::Command;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::time::{timeout, Instant};
 
 /// Longest wait for one echo before the measurement is declared broken.
@@ -72,7 +72,8 @@ async fn echo() -> Result<()> {
     }
 }
 
-async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
+/// `cmd` running with piped stdin and stdout (killed when dropped).
+fn spawn_piped(cmd: &[String]) -> Result<(Child, ChildStdin, ChildStdout)> {
     let mut child = Command::new(&cmd[0])
         .args(&cmd[1..])
         .stdin(Stdio::piped())
@@ -80,10 +81,38 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot run {}", cmd[0]))?;
-    let mut stdin = child.stdin.take().context("stdin")?;
-    let mut stdout = child.stdout.take().context("stdout")?;
-    let mut samples = Vec::with_capacity(count);
+    let stdin = child.stdin.take().context("stdin")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    Ok((child, stdin, stdout))
+}
+
+/// Write `key` and wait for it to come back: how long that took.
+async fn round_trip(stdin: &mut ChildStdin, stdout: &mut ChildStdout, key: u8) -> Result<Duration> {
+    let start = Instant::now();
+    stdin.write_all(&[key]).await?;
+    stdin.flush().await?;
     let mut byte = [0u8; 1];
+    timeout(ECHO_TIMEOUT, stdout.read_exact(&mut byte))
+        .await
+        .context("no echo within 10 s")??;
+    let rtt = start.elapsed();
+    ensure!(
+        byte[0] == key,
+        "echo returned {:?}, sent {:?}",
+        byte[0],
+        key
+    );
+    Ok(rtt)
+}
+
+/// The `i`th key a probe types: a to z, over and over.
+fn key(i: usize) -> u8 {
+    b'a' + (i % 26) as u8
+}
+
+async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
+    let (mut child, mut stdin, mut stdout) = spawn_piped(cmd)?;
+    let mut samples = Vec::with_capacity(count);
     let stop = std::env::var_os("RTT_PROBE_STOP");
     // With RTT_PROBE_TRACE=FILE, every round trip is appended to FILE as
     // "ms since the first timed keystroke, round trip in ms", and a line
@@ -98,20 +127,8 @@ async fn measure(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
         {
             break;
         }
-        let sent = b'a' + (i % 26) as u8;
         let start = Instant::now();
-        stdin.write_all(&[sent]).await?;
-        stdin.flush().await?;
-        timeout(ECHO_TIMEOUT, stdout.read_exact(&mut byte))
-            .await
-            .context("no echo within 10 s")??;
-        let rtt = start.elapsed();
-        ensure!(
-            byte[0] == sent,
-            "echo returned {:?}, sent {:?}",
-            byte[0],
-            sent
-        );
+        let rtt = round_trip(&mut stdin, &mut stdout, key(i)).await?;
         if i >= WARMUP {
             samples.push(rtt.as_secs_f64() * 1e3);
             trace.push((start.duration_since(began), rtt));
@@ -170,29 +187,9 @@ fn print_stats(mut samples: Vec<f64>) {
 /// COUNT bytes written GAP_MS apart without waiting for their echoes.
 async fn type_ahead(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
     ensure!(count > 0, "COUNT must be at least 1");
-    let mut child = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot run {}", cmd[0]))?;
-    let mut stdin = child.stdin.take().context("stdin")?;
-    let mut stdout = child.stdout.take().context("stdout")?;
-    let mut byte = [0u8; 1];
-    let key = |i: usize| b'a' + (i % 26) as u8;
+    let (mut child, mut stdin, mut stdout) = spawn_piped(cmd)?;
     for i in 0..WARMUP {
-        stdin.write_all(&[key(i)]).await?;
-        stdin.flush().await?;
-        timeout(ECHO_TIMEOUT, stdout.read_exact(&mut byte))
-            .await
-            .context("no echo within 10 s")??;
-        ensure!(
-            byte[0] == key(i),
-            "echo returned {:?}, sent {:?}",
-            byte[0],
-            key(i)
-        );
+        round_trip(&mut stdin, &mut stdout, key(i)).await?;
     }
     // The writer tells the reader when each byte went.
     let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -211,6 +208,7 @@ async fn type_ahead(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
         anyhow::Ok(stdin)
     });
     let mut samples = Vec::with_capacity(count);
+    let mut byte = [0u8; 1];
     for i in 0..count {
         timeout(ECHO_TIMEOUT, stdout.read_exact(&mut byte))
             .await
