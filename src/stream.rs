@@ -77,6 +77,11 @@ pub use rejected::Rejected;
 pub use segment::Discovery;
 use send::SendHalf;
 
+/// The most PADs behind held frames ([`Stream::pad_credit`]) that the
+/// peer's DATA frames can have paid for in advance: a typist's burst of
+/// keys before the echoes come back.
+pub const PAD_CREDIT_MAX: u8 = 8;
+
 /// An idle session sends an ACK at least this often so the peer knows it is
 /// alive; more often when the peer timeout is short (see
 /// `Stream::keepalive`).
@@ -121,6 +126,9 @@ pub struct Stream {
     /// Our frames' last segments on the broker's connection to the peer
     /// ([`Stream::broker_holds`]).
     nagle: BrokerNagle,
+    /// PADs behind held frames that the peer's DATA frames paid for
+    /// ([`Stream::pad_credit`]).
+    pad_credit: u8,
     /// When the last bulk chunk was ([`Stream::since_bulk`]).
     last_bulk: Option<Instant>,
 
@@ -166,6 +174,7 @@ impl Stream {
             direction: Direction::new(now),
             pad_asks: PadAsks::default(),
             nagle: BrokerNagle::default(),
+            pad_credit: 0,
             last_bulk: None,
             ack_req: false,
             resync: false,
@@ -229,9 +238,20 @@ impl Stream {
         self.last_bulk.map(|t| now.saturating_duration_since(t))
     }
 
-    /// A PAD frame went out behind the last frame (counted for the log).
+    /// Whether a DATA frame of the peer's since our last PAD (up to
+    /// [`PAD_CREDIT_MAX`] of them) pays for a PAD behind a frame the broker
+    /// would hold: the PADs that make replies leave at once are bounded by
+    /// what the peer says, and output that answers nothing (a log
+    /// scrolling by) gets at most that many.
+    pub fn pad_credit(&self) -> bool {
+        self.pad_credit > 0
+    }
+
+    /// A PAD frame went out behind the last frame (counted for the log; it
+    /// spends a credit, if any).
     pub fn count_pad(&mut self) {
         self.pads += 1;
+        self.pad_credit = self.pad_credit.saturating_sub(1);
     }
 
     /// Whether the peer asked us lately to pad our small frames
@@ -448,6 +468,9 @@ impl Stream {
             self.recv.ack_immediately();
         }
         if f.kind == Kind::Data {
+            if !f.payload.is_empty() {
+                self.pad_credit = (self.pad_credit + 1).min(PAD_CREDIT_MAX);
+            }
             if f.has(FLAG_FRAG) {
                 let frag = f.fragment().ok_or(Rejected::BadFragment { seq: f.seq })?;
                 self.recv.on_fragment(f.seq, frag)?;

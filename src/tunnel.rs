@@ -119,6 +119,9 @@ pub struct PadPath {
     /// The broker would hold this frame behind our previous one's last
     /// segment ([`Stream::broker_holds`]).
     pub held: bool,
+    /// The peer's DATA frames paid for a PAD behind a held frame
+    /// ([`Stream::pad_credit`]).
+    pub credit: bool,
 }
 
 /// Whether frame `f`, `wire_len` bytes encoded, gets a PAD published right
@@ -129,7 +132,8 @@ pub struct PadPath {
 ///   the receiving end of a bulk transfer or at the peer's ask (its own
 ///   bulk sending delays its acks to the broker: `stream::pad_ask`).
 /// - A DATA frame smaller than a bulk chunk, from an end that is not the
-///   sender of a bulk transfer, while the broker's connection to the peer
+///   sender of a bulk transfer and has a PAD credit (a DATA frame of the
+///   peer's since its last PAD), while the broker's connection to the peer
 ///   has our previous frame's last, partial segment unacknowledged: the
 ///   broker's Nagle would hold this frame until the peer acknowledged that
 ///   one, a round trip of the peer's link. So a reply that followed our
@@ -156,7 +160,7 @@ pub fn pad_after(f: &Frame, wire_len: usize, path: impl FnOnce() -> Option<PadPa
             .min_rtt
             .is_some_and(|r| r.saturating_sub(p.link_rtt) >= PAD_MIN_RTT);
         let answer = segment && (p.receiving || p.asked);
-        let held = f.kind == Kind::Data && !p.sending && p.held;
+        let held = f.kind == Kind::Data && !p.sending && p.held && p.credit;
         far && (answer || held)
     })
 }
@@ -474,6 +478,7 @@ pub async fn transmit<S: FrameSink>(
                     asked: stream.pads_asked(now),
                     sending: stream.since_bulk(now).is_some_and(|d| d < BULK_LATELY),
                     held: stream.broker_holds(now),
+                    credit: stream.pad_credit(),
                 }
             })
         });

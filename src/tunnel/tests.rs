@@ -176,6 +176,7 @@ fn only_small_stream_frames_on_a_far_path_get_a_pad() {
                 asked,
                 sending: false,
                 held: false,
+                credit: false,
             };
             let got = pad_after(&f, len, || Some(path));
             assert_eq!(got, want && (receiving || asked), "{kind:?} {len} {path:?}");
@@ -218,10 +219,20 @@ fn a_data_frame_the_broker_would_hold_gets_a_pad() {
             asked: false,
             sending,
             held,
+            credit: true,
         };
         assert_eq!(
             pad_after(&f, len, || Some(path)),
             want,
+            "{kind:?} {len} {path:?}"
+        );
+        // Without a credit (output that answers nothing): never.
+        let path = PadPath {
+            credit: false,
+            ..path
+        };
+        assert!(
+            !pad_after(&f, len, || Some(path)),
             "{kind:?} {len} {path:?}"
         );
         // The sink may not pad: never.
@@ -274,9 +285,10 @@ async fn transmit_pads_small_frames_once_the_path_is_far() {
 }
 
 /// In a dialogue over a far path (neither end sends a bulk transfer), a
-/// DATA frame the broker would hold behind the previous frame's last
-/// segment goes out with a PAD behind it; one sent once that segment is
-/// acknowledged, without.
+/// reply (a DATA frame of the peer's came since our last PAD) that the
+/// broker would hold behind the previous frame's last segment goes out
+/// with a PAD behind it; one sent once that segment is acknowledged, or
+/// that answers nothing, without.
 #[tokio::test(start_paused = true)]
 async fn transmit_pads_a_reply_close_behind_the_previous_frame() {
     let (keys, _) = pair_for_tests(None);
@@ -285,6 +297,15 @@ async fn transmit_pads_a_reply_close_behind_the_previous_frame() {
     let mut sink = Recorder::new(true);
     let send = |s: &mut Stream, data: &'static [u8]| {
         s.send(Bytes::from_static(data), Instant::now());
+    };
+    let mut peer_seq = 0;
+    let mut peer_says = |s: &mut Stream| {
+        let mut f = Frame::control(Kind::Data, 1, Bytes::from_static(b"k"));
+        f.seq = peer_seq;
+        f.ack = 1;
+        f.window = cfg.recv_window;
+        peer_seq += 1;
+        s.on_frame(f, Instant::now()).unwrap();
     };
     // The first frame measures the path: 100 ms to the peer and back.
     send(&mut s, b"hello");
@@ -298,8 +319,9 @@ async fn transmit_pads_a_reply_close_behind_the_previous_frame() {
     // A round trip after it: alone.
     send(&mut s, b"a");
     transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
-    // 30 ms after that one: padded.
+    // 30 ms after that one, answering the peer: padded.
     tokio::time::advance(Duration::from_millis(30)).await;
+    peer_says(&mut s);
     send(&mut s, b"b");
     transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
     // The PAD's tail left when "a"'s was acknowledged, 70 ms later, and
@@ -312,6 +334,7 @@ async fn transmit_pads_a_reply_close_behind_the_previous_frame() {
     s.send(Bytes::from(vec![9u8; MIN_CHUNK]), Instant::now());
     transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
     tokio::time::advance(Duration::from_millis(30)).await;
+    peer_says(&mut s);
     send(&mut s, b"d");
     transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
     tokio::time::advance(BULK_LATELY).await;
@@ -320,6 +343,10 @@ async fn transmit_pads_a_reply_close_behind_the_previous_frame() {
     tokio::time::advance(Duration::from_millis(30)).await;
     send(&mut s, b"f");
     transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
+    // Held too, but the peer said nothing since "f"'s PAD: alone.
+    tokio::time::advance(Duration::from_millis(30)).await;
+    send(&mut s, b"g");
+    transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
     let kinds: Vec<_> = sink
         .frames
         .iter()
@@ -327,6 +354,9 @@ async fn transmit_pads_a_reply_close_behind_the_previous_frame() {
         .collect();
     let data = |n| (Kind::Data, n + TAG_LEN);
     let pad = (Kind::Pad, protocol::PAD_LEN + TAG_LEN);
+    // The agent's ask for pads: its link sent a bulk chunk, the peer a
+    // small frame (the test above).
+    let ask = (Kind::Pad, protocol::PAD_ASK.len() + TAG_LEN);
     assert_eq!(
         kinds,
         [
@@ -336,10 +366,12 @@ async fn transmit_pads_a_reply_close_behind_the_previous_frame() {
             pad,
             data(1),
             data(MIN_CHUNK),
+            ask,
             data(1),
             data(1),
             data(1),
             pad,
+            data(1),
         ]
     );
     assert_eq!(s.stats().pads, 2);
@@ -664,4 +696,30 @@ async fn a_burst_of_chunks_asking_for_acks_gets_one() {
     let acks: Vec<_> = sink.frames.iter().filter(|f| f.kind == Kind::Ack).collect();
     assert_eq!(acks.len(), 1, "{acks:?}");
     assert_eq!(acks[0].ack, 3);
+}
+
+/// The peer's DATA frames pay for at most `PAD_CREDIT_MAX` PADs ahead, and
+/// each PAD spends one: output that answers nothing gets no more.
+#[test]
+fn pad_credits_come_from_the_peers_data_and_are_capped() {
+    let cfg = Config::default();
+    let now = Instant::now();
+    let mut s = Stream::new(1, cfg, cfg.recv_window, now);
+    assert!(!s.pad_credit());
+    for seq in 0..20 {
+        let mut f = Frame::control(Kind::Data, 1, Bytes::from_static(b"k"));
+        f.seq = seq;
+        f.window = cfg.recv_window;
+        s.on_frame(f, now).unwrap();
+    }
+    // A pure ACK pays for nothing.
+    let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
+    ack.window = cfg.recv_window;
+    s.on_frame(ack, now).unwrap();
+    let mut spent = 0;
+    while s.pad_credit() {
+        s.count_pad();
+        spent += 1;
+    }
+    assert_eq!(spent, crate::stream::PAD_CREDIT_MAX);
 }
