@@ -238,11 +238,11 @@ impl Stream {
         self.last_bulk.map(|t| now.saturating_duration_since(t))
     }
 
-    /// Whether a DATA frame of the peer's since our last PAD (up to
-    /// [`PAD_CREDIT_MAX`] of them) pays for a PAD behind a frame the broker
-    /// would hold: the PADs that make replies leave at once are bounded by
-    /// what the peer says, and output that answers nothing (a log
-    /// scrolling by) gets at most that many.
+    /// Whether the peer's DATA frames have paid for a PAD behind a frame
+    /// the broker would hold: each pays for one, up to [`PAD_CREDIT_MAX`]
+    /// ahead, and each PAD spends one. So the PADs that make replies leave
+    /// at once are bounded by what the peer sends, and output that answers
+    /// nothing (a log scrolling by) gets at most that many.
     pub fn pad_credit(&self) -> bool {
         self.pad_credit > 0
     }

@@ -132,8 +132,9 @@ pub struct PadPath {
 ///   the receiving end of a bulk transfer or at the peer's ask (its own
 ///   bulk sending delays its acks to the broker: `stream::pad_ask`).
 /// - A DATA frame smaller than a bulk chunk, from an end that is not the
-///   sender of a bulk transfer and has a PAD credit (a DATA frame of the
-///   peer's since its last PAD), while the broker's connection to the peer
+///   sender of a bulk transfer and has a PAD credit (each DATA frame of
+///   the peer's pays for one, [`Stream::pad_credit`]), while the broker's
+///   connection to the peer
 ///   has our previous frame's last, partial segment unacknowledged: the
 ///   broker's Nagle would hold this frame until the peer acknowledged that
 ///   one, a round trip of the peer's link. So a reply that followed our
