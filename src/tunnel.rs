@@ -134,10 +134,9 @@ pub struct PadPath {
 /// - A DATA frame smaller than a bulk chunk, from an end that is not the
 ///   sender of a bulk transfer and has a PAD credit (each DATA frame of
 ///   the peer's pays for one, [`Stream::pad_credit`]), while the broker's
-///   connection to the peer
-///   has our previous frame's last, partial segment unacknowledged: the
-///   broker's Nagle would hold this frame until the peer acknowledged that
-///   one, a round trip of the peer's link. So a reply that followed our
+///   connection to the peer has our previous frame's last, partial segment
+///   unacknowledged: the broker's Nagle would hold this frame until the
+///   peer acknowledged that one, a round trip of the peer's link. So a reply that followed our
 ///   delayed pure ACK waited (ssh's key exchange over a 200 ms path, 133
 ///   ms), or an echo typed less than a round trip after the previous one.
 ///   With the PAD behind it, the frame leads full segments, which Nagle
