@@ -52,6 +52,7 @@ mod framing;
 mod liveness;
 mod nagle;
 mod pad_ask;
+mod pads;
 pub mod rate;
 mod recv;
 mod rejected;
@@ -71,16 +72,12 @@ pub use liveness::{Notice, PAUSE_SLACK, STALL_NOTICE};
 use nagle::BrokerNagle;
 use pad_ask::PadAsks;
 pub use pad_ask::{ASKED_FOR, ASK_PERIOD};
+pub use pads::PAD_CREDIT_MAX;
 use recv::RecvHalf;
 pub use recv::ACK_DELAY;
 pub use rejected::Rejected;
 pub use segment::Discovery;
 use send::SendHalf;
-
-/// The most PADs behind held frames ([`Stream::pad_credit`]) that the
-/// peer's DATA frames can have paid for in advance: a typist's burst of
-/// keys before the echoes come back.
-pub const PAD_CREDIT_MAX: u8 = 8;
 
 /// An idle session sends an ACK at least this often so the peer knows it is
 /// alive; more often when the peer timeout is short (see
@@ -209,63 +206,6 @@ impl Stream {
     /// The smallest round trip to the peer measured.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.send.rtt().min()
-    }
-
-    /// Whether this end has lately received at least [`RECEIVER_RATIO`]
-    /// times what it sent: the receiving end of a bulk transfer now.
-    pub fn receiving(&mut self, now: Instant) -> bool {
-        let (sent, _, _) = self.send.counters();
-        self.direction
-            .receiving(now, sent, self.recv.bytes_received())
-    }
-
-    /// Whether a frame published now would wait on the broker's
-    /// connection to the peer behind our previous one's last segment (a
-    /// stock mosquitto leaves Nagle's algorithm on: `nagle`).
-    pub fn broker_holds(&self, now: Instant) -> bool {
-        self.nagle.holds(now)
-    }
-
-    /// Frames went out at `now` (a frame and its PAD), the peer
-    /// `peer_rtt` from the broker ([`Stream::broker_holds`]).
-    pub fn on_published(&mut self, now: Instant, peer_rtt: Duration) {
-        self.nagle.published(now, peer_rtt);
-    }
-
-    /// How long ago the last bulk chunk (a DATA frame of at least
-    /// [`congestion::MIN_CHUNK`] bytes) went out, if one did.
-    pub fn since_bulk(&self, now: Instant) -> Option<Duration> {
-        self.last_bulk.map(|t| now.saturating_duration_since(t))
-    }
-
-    /// Whether the peer's DATA frames have paid for a PAD behind a frame
-    /// the broker would hold: each pays for one, up to [`PAD_CREDIT_MAX`]
-    /// ahead, and each PAD spends one. So the PADs that make replies leave
-    /// at once are bounded by what the peer sends, and output that answers
-    /// nothing (a log scrolling by) gets at most that many.
-    pub fn pad_credit(&self) -> bool {
-        self.pad_credit > 0
-    }
-
-    /// A PAD frame went out behind the last frame (counted for the log; it
-    /// spends a credit, if any).
-    pub fn count_pad(&mut self) {
-        self.pads += 1;
-        self.pad_credit = self.pad_credit.saturating_sub(1);
-    }
-
-    /// Whether the peer asked us lately to pad our small frames
-    /// (`protocol::PAD_ASK`, see `pad_ask`).
-    pub fn pads_asked(&self, now: Instant) -> bool {
-        self.pad_asks.asked(now)
-    }
-
-    /// Whether to ask the peer for pads now, given that our broker link
-    /// carries a bulk transfer out: a peer that sent small DATA frames
-    /// since the last ask, at most once per [`ASK_PERIOD`]. Counts the ask
-    /// as sent.
-    pub fn pad_ask_due(&mut self, now: Instant) -> bool {
-        self.pad_asks.ask_due(now)
     }
 
     /// Our free receive buffer, as advertised to the peer.
@@ -529,9 +469,6 @@ impl Stream {
     /// connection now: a data chunk's round trip starts here, not when it
     /// was queued (it may have waited for the connection's rate caps).
     pub fn on_transmitted(&mut self, f: &Frame, now: Instant) {
-        if f.kind == Kind::Data && f.payload.len() >= congestion::MIN_CHUNK {
-            self.last_bulk = Some(now);
-        }
         if f.kind == Kind::Data {
             self.send.on_transmitted(f.seq, now);
         }

@@ -136,9 +136,10 @@ pub struct PadPath {
 ///   the peer's pays for one, [`Stream::pad_credit`]), while the broker's
 ///   connection to the peer has our previous frame's last, partial segment
 ///   unacknowledged: the broker's Nagle would hold this frame until the
-///   peer acknowledged that one, a round trip of the peer's link. So a reply that followed our
-///   delayed pure ACK waited (ssh's key exchange over a 200 ms path, 133
-///   ms), or an echo typed less than a round trip after the previous one.
+///   peer acknowledged that one, a round trip of the peer's link. So a
+///   reply that followed our delayed pure ACK waited (ssh's key exchange
+///   over a 200 ms path, 133 ms), or an echo typed less than a round trip
+///   after the previous one.
 ///   With the PAD behind it, the frame leads full segments, which Nagle
 ///   lets go; the PAD's tail waits instead.
 ///
@@ -156,13 +157,26 @@ pub fn pad_after(f: &Frame, wire_len: usize, path: impl FnOnce() -> Option<PadPa
         _ => false,
     };
     may && path().is_some_and(|p| {
-        let far = p
-            .min_rtt
-            .is_some_and(|r| r.saturating_sub(p.link_rtt) >= PAD_MIN_RTT);
+        let far = peer_rtt(p.min_rtt, p.link_rtt).is_some_and(|r| r >= PAD_MIN_RTT);
         let answer = segment && (p.receiving || p.asked);
         let held = f.kind == Kind::Data && !p.sending && p.held && p.credit;
         far && (answer || held)
     })
+}
+
+/// The peer's own round trip to the broker: the smallest round trip to the
+/// peer, `min_rtt`, less ours to the broker, `link_rtt`.
+fn peer_rtt(min_rtt: Option<Duration>, link_rtt: Duration) -> Option<Duration> {
+    min_rtt.map(|r| r.saturating_sub(link_rtt))
+}
+
+/// Frames went out to the peer at `at`: the guess of what the broker holds
+/// back ([`Stream::broker_holds`]) moves on, once the peer's round trip is
+/// known.
+fn published<S: FrameSink>(stream: &mut Stream, sink: &S, at: Instant) {
+    if let Some(rtt) = peer_rtt(stream.min_rtt(), sink.link_rtt()) {
+        stream.on_published(at, rtt);
+    }
 }
 
 /// Publishes frames on one topic, at the QoS [`protocol::delivery`] picks.
@@ -467,13 +481,12 @@ pub async fn transmit<S: FrameSink>(
             Some(w) => w,
             None => tx.seal_frame(&f),
         };
-        let (min_rtt, link_rtt) = (stream.min_rtt(), sink.link_rtt());
         let pad = pad_after(&f, wire.len(), || {
             sink.pads().then(|| {
                 let now = Instant::now();
                 PadPath {
-                    min_rtt,
-                    link_rtt,
+                    min_rtt: stream.min_rtt(),
+                    link_rtt: sink.link_rtt(),
                     receiving: stream.receiving(now),
                     asked: stream.pads_asked(now),
                     sending: stream.since_bulk(now).is_some_and(|d| d < BULK_LATELY),
@@ -490,23 +503,20 @@ pub async fn transmit<S: FrameSink>(
         let sent = Instant::now();
         if bulk {
             sink.sent_bulk(sent);
+            stream.on_bulk_sent(sent);
         }
         stream.on_transmitted(&f, sent);
         if pad {
             sink.send(tx.seal(&protocol::pad(f.sid))).await?;
             stream.count_pad();
         }
-        if let Some(rtt) = min_rtt {
-            stream.on_published(sent, rtt.saturating_sub(link_rtt));
-        }
+        published(stream, sink, sent);
     }
     let now = Instant::now();
     if sink.asks_for_pads(now) && stream.pad_ask_due(now) {
         sink.send(tx.seal(&protocol::pad_ask(stream.sid()))).await?;
         // Its partial segment holds the next frame as any frame's does.
-        if let Some(rtt) = stream.min_rtt() {
-            stream.on_published(Instant::now(), rtt.saturating_sub(sink.link_rtt()));
-        }
+        published(stream, sink, Instant::now());
     }
     Ok(())
 }
