@@ -91,18 +91,23 @@ async fn round_trip(stdin: &mut ChildStdin, stdout: &mut ChildStdout, key: u8) -
     let start = Instant::now();
     stdin.write_all(&[key]).await?;
     stdin.flush().await?;
+    read_echo(stdout, key).await?;
+    Ok(start.elapsed())
+}
+
+/// Read the next byte, which must be `key`'s echo.
+async fn read_echo(stdout: &mut ChildStdout, key: u8) -> Result<()> {
     let mut byte = [0u8; 1];
     timeout(ECHO_TIMEOUT, stdout.read_exact(&mut byte))
         .await
         .context("no echo within 10 s")??;
-    let rtt = start.elapsed();
     ensure!(
         byte[0] == key,
         "echo returned {:?}, sent {:?}",
         byte[0],
         key
     );
-    Ok(rtt)
+    Ok(())
 }
 
 /// The `i`th key a probe types: a to z, over and over.
@@ -208,18 +213,9 @@ async fn type_ahead(count: usize, gap: Duration, cmd: &[String]) -> Result<()> {
         anyhow::Ok(stdin)
     });
     let mut samples = Vec::with_capacity(count);
-    let mut byte = [0u8; 1];
     for i in 0..count {
-        timeout(ECHO_TIMEOUT, stdout.read_exact(&mut byte))
-            .await
-            .context("no echo within 10 s")??;
+        read_echo(&mut stdout, key(i)).await?;
         let at = sent_rx.recv().await.context("the writer stopped")?;
-        ensure!(
-            byte[0] == key(i),
-            "echo returned {:?}, sent {:?}",
-            byte[0],
-            key(i)
-        );
         samples.push(at.elapsed().as_secs_f64() * 1e3);
     }
     drop(writer.await??);
