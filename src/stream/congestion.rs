@@ -80,6 +80,36 @@ pub const NEAR_BASE: Duration = Duration::from_millis(4);
 /// 1.03; down 0.81 -> 0.86; CPU per GiB 2.94 -> 2.96 and 3.02 -> 2.90).
 pub const NEAR_TARGET: Duration = Duration::from_micros(1500);
 
+/// Over a near path (a base under 33 ms, where the target is
+/// [`QUEUE_TARGET`] or less), this share of the target is each session's
+/// own: the time [`OWN_QUEUE`] bytes take at the session's own rate, at
+/// most this share of the target ([`Congestion::target`]). Each session
+/// then aims at about the same bytes of its own in the queue, as TCP Vegas
+/// and FAST TCP do, and the one with the larger share of the link is the
+/// first to see the queue above its target. With one target shared by all,
+/// the split hinged on each session's base round trip to within a
+/// millisecond: a base a millisecond higher (a drain's samples differ by
+/// that much) read the shared queue as under the target while the other
+/// session read it as over, and kept the larger window for seconds (two
+/// copies over a relay paced to 1 MiB/s: 3 pairs of 54 under 0.8 of each
+/// other, two sessions' runs). In the model with noise on every round
+/// trip (`congestion/tests/sim.rs`, 1 MiB/s, 1-2 ms each way, 0-2 ms of
+/// noise, 40 starts each) the worst split went from 0.60-0.76 to
+/// 0.76-0.85, and the queue's p99 from 52-57 ms to 41-45 ms (figures in
+/// `docs/benchmarks.md`).
+///
+/// Not over far paths: there the target is the share of the base
+/// ([`BASE_SHARE`]) the broker's TCP needs to keep busy, and a term that
+/// shrinks it at high rates would cost those copies their rate. Nor on
+/// loopback, whose target is [`NEAR_TARGET`] at these rates.
+pub const OWN_SHARE: f64 = 0.5;
+
+/// The bytes of its own each session aims to keep queued at the
+/// bottleneck (Vegas's α): one of the smallest chunks ([`OWN_SHARE`]).
+/// 4 ms of a 1 MiB/s link: the own term shrinks for a session with more
+/// than about 350 KB/s and is at its cap below.
+pub const OWN_QUEUE: f64 = MIN_CHUNK as f64;
+
 /// The smallest chunk a copy is cut into (a message of 4 KiB
 /// with our header and tag): 16 ms of a 256 KiB/s link, and 64 bytes of
 /// framing in 4,096 (1.6 %). Smaller would cost more in per-message
@@ -335,13 +365,22 @@ impl Congestion {
     /// over a 40 ms path with end to end TCP, `scripts/bench-wan`, when
     /// growth still counted only the bytes of sampled acks: 0.30 of direct
     /// scp at 25 ms, 0.43 at the path's round trip).
+    ///
+    /// Of a near target, [`OWN_SHARE`] is the session's own: the time
+    /// [`OWN_QUEUE`] bytes take at its rate (the window over the latest
+    /// round trip), at most that share. So the target is never above what
+    /// it is for a session of a slow rate, and a fast session aims lower.
     pub fn target(&self) -> Duration {
         let Some(base) = self.delay.base() else {
             return QUEUE_TARGET;
         };
         let near = base.as_secs_f64() / NEAR_BASE.as_secs_f64();
-        QUEUE_TARGET
-            .mul_f64(near.min(1.0))
+        let near = QUEUE_TARGET.as_secs_f64() * near.min(1.0);
+        // The latest round trip over the window: seconds per byte (a
+        // lying peer's round trip of an hour meets the cap; of zero, none).
+        let latest = self.delay.latest().unwrap_or(base).as_secs_f64();
+        let own = (OWN_QUEUE * latest / self.cwnd).min(near * OWN_SHARE);
+        Duration::from_secs_f64(near * (1.0 - OWN_SHARE) + own)
             .max(NEAR_TARGET)
             .max(base.mul_f64(BASE_SHARE))
     }

@@ -22,7 +22,8 @@ const W0: f64 = INITIAL_WINDOW;
 const K: usize = 1024;
 
 /// Events from a fresh window, each with the (cwnd, ssthresh, in
-/// recovery) it must leave. Round trips of 10 ms are the path's own.
+/// recovery) it must leave. Round trips of 40 ms are the path's own, so
+/// the target is 30 ms (`BASE_SHARE` of it) whatever the window.
 struct Case<'a> {
     name: &'a str,
     steps: &'a [(Event, f64, f64, bool)],
@@ -34,34 +35,34 @@ fn window_follows_delay_losses_and_timeouts() {
         Case {
             name: "slow start adds what is acknowledged while the queue is short",
             steps: &[
-                (Ack(1, 8 * K, Some(10), true), W0 + 8192.0, MAX_WINDOW, false),
-                (Ack(2, 8 * K, Some(12), true), W0 + 16384.0, MAX_WINDOW, false),
+                (Ack(1, 8 * K, Some(40), true), W0 + 8192.0, MAX_WINDOW, false),
+                (Ack(2, 8 * K, Some(42), true), W0 + 16384.0, MAX_WINDOW, false),
             ],
         },
         Case {
             name: "acks without a round trip, or of nothing, change nothing",
             steps: &[
                 (Ack(1, 8 * K, None, true), W0, MAX_WINDOW, false),
-                (Ack(1, 0, Some(10), true), W0, MAX_WINDOW, false),
+                (Ack(1, 0, Some(40), true), W0, MAX_WINDOW, false),
             ],
         },
         Case {
             name: "a window the sender did not fill does not grow",
-            steps: &[(Ack(1, 8 * K, Some(10), false), W0, MAX_WINDOW, false)],
+            steps: &[(Ack(1, 8 * K, Some(40), false), W0, MAX_WINDOW, false)],
         },
         Case {
             name: "slow start ends at three quarters of the target; growth slows to one chunk per window",
             steps: &[
-                (Ack(1, 8 * K, Some(10), true), W0 + 8192.0, MAX_WINDOW, false),
+                (Ack(1, 8 * K, Some(40), true), W0 + 8192.0, MAX_WINDOW, false),
                 // One late sample is not a queue: the smaller of the two
                 // latest counts, and slow start goes on; but the first slow
                 // start does not double on a sample that alone shows the
                 // queue it ends at.
-                (Ack(2, 8 * K, Some(30), true), W0 + 8192.0, MAX_WINDOW, false),
-                // 20 ms of queue: 0.8 of the target, off-target 0.2: growth
+                (Ack(2, 8 * K, Some(64), true), W0 + 8192.0, MAX_WINDOW, false),
+                // 24 ms of queue: 0.8 of the target, off-target 0.2: growth
                 // at LEAST_GAIN.
                 (
-                    Ack(3, 8 * K, Some(30), true),
+                    Ack(3, 8 * K, Some(64), true),
                     W0 + 8192.0 + INCREASE * LEAST_GAIN * 8192.0 / (W0 + 8192.0),
                     W0 + 8192.0,
                     false,
@@ -71,19 +72,19 @@ fn window_follows_delay_losses_and_timeouts() {
         Case {
             name: "out of slow start, a queue under a quarter of the target grows the window by a quarter of what is acknowledged",
             steps: &[
-                (Ack(1, 64 * K, Some(10), true), W0 + 65536.0, MAX_WINDOW, false),
-                (Ack(2, 8 * K, Some(30), true), W0 + 65536.0, MAX_WINDOW, false),
-                // 20 ms of queue: slow start ends, growth is additive (at
+                (Ack(1, 64 * K, Some(40), true), W0 + 65536.0, MAX_WINDOW, false),
+                (Ack(2, 8 * K, Some(64), true), W0 + 65536.0, MAX_WINDOW, false),
+                // 24 ms of queue: slow start ends, growth is additive (at
                 // LEAST_GAIN this near the target).
                 (
-                    Ack(3, 8 * K, Some(30), true),
+                    Ack(3, 8 * K, Some(64), true),
                     W0 + 65536.0 + INCREASE * LEAST_GAIN * 8192.0 / (W0 + 65536.0),
                     W0 + 65536.0,
                     false,
                 ),
-                // The queue gone (5 ms, off-target 0.8): a quarter.
+                // The queue gone (6 ms, off-target 0.8): a quarter.
                 (
-                    Ack(4, 64 * K, Some(15), true),
+                    Ack(4, 64 * K, Some(46), true),
                     W0 + 65536.0 + INCREASE * LEAST_GAIN * 8192.0 / (W0 + 65536.0) + 16384.0,
                     W0 + 65536.0,
                     false,
@@ -93,27 +94,27 @@ fn window_follows_delay_losses_and_timeouts() {
         Case {
             name: "a queue above the target shrinks the window in proportion",
             steps: &[
-                (Ack(1, 8 * K, Some(10), true), W0 + 8192.0, MAX_WINDOW, false),
-                (Ack(2, 8 * K, Some(45), true), W0 + 8192.0, MAX_WINDOW, false),
-                // 35 ms of queue, 0.4 over the target: shrinks by 0.4 of
+                (Ack(1, 8 * K, Some(40), true), W0 + 8192.0, MAX_WINDOW, false),
+                (Ack(2, 8 * K, Some(82), true), W0 + 8192.0, MAX_WINDOW, false),
+                // 42 ms of queue, 0.4 over the target: shrinks by 0.4 of
                 // what was acknowledged, full window or not.
-                (Ack(3, 10 * K, Some(45), false), W0 + 4096.0, W0 + 4096.0, false),
-                (Ack(4, 20 * K, Some(500), true), W0 - 4096.0, W0 - 4096.0, false),
+                (Ack(3, 10 * K, Some(82), false), W0 + 4096.0, W0 + 4096.0, false),
+                (Ack(4, 20 * K, Some(530), true), W0 - 4096.0, W0 - 4096.0, false),
                 // Far above the target: at most half of what was
                 // acknowledged, and never below the floor.
-                (Ack(5, 8 * K, Some(500), true), W0 - 8192.0, W0 - 8192.0, false),
-                (Ack(6, 40 * K, Some(500), true), MIN_WINDOW, MIN_WINDOW, false),
+                (Ack(5, 8 * K, Some(530), true), W0 - 8192.0, W0 - 8192.0, false),
+                (Ack(6, 40 * K, Some(530), true), MIN_WINDOW, MIN_WINDOW, false),
             ],
         },
         Case {
             name: "one halving per window of data",
             steps: &[
-                (Ack(1, 16 * K, Some(10), true), 2.0 * W0, MAX_WINDOW, false),
+                (Ack(1, 16 * K, Some(40), true), 2.0 * W0, MAX_WINDOW, false),
                 (Loss(24), W0, W0, true),
                 (Loss(25), W0, W0, true),
                 // Acks during recovery still grow the window (avoidance;
                 // with no queue, by a quarter of what they acknowledge).
-                (Ack(23, K, Some(10), true), W0 + ROOM_GROWTH * K as f64, W0, true),
+                (Ack(23, K, Some(40), true), W0 + ROOM_GROWTH * K as f64, W0, true),
                 (Ack(24, K, None, true), W0 + ROOM_GROWTH * K as f64, W0, false),
                 (
                     Loss(30),
@@ -127,7 +128,7 @@ fn window_follows_delay_losses_and_timeouts() {
             name: "a timeout drops to the floor, threshold half the flight",
             steps: &[
                 (Timeout(40 * K), MIN_WINDOW, 20.0 * K as f64, false),
-                (Ack(1, 4 * K, Some(10), true), MIN_WINDOW + 4096.0, 20.0 * K as f64, false),
+                (Ack(1, 4 * K, Some(40), true), MIN_WINDOW + 4096.0, 20.0 * K as f64, false),
                 (Timeout(K), MIN_WINDOW, MIN_WINDOW, false),
             ],
         },
@@ -248,29 +249,42 @@ fn base_delay_is_the_least_of_two_periods() {
     assert_eq!(d.base(), None);
 }
 
+/// A window of `cwnd` bytes that measured `base` as the path's round trip
+/// and `latest` since.
+fn measured(base: Duration, latest: Duration, cwnd: f64) -> Congestion {
+    let t0 = Instant::now();
+    let mut c = Congestion::new();
+    c.delay.on_sample(base, t0);
+    c.delay.on_sample(latest, t0);
+    c.delay.on_sample(latest, t0);
+    c.cwnd = cwnd;
+    c
+}
+
+/// A round trip so long that the own term of the target is at its cap
+/// (a session of a slow rate: 8 KiB a second here).
+const SLOW: Duration = Duration::from_secs(1);
+
 /// The target: `QUEUE_TARGET` before any sample and on a near path, three
 /// quarters of the base (`BASE_SHARE`) on a far one.
 #[test]
 fn the_target_is_a_share_of_a_far_base() {
-    let t0 = Instant::now();
-    for (base, want) in [
-        (None, QUEUE_TARGET),
-        (Some(ms(4)), QUEUE_TARGET),
-        (Some(ms(200)), ms(150)),
-    ] {
-        let mut c = Congestion::new();
-        if let Some(b) = base {
-            c.on_ack(1, MIN_CHUNK, Some(b), true, t0);
-        }
-        assert_eq!(c.target(), want, "base {base:?}");
+    assert_eq!(Congestion::new().target(), QUEUE_TARGET);
+    for (base, want) in [(ms(4), QUEUE_TARGET), (ms(200), ms(150))] {
+        assert_eq!(
+            measured(base, SLOW, MIN_WINDOW).target(),
+            want,
+            "base {base:?}"
+        );
     }
+    // Far, the session's rate changes nothing.
+    assert_eq!(measured(ms(200), ms(200), MAX_WINDOW).target(), ms(150));
 }
 
 /// Over a path nearer than `NEAR_BASE` the target shrinks with the round
 /// trip, down to `NEAR_TARGET`; from `NEAR_BASE` up it is as before.
 #[test]
 fn a_near_path_has_a_smaller_target() {
-    let t0 = Instant::now();
     let us = Duration::from_micros;
     for (base, want) in [
         (us(0), NEAR_TARGET),
@@ -281,13 +295,63 @@ fn a_near_path_has_a_smaller_target() {
         (NEAR_BASE, QUEUE_TARGET),
         (ms(10), QUEUE_TARGET),
     ] {
-        let mut c = Congestion::new();
-        c.on_ack(1, MIN_CHUNK, Some(base), true, t0);
-        let got = c.target();
+        let got = measured(base, SLOW, MIN_WINDOW).target();
         assert!(
             got.abs_diff(want) <= us(1),
             "base {base:?}: target {got:?}, want {want:?}"
         );
+    }
+}
+
+/// Over a near path, `OWN_SHARE` of the target is the time `OWN_QUEUE`
+/// bytes take at the session's own rate: a session at 1 MiB/s aims at
+/// half of 25 ms plus 3.85 ms, one at half of that rate at half of 25 ms
+/// plus 7.7 ms, and one slow enough at the whole 25 ms, never more. So of
+/// two sessions that read the same queue, the one with more of the link
+/// is the one that sees it above its target.
+#[test]
+fn a_fast_session_aims_lower_on_a_near_path() {
+    let us = |n: f64| Duration::from_secs_f64(n * 1e-6);
+    let rtt = ms(20);
+    // Windows of 1 MiB/s and 512 KiB/s over the latest round trip.
+    let fast = measured(ms(4), rtt, 20.0 * 1024.0 * 1024.0 / 1000.0);
+    let half = measured(ms(4), rtt, 10.0 * 1024.0 * 1024.0 / 1000.0);
+    let own = OWN_QUEUE / (1024.0 * 1024.0) * 1e6;
+    for (c, want) in [(&fast, 12_500.0 + own), (&half, 12_500.0 + 2.0 * own)] {
+        let got = c.target();
+        assert!(got.abs_diff(us(want)) <= us(1.0), "{got:?}, want {want} µs");
+    }
+    assert!(fast.target() < half.target());
+    assert!(half.target() < measured(ms(4), rtt, MIN_WINDOW).target());
+    // The same queue: above the fast session's target, below the other's.
+    let queue = Some(us(18_000.0));
+    assert!(fast.off(queue) < 0.0 && half.off(queue) > 0.0);
+    // Loopback: the least target holds, however fast.
+    let lo = measured(Duration::from_micros(200), ms(1), MAX_WINDOW);
+    assert_eq!(lo.target(), NEAR_TARGET);
+}
+
+/// Bad input: a round trip of zero or of an hour moves the own term only
+/// between nothing and its cap, at any window: the target stays within
+/// the near target's bounds, and a far path's is as before.
+#[test]
+fn lies_about_the_round_trip_keep_the_target_bounded() {
+    let hour = Duration::from_secs(3600);
+    for (base, latest, want) in [
+        // A round trip of zero is the base from then on.
+        (ms(4), Duration::ZERO, NEAR_TARGET),
+        (ms(4), hour, QUEUE_TARGET),
+        (Duration::ZERO, hour, NEAR_TARGET),
+        (Duration::ZERO, Duration::ZERO, NEAR_TARGET),
+        (hour, hour, hour.mul_f64(BASE_SHARE)),
+    ] {
+        for cwnd in [MIN_WINDOW, MAX_WINDOW] {
+            let got = measured(base, latest, cwnd).target();
+            assert!(
+                got.abs_diff(want) <= Duration::from_micros(1),
+                "base {base:?}, latest {latest:?}, window {cwnd}: {got:?}, want {want:?}"
+            );
+        }
     }
 }
 
