@@ -93,21 +93,22 @@ pub const NEAR_TARGET: Duration = Duration::from_micros(1500);
 /// session read it as over, and kept the larger window for seconds (two
 /// copies over a relay paced to 1 MiB/s: 3 pairs of 54 under 0.8 of each
 /// other, two sessions' runs). In the model with noise on every round
-/// trip (`congestion/tests/sim.rs`, 1 MiB/s, 1-2 ms each way, 0-2 ms of
-/// noise, 40 starts each) the worst split went from 0.60-0.76 to
-/// 0.76-0.85, and the queue's p99 from 52-57 ms to 41-45 ms (figures in
+/// trip (`congestion/tests/sim.rs`; 1 MiB/s, 1-2 ms each way, 0-2 ms of
+/// noise, 40 starts each) the worst split went from 0.58-0.80 to
+/// 0.76-0.85, and the queue's p99 from 52-59 ms to 41-46 ms (figures in
 /// `docs/benchmarks.md`).
 ///
 /// Not over far paths: there the target is the share of the base
 /// ([`BASE_SHARE`]) the broker's TCP needs to keep busy, and a term that
-/// shrinks it at high rates would cost those copies their rate. Nor on
-/// loopback, whose target is [`NEAR_TARGET`] at these rates.
+/// shrinks it at high rates would cost those copies their rate. On
+/// loopback the own term is nothing at its rates, and [`NEAR_TARGET`]
+/// holds up to a base of twice what it did.
 pub const OWN_SHARE: f64 = 0.5;
 
 /// The bytes of its own each session aims to keep queued at the
 /// bottleneck (Vegas's α): one of the smallest chunks ([`OWN_SHARE`]).
-/// 4 ms of a 1 MiB/s link: the own term shrinks for a session with more
-/// than about 350 KB/s and is at its cap below.
+/// 3.9 ms of a 1 MiB/s link: the own term is under its cap (12.5 ms of
+/// a 25 ms target) for a session faster than about 320 KB/s.
 pub const OWN_QUEUE: f64 = MIN_CHUNK as f64;
 
 /// The smallest chunk a copy is cut into (a message of 4 KiB
