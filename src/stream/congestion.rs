@@ -80,10 +80,10 @@ pub const NEAR_BASE: Duration = Duration::from_millis(4);
 /// 1.03; down 0.81 -> 0.86; CPU per GiB 2.94 -> 2.96 and 3.02 -> 2.90).
 pub const NEAR_TARGET: Duration = Duration::from_micros(1500);
 
-/// Over a near path (a base under 33 ms, where the target is
-/// [`QUEUE_TARGET`] or less), this share of the target is each session's
-/// own: the time [`OWN_QUEUE`] bytes take at the session's own rate, at
-/// most this share of the target ([`Congestion::target`]). Each session
+/// Of the near target ([`QUEUE_TARGET`], or less over the nearest
+/// paths), this share is each session's own: the time [`OWN_QUEUE`]
+/// bytes take at the session's own rate, at most this share of the
+/// target ([`Congestion::target`]). Each session
 /// then aims at about the same bytes of its own in the queue, as TCP Vegas
 /// and FAST TCP do, and the one with the larger share of the link is the
 /// first to see the queue above its target. With one target shared by all,
@@ -98,9 +98,10 @@ pub const NEAR_TARGET: Duration = Duration::from_micros(1500);
 /// 0.76-0.85, and the queue's p99 from 52-59 ms to 41-46 ms (figures in
 /// `docs/benchmarks.md`).
 ///
-/// Not over far paths: there the target is the share of the base
-/// ([`BASE_SHARE`]) the broker's TCP needs to keep busy, and a term that
-/// shrinks it at high rates would cost those copies their rate. On
+/// Not of the far target, the share of the base ([`BASE_SHARE`]) the
+/// broker's TCP needs to keep busy, which takes over where it is the
+/// larger (from a base of 17-33 ms, by the session's rate): a term that
+/// shrank it at high rates would cost those copies their rate. On
 /// loopback the own term is nothing at its rates, and [`NEAR_TARGET`]
 /// holds up to a base of twice what it did.
 pub const OWN_SHARE: f64 = 0.5;
