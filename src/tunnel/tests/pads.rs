@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// The peer acknowledges our first frame, now, with `window` open.
+fn peer_acks_first(s: &mut Stream, window: u32) {
+    let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
+    ack.ack = 1;
+    ack.window = window;
+    s.on_frame(ack, Instant::now()).unwrap();
+}
+
 #[test]
 fn only_small_stream_frames_on_a_far_path_get_a_pad() {
     let ms = Duration::from_millis;
@@ -120,10 +128,7 @@ async fn transmit_pads_small_frames_once_the_path_is_far() {
         s.send(Bytes::from_static(b"first"), Instant::now());
         transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
         tokio::time::advance(Duration::from_millis(20)).await;
-        let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
-        ack.ack = 1;
-        ack.window = cfg.recv_window;
-        s.on_frame(ack, Instant::now()).unwrap();
+        peer_acks_first(&mut s, cfg.recv_window);
         assert!(s.min_rtt().unwrap() >= PAD_MIN_RTT);
         s.send(Bytes::from_static(b"small"), Instant::now());
         transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
@@ -170,10 +175,7 @@ async fn transmit_pads_a_reply_close_behind_the_previous_frame() {
     send(&mut s, b"hello");
     transmit(&mut s, &mut sink, &keys.tx).await.unwrap();
     tokio::time::advance(Duration::from_millis(100)).await;
-    let mut ack = Frame::control(Kind::Ack, 1, Bytes::new());
-    ack.ack = 1;
-    ack.window = cfg.recv_window;
-    s.on_frame(ack, Instant::now()).unwrap();
+    peer_acks_first(&mut s, cfg.recv_window);
     assert_eq!(s.min_rtt(), Some(Duration::from_millis(100)));
     // A round trip after it: alone.
     send(&mut s, b"a");
