@@ -114,6 +114,31 @@ pub const OWN_SHARE: f64 = 0.5;
 /// a 25 ms target) for a session faster than about 320 KB/s.
 pub const OWN_QUEUE: f64 = MIN_CHUNK as f64;
 
+/// Over a far path, the time this many bytes take at the session's own
+/// rate comes on top of the far target ([`Congestion::target`]): half of
+/// [`OWN_QUEUE`]. The far target is not split as the near one is
+/// ([`OWN_SHARE`]), so without this two copies over a far path had only
+/// their base round trips to tell them apart, and there a base a
+/// millisecond higher counts nearly twice, since the target is a share of
+/// it. Two copies over a 40 ms path paced to 1 MiB/s (TUN, cubic) split
+/// it under 0.8 of each other in 5 of 10 directions without it, 0 of 6
+/// with it (same hour); in the model at 20 ms each way, 5 of 16 starts
+/// before, none after.
+///
+/// Half, because a copy alone on a slow link pays it in full: at 256 KiB/s
+/// it queues 7.7 ms more. With the whole [`OWN_QUEUE`] (12.5 ms there) the
+/// keystrokes behind a copy up over that 40 ms path reached p99 143.0 ms,
+/// against the limit of 143.6 ms; with half, 128.5-139.2 ms. At
+/// `scripts/bench-wan`'s rates it is a fraction of a millisecond.
+///
+/// It comes on top wherever the far target with it is the larger. Joining
+/// the two instead (at most the far target's excess over the near one on
+/// top) made the target grow twice as fast as the base where they meet,
+/// which is where relay downloads' drains put the base (14-20 ms, traced):
+/// relay downloads split under 0.8 in 3 of 6 runs, though b1fd334 did in
+/// 1 of 4 that hour too.
+pub const FAR_OWN_QUEUE: f64 = OWN_QUEUE / 2.0;
+
 /// The smallest chunk a copy is cut into (a message of 4 KiB
 /// with our header and tag): 16 ms of a 256 KiB/s link, and 64 bytes of
 /// framing in 4,096 (1.6 %). Smaller would cost more in per-message
@@ -279,6 +304,12 @@ pub struct Congestion {
     /// The queue held the window back since the last drain.
     held_back: bool,
     drain: Option<Drain>,
+    /// The last drain measured a longer round trip than before it, and
+    /// kept the base it had.
+    drain_failed: bool,
+    /// The target has its own terms ([`OWN_QUEUE`], [`FAR_OWN_QUEUE`]);
+    /// the window's rules are tested without them.
+    own_terms: bool,
 }
 
 /// A drain under way (see [`DRAIN_PERIOD`]).
@@ -328,6 +359,8 @@ impl Congestion {
             epoch: None,
             held_back: false,
             drain: None,
+            drain_failed: false,
+            own_terms: true,
         }
     }
 
@@ -374,19 +407,28 @@ impl Congestion {
     /// [`OWN_QUEUE`] bytes take at its rate (the window over the latest
     /// round trip), at most that share. So the target is never above what
     /// it is for a session of a slow rate, and a fast session aims lower.
+    /// A far target is not split (the broker's TCP needs it whole at high
+    /// rates): the time [`FAR_OWN_QUEUE`] bytes take comes on top, at most
+    /// the same cap.
     pub fn target(&self) -> Duration {
         let Some(base) = self.delay.base() else {
             return QUEUE_TARGET;
         };
         let near = base.as_secs_f64() / NEAR_BASE.as_secs_f64();
         let near = QUEUE_TARGET.as_secs_f64() * near.min(1.0);
-        // The latest round trip over the window: seconds per byte (a
-        // lying peer's round trip of an hour meets the cap; of zero, none).
-        let latest = self.delay.latest().unwrap_or(base).as_secs_f64();
-        let own = (OWN_QUEUE * latest / self.cwnd).min(near * OWN_SHARE);
-        Duration::from_secs_f64(near * (1.0 - OWN_SHARE) + own)
-            .max(NEAR_TARGET)
-            .max(base.mul_f64(BASE_SHARE))
+        // The latest round trip over the window: seconds per byte at the
+        // session's rate (a lying peer's round trip of an hour meets the
+        // cap; of zero, none).
+        let per_byte = if self.own_terms {
+            self.delay.latest().unwrap_or(base).as_secs_f64() / self.cwnd
+        } else {
+            0.0
+        };
+        let cap = near * OWN_SHARE;
+        let near = near - cap + (OWN_QUEUE * per_byte).min(cap);
+        let far = base.as_secs_f64() * BASE_SHARE;
+        let far = far + (FAR_OWN_QUEUE * per_byte).min(cap);
+        Duration::from_secs_f64(near.max(far)).max(NEAR_TARGET)
     }
 
     /// How far below the target `queue` is, as a share of the target
@@ -454,7 +496,20 @@ impl Congestion {
             // the larger window: two copies at 0.58-0.60 of each other
             // in the model.)
             let d = self.drain.take().expect("draining");
-            self.delay.restart_base(d.least, now);
+            // A drain that measured a longer round trip than the one
+            // before it did not empty the queue: a session that was not
+            // held back (a latecomer in slow start) filled it meanwhile,
+            // and the drain's least round trip holds that queue (the
+            // model's two copies over 1 MiB/s, 1 ms each way: a base of
+            // 42 ms where the path's is 8, and the latecomer at the floor
+            // until the next drain). The base stays then, unless the drain
+            // before failed too: the path got longer.
+            if d.least <= d.before || self.drain_failed {
+                self.delay.restart_base(d.least, now);
+                self.drain_failed = false;
+            } else {
+                self.drain_failed = true;
+            }
             // (A round trip of zero before: a lying peer's; the floor.)
             let unqueued =
                 d.window * d.least.as_secs_f64() / d.before.as_secs_f64().max(f64::MIN_POSITIVE);
