@@ -128,15 +128,16 @@ pub const OWN_QUEUE: f64 = MIN_CHUNK as f64;
 /// Half, because a copy alone on a slow link pays it in full: at 256 KiB/s
 /// it queues 7.7 ms more. With the whole [`OWN_QUEUE`] (12.5 ms there) the
 /// keystrokes behind a copy up over that 40 ms path reached p99 143.0 ms,
-/// against the limit of 143.6 ms; with half, 128.5-139.2 ms. At
-/// `scripts/bench-wan`'s rates it is a fraction of a millisecond.
+/// against the limit of 143.6 ms; with half, 128.5-139.2 ms in
+/// three runs. At `scripts/bench-wan`'s rates it is a fraction of a
+/// millisecond.
 ///
 /// It comes on top wherever the far target with it is the larger. Joining
 /// the two instead (at most the far target's excess over the near one on
 /// top) made the target grow twice as fast as the base where they meet,
 /// which is where relay downloads' drains put the base (14-20 ms, traced):
-/// relay downloads split under 0.8 in 3 of 6 runs, though b1fd334 did in
-/// 1 of 4 that hour too.
+/// relay downloads split under 0.8 in 3 of 6 runs (b1fd334: 2 of 7, this
+/// variant 2 of 7, the same hours).
 pub const FAR_OWN_QUEUE: f64 = OWN_QUEUE / 2.0;
 
 /// The smallest chunk a copy is cut into (a message of 4 KiB
