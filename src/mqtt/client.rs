@@ -98,7 +98,7 @@ pub(super) struct Shared {
     broker_urls: Vec<String>,
     pub(super) broker: AtomicUsize,
     /// The connection's socket, when found: the connection task tunes it,
-    /// [`Client::replace_connection`] ends it.
+    /// [`Client::replace_after_stop`] ends it.
     pub(super) socket: std::sync::Mutex<BrokerSocket>,
 }
 

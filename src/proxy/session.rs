@@ -34,7 +34,8 @@ const RESTART_GRACE: Duration = Duration::from_secs(12);
 
 /// Incoming messages buffered between the MQTT task and the session.
 const INCOMING_CAPACITY: usize = 1024;
-/// Most bytes read from stdin before the agent answers (see [`Early`]), and
+/// Most bytes read from stdin before the agent answers (see
+/// [`super::opening`]'s `Early`), and
 /// the window the session assumes the agent has until its ACCEPT says: ssh
 /// speaks first with its version banner (at most 255 bytes, RFC 4253), then
 /// waits for the server's.
