@@ -215,9 +215,20 @@ pub const MAX_DECREASE: f64 = 0.5;
 ///
 /// Every 6 s: each drain costs a lone copy about two round trips of an
 /// idle link, 7-8 % of a 40 ms paced path at 3 s (copies 0.81 / 0.83 of
-/// the link, 0.89 / 0.91 without drains). The latecomer waits up to one
-/// period for its first drain.
+/// the link, 0.89 / 0.91 without drains). A new session waits at most a
+/// [`FIRST_DRAIN_PERIOD`] for its first drain.
 pub const DRAIN_PERIOD: Duration = Duration::from_secs(6);
+
+/// A session that has not drained yet drains at every multiple of this
+/// period instead (when the queue holds it back): a third of
+/// [`DRAIN_PERIOD`], so every regular drain is one of these too. Two
+/// copies started together measure their bases apart: the first alone,
+/// the second behind the first's queue, and the first then sits at the
+/// floor until a drain gives both one base (two downloads over a relay
+/// paced to 1 MiB/s, traced: the first at the floor for 1.7-5.5 s while
+/// the second held 21 KiB). Only the first drain comes early, so a lone
+/// copy pays one or two drains more, once.
+pub const FIRST_DRAIN_PERIOD: Duration = Duration::from_secs(DRAIN_PERIOD.as_secs() / 3);
 
 /// How long a drain lasts, in round trips: one for the queue to empty,
 /// one to measure it empty.
@@ -238,6 +249,15 @@ pub struct DelayFilter {
     /// The two latest samples: the queue is read off the smaller, so one
     /// sample delayed by a busy moment elsewhere does not shrink the window.
     recent: [Option<Duration>; 2],
+    /// Until then no sample lowers the base: a drain measured it
+    /// ([`DelayFilter::restart_base`]), and the next drain will. A sample
+    /// below a drain's comes from a moment when other sessions' floors
+    /// were out of the queue, as when one session leaves a drain before
+    /// the other, and only that session sees it (two downloads over a
+    /// relay paced to 1 MiB/s, traced: a sample of 7.3 ms just after a
+    /// drain that measured 15.7 and 14.6 ms; the session that took it
+    /// kept half the other's window until the next drain).
+    held_until: Option<Instant>,
 }
 
 impl Default for DelayFilter {
@@ -245,6 +265,7 @@ impl Default for DelayFilter {
         DelayFilter {
             base: TwoPeriods::new(BASE_PERIOD, std::cmp::min),
             recent: [None; 2],
+            held_until: None,
         }
     }
 }
@@ -253,7 +274,11 @@ impl DelayFilter {
     /// A round trip of `rtt` measured at `now`.
     pub fn on_sample(&mut self, rtt: Duration, now: Instant) {
         self.recent = [Some(rtt), self.recent[0]];
-        self.base.on_sample(rtt, now);
+        let floor = match (self.held_until, self.base.get()) {
+            (Some(until), Some(base)) if now < until => base,
+            _ => Duration::ZERO,
+        };
+        self.base.on_sample(rtt.max(floor), now);
     }
 
     /// The path's own round trip: the smallest sample of this period and
@@ -273,10 +298,11 @@ impl DelayFilter {
     }
 
     /// Measured while every session through the bottleneck drained the
-    /// queue: `base` is the path's round trip from now on (until a smaller
-    /// sample comes, or the next drain).
+    /// queue: `base` is the path's round trip from now on, until the next
+    /// drain (or, with none within a [`DRAIN_PERIOD`], a smaller sample).
     pub fn restart_base(&mut self, base: Duration, now: Instant) {
         self.base.restart(base, now);
+        self.held_until = Some(now + DRAIN_PERIOD);
     }
 
     /// Forget everything (the path may be another one now).
@@ -300,8 +326,11 @@ pub struct Congestion {
     delay: DelayFilter,
     /// Bytes acknowledged since the last round-trip sample.
     unsampled: usize,
-    /// The [`DRAIN_PERIOD`] of the wall clock the latest ack came in.
+    /// The [`FIRST_DRAIN_PERIOD`] of the wall clock the latest sampled ack
+    /// came in.
     epoch: Option<u64>,
+    /// A drain has begun (the next waits for a [`DRAIN_PERIOD`]).
+    drained: bool,
     /// The queue held the window back since the last drain.
     held_back: bool,
     drain: Option<Drain>,
@@ -326,7 +355,8 @@ struct Drain {
     least: Duration,
 }
 
-/// Which [`DRAIN_PERIOD`] of the wall clock `now` falls in.
+/// Which [`FIRST_DRAIN_PERIOD`] of the wall clock `now` falls in (a
+/// [`DRAIN_PERIOD`] is [`EPOCHS_PER_PERIOD`] of them).
 fn epoch(now: Instant) -> u64 {
     static ANCHOR: OnceLock<(Instant, Duration)> = OnceLock::new();
     let (at, wall) = *ANCHOR.get_or_init(|| {
@@ -339,8 +369,11 @@ fn epoch(now: Instant) -> u64 {
         Some(after) => wall + after,
         None => wall.saturating_sub(at - now),
     };
-    (wall.as_millis() / DRAIN_PERIOD.as_millis()) as u64
+    (wall.as_millis() / FIRST_DRAIN_PERIOD.as_millis()) as u64
 }
+
+/// [`FIRST_DRAIN_PERIOD`]s per [`DRAIN_PERIOD`].
+const EPOCHS_PER_PERIOD: u64 = DRAIN_PERIOD.as_secs() / FIRST_DRAIN_PERIOD.as_secs();
 
 impl Default for Congestion {
     fn default() -> Self {
@@ -358,6 +391,7 @@ impl Congestion {
             delay: DelayFilter::default(),
             unsampled: 0,
             epoch: None,
+            drained: false,
             held_back: false,
             drain: None,
             drain_failed: false,
@@ -480,7 +514,11 @@ impl Congestion {
         let acked = std::mem::take(&mut self.unsampled) as f64;
         let off = self.off(self.delay.queue());
         let epoch = epoch(now);
-        let new_epoch = self.epoch.replace(epoch).is_some_and(|e| e != epoch);
+        // A drain may start here: a new DRAIN_PERIOD, or for a session
+        // that never drained, a new FIRST_DRAIN_PERIOD.
+        let boundary = self.epoch.replace(epoch).is_some_and(|e| {
+            e / EPOCHS_PER_PERIOD != epoch / EPOCHS_PER_PERIOD || (!self.drained && e != epoch)
+        });
         if let Some(d) = &mut self.drain {
             d.least = d.least.min(rtt);
             if now < d.until {
@@ -518,8 +556,9 @@ impl Congestion {
             self.ssthresh = self.cwnd;
             return;
         }
-        if self.held_back && new_epoch {
+        if self.held_back && boundary {
             self.held_back = false;
+            self.drained = true;
             self.drain = Some(Drain {
                 until: now + rtt * DRAIN_ROUND_TRIPS,
                 window: self.cwnd,
@@ -590,6 +629,7 @@ impl Congestion {
     /// path's round trip is measured afresh.
     pub fn on_reconnect(&mut self) {
         self.delay.reset();
+        self.drained = false;
     }
 }
 

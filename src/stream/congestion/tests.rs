@@ -162,9 +162,10 @@ fn window_follows_delay_losses_and_timeouts() {
 /// The first millisecond of a [`DRAIN_PERIOD`] of the wall clock, after
 /// now: a drain may start there.
 pub(super) fn drain_boundary() -> Instant {
+    let period = |t| epoch(t) / EPOCHS_PER_PERIOD;
     let mut t = Instant::now();
-    let first = epoch(t);
-    while epoch(t) == first {
+    let first = period(t);
+    while period(t) == first {
         t += ms(1);
     }
     t
@@ -215,6 +216,37 @@ fn a_drain_empties_the_queue_and_resumes_without_it() {
 }
 
 #[test]
+fn the_first_drain_comes_early() {
+    let t0 = drain_boundary();
+    // Held back in a period's first FIRST_DRAIN_PERIOD.
+    let held = |w: &mut Congestion, seq: u64, at: Instant| {
+        w.on_ack(seq, 8 * K, Some(ms(50)), true, at);
+        w.on_ack(seq + 1, 8 * K, Some(ms(50)), true, at);
+        assert!(w.window() > MIN_WINDOW, "not draining");
+    };
+    let mut w = Congestion::new();
+    w.on_ack(1, 64 * K, Some(ms(10)), true, t0);
+    held(&mut w, 2, t0 + ms(100));
+    // Not drained yet: the next FIRST_DRAIN_PERIOD drains.
+    w.on_ack(4, 8 * K, Some(ms(50)), true, t0 + FIRST_DRAIN_PERIOD);
+    assert_eq!(w.window(), MIN_WINDOW, "the first drain, early");
+    w.on_ack(
+        5,
+        4 * K,
+        Some(ms(20)),
+        true,
+        t0 + FIRST_DRAIN_PERIOD + ms(200),
+    );
+    assert!(w.window() > MIN_WINDOW, "drained");
+    // Drained once: the next FIRST_DRAIN_PERIOD does not drain, the next
+    // DRAIN_PERIOD does.
+    held(&mut w, 6, t0 + FIRST_DRAIN_PERIOD + ms(300));
+    held(&mut w, 8, t0 + FIRST_DRAIN_PERIOD * 2 + ms(1));
+    w.on_ack(10, 8 * K, Some(ms(50)), true, t0 + DRAIN_PERIOD);
+    assert_eq!(w.window(), MIN_WINDOW, "a regular drain");
+}
+
+#[test]
 fn the_window_and_its_chunk_stay_within_bounds() {
     let t0 = Instant::now();
     let mut w = Congestion::new();
@@ -257,6 +289,22 @@ fn base_delay_is_the_least_of_two_periods() {
     assert_eq!(d.queue(), Some(ms(0)));
     d.reset();
     assert_eq!(d.base(), None);
+}
+
+#[test]
+fn a_drains_base_holds_until_the_next_drain() {
+    let t0 = Instant::now();
+    let mut d = DelayFilter::default();
+    d.on_sample(ms(5), t0);
+    d.restart_base(ms(15), t0 + ms(100));
+    // A moment with less queue than the drain measured: not the base.
+    d.on_sample(ms(7), t0 + ms(110));
+    assert_eq!(d.base(), Some(ms(15)));
+    assert_eq!(d.queue(), Some(ms(0)));
+    // No drain within a period (the session is no longer held back): a
+    // smaller sample counts again.
+    d.on_sample(ms(8), t0 + ms(100) + DRAIN_PERIOD);
+    assert_eq!(d.base(), Some(ms(8)));
 }
 
 /// A window of `cwnd` bytes that measured `base` as the path's round trip
