@@ -23,8 +23,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use super::two_periods::TwoPeriods;
 use crate::protocol::{FRAME_OVERHEAD, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
+
+mod delay;
+pub use delay::{DelayFilter, BASE_PERIOD};
 
 /// The queueing delay the window aims for: what a keystroke behind a copy
 /// waits at the bottleneck. LEDBAT's 100 ms is for background traffic that
@@ -236,83 +238,6 @@ pub const FIRST_DRAIN_PERIOD: Duration = Duration::from_secs(DRAIN_PERIOD.as_sec
 /// How long a drain lasts, in round trips: one for the queue to empty,
 /// one to measure it empty.
 pub const DRAIN_ROUND_TRIPS: u32 = 2;
-
-/// How long the smallest round trip seen is trusted: the path may have
-/// changed (a laptop moved to another network, a broker's route changed).
-/// The base delay is the smallest of this period's samples and the last
-/// period's, so it is at most two periods old.
-pub const BASE_PERIOD: Duration = Duration::from_secs(60);
-
-/// The path's own round trip and the latest queueing, from round-trip
-/// samples (only samples the peer answered at once: see `send.rs`).
-#[derive(Debug, Clone)]
-pub struct DelayFilter {
-    /// The smallest sample of this [`BASE_PERIOD`] and the last.
-    base: TwoPeriods<Duration>,
-    /// The two latest samples: the queue is read off the smaller, so one
-    /// sample delayed by a busy moment elsewhere does not shrink the window.
-    recent: [Option<Duration>; 2],
-    /// Until then no sample lowers the base: a drain measured it
-    /// ([`DelayFilter::restart_base`]), and the next drain will. A sample
-    /// below a drain's comes from a moment when other sessions' floors
-    /// were out of the queue, as when one session leaves a drain before
-    /// the other, and only that session sees it (two downloads over a
-    /// relay paced to 1 MiB/s, traced: a sample of 7.3 ms just after a
-    /// drain that measured 15.7 and 14.6 ms; the session that took it
-    /// kept half the other's window until the next drain).
-    held_until: Option<Instant>,
-}
-
-impl Default for DelayFilter {
-    fn default() -> Self {
-        DelayFilter {
-            base: TwoPeriods::new(BASE_PERIOD, std::cmp::min),
-            recent: [None; 2],
-            held_until: None,
-        }
-    }
-}
-
-impl DelayFilter {
-    /// A round trip of `rtt` measured at `now`.
-    pub fn on_sample(&mut self, rtt: Duration, now: Instant) {
-        self.recent = [Some(rtt), self.recent[0]];
-        let floor = match (self.held_until, self.base.get()) {
-            (Some(until), Some(base)) if now < until => base,
-            _ => Duration::ZERO,
-        };
-        self.base.on_sample(rtt.max(floor), now);
-    }
-
-    /// The path's own round trip: the smallest sample of this period and
-    /// the last.
-    pub fn base(&self) -> Option<Duration> {
-        self.base.get()
-    }
-
-    /// The round trip now: the smaller of the two latest samples.
-    pub fn latest(&self) -> Option<Duration> {
-        self.recent.iter().flatten().min().copied()
-    }
-
-    /// Queueing now: [`latest`](Self::latest) less the base.
-    pub fn queue(&self) -> Option<Duration> {
-        Some(self.latest()?.saturating_sub(self.base()?))
-    }
-
-    /// Measured while every session through the bottleneck drained the
-    /// queue: `base` is the path's round trip from now on, until the next
-    /// drain (or, with none within a [`DRAIN_PERIOD`], a smaller sample).
-    pub fn restart_base(&mut self, base: Duration, now: Instant) {
-        self.base.restart(base, now);
-        self.held_until = Some(now + DRAIN_PERIOD);
-    }
-
-    /// Forget everything (the path may be another one now).
-    pub fn reset(&mut self) {
-        *self = DelayFilter::default();
-    }
-}
 
 /// Bytes allowed in flight, and the slow-start and recovery state behind it.
 #[derive(Debug, Clone)]
