@@ -35,10 +35,9 @@ const RESTART_GRACE: Duration = Duration::from_secs(12);
 /// Incoming messages buffered between the MQTT task and the session.
 const INCOMING_CAPACITY: usize = 1024;
 /// Most bytes read from stdin before the agent answers (see
-/// [`super::opening`]'s `Early`), and
-/// the window the session assumes the agent has until its ACCEPT says: ssh
-/// speaks first with its version banner (at most 255 bytes, RFC 4253), then
-/// waits for the server's.
+/// [`super::opening`]'s `Early`), and the window the session assumes the
+/// agent has until its ACCEPT says: ssh speaks first with its version
+/// banner (at most 255 bytes, RFC 4253), then waits for the server's.
 const EARLY_WINDOW: u32 = 4096;
 
 /// Completes when ssh hangs up on the proxy (SIGHUP, sent by ssh when it
