@@ -302,6 +302,15 @@ fn epoch(now: Instant) -> u64 {
 
 /// [`FIRST_DRAIN_PERIOD`]s per [`DRAIN_PERIOD`].
 const EPOCHS_PER_PERIOD: u64 = DRAIN_PERIOD.as_secs() / FIRST_DRAIN_PERIOD.as_secs();
+// Every regular drain's boundary is an epoch's: whole seconds, one a
+// multiple of the other.
+const _: () = assert!(
+    FIRST_DRAIN_PERIOD.subsec_nanos() == 0
+        && DRAIN_PERIOD.subsec_nanos() == 0
+        && DRAIN_PERIOD
+            .as_secs()
+            .is_multiple_of(FIRST_DRAIN_PERIOD.as_secs())
+);
 
 impl Default for Congestion {
     fn default() -> Self {
