@@ -6,8 +6,6 @@
 //! and logs who opened what. The tests check order and reasons, never
 //! times (`scripts/bench --access` measures those).
 
-mod common;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn tool(name: &str, args: &[&str]) {
     let out = run(Command::new(find_tool(name))

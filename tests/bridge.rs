@@ -7,15 +7,13 @@
 //! prefix, so they run in parallel. Sleeps only create outages of a given
 //! length; all other waiting is polling with a deadline.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tempfile::TempDir;
 
 /// Size of the big transfers (the same as the single-broker tests).

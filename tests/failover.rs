@@ -18,15 +18,13 @@
 //! Times are printed (docs/failover.md has the figures), not asserted;
 //! bounds only turn a hang into a failure.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Size of the transfers (the same as the other big-transfer tests).
 const BIG: u64 = 64 << 20;

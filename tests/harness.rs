@@ -2,11 +2,9 @@
 //! `nc`, and a real mosquitto carrying a message. If these fail, the tunnel
 //! tests cannot say anything about the tunnel.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn sshd_accepts_the_client_key_through_nc() {

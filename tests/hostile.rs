@@ -5,13 +5,11 @@
 //! dropped. Also what a peer of protocol version 1 is told. Real
 //! mosquitto, sshd and ssh.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use mqtt_proxy::protocol::{HEADER_LEN, VERSION};
 
 const DATA: u8 = 16;

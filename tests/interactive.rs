@@ -11,8 +11,6 @@
 //! between a keystroke's write and its echo. Machine load slows both alike;
 //! only a queue in front of the keystroke makes the copy move far meanwhile.
 
-mod common;
-
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -22,8 +20,8 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::pace::PaceRelay;
-use common::*;
+use crate::common::pace::PaceRelay;
+use crate::common::*;
 use tempfile::TempDir;
 
 /// The link: 256 KiB/s each way, the slower row of

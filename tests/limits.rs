@@ -7,14 +7,12 @@
 //! disconnect anyone, and (behind the byte cap) nothing is retransmitted
 //! because of our own pacing.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::throttle::{Limits, Throttle};
-use common::*;
+use crate::common::throttle::{Limits, Throttle};
+use crate::common::*;
 use tempfile::TempDir;
 
 /// AWS IoT Core's per-connection limits.

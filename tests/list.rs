@@ -5,8 +5,6 @@
 //! the refusals (online, unknown, forbidden by the ACL) with their exact
 //! lines and exit status 255.
 
-mod common;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::mqtt_wire::{mqtt_string, packet};
-use common::*;
+use crate::common::mqtt_wire::{mqtt_string, packet};
+use crate::common::*;
 use mqtt_proxy::list::{self, Node};
 use mqtt_proxy::EXIT_PROXY_FAILURE;
 

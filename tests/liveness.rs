@@ -11,15 +11,13 @@
 //! would. The tests bound how long things take only generously: they check
 //! the bytes, the exit status and what the proxy tells the user.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rustix::process::Signal;
 
 /// The short liveness settings of both ends: probe after 3 s of silence,

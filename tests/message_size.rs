@@ -5,12 +5,10 @@
 //! either version); `--max-message-size` sets it by hand. Each broker
 //! setting gets one broker, sshd and agent for all its copies.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// How long one 8 MiB copy may take before the test fails instead of
 /// hanging (without discovery it never finishes). Not a speed assertion:

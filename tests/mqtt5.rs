@@ -4,12 +4,10 @@
 //! keeps oversized messages away from us, and the broker's reason codes
 //! reach the user.
 
-mod common;
-
 use std::fs;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// mosquitto's log lines for our clients' connections whose client id
 /// starts with `id_prefix`: "New client connected from … as ID (p5, c1, k15)."

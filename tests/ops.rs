@@ -4,13 +4,11 @@
 //! with exit status 255, and the agent's per-session log lines. Real
 //! mosquitto, sshd, ssh and agents, each test with its own names.
 
-mod common;
-
 use std::fs;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Bound for `--list` (docs/listing.md has measured times) and for every failure
 /// report (10 s, [`FAILURE_REPORT_BOUND`]). Only a hang guard: the figures

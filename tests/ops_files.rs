@@ -6,7 +6,6 @@
 //! `dpkg-deb` and installed by `dpkg` into a throwaway root. Nothing is skipped: a missing tool is a failure that
 //! names it (`scripts/install-deps` installs them all).
 
-mod common;
 // The man pages and completions, generated in-process from the same code
 // `examples/gen_docs` runs, so the test needs no second cargo build.
 #[path = "../examples/gen_docs/docs.rs"]
@@ -20,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tempfile::TempDir;
 
 /// The unit as shipped.

@@ -1,5 +1,5 @@
 //! End-to-end: the tunnel survives the network. A real mosquitto is killed
-//! and restarted, or a fault-injecting relay ([`common::relay::Relay`]) cuts
+//! and restarted, or a fault-injecting relay ([`crate::common::relay::Relay`]) cuts
 //! only the proxy's or only the agent's broker connection, in the middle of
 //! real scp/ssh sessions through `mqtt-proxy` and `mqtt-proxy-agent`; outages
 //! longer than `--resume-timeout` end sessions cleanly; a killed proxy, a
@@ -8,8 +8,6 @@
 //! Every test has its own broker, sshd, agent, node id and topic prefix, so
 //! they run in parallel. Sleeps only create outages of a given length; all
 //! other waiting is polling with a deadline.
-
-mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -21,8 +19,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::relay::Relay;
-use common::*;
+use crate::common::relay::Relay;
+use crate::common::*;
 use tempfile::TempDir;
 
 /// Size of the big transfers (the same as the undisturbed tunnel tests).

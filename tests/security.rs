@@ -5,8 +5,6 @@
 //! an agent. Real mosquitto, sshd, ssh and scp; certificates are made with
 //! openssl at run time in each test's own directory.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,11 +13,13 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use rumqttc::SubscribeReasonCode;
 
 /// The flood test measures memory and every other test here has a 10 s
-/// bound: it runs alone (write lock), the others together (read lock).
+/// bound: it runs apart from them (write lock), the others together (read
+/// lock). Tests of the other files (one binary, tests/e2e.rs) may run
+/// beside it.
 static EXCLUSIVE: RwLock<()> = RwLock::new(());
 
 fn shared() -> RwLockReadGuard<'static, ()> {

@@ -5,13 +5,11 @@
 //! answers with 404, a server that does not speak WebSocket, a ws:// URL
 //! with TLS options.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// An agent on `url` (plus `args`), and the [`Ssh`] that reaches it
 /// through `mqtt-proxy` on the same URL.

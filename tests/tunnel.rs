@@ -4,15 +4,13 @@
 //! The sshd runs on this machine as this user, so remote paths are local
 //! paths inside the test's temporary directory and can be compared directly.
 
-mod common;
-
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tempfile::TempDir;
 
 /// Size of the big transfers: large enough to exercise flow control and
