@@ -1,7 +1,7 @@
 //! The `mqtt-proxy-agent` binary, started against a test broker and
 //! watched through its log.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -48,7 +48,8 @@ pub const AGENT_TAKEN_OVER_STATUS: i32 = mqtt_proxy::EXIT_AGENT_TAKEN_OVER as i3
 
 /// A running `mqtt-proxy-agent`, killed when dropped.
 pub struct Agent {
-    dir: TempDir,
+    /// The agent's own temporary directory, removed when dropped.
+    _dir: TempDir,
     log: PathBuf,
     child: Option<Killed>,
     pub node: String,
@@ -163,7 +164,7 @@ impl Agent {
             .stderr(append_log(&log));
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         Agent {
-            dir,
+            _dir: dir,
             log,
             child: Some(Killed(child)),
             node: node.to_owned(),
@@ -242,25 +243,5 @@ impl Agent {
             status.is_some()
         });
         status
-    }
-
-    /// Send SIGTERM and wait up to `timeout` for it to exit; returns its
-    /// status (None if it had to be killed).
-    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        let pid = child.0.id().to_string();
-        // If kill(1) fails the process is already gone; try_wait below tells.
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let mut status = None;
-        wait_until(timeout, || {
-            status = child.exited();
-            status.is_some()
-        });
-        status
-    }
-
-    /// The agent's own temporary directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }

@@ -20,7 +20,6 @@
 //! `common::relay::Relay`), `throttle` (a relay that enforces a hosted
 //! broker's per-connection limits, `common::throttle::Throttle`) and `pace`
 //! (a slow link with a deep buffer, `common::pace::PaceRelay`).
-#![allow(dead_code)] // each test crate uses a different subset of the harness
 
 mod agent;
 mod amqtt;
@@ -40,8 +39,6 @@ mod sshd;
 pub mod throttle;
 mod tinyproxy;
 
-// Every test crate imports `common::*` and uses a different subset of it.
-#[allow(unused_imports)]
 pub use self::{
     agent::*, amqtt::*, broker::*, files::*, host::*, netns::*, pki::*, process::*, procfs::*,
     raw::*, ssh::*, sshd::*, tinyproxy::*,

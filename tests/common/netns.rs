@@ -59,11 +59,6 @@ impl Netns {
         ns
     }
 
-    /// The namespace's name, for `ip netns exec NAME`.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Drop every packet, both ways, of the established TCP connections
     /// process `pid` has to local port `remote_port` (a broker's): what a
     /// Wi-Fi that went away or a NAT that forgot the mapping does. Nothing

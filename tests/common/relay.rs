@@ -59,7 +59,6 @@ struct Shared {
 /// A running relay; see the module documentation for its semantics.
 pub struct Relay {
     port: u16,
-    upstream: u16,
     shared: Arc<Shared>,
     runtime: Option<Runtime>,
 }
@@ -94,7 +93,6 @@ impl Relay {
         runtime.spawn(accept_loop(listener, upstream, shared.clone()));
         Relay {
             port,
-            upstream,
             shared,
             runtime: Some(runtime),
         }
@@ -103,11 +101,6 @@ impl Relay {
     /// The port clients should connect to instead of the broker's.
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The broker port it forwards to.
-    pub fn upstream(&self) -> u16 {
-        self.upstream
     }
 
     /// Reset every current connection, on both sides.
