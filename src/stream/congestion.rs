@@ -18,15 +18,17 @@
 //! round trip at most) and decrease multiplicative, which makes two copies
 //! through one bottleneck converge on equal shares.
 
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::protocol::{FRAME_OVERHEAD, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 
 mod delay;
+mod drain;
 pub use delay::{DelayFilter, BASE_PERIOD};
+use drain::{doubt_slack, epoch, Drain, EPOCHS_PER_PERIOD};
+pub use drain::{DOUBT_SHARE, DOUBT_SLACK, DRAIN_PERIOD, DRAIN_ROUND_TRIPS, FIRST_DRAIN_PERIOD};
 
 /// The queueing delay the window aims for: what a keystroke behind a copy
 /// waits at the bottleneck. LEDBAT's 100 ms is for background traffic that
@@ -202,43 +204,6 @@ pub const ROOM_GROWTH: f64 = 0.25;
 /// (a share of the window): a queue at twice the target or more halves it.
 pub const MAX_DECREASE: f64 = 0.5;
 
-/// Sessions whose window the queue holds back drop it to the floor at
-/// every multiple of this period of the wall clock, all at once, for
-/// [`DRAIN_ROUND_TRIPS`]: the queue drains, each measures the path's round
-/// trip afresh from that moment alone, and all of them read the queue off
-/// the same base. Without it, a session that first measured the path
-/// behind another's queue takes that queue for the path and keeps it
-/// there, and the first session, seeing a queue above the target for good,
-/// shrinks to the floor (LEDBAT's latecomer problem: two copies to one
-/// node over a 1 MiB/s link split it 1 to 3). LEDBAT++ drains periodically
-/// for the same reason; tying the moment to the wall clock lines up
-/// sessions in other processes and on other machines (whose clocks agree
-/// to a few milliseconds when NTP keeps them).
-///
-/// Every 6 s: each drain costs a lone copy about two round trips of an
-/// idle link, 7-8 % of a 40 ms paced path at 3 s (copies 0.81 / 0.83 of
-/// the link, 0.89 / 0.91 without drains). A new session waits at most a
-/// [`FIRST_DRAIN_PERIOD`] for its first drain.
-pub const DRAIN_PERIOD: Duration = Duration::from_secs(6);
-
-/// A session that has not drained yet drains at every multiple of this
-/// period instead (when the queue holds it back): a third of
-/// [`DRAIN_PERIOD`], so every regular drain is one of these too. Two
-/// copies started together measure their bases apart: the first alone,
-/// the second behind the first's queue, and the first then sits at the
-/// floor until a drain gives both one base (two downloads over a relay
-/// paced to 1 MiB/s, traced: the first at the floor for 1.7-5.5 s while
-/// the second held 21 KiB). Only the first drain comes early, so a lone
-/// copy pays one or two drains more, once. With this and the held base
-/// (`DelayFilter::held_until`), two downloads over that relay split
-/// under 0.8 of each other in none of 14 runs (0.88-1.00), against 6 of
-/// 29 before (0.39-0.75), the same hours.
-pub const FIRST_DRAIN_PERIOD: Duration = Duration::from_secs(DRAIN_PERIOD.as_secs() / 3);
-
-/// How long a drain lasts, in round trips: one for the queue to empty,
-/// one to measure it empty.
-pub const DRAIN_ROUND_TRIPS: u32 = 2;
-
 /// Bytes allowed in flight, and the slow-start and recovery state behind it.
 #[derive(Debug, Clone)]
 pub struct Congestion {
@@ -262,55 +227,16 @@ pub struct Congestion {
     /// The queue held the window back since the last drain.
     held_back: bool,
     drain: Option<Drain>,
-    /// The last drain measured a longer round trip than before it, and
-    /// kept the base it had.
+    /// The last drain was not trusted and kept the base it had: it
+    /// measured a longer round trip than before it, or was doubted
+    /// ([`DOUBT_SLACK`]). The next drain is trusted.
     drain_failed: bool,
+    /// A regular drain ([`Drain::regular`]) measured the base.
+    regular_base: bool,
     /// The target has its own terms ([`OWN_QUEUE`], [`FAR_OWN_QUEUE`]);
     /// the window's rules are tested without them.
     own_terms: bool,
 }
-
-/// A drain under way (see [`DRAIN_PERIOD`]).
-#[derive(Debug, Clone, Copy)]
-struct Drain {
-    until: Instant,
-    /// The window before it.
-    window: f64,
-    /// The round trip before it (the smaller of the two latest samples).
-    before: Duration,
-    /// The smallest round trip during it (a drain ends on a sample, so
-    /// there is at least one).
-    least: Duration,
-}
-
-/// Which [`FIRST_DRAIN_PERIOD`] of the wall clock `now` falls in (a
-/// [`DRAIN_PERIOD`] is [`EPOCHS_PER_PERIOD`] of them).
-fn epoch(now: Instant) -> u64 {
-    static ANCHOR: OnceLock<(Instant, Duration)> = OnceLock::new();
-    let (at, wall) = *ANCHOR.get_or_init(|| {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        (Instant::now(), wall)
-    });
-    let wall = match now.checked_duration_since(at) {
-        Some(after) => wall + after,
-        None => wall.saturating_sub(at - now),
-    };
-    (wall.as_millis() / FIRST_DRAIN_PERIOD.as_millis()) as u64
-}
-
-/// [`FIRST_DRAIN_PERIOD`]s per [`DRAIN_PERIOD`].
-const EPOCHS_PER_PERIOD: u64 = DRAIN_PERIOD.as_secs() / FIRST_DRAIN_PERIOD.as_secs();
-// Every regular drain's boundary is an epoch's: whole seconds, one a
-// multiple of the other.
-const _: () = assert!(
-    FIRST_DRAIN_PERIOD.subsec_nanos() == 0
-        && DRAIN_PERIOD.subsec_nanos() == 0
-        && DRAIN_PERIOD
-            .as_secs()
-            .is_multiple_of(FIRST_DRAIN_PERIOD.as_secs())
-);
 
 impl Default for Congestion {
     fn default() -> Self {
@@ -332,6 +258,7 @@ impl Congestion {
             held_back: false,
             drain: None,
             drain_failed: false,
+            regular_base: false,
             own_terms: true,
         }
     }
@@ -480,11 +407,24 @@ impl Congestion {
             // 42 ms where the path's is 8, and the latecomer at the floor
             // until the next drain). The base stays then, unless the drain
             // before failed too: the path got longer.
-            if d.least <= d.before || self.drain_failed {
+            //
+            // A regular drain that measured well above the base a regular
+            // drain measured is doubted too (DOUBT_SLACK). Either way a
+            // base that a drain measured stays held: no sample below it
+            // is taken until the next drain either.
+            let emptied = d.least <= d.before;
+            let doubted = self.regular_base
+                && self
+                    .delay
+                    .drain_base()
+                    .is_some_and(|b| d.least > b + doubt_slack(b));
+            if (emptied && !doubted) || self.drain_failed {
                 self.delay.restart_base(d.least, now);
+                self.regular_base = d.regular;
                 self.drain_failed = false;
             } else {
                 self.drain_failed = true;
+                self.delay.hold_base(now);
             }
             // (A round trip of zero before: a lying peer's; the floor.)
             let unqueued =
@@ -495,8 +435,8 @@ impl Congestion {
         }
         if self.held_back && boundary {
             self.held_back = false;
-            self.drained = true;
             self.drain = Some(Drain {
+                regular: std::mem::replace(&mut self.drained, true),
                 until: now + rtt * DRAIN_ROUND_TRIPS,
                 window: self.cwnd,
                 before: self.delay.latest().unwrap_or(rtt),

@@ -61,6 +61,11 @@ impl DelayFilter {
         self.base.get()
     }
 
+    /// The base, if a drain measured it ([`DelayFilter::restart_base`]).
+    pub fn drain_base(&self) -> Option<Duration> {
+        self.held_until.and(self.base())
+    }
+
     /// The round trip now: the smaller of the two latest samples.
     pub fn latest(&self) -> Option<Duration> {
         self.recent.iter().flatten().min().copied()
@@ -77,6 +82,14 @@ impl DelayFilter {
     pub fn restart_base(&mut self, base: Duration, now: Instant) {
         self.base.restart(base, now);
         self.held_until = Some(now + DRAIN_PERIOD);
+    }
+
+    /// A drain did not measure the base (`Congestion::on_ack`): a base
+    /// that an earlier drain measured stays, held until the next drain.
+    pub fn hold_base(&mut self, now: Instant) {
+        if self.held_until.is_some() {
+            self.held_until = Some(now + DRAIN_PERIOD);
+        }
     }
 
     /// Forget everything (the path may be another one now).

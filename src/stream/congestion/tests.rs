@@ -215,6 +215,61 @@ fn a_drain_empties_the_queue_and_resumes_without_it() {
     assert_eq!(w.delay().base(), Some(ms(950)));
 }
 
+/// A regular drain that measured well above the base the regular drain
+/// before it measured (one session's samples can all trail another's
+/// floor) is doubted: the base stays, held, until the next drain, which
+/// counts whatever it measures. Within the slack, or after a session's
+/// first drain (perhaps measured before the other sessions started), a
+/// drain counts at once.
+#[test]
+fn a_drain_well_above_a_regular_drains_base_waits_for_the_next() {
+    let t0 = drain_boundary();
+    // Held back by a queue of 40 ms over a path of 10 ms.
+    let held = |w: &mut Congestion, seq: u64, at: Instant| {
+        w.on_ack(seq, 8 * K, Some(ms(50)), true, at);
+        w.on_ack(seq + 1, 8 * K, Some(ms(50)), true, at);
+    };
+    // Held back, then a drain at the `n`th DRAIN_PERIOD boundary whose
+    // least round trip is `least`.
+    let drain = |w: &mut Congestion, n: u32, least: u64| {
+        let at = t0 + DRAIN_PERIOD * n;
+        let seq = 10 * u64::from(n) + 2;
+        held(w, seq, at - ms(500));
+        w.on_ack(seq + 2, 8 * K, Some(ms(50)), true, at);
+        assert!(w.drain.is_some(), "draining at period {n}");
+        w.on_ack(seq + 3, 4 * K, Some(ms(least)), true, at + ms(120));
+        assert!(w.drain.is_none(), "drained at period {n}");
+    };
+    let mut w = Congestion::new();
+    w.on_ack(1, 64 * K, Some(ms(10)), true, t0 - ms(600));
+    drain(&mut w, 0, 10);
+    assert_eq!(w.delay().base(), Some(ms(10)), "the first drain");
+    drain(&mut w, 1, 11);
+    assert_eq!(w.delay().base(), Some(ms(11)), "within the slack");
+    // 20 ms, more than 2 ms above a regular drain's base: the base stays...
+    drain(&mut w, 2, 20);
+    assert_eq!(w.delay().base(), Some(ms(11)), "doubted");
+    // ...held: a sample below it (a moment when another session's floor
+    // was out of the queue) does not lower it either; and no drain comes
+    // early.
+    let later = t0 + DRAIN_PERIOD * 2 + ms(300);
+    w.on_ack(30, 4 * K, Some(ms(5)), true, later);
+    assert_eq!(w.delay().base(), Some(ms(11)), "held");
+    held(&mut w, 31, later + FIRST_DRAIN_PERIOD);
+    assert!(w.drain.is_none(), "no drain before the next period");
+    // The next drain counts, whatever it measures.
+    drain(&mut w, 3, 20);
+    assert_eq!(w.delay().base(), Some(ms(20)), "the next drain");
+
+    // After a session's first drain, a drain that measures far more counts
+    // at once: the first may have come before the others started.
+    let mut w = Congestion::new();
+    w.on_ack(1, 64 * K, Some(ms(10)), true, t0 - ms(600));
+    drain(&mut w, 0, 10);
+    drain(&mut w, 1, 20);
+    assert_eq!(w.delay().base(), Some(ms(20)));
+}
+
 #[test]
 fn the_first_drain_comes_early() {
     let t0 = drain_boundary();
