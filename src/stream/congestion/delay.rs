@@ -24,7 +24,8 @@ pub struct DelayFilter {
     /// sample delayed by a busy moment elsewhere does not shrink the window.
     recent: [Option<Duration>; 2],
     /// Until then no sample lowers the base: a drain measured it
-    /// ([`DelayFilter::restart_base`]), and the next drain will. A sample
+    /// ([`DelayFilter::restart_base`]) or a later one kept it
+    /// ([`DelayFilter::hold_base`]), and the next drain will. A sample
     /// below a drain's comes from a moment when other sessions' floors
     /// were out of the queue, as when one session leaves a drain before
     /// the other, and only that session sees it (two downloads over a
