@@ -231,7 +231,8 @@ pub struct Congestion {
     /// measured a longer round trip than before it, or was doubted
     /// ([`DOUBT_SLACK`]). The next drain is trusted.
     drain_failed: bool,
-    /// A regular drain ([`Drain::regular`]) measured the base.
+    /// A regular drain ([`Drain::regular`]) measured the base (since the
+    /// last reconnect).
     regular_base: bool,
     /// The target has its own terms ([`OWN_QUEUE`], [`FAR_OWN_QUEUE`]);
     /// the window's rules are tested without them.
@@ -416,7 +417,7 @@ impl Congestion {
             let doubted = self.regular_base
                 && self
                     .delay
-                    .drain_base()
+                    .base()
                     .is_some_and(|b| d.least > b + doubt_slack(b));
             if (emptied && !doubted) || self.drain_failed {
                 self.delay.restart_base(d.least, now);
@@ -507,6 +508,7 @@ impl Congestion {
     pub fn on_reconnect(&mut self) {
         self.delay.reset();
         self.drained = false;
+        self.regular_base = false;
     }
 }
 

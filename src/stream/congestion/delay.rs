@@ -62,11 +62,6 @@ impl DelayFilter {
         self.base.get()
     }
 
-    /// The base, if a drain measured it ([`DelayFilter::restart_base`]).
-    pub fn drain_base(&self) -> Option<Duration> {
-        self.held_until.and(self.base())
-    }
-
     /// The round trip now: the smaller of the two latest samples.
     pub fn latest(&self) -> Option<Duration> {
         self.recent.iter().flatten().min().copied()
