@@ -215,6 +215,13 @@ fn a_drain_empties_the_queue_and_resumes_without_it() {
     assert_eq!(w.delay().base(), Some(ms(950)));
 }
 
+/// Two acks of 8 KiB at `at`, each a round trip of 50 ms: over the 10 ms
+/// path of the tests below, a queue of 40 ms holds the window back.
+fn held(w: &mut Congestion, seq: u64, at: Instant) {
+    w.on_ack(seq, 8 * K, Some(ms(50)), true, at);
+    w.on_ack(seq + 1, 8 * K, Some(ms(50)), true, at);
+}
+
 /// A regular drain that measured well above the base the regular drain
 /// before it measured (one session's samples can all trail another's
 /// floor) is doubted: the base stays, held, until the next drain, which
@@ -224,11 +231,6 @@ fn a_drain_empties_the_queue_and_resumes_without_it() {
 #[test]
 fn a_drain_well_above_a_regular_drains_base_waits_for_the_next() {
     let t0 = drain_boundary();
-    // Held back by a queue of 40 ms over a path of 10 ms.
-    let held = |w: &mut Congestion, seq: u64, at: Instant| {
-        w.on_ack(seq, 8 * K, Some(ms(50)), true, at);
-        w.on_ack(seq + 1, 8 * K, Some(ms(50)), true, at);
-    };
     // Held back, then a drain at the `n`th DRAIN_PERIOD boundary whose
     // least round trip is `least`.
     let drain = |w: &mut Congestion, n: u32, least: u64| {
@@ -275,8 +277,7 @@ fn the_first_drain_comes_early() {
     let t0 = drain_boundary();
     // Held back in a period's first FIRST_DRAIN_PERIOD.
     let held = |w: &mut Congestion, seq: u64, at: Instant| {
-        w.on_ack(seq, 8 * K, Some(ms(50)), true, at);
-        w.on_ack(seq + 1, 8 * K, Some(ms(50)), true, at);
+        held(w, seq, at);
         assert!(w.window() > MIN_WINDOW, "not draining");
     };
     let mut w = Congestion::new();
