@@ -18,13 +18,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
 /// Largest write: a link delivers in packets, not in bursts of a buffer.
 const SLICE: usize = 1500;
-/// A link whose last byte went out this long ago was idle.
-const IDLE: Duration = Duration::from_millis(5);
 
 /// A running relay; see the module documentation.
 pub struct PaceRelay {
@@ -141,15 +140,28 @@ async fn direction(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, rate: u64, b
         let per_byte = Duration::from_secs_f64(1.0 / rate as f64);
         // When the link is free again: each byte takes `per_byte` to cross.
         let mut free_at = Instant::now();
-        while let Some(slice) = rx.recv().await {
+        loop {
+            // A slice that was waiting leaves right behind the one before,
+            // so a timer that woke a little late does not slow the link
+            // down. One that finds the link idle leaves a slice's time
+            // after it came: an idle link saves no credit, as on the wire
+            // (and in `scripts/tun-delay`). Until 2026-12-06 it saved up to
+            // 5 ms: a 4 KiB chunk after a short pause made a round trip of
+            // 1.4 ms over 1 MiB/s, a session took that for its base, and
+            // two copies split (`docs/benchmarks.md`).
+            let (slice, idle) = match rx.try_recv() {
+                Ok(slice) => (slice, false),
+                Err(TryRecvError::Empty) => match rx.recv().await {
+                    Some(slice) => (slice, true),
+                    None => break,
+                },
+                Err(TryRecvError::Disconnected) => break,
+            };
             if slice.is_empty() {
                 break;
             }
-            // An idle link starts afresh; a timer that woke a little late
-            // does not slow the link down.
-            let now = Instant::now();
-            if free_at + IDLE < now {
-                free_at = now;
+            if idle {
+                free_at = free_at.max(Instant::now());
             }
             free_at += per_byte * slice.len() as u32;
             sleep_until(free_at).await;
