@@ -114,12 +114,16 @@ fn bunched_acknowledgements_do_not_inflate_the_rate() {
 fn a_fast_moment_is_forgotten_after_two_periods() {
     let t0 = Instant::now();
     let mut r = DeliveryRate::default();
-    let snap = r.on_send(true, t0);
-    r.on_delivered(1 << 20, snap, t0, t0 + ms(10));
+    let a = r.on_send(true, t0);
+    let b = r.on_send(false, t0);
+    r.on_delivered(1 << 19, a, t0, t0 + ms(10));
+    r.on_delivered(1 << 19, b, t0, t0 + ms(10));
     assert!(r.chunk() >= crate::protocol::MAX_CHUNK);
     let slow = |r: &mut DeliveryRate, at: Instant| {
-        let snap = r.on_send(true, at);
-        r.on_delivered(MIN_CHUNK, snap, at, at + ms(1000));
+        let a = r.on_send(true, at);
+        let b = r.on_send(false, at);
+        r.on_delivered(MIN_CHUNK, a, at, at + ms(1000));
+        r.on_delivered(MIN_CHUNK, b, at, at + ms(1000));
     };
     slow(&mut r, t0 + RATE_PERIOD);
     assert!(r.chunk() > MIN_CHUNK, "still within the last period");
@@ -137,9 +141,28 @@ fn impossible_timings_give_no_sample() {
     r.on_delivered(MIN_CHUNK, snap, t0, t0);
     r.on_delivered(MIN_CHUNK, snap, t0, t0 - ms(500));
     assert_eq!(r.max(), None);
-    let snap = r.on_send(true, t0);
-    r.on_delivered(MIN_CHUNK, snap, t0, t0 + ms(1));
+    let a = r.on_send(true, t0);
+    let b = r.on_send(false, t0);
+    r.on_delivered(MIN_CHUNK, a, t0, t0 + ms(1));
+    r.on_delivered(MIN_CHUNK, b, t0, t0 + ms(1));
     assert!(r.max().is_some());
     r.reset();
     assert_eq!(r.max(), None);
+}
+
+/// A link that saves credit while idle (a token bucket's burst; the pace
+/// relay until 2026-12-06) lets a lone chunk after a pause through faster
+/// than its rate: 4 KiB in 1.4 ms over 1 MiB/s. That is one round trip,
+/// not a rate, and leaves the chunk size alone (it would have been 11 KiB
+/// for up to two periods).
+#[test]
+fn a_lone_chunk_through_a_burst_is_no_rate() {
+    let rate = 1024.0 * 1024.0;
+    let mut r = byte_limited(rate, MIN_CHUNK, 8, 200);
+    let before = r.chunk();
+    let at = Instant::now() + ms(10_000);
+    let snap = r.on_send(true, at);
+    r.on_delivered(MIN_CHUNK, snap, at, at + Duration::from_micros(1400));
+    assert_eq!(r.chunk(), before);
+    assert!(r.max().expect("measured") <= rate * 1.001);
 }

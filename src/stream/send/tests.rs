@@ -167,9 +167,11 @@ fn chunks_follow_the_window_and_the_delivery_rate_unless_told_not_to() {
     let quarter = INITIAL_WINDOW as usize / 4;
     assert_eq!(s.max_chunk(), quarter, "a quarter of a fresh window");
     // 16 KiB delivered in 1 ms: 16 MB/s, a chunk of CHUNK_TIME of it
-    // (larger than the window's quarter).
-    s.push(Bytes::from(vec![0; 16 << 10]), false, t0);
-    s.on_ack(1, 0, WINDOW, t0 + ms(1));
+    // (larger than the window's quarter). Two chunks: one alone in flight
+    // is a round trip, not a rate.
+    s.push(Bytes::from(vec![0; 8 << 10]), false, t0);
+    s.push(Bytes::from(vec![0; 8 << 10]), false, t0);
+    s.on_ack(2, 0, WINDOW, t0 + ms(1));
     assert_eq!(
         s.max_chunk(),
         (16_384_000 * 4 / 1000).min(s.segment().max_chunk())
