@@ -18,7 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{sleep_until, Instant};
 
@@ -149,13 +148,9 @@ async fn direction(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, rate: u64, b
             // 5 ms: a 4 KiB chunk after a short pause made a round trip of
             // 1.4 ms over 1 MiB/s, a session took that for its base, and
             // two copies split (`docs/benchmarks.md`).
-            let (slice, idle) = match rx.try_recv() {
-                Ok(slice) => (slice, false),
-                Err(TryRecvError::Empty) => match rx.recv().await {
-                    Some(slice) => (slice, true),
-                    None => break,
-                },
-                Err(TryRecvError::Disconnected) => break,
+            let idle = rx.is_empty();
+            let Some(slice) = rx.recv().await else {
+                break;
             };
             if slice.is_empty() {
                 break;
