@@ -25,6 +25,16 @@ fn byte_limited(rate: f64, chunk: usize, window: usize, n: usize) -> DeliveryRat
     r
 }
 
+/// Two chunks of `bytes` each, sent together at `at` with nothing else in
+/// flight and delivered together at `delivered`: the second's sample spans
+/// both (a chunk alone in flight gives none).
+fn pair(r: &mut DeliveryRate, bytes: usize, at: Instant, delivered: Instant) {
+    let a = r.on_send(true, at);
+    let b = r.on_send(false, at);
+    r.on_delivered(bytes, a, at, delivered);
+    r.on_delivered(bytes, b, at, delivered);
+}
+
 #[test]
 fn a_chunk_is_min_chunk_until_a_rate_is_measured() {
     let r = DeliveryRate::default();
@@ -66,18 +76,13 @@ fn a_path_that_stalls_messages_gets_large_chunks() {
     let mut r = DeliveryRate::default();
     let mut now = t0;
     for round in 0..40 {
-        let a = r.on_send(true, now);
-        let b = r.on_send(false, now);
         let took = if round % 7 == 3 {
             Duration::from_micros(500)
         } else {
             ms(44)
         };
-        let sent = now;
-        now += took;
-        r.on_delivered(MIN_CHUNK, a, sent, now);
-        r.on_delivered(MIN_CHUNK, b, sent, now);
-        now += Duration::from_micros(100);
+        pair(&mut r, MIN_CHUNK, now, now + took);
+        now += took + Duration::from_micros(100);
     }
     assert!(r.chunk() >= 10 * MIN_CHUNK, "{}", r.chunk());
 }
@@ -114,17 +119,9 @@ fn bunched_acknowledgements_do_not_inflate_the_rate() {
 fn a_fast_moment_is_forgotten_after_two_periods() {
     let t0 = Instant::now();
     let mut r = DeliveryRate::default();
-    let a = r.on_send(true, t0);
-    let b = r.on_send(false, t0);
-    r.on_delivered(1 << 19, a, t0, t0 + ms(10));
-    r.on_delivered(1 << 19, b, t0, t0 + ms(10));
+    pair(&mut r, 1 << 19, t0, t0 + ms(10));
     assert!(r.chunk() >= crate::protocol::MAX_CHUNK);
-    let slow = |r: &mut DeliveryRate, at: Instant| {
-        let a = r.on_send(true, at);
-        let b = r.on_send(false, at);
-        r.on_delivered(MIN_CHUNK, a, at, at + ms(1000));
-        r.on_delivered(MIN_CHUNK, b, at, at + ms(1000));
-    };
+    let slow = |r: &mut DeliveryRate, at: Instant| pair(r, MIN_CHUNK, at, at + ms(1000));
     slow(&mut r, t0 + RATE_PERIOD);
     assert!(r.chunk() > MIN_CHUNK, "still within the last period");
     slow(&mut r, t0 + RATE_PERIOD * 2 + ms(1000));
@@ -141,10 +138,7 @@ fn impossible_timings_give_no_sample() {
     r.on_delivered(MIN_CHUNK, snap, t0, t0);
     r.on_delivered(MIN_CHUNK, snap, t0, t0 - ms(500));
     assert_eq!(r.max(), None);
-    let a = r.on_send(true, t0);
-    let b = r.on_send(false, t0);
-    r.on_delivered(MIN_CHUNK, a, t0, t0 + ms(1));
-    r.on_delivered(MIN_CHUNK, b, t0, t0 + ms(1));
+    pair(&mut r, MIN_CHUNK, t0, t0 + ms(1));
     assert!(r.max().is_some());
     r.reset();
     assert_eq!(r.max(), None);
