@@ -418,6 +418,47 @@ fn a_near_path_has_a_smaller_target() {
     }
 }
 
+/// A near path whose round trips jump far above its base (a bridge's
+/// Nagle stalls) aims at the target of a path that is not near, until it
+/// has not stalled for `STALL_MEMORY`; one such round trip alone is no
+/// stall.
+#[test]
+fn a_near_path_that_stalls_aims_at_the_regular_target() {
+    let t0 = Instant::now();
+    let us = Duration::from_micros;
+    let mut c = Congestion::new();
+    c.on_ack(1, 64 * K, Some(us(300)), true, t0);
+    c.on_ack(2, 64 * K, Some(ms(1)), true, t0);
+    let near = c.target();
+    assert!(near <= ms(2), "{near:?}");
+    // One round trip of 43 ms between ones of a millisecond.
+    c.on_ack(3, 64 * K, Some(ms(43)), true, t0 + ms(10));
+    c.on_ack(4, 64 * K, Some(ms(1)), true, t0 + ms(20));
+    assert!(c.target() <= ms(2), "{:?}", c.target());
+    // Two in a row: a stall.
+    c.on_ack(5, 64 * K, Some(ms(43)), true, t0 + ms(100));
+    c.on_ack(6, 64 * K, Some(ms(44)), true, t0 + ms(150));
+    let stalled = c.target();
+    assert!(
+        stalled >= QUEUE_TARGET.mul_f64(1.0 - OWN_SHARE),
+        "{stalled:?}"
+    );
+    c.on_ack(7, 64 * K, Some(ms(1)), true, t0 + ms(200));
+    c.on_ack(8, 64 * K, Some(ms(1)), true, t0 + ms(300));
+    assert!(c.target() >= QUEUE_TARGET.mul_f64(1.0 - OWN_SHARE));
+    // No stall for STALL_MEMORY: near again.
+    let later = t0 + ms(150) + STALL_MEMORY + ms(1);
+    c.on_ack(9, 64 * K, Some(ms(1)), true, later);
+    assert!(c.target() <= ms(2), "{:?}", c.target());
+    // A reconnect forgets it.
+    c.on_ack(10, 64 * K, Some(ms(43)), true, later + ms(50));
+    c.on_ack(11, 64 * K, Some(ms(43)), true, later + ms(100));
+    assert!(c.target() > ms(2));
+    c.on_reconnect();
+    c.on_ack(12, 64 * K, Some(us(300)), true, later + ms(200));
+    assert!(c.target() <= ms(2), "{:?}", c.target());
+}
+
 /// Over a near path, `OWN_SHARE` of the target is the time `OWN_QUEUE`
 /// bytes take at the session's own rate: a session at 1 MiB/s aims at
 /// half of 25 ms plus 3.85 ms, one at half of that rate at half of 25 ms
