@@ -26,9 +26,12 @@ use crate::protocol::{FRAME_OVERHEAD, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 
 mod delay;
 mod drain;
+mod stall;
 pub use delay::{DelayFilter, BASE_PERIOD};
 use drain::{doubt_slack, epoch, Drain, EPOCHS_PER_PERIOD};
 pub use drain::{DOUBT_SHARE, DOUBT_SLACK, DRAIN_PERIOD, DRAIN_ROUND_TRIPS, FIRST_DRAIN_PERIOD};
+use stall::Stalls;
+pub use stall::STALL_MEMORY;
 
 /// The queueing delay the window aims for: what a keystroke behind a copy
 /// waits at the bottleneck. LEDBAT's 100 ms is for background traffic that
@@ -75,22 +78,6 @@ pub const BASE_SHARE: f64 = 0.75;
 /// keystrokes and copies measured as before (8eb5ad5: p99 39 / 39 ms,
 /// copies 0.97 / 0.96).
 pub const NEAR_BASE: Duration = Duration::from_millis(4);
-
-/// A near path ([`NEAR_BASE`]) that stalled within this time aims at the
-/// target of a path that is not near ([`Congestion::target`]). A stall:
-/// the two latest round trips both more than [`QUEUE_TARGET`] above the
-/// base, which no queue of a near path's window explains. Between two
-/// bridged mosquittos on one host (`tests/bridge.rs`) the bridge's
-/// connection holds a message's last segment while little is in flight
-/// (Nagle's algorithm against the other broker's delayed ack): round trips
-/// of 0.5-2 ms jump to 41-48 ms, in runs of one to five samples. With the
-/// near target (1.5 ms there) the window stayed at 85-345 KB, small
-/// enough to stall again and again: a 64 MiB scp up / down ran at medians
-/// of 20.8 / 23.5 MB/s, against 66.4 / 57.3 with this and 97.2 / 100.6
-/// before any window (e8134b8), five rounds in turns. A loopback broker's
-/// round trips under a copy stay under 5 ms (traced, 8 copies of 256 MiB),
-/// so the near target holds there.
-pub const STALL_MEMORY: Duration = Duration::from_secs(10);
 
 /// The least target, over the nearest paths (a base of 0.24 ms or less),
 /// where the scheduling of two busy cores puts 1-10 ms into round trips
@@ -250,8 +237,8 @@ pub struct Congestion {
     /// A regular drain ([`Drain::regular`]) measured the base (since the
     /// last reconnect).
     regular_base: bool,
-    /// When a near path last stalled ([`STALL_MEMORY`]).
-    stalled_at: Option<Instant>,
+    /// Stalls of a near path ([`STALL_MEMORY`]).
+    stalls: Stalls,
     /// The target has its own terms ([`OWN_QUEUE`], [`FAR_OWN_QUEUE`]);
     /// the window's rules are tested without them.
     own_terms: bool,
@@ -278,7 +265,7 @@ impl Congestion {
             drain: None,
             drain_failed: false,
             regular_base: false,
-            stalled_at: None,
+            stalls: Stalls::default(),
             own_terms: true,
         }
     }
@@ -315,7 +302,7 @@ impl Congestion {
     /// The queue aimed for now: [`QUEUE_TARGET`], or [`BASE_SHARE`] of
     /// the path's own round trip if that is longer; over a path nearer
     /// than [`NEAR_BASE`], less in proportion, at least [`NEAR_TARGET`]
-    /// (unless it stalled: [`STALL_MEMORY`]).
+    /// (unless it stalls: [`STALL_MEMORY`]).
     /// Over a far path the broker's TCP connection to the far end is
     /// ack-clocked: its own window grows only while it has data waiting to
     /// go, so the queue a copy needs grows with the round trip (a download
@@ -334,9 +321,10 @@ impl Congestion {
         let Some(base) = self.delay.base() else {
             return QUEUE_TARGET;
         };
-        let near = match self.stalled_at {
-            Some(_) => 1.0,
-            None => base.as_secs_f64() / NEAR_BASE.as_secs_f64(),
+        let near = if self.stalls.repeated() {
+            1.0
+        } else {
+            base.as_secs_f64() / NEAR_BASE.as_secs_f64()
         };
         let near = QUEUE_TARGET.as_secs_f64() * near.min(1.0);
         // The latest round trip over the window: seconds per byte at the
@@ -352,20 +340,6 @@ impl Congestion {
         let far = base.as_secs_f64() * BASE_SHARE;
         let far = far + (FAR_OWN_QUEUE * per_byte).min(cap);
         Duration::from_secs_f64(near.max(far)).max(NEAR_TARGET)
-    }
-
-    /// A near path whose two latest round trips both came more than
-    /// [`QUEUE_TARGET`] above its base stalled at `now` ([`STALL_MEMORY`]).
-    fn note_stall(&mut self, now: Instant) {
-        let near = self.delay.base().is_some_and(|b| b < NEAR_BASE);
-        if near && self.delay.queue().is_some_and(|q| q > QUEUE_TARGET) {
-            self.stalled_at = Some(now);
-        } else if self
-            .stalled_at
-            .is_some_and(|at| now.saturating_duration_since(at) > STALL_MEMORY)
-        {
-            self.stalled_at = None;
-        }
     }
 
     /// How far below the target `queue` is, as a share of the target
@@ -413,7 +387,9 @@ impl Congestion {
             return;
         };
         self.delay.on_sample(rtt, now);
-        self.note_stall(now);
+        let near = self.delay.base().is_some_and(|b| b < NEAR_BASE);
+        let stall = near && self.delay.queue().is_some_and(|q| q > QUEUE_TARGET);
+        self.stalls.on_sample(stall, now);
         let acked = std::mem::take(&mut self.unsampled) as f64;
         let off = self.off(self.delay.queue());
         let epoch = epoch(now);
@@ -545,7 +521,7 @@ impl Congestion {
     /// path's round trip is measured afresh.
     pub fn on_reconnect(&mut self) {
         self.delay.reset();
-        self.stalled_at = None;
+        self.stalls = Stalls::default();
         self.drained = false;
         self.regular_base = false;
     }
