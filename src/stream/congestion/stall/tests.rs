@@ -11,7 +11,7 @@ fn ms(n: u64) -> Duration {
 fn a_stall_counts_when_it_comes_again_within_the_memory() {
     let t0 = Instant::now();
     let mut s = Stalls::default();
-    let mut at = |s: &mut Stalls, stall: bool, t: Duration| {
+    let at = |s: &mut Stalls, stall: bool, t: Duration| {
         s.on_sample(stall, t0 + t);
         s.repeated()
     };
