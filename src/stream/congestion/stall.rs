@@ -1,5 +1,5 @@
-//! Stalls of a near path: round trips far above the base that no queue of
-//! the window explains (see [`STALL_MEMORY`]).
+//! Stalls of a near path: round trips far above its base, more than a
+//! near path's queue should ever be (see [`STALL_MEMORY`]).
 
 use std::time::Duration;
 
