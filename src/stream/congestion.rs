@@ -387,11 +387,12 @@ impl Congestion {
             return;
         };
         self.delay.on_sample(rtt, now);
+        let queue = self.delay.queue();
         let near = self.delay.base().is_some_and(|b| b < NEAR_BASE);
-        let stall = near && self.delay.queue().is_some_and(|q| q > QUEUE_TARGET);
+        let stall = near && queue.is_some_and(|q| q > QUEUE_TARGET);
         self.stalls.on_sample(stall, now);
         let acked = std::mem::take(&mut self.unsampled) as f64;
-        let off = self.off(self.delay.queue());
+        let off = self.off(queue);
         let epoch = epoch(now);
         // A drain may start here: a new DRAIN_PERIOD, or for a session
         // that never drained, a new FIRST_DRAIN_PERIOD.
