@@ -187,6 +187,12 @@ impl Stream {
         }
     }
 
+    /// Share drains with the other sessions of the broker connection
+    /// (the agent's: [`congestion::DrainsTogether`]).
+    pub fn drain_with(&mut self, together: Arc<congestion::DrainsTogether>) {
+        self.send.drain_with(together);
+    }
+
     pub fn sid(&self) -> u64 {
         self.sid
     }

@@ -22,6 +22,9 @@ pub(super) struct Ctx {
     /// When a session last sent a bulk chunk: while one does, the others
     /// ask their peers to pad small frames (`stream::pad_ask`).
     pub bulk: std::sync::Arc<crate::tunnel::BulkClock>,
+    /// The sessions' drains, shared: every download goes out through the
+    /// one broker connection (`stream::congestion::DrainsTogether`).
+    pub drains: std::sync::Arc<crate::stream::congestion::DrainsTogether>,
 }
 
 /// Frames dropped by the dispatcher (malformed, unknown session, queue full).

@@ -112,6 +112,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         link: mqtt.state.clone(),
         access,
         bulk: Arc::default(),
+        drains: Arc::default(),
     });
     let mut state = mqtt.state.clone();
     // The last state seen was Up: a Down that follows replaces a connection.

@@ -110,6 +110,7 @@ pub(super) async fn session(
         peer_window,
         tokio::time::Instant::now(),
     );
+    stream.drain_with(ctx.drains.clone());
     stream.received_in_open(early);
     let opened = async {
         use crate::tunnel::FrameSink;

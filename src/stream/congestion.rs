@@ -18,6 +18,7 @@
 //! round trip at most) and decrease multiplicative, which makes two copies
 //! through one bottleneck converge on equal shares.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -27,11 +28,13 @@ use crate::protocol::{FRAME_OVERHEAD, MAX_CHUNK, MAX_INFLIGHT_CHUNKS};
 mod delay;
 mod drain;
 mod stall;
+mod together;
 pub use delay::{DelayFilter, BASE_PERIOD};
 use drain::{doubt_slack, epoch, Drain, EPOCHS_PER_PERIOD};
 pub use drain::{DOUBT_SHARE, DOUBT_SLACK, DRAIN_PERIOD, DRAIN_ROUND_TRIPS, FIRST_DRAIN_PERIOD};
 use stall::Stalls;
 pub use stall::STALL_MEMORY;
+pub use together::DrainsTogether;
 
 /// The queueing delay the window aims for: what a keystroke behind a copy
 /// waits at the bottleneck. LEDBAT's 100 ms is for background traffic that
@@ -239,6 +242,11 @@ pub struct Congestion {
     regular_base: bool,
     /// Stalls of a near path ([`STALL_MEMORY`]).
     stalls: Stalls,
+    /// The drains of the other sessions of this broker connection.
+    together: Option<Arc<DrainsTogether>>,
+    /// The epoch the last drain began in, and the base the session had
+    /// after it, for [`DrainsTogether::base`].
+    drained_at: Option<(u64, Duration)>,
     /// The target has its own terms ([`OWN_QUEUE`], [`FAR_OWN_QUEUE`]);
     /// the window's rules are tested without them.
     own_terms: bool,
@@ -266,8 +274,16 @@ impl Congestion {
             drain_failed: false,
             regular_base: false,
             stalls: Stalls::default(),
+            together: None,
+            drained_at: None,
             own_terms: true,
         }
+    }
+
+    /// Take the base from the drains of the sessions that share
+    /// `together` too ([`DrainsTogether`]).
+    pub fn drain_with(&mut self, together: Arc<DrainsTogether>) {
+        self.together = Some(together);
     }
 
     /// May more go while `in_flight` bytes are outstanding? (A chunk may
@@ -387,6 +403,9 @@ impl Congestion {
             return;
         };
         self.delay.on_sample(rtt, now);
+        if let (Some(t), Some((epoch, own))) = (&self.together, self.drained_at) {
+            self.delay.lower_base(t.base(epoch, own), now);
+        }
         let queue = self.delay.queue();
         let near = self.delay.base().is_some_and(|b| b < NEAR_BASE);
         let stall = near && queue.is_some_and(|q| q > QUEUE_TARGET);
@@ -442,9 +461,14 @@ impl Congestion {
                 self.drain_failed = true;
                 self.delay.hold_base(now);
             }
+            let before = d.before.as_secs_f64().max(f64::MIN_POSITIVE);
+            if let (Some(t), Some(own)) = (&self.together, self.delay.base()) {
+                t.offer(d.epoch, d.least, d.window / before);
+                self.drained_at = Some((d.epoch, own));
+                self.delay.lower_base(t.base(d.epoch, own), now);
+            }
             // (A round trip of zero before: a lying peer's; the floor.)
-            let unqueued =
-                d.window * d.least.as_secs_f64() / d.before.as_secs_f64().max(f64::MIN_POSITIVE);
+            let unqueued = d.window * d.least.as_secs_f64() / before;
             self.cwnd = unqueued.clamp(self.cwnd, d.window);
             self.ssthresh = self.cwnd;
             return;
@@ -457,6 +481,7 @@ impl Congestion {
                 window: self.cwnd,
                 before: self.delay.latest().unwrap_or(rtt),
                 least: Duration::MAX,
+                epoch,
             });
             self.cwnd = MIN_WINDOW;
             return;
@@ -523,6 +548,7 @@ impl Congestion {
     pub fn on_reconnect(&mut self) {
         self.delay.reset();
         self.stalls = Stalls::default();
+        self.drained_at = None;
         self.drained = false;
         self.regular_base = false;
     }

@@ -198,6 +198,12 @@ impl SendHalf {
         (len + FRAME_OVERHEAD).min(self.segment.limit())
     }
 
+    /// Share drains with the other sessions of the broker connection
+    /// ([`super::congestion::DrainsTogether`]).
+    pub fn drain_with(&mut self, together: std::sync::Arc<super::congestion::DrainsTogether>) {
+        self.cwnd.drain_with(together);
+    }
+
     #[cfg(test)]
     pub fn cwnd(&self) -> &Congestion {
         &self.cwnd

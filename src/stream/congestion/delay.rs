@@ -80,6 +80,14 @@ impl DelayFilter {
         self.held_until = Some(now + DRAIN_PERIOD);
     }
 
+    /// Other sessions' drains measured `base` (`super::DrainsTogether`):
+    /// the base is that from now on if it is lower, held as it was.
+    pub fn lower_base(&mut self, base: Duration, now: Instant) {
+        if self.base().is_some_and(|b| base < b) {
+            self.base.restart(base, now);
+        }
+    }
+
     /// A drain did not measure the base (`Congestion::on_ack`): a base
     /// that an earlier drain measured stays, held until the next drain.
     pub fn hold_base(&mut self, now: Instant) {

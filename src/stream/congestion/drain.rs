@@ -87,6 +87,8 @@ pub(super) struct Drain {
     /// The smallest round trip during it (a drain ends on a sample, so
     /// there is at least one).
     pub(super) least: Duration,
+    /// The epoch ([`epoch`]) it began in.
+    pub(super) epoch: u64,
 }
 
 /// Which [`FIRST_DRAIN_PERIOD`] of the wall clock `now` falls in (a
