@@ -43,14 +43,14 @@ fn sessions_that_drained_together_take_the_least_base() {
 }
 
 /// Where the others' floors take less than the queue target at the
-/// sessions' rate (two at 1 MiB/s: 11.5 ms), a drain empties the queue
-/// well enough, and each session keeps its own base.
+/// sessions' rate (two sharing a 1 MiB/s link: 11.5 ms), a drain empties
+/// the queue well enough, and each session keeps its own base.
 #[test]
 fn faster_sessions_keep_their_own_bases() {
     let t = DrainsTogether::default();
-    t.offer(7, ms(20), 1024.0 * 1024.0);
-    t.offer(7, ms(10), 1024.0 * 1024.0);
-    assert!(slack(2.0 * 1024.0 * 1024.0) < QUEUE_TARGET);
+    t.offer(7, ms(20), 4.0 * HALF);
+    t.offer(7, ms(10), 4.0 * HALF);
+    assert_eq!(slack(8.0 * HALF).as_micros(), 11_535);
     assert_eq!(t.base(7, ms(20)), ms(20));
     // Three sessions at 512 KiB/s each: two others' floors, 15 ms,
     // still under.
