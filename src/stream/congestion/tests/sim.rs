@@ -325,6 +325,19 @@ fn a_lying_peer_does_not_stop_an_honest_session() {
     );
 }
 
+/// Two copies through `p`, the second 300 ms after the first, which
+/// starts at the `start`th of 16 moments of the drain period, with
+/// `noise` on every acknowledgement on average: the bytes each delivered
+/// until 40 s after the second started.
+fn noisy_pair(mut p: Path, start: u64, noise: Duration) -> (f64, f64) {
+    let phase = ms(start * 6000 / 16 + 37);
+    p.noise(noise, start + 1);
+    let a = p.flow(phase, false);
+    let b = p.flow(phase + ms(300), false);
+    p.run(phase + ms(300) + Duration::from_secs(40));
+    (p.delivered(a) as f64, p.delivered(b) as f64)
+}
+
 /// Two copies started 300 ms apart over a path paced to 1 MiB/s, near (a
 /// relay's) and 40 ms, with a millisecond of noise on every round trip on
 /// average: counted from the start, as `scripts/bench-interactive` counts,
@@ -339,13 +352,7 @@ fn two_copies_share_a_link_through_noise() {
     let rate = KIB * KIB;
     for one_way in [1, 20] {
         for start in 0..16u64 {
-            let phase = ms(start * 6000 / 16 + 37);
-            let mut p = Path::new(rate, ms(one_way));
-            p.noise(ms(1), start + 1);
-            let a = p.flow(phase, false);
-            let b = p.flow(phase + ms(300), false);
-            p.run(phase + ms(300) + Duration::from_secs(40));
-            let (da, db) = (p.delivered(a) as f64, p.delivered(b) as f64);
+            let (da, db) = noisy_pair(Path::new(rate, ms(one_way)), start, ms(1));
             let case = format!(
                 "{one_way} ms each way, start {start}: {da} and {db} bytes, {:.2}",
                 da.min(db) / da.max(db)
@@ -368,14 +375,9 @@ fn two_copies_share_a_link_through_noise() {
 fn two_downloads_share_a_slow_link_through_noise() {
     let rate = 256.0 * KIB;
     for start in 0..16u64 {
-        let phase = ms(start * 6000 / 16 + 37);
         let mut p = Path::new(rate, ms(1));
-        p.noise(ms(3), start + 1);
         p.together();
-        let a = p.flow(phase, false);
-        let b = p.flow(phase + ms(300), false);
-        p.run(phase + ms(300) + Duration::from_secs(40));
-        let (da, db) = (p.delivered(a) as f64, p.delivered(b) as f64);
+        let (da, db) = noisy_pair(p, start, ms(3));
         let case = format!(
             "start {start}: {da} and {db} bytes, {:.2}",
             da.min(db) / da.max(db)
