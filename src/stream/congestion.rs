@@ -310,6 +310,12 @@ impl Congestion {
         self.recovery_until.is_some()
     }
 
+    /// A drain is under way: the window is at its floor until the drain
+    /// has measured the path ([`DRAIN_PERIOD`]).
+    pub fn draining(&self) -> bool {
+        self.drain.is_some()
+    }
+
     /// The delay estimates behind the window.
     pub fn delay(&self) -> &DelayFilter {
         &self.delay

@@ -156,7 +156,22 @@ impl DeliveryRate {
 /// window's quarter is the larger; where the window is held small by round
 /// trips that do not grow with what we send (a bridge's stalls), the rate
 /// is.
+///
+/// During a drain, [`MIN_CHUNK`]: the drain measures the path's round trip
+/// with the session's floor, and every session of the link drains at the
+/// same moment, so each sample holds the other sessions' floors queued
+/// ahead of it, and its own chunk's time at the link. Cut by the rate
+/// (4 ms of it, `CHUNK_TIME`), a floor at 4 MiB/s held 3 ms or more, and
+/// the bases two sessions measured were 1-3 ms apart: the one with the
+/// higher base reads the queue they share as shorter, and over a far
+/// path its target, a share of its base, is higher too. Its window kept
+/// growing while the other's shrank, with their targets within half a
+/// millisecond (the model, 4 MiB/s, 20 ms each way: windows 139 / 138 KB
+/// at 8 s, 199 / 80 KB at 24 s).
 pub fn cut(window: &Congestion, rate: &DeliveryRate) -> usize {
+    if window.draining() {
+        return MIN_CHUNK;
+    }
     window.chunk().max(rate.chunk())
 }
 

@@ -215,6 +215,43 @@ fn a_drain_empties_the_queue_and_resumes_without_it() {
     assert_eq!(w.delay().base(), Some(ms(950)));
 }
 
+/// A drain cuts the smallest chunks, whatever the delivery rate asks for
+/// (`rate::cut`): every session drains at once, and each sample of a drain
+/// holds the others' floors ahead of it. Before and after the drain, the
+/// rate's chunk.
+#[test]
+fn a_drain_cuts_the_smallest_chunks() {
+    use crate::stream::rate::{cut, DeliveryRate};
+    let t0 = drain_boundary();
+    let before = t0 - ms(50);
+    // A 4 MiB/s link kept full with eight small chunks in flight: the rate
+    // asks for 4 ms of it.
+    let mut rate = DeliveryRate::default();
+    let cross = Duration::from_secs_f64(MIN_CHUNK as f64 / (4.0 * 1024.0 * 1024.0));
+    let mut now = before - ms(500);
+    let mut flight: std::collections::VecDeque<_> =
+        (0..8).map(|i| (now, rate.on_send(i == 0, now))).collect();
+    for _ in 0..200 {
+        now += cross;
+        let (sent, snap) = flight.pop_front().expect("in flight");
+        rate.on_delivered(MIN_CHUNK, snap, sent, now);
+        flight.push_back((now, rate.on_send(flight.is_empty(), now)));
+    }
+    assert!(rate.chunk() > 3 * MIN_CHUNK, "{}", rate.chunk());
+    let mut w = Congestion::new();
+    w.on_ack(1, 64 * K, Some(ms(10)), true, before);
+    held(&mut w, 2, before);
+    assert!(!w.draining());
+    assert_eq!(cut(&w, &rate), w.chunk().max(rate.chunk()));
+    w.on_ack(4, 8 * K, Some(ms(50)), true, t0);
+    assert!(w.draining());
+    assert_eq!(w.chunk(), MIN_CHUNK);
+    assert_eq!(cut(&w, &rate), MIN_CHUNK, "not the rate's {}", rate.chunk());
+    w.on_ack(5, 4 * K, Some(ms(20)), true, t0 + ms(120));
+    assert!(!w.draining());
+    assert_eq!(cut(&w, &rate), w.chunk().max(rate.chunk()));
+}
+
 /// Two acks of 8 KiB at `at`, each a round trip of 50 ms: over the 10 ms
 /// path of the tests below, a queue of 40 ms holds the window back.
 fn held(w: &mut Congestion, seq: u64, at: Instant) {
