@@ -161,13 +161,18 @@ impl DeliveryRate {
 /// with the session's floor, and every session of the link drains at the
 /// same moment, so each sample holds the other sessions' floors queued
 /// ahead of it, and its own chunk's time at the link. Cut by the rate
-/// (4 ms of it, `CHUNK_TIME`), a floor at 4 MiB/s held 3 ms or more, and
+/// ([`CHUNK_TIME`] of it), a floor at 4 MiB/s held 3 ms or more, and
 /// the bases two sessions measured were 1-3 ms apart: the one with the
 /// higher base reads the queue they share as shorter, and over a far
 /// path its target, a share of its base, is higher too. Its window kept
 /// growing while the other's shrank, with their targets within half a
 /// millisecond (the model, 4 MiB/s, 20 ms each way: windows 139 / 138 KB
-/// at 8 s, 199 / 80 KB at 24 s).
+/// at 8 s, 199 / 80 KB at 24 s). Two copies at 4 MiB/s over a 40 ms
+/// path (TUN, cubic) split under 0.8 of each other in 6 of 8 directions
+/// before, none of 8 after, in turns. Where the path stalls small
+/// messages (a bridge), a drain's two round trips carry next to nothing
+/// with either floor, and copies through bridged brokers measured the
+/// same within their wide spread.
 pub fn cut(window: &Congestion, rate: &DeliveryRate) -> usize {
     if window.draining() {
         return MIN_CHUNK;
