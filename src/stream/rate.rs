@@ -169,7 +169,8 @@ impl DeliveryRate {
 /// millisecond (the model, 4 MiB/s, 20 ms each way: windows 139 / 138 KB
 /// at 8 s, 199 / 80 KB at 24 s). Two copies at 4 MiB/s over a 40 ms
 /// path (TUN, cubic) split under 0.8 of each other in 6 of 8 directions
-/// before, none of 8 after, in turns. Where the path stalls small
+/// before, none of 8 after, in turns (and 1 of 8 in four more rounds
+/// after: fewer, not none). Where the path stalls small
 /// messages (a bridge), a drain's two round trips carry next to nothing
 /// with either floor, and copies through bridged brokers measured the
 /// same within their wide spread.
