@@ -182,4 +182,4 @@ pub fn cut(window: &Congestion, rate: &DeliveryRate) -> usize {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

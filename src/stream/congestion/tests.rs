@@ -221,22 +221,12 @@ fn a_drain_empties_the_queue_and_resumes_without_it() {
 /// rate's chunk.
 #[test]
 fn a_drain_cuts_the_smallest_chunks() {
-    use crate::stream::rate::{cut, DeliveryRate};
+    use crate::stream::rate::{cut, tests::byte_limited};
     let t0 = drain_boundary();
     let before = t0 - ms(50);
     // A 4 MiB/s link kept full with eight small chunks in flight: the rate
     // asks for 4 ms of it.
-    let mut rate = DeliveryRate::default();
-    let cross = Duration::from_secs_f64(MIN_CHUNK as f64 / (4.0 * 1024.0 * 1024.0));
-    let mut now = before - ms(500);
-    let mut flight: std::collections::VecDeque<_> =
-        (0..8).map(|i| (now, rate.on_send(i == 0, now))).collect();
-    for _ in 0..200 {
-        now += cross;
-        let (sent, snap) = flight.pop_front().expect("in flight");
-        rate.on_delivered(MIN_CHUNK, snap, sent, now);
-        flight.push_back((now, rate.on_send(flight.is_empty(), now)));
-    }
+    let rate = byte_limited(4.0 * 1024.0 * 1024.0, MIN_CHUNK, 8, 200);
     assert!(rate.chunk() > 3 * MIN_CHUNK, "{}", rate.chunk());
     let mut w = Congestion::new();
     w.on_ack(1, 64 * K, Some(ms(10)), true, before);

@@ -8,7 +8,7 @@ fn ms(n: u64) -> Duration {
 /// chunks, `window` of them in flight, each acknowledged as it crosses
 /// (ack clocked: a new chunk leaves as each is acknowledged). Returns the
 /// estimator after `n` deliveries.
-fn byte_limited(rate: f64, chunk: usize, window: usize, n: usize) -> DeliveryRate {
+pub(crate) fn byte_limited(rate: f64, chunk: usize, window: usize, n: usize) -> DeliveryRate {
     let t0 = Instant::now();
     let cross = Duration::from_secs_f64(chunk as f64 / rate);
     let mut r = DeliveryRate::default();
