@@ -38,6 +38,13 @@ impl Stream {
         self.nagle.published(now, peer_rtt);
     }
 
+    /// The window is in a drain: it measures the path's round trip
+    /// (`congestion::DRAIN_PERIOD`), so its frames get a PAD behind them on
+    /// a far path (`tunnel::pad_after`).
+    pub fn draining(&self) -> bool {
+        self.send.draining()
+    }
+
     /// A bulk chunk (a DATA message of at least [`super::congestion::MIN_CHUNK`]
     /// bytes, as the tunnel counts it for its sink) went out at `now`.
     pub fn on_bulk_sent(&mut self, now: Instant) {

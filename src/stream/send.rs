@@ -204,6 +204,11 @@ impl SendHalf {
         self.cwnd.drain_with(together);
     }
 
+    /// The window is in a drain ([`Congestion::draining`]).
+    pub fn draining(&self) -> bool {
+        self.cwnd.draining()
+    }
+
     #[cfg(test)]
     pub fn cwnd(&self) -> &Congestion {
         &self.cwnd

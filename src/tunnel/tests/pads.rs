@@ -45,7 +45,7 @@ fn only_small_stream_frames_on_a_far_path_get_a_pad() {
                 held: false,
                 credit: false,
             };
-            let got = pad_after(&f, len, || Some(path));
+            let got = pad_after(&f, len, false, || Some(path));
             assert_eq!(got, want && (receiving || asked), "{kind:?} {len} {path:?}");
         }
     }
@@ -89,7 +89,7 @@ fn a_data_frame_the_broker_would_hold_gets_a_pad() {
             credit: true,
         };
         assert_eq!(
-            pad_after(&f, len, || Some(path)),
+            pad_after(&f, len, false, || Some(path)),
             want,
             "{kind:?} {len} {path:?}"
         );
@@ -99,11 +99,49 @@ fn a_data_frame_the_broker_would_hold_gets_a_pad() {
             ..path
         };
         assert!(
-            !pad_after(&f, len, || Some(path)),
+            !pad_after(&f, len, false, || Some(path)),
             "{kind:?} {len} {path:?}"
         );
         // The sink may not pad: never.
-        assert!(!pad_after(&f, len, || None), "{kind:?} {len} {path:?}");
+        assert!(
+            !pad_after(&f, len, false, || None),
+            "{kind:?} {len} {path:?}"
+        );
+    }
+}
+
+/// In a drain, every DATA frame to a far peer gets a PAD, bulk chunks
+/// too, whichever way the transfer goes; other frames as outside one, and
+/// nothing to a near peer or where the sink may not pad.
+#[test]
+fn a_drains_data_frames_get_a_pad() {
+    let ms = Duration::from_millis;
+    let bulk = MIN_CHUNK + protocol::FRAME_OVERHEAD;
+    for (min_rtt, far) in [(Some(ms(40)), true), (Some(ms(21)), false), (None, false)] {
+        let path = PadPath {
+            min_rtt,
+            link_rtt: ms(20),
+            receiving: false,
+            asked: false,
+            sending: true,
+            held: false,
+            credit: false,
+        };
+        for len in [100, protocol::PAD_LEN, bulk, protocol::MAX_FRAME] {
+            let data = Frame::control(Kind::Data, 1, Bytes::new());
+            assert_eq!(
+                pad_after(&data, len, true, || Some(path)),
+                far,
+                "{len} {path:?}"
+            );
+            // Outside a drain the bulk sender pads nothing.
+            assert!(!pad_after(&data, len, false, || Some(path)), "{len}");
+            assert!(!pad_after(&data, len, true, || None), "{len}");
+            for kind in [Kind::Ack, Kind::Reset, Kind::Pad] {
+                let f = Frame::control(kind, 1, Bytes::new());
+                assert!(!pad_after(&f, len, true, || Some(path)), "{kind:?} {len}");
+            }
+        }
     }
 }
 
