@@ -143,13 +143,15 @@ pub struct PadPath {
 ///   With the PAD behind it, the frame leads full segments, which Nagle
 ///   lets go; the PAD's tail waits instead.
 /// - Any DATA frame, bulk chunks too, while the window is in a drain
-///   (`draining`, [`Stream::draining`]): each of the drain's few chunks
-///   ends in a partial segment that the broker's Nagle holds behind the
-///   one before, for up to a round trip of the peer's link, and the base
-///   the drain measured (with the target, a share of it, and the queue
-///   kept) grew by that hold. Captured at the broker, a download at
-///   256 KiB/s to an mqtt-proxy 20 ms away: drain chunks held 16.6 ms
-///   (median), others 10.2 (docs/interactive.md, Limits).
+///   (`draining`, [`Stream::draining`]) and our own link to the broker is
+///   far as well: each of the drain's few chunks ends in a partial
+///   segment that the broker's Nagle holds behind the one before, for up
+///   to a round trip of the peer's link, and the base the drain measured
+///   grew by that hold, and with it the target and the queue kept in our
+///   own link, in front of the keystrokes (docs/interactive.md, "A
+///   drain's chunks"). From a sender beside the broker, that queue is
+///   the broker's TCP to the far peer, and padding there was not shown
+///   to help or harm: unchanged.
 ///
 /// Measured with `scripts/bench-wan`: padding on our own far link instead
 /// takes our TCP window's room (a download over a 200 ms link ran at 1.15
@@ -176,7 +178,8 @@ pub fn pad_after(
         let answer = segment && (p.receiving || p.asked);
         let data = f.kind == Kind::Data;
         let held = data && small && !p.sending && p.held && p.credit;
-        far && (answer || held || (data && draining))
+        let drain = data && draining && p.link_rtt >= PAD_MIN_RTT;
+        far && (answer || held || drain)
     })
 }
 

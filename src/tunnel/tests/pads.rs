@@ -110,17 +110,29 @@ fn a_data_frame_the_broker_would_hold_gets_a_pad() {
     }
 }
 
-/// In a drain, every DATA frame to a far peer gets a PAD, bulk chunks
-/// too, whichever way the transfer goes; other frames as outside one, and
-/// nothing to a near peer or where the sink may not pad.
+/// In a drain, every DATA frame gets a PAD, bulk chunks too, when both
+/// the peer's link and our own are far; other frames as outside one, and
+/// nothing to a near peer, from a sender beside the broker, or where the
+/// sink may not pad.
 #[test]
 fn a_drains_data_frames_get_a_pad() {
     let ms = Duration::from_millis;
     let bulk = MIN_CHUNK + protocol::FRAME_OVERHEAD;
-    for (min_rtt, far) in [(Some(ms(40)), true), (Some(ms(21)), false), (None, false)] {
+    let near = PAD_MIN_RTT - Duration::from_micros(1);
+    let cases = [
+        (Some(ms(40)), ms(20), true),
+        (Some(ms(40)), PAD_MIN_RTT, true),
+        // The peer's link near, or not measured yet.
+        (Some(ms(21)), ms(20), false),
+        (None, ms(20), false),
+        // Our own link near: the peer's far.
+        (Some(ms(40)), near, false),
+        (Some(ms(40)), Duration::ZERO, false),
+    ];
+    for (min_rtt, link_rtt, far) in cases {
         let path = PadPath {
             min_rtt,
-            link_rtt: ms(20),
+            link_rtt,
             receiving: false,
             asked: false,
             sending: true,
