@@ -146,12 +146,10 @@ pub struct PadPath {
 ///   (`draining`, [`Stream::draining`]) and our own link to the broker is
 ///   far as well: each of the drain's few chunks ends in a partial
 ///   segment that the broker's Nagle holds behind the one before, for up
-///   to a round trip of the peer's link, and the base the drain measured
-///   grew by that hold, and with it the target and the queue kept in our
-///   own link, in front of the keystrokes (docs/interactive.md, "A
-///   drain's chunks"). From a sender beside the broker, that queue is
-///   the broker's TCP to the far peer, and padding there was not shown
-///   to help or harm: unchanged.
+///   to a round trip of the peer's link, and the base the drain measured,
+///   the target and the queue kept in our own link in front of the
+///   keystrokes grew with that hold (docs/interactive.md, "A drain's
+///   chunks"). Beside the broker, unchanged: not shown to help there.
 ///
 /// Measured with `scripts/bench-wan`: padding on our own far link instead
 /// takes our TCP window's room (a download over a 200 ms link ran at 1.15
