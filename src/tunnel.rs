@@ -19,6 +19,9 @@ use crate::seal::{OpenError, Sealer};
 use crate::stream::congestion::MIN_CHUNK;
 use crate::stream::{Discovery, Notice, Stream, StreamError, PAUSE_SLACK};
 
+mod bulk;
+pub use bulk::{BulkClock, BULK_LATELY};
+
 /// Where a session's outgoing frames go.
 pub trait FrameSink: Send {
     fn send(&mut self, frame: Bytes) -> impl Future<Output = io::Result<()>> + Send;
@@ -70,30 +73,11 @@ pub trait FrameSink: Send {
     fn asks_for_pads(&self, _now: Instant) -> bool {
         false
     }
-}
 
-/// How recent a bulk chunk keeps the node's link counted as sending one
-/// ([`FrameSink::asks_for_pads`]).
-pub const BULK_LATELY: Duration = Duration::from_secs(1);
-
-/// When any session of one broker connection last sent a bulk chunk: the
-/// agent's sessions share one, so that a download in one session has the
-/// others' peers pad their keystrokes (`stream::pad_ask`).
-#[derive(Debug, Default)]
-pub struct BulkClock(std::sync::Mutex<Option<Instant>>);
-
-impl BulkClock {
-    /// A bulk chunk went out at `now`.
-    pub fn mark(&self, now: Instant) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
-    }
-
-    /// Whether a bulk chunk went out within [`BULK_LATELY`] of `now`.
-    pub fn lately(&self, now: Instant) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|t| now.saturating_duration_since(t) < BULK_LATELY)
+    /// Whether a drain's frames may get PADs ([`pad_after`]): the agent's
+    /// sinks, whose sessions drain together.
+    fn pads_drains(&self) -> bool {
+        false
     }
 }
 
@@ -142,14 +126,12 @@ pub struct PadPath {
 ///   after the previous one.
 ///   With the PAD behind it, the frame leads full segments, which Nagle
 ///   lets go; the PAD's tail waits instead.
-/// - Any DATA frame, bulk chunks too, while the window is in a drain
-///   (`draining`, [`Stream::draining`]) and our own link to the broker is
-///   far as well: each of the drain's few chunks ends in a partial
-///   segment that the broker's Nagle holds behind the one before, for up
-///   to a round trip of the peer's link, and the base the drain measured,
-///   the target and the queue kept in our own link in front of the
-///   keystrokes grew with that hold (docs/interactive.md, "A drain's
-///   chunks"). Beside the broker, unchanged: not shown to help there.
+/// - Any DATA frame, bulk chunks too, in an agent's drain (`draining`:
+///   [`Stream::draining`] and [`FrameSink::pads_drains`]) when our own
+///   link is far as well: else the broker's Nagle holds each of its few
+///   chunks behind the one before, and the base, the target and the
+///   queue kept in our link grow by that hold (docs/interactive.md, "A
+///   drain's chunks"). Not from mqtt-proxy, whose sessions drain apart.
 ///
 /// Measured with `scripts/bench-wan`: padding on our own far link instead
 /// takes our TCP window's room (a download over a 200 ms link ran at 1.15
@@ -276,6 +258,10 @@ impl FrameSink for MqttSink {
         // The clock first: `mqtt-proxy` has none, and `pads()` works out
         // the connection's message limit.
         self.bulk.as_ref().is_some_and(|b| b.lately(now)) && self.pads()
+    }
+
+    fn pads_drains(&self) -> bool {
+        self.bulk.is_some()
     }
 }
 
@@ -498,7 +484,8 @@ pub async fn transmit<S: FrameSink>(
             Some(w) => w,
             None => tx.seal_frame(&f),
         };
-        let pad = pad_after(&f, wire.len(), stream.draining(), || {
+        let draining = stream.draining() && sink.pads_drains();
+        let pad = pad_after(&f, wire.len(), draining, || {
             sink.pads().then(|| {
                 let now = Instant::now();
                 PadPath {
