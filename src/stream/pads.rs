@@ -39,8 +39,8 @@ impl Stream {
     }
 
     /// The window is in a drain: it measures the path's round trip
-    /// (`congestion::DRAIN_PERIOD`), so its frames get a PAD behind them on
-    /// a far path (`tunnel::pad_after`).
+    /// (`congestion::DRAIN_PERIOD`), so an agent's frames get a PAD behind
+    /// them on a far path (`tunnel::pad_after`).
     pub fn draining(&self) -> bool {
         self.send.draining()
     }
