@@ -184,7 +184,8 @@ pub struct MqttSink {
     pub topic: String,
     /// The node's clock of bulk sending, shared by its sessions: set on
     /// the agent, whose sessions then ask their peers for pads
-    /// ([`FrameSink::asks_for_pads`]); `None` in `mqtt-proxy`, whose one
+    /// ([`FrameSink::asks_for_pads`]) and pad their drains
+    /// ([`FrameSink::pads_drains`]); `None` in `mqtt-proxy`, whose one
     /// session has no other session's keystrokes to speed up.
     pub bulk: Option<std::sync::Arc<BulkClock>>,
 }
