@@ -469,7 +469,7 @@ impl Congestion {
             }
             let before = d.before.as_secs_f64().max(f64::MIN_POSITIVE);
             if let (Some(t), Some(own)) = (&self.together, self.delay.base()) {
-                t.offer(d.epoch, d.least, d.window / before);
+                t.offer(d.epoch, own, d.window / before);
                 self.drained_at = Some((d.epoch, own));
                 self.delay.lower_base(t.base(d.epoch, own), now);
             }
