@@ -453,12 +453,15 @@ impl Congestion {
             // drain measured is doubted too (DOUBT_SLACK). Either way a
             // base that a drain measured stays held: no sample below it
             // is taken until the next drain either.
+            //
+            // Doubted against the base the session's own drain left, not
+            // one the others' drains lowered it to (DrainsTogether):
+            // against that, sessions that saw a longer path at different
+            // periods lowered each other's trusted drains in turns, for
+            // as long as both lived.
             let emptied = d.least <= d.before;
-            let doubted = self.regular_base
-                && self
-                    .delay
-                    .base()
-                    .is_some_and(|b| d.least > b + doubt_slack(b));
+            let left = self.drained_at.map(|(_, b)| b).or(self.delay.base());
+            let doubted = self.regular_base && left.is_some_and(|b| d.least > b + doubt_slack(b));
             if (emptied && !doubted) || self.drain_failed {
                 self.delay.restart_base(d.least, now);
                 self.regular_base = d.regular;

@@ -195,3 +195,51 @@ fn a_doubted_drain_offers_the_base_it_keeps() {
     drain(&mut b, 2, 13);
     assert_eq!(b.delay().base(), Some(ms(11)), "the base A kept");
 }
+
+/// A path that grows for good is taken up within a few periods, though
+/// the sessions' drains see it at different periods: a session is doubted
+/// against the base its own drain left, not against the one the others'
+/// drains lowered it to. Doubted against the lowered one, each session's
+/// trusted drain was lowered by the other's doubted one, which doubted
+/// the next, in turns for as long as both lived: both bases stayed the
+/// floors' time below the path.
+#[test]
+fn a_path_that_grows_is_taken_up_by_sessions_that_see_it_in_turns() {
+    use super::super::tests::drain_boundary;
+    use super::super::{Congestion, DRAIN_PERIOD};
+    use std::sync::Arc;
+
+    const K: usize = 1024;
+    let t0 = drain_boundary();
+    let together = Arc::new(DrainsTogether::default());
+    let drain = |w: &mut Congestion, n: u32, least: u64| {
+        let at = t0 + DRAIN_PERIOD * n;
+        let seq = 10 * u64::from(n) + 2;
+        w.on_ack(seq, 8 * K, Some(ms(50)), true, at - ms(500));
+        w.on_ack(seq + 1, 8 * K, Some(ms(50)), true, at - ms(500));
+        w.on_ack(seq + 2, 8 * K, Some(ms(50)), true, at);
+        assert!(w.drain.is_some(), "draining at period {n}");
+        w.on_ack(seq + 3, 4 * K, Some(ms(least)), true, at + ms(120));
+        assert!(w.drain.is_none(), "drained at period {n}");
+    };
+    let session = || {
+        let mut w = Congestion::new();
+        w.drain_with(together.clone());
+        w.on_ack(1, 64 * K, Some(ms(10)), true, t0 - ms(600));
+        w
+    };
+    let (mut a, mut b) = (session(), session());
+    for n in 0..2 {
+        drain(&mut a, n, 10 + u64::from(n));
+        drain(&mut b, n, 10 + u64::from(n));
+    }
+    // The path grows from 11 to 20 ms between A's drain and B's.
+    drain(&mut a, 2, 11);
+    drain(&mut b, 2, 20);
+    for n in 3..6 {
+        drain(&mut a, n, 20);
+        drain(&mut b, n, 20);
+    }
+    assert_eq!(a.delay().base(), Some(ms(20)));
+    assert_eq!(b.delay().base(), Some(ms(20)));
+}
