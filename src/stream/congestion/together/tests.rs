@@ -1,4 +1,10 @@
+use super::super::tests::drain_boundary;
+use super::super::{Congestion, DRAIN_PERIOD};
 use super::*;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+const K: usize = 1024;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -102,10 +108,6 @@ fn a_lying_peers_drain_moves_the_others_no_further_than_the_floors() {
 /// drain first.
 #[test]
 fn windows_that_drain_together_share_the_least_base() {
-    use super::super::tests::drain_boundary;
-    use super::super::Congestion;
-    use std::sync::Arc;
-
     let t0 = drain_boundary();
     let together = Arc::new(DrainsTogether::default());
     // Each: slow start over a 10 ms path, then a queue of half a second
@@ -148,6 +150,41 @@ fn windows_that_drain_together_share_the_least_base() {
     assert_eq!(b.delay().base(), Some(ms(90)));
 }
 
+/// Two sessions of one broker connection over a 10 ms path, each through
+/// its first two drains (10 and 11 ms): the moment of the first drain and
+/// the sessions.
+fn two_drained() -> (Instant, Congestion, Congestion) {
+    let t0 = drain_boundary();
+    let together = Arc::new(DrainsTogether::default());
+    let session = || {
+        let mut w = Congestion::new();
+        w.drain_with(together.clone());
+        w.on_ack(1, 64 * K, Some(ms(10)), true, t0 - ms(600));
+        w
+    };
+    let (mut a, mut b) = (session(), session());
+    for n in 0..2 {
+        drain(t0, &mut a, n, 10 + u64::from(n));
+        drain(t0, &mut b, n, 10 + u64::from(n));
+    }
+    assert_eq!(a.delay().base(), Some(ms(11)));
+    assert_eq!(b.delay().base(), Some(ms(11)));
+    (t0, a, b)
+}
+
+/// Held back by a queue of 40 ms, then a drain at the `n`th
+/// DRAIN_PERIOD after `t0` whose least round trip is `least`.
+fn drain(t0: Instant, w: &mut Congestion, n: u32, least: u64) {
+    let at = t0 + DRAIN_PERIOD * n;
+    let seq = 10 * u64::from(n) + 2;
+    w.on_ack(seq, 8 * K, Some(ms(50)), true, at - ms(500));
+    w.on_ack(seq + 1, 8 * K, Some(ms(50)), true, at - ms(500));
+    w.on_ack(seq + 2, 8 * K, Some(ms(50)), true, at);
+    assert!(w.drain.is_some(), "draining at period {n}");
+    w.on_ack(seq + 3, 4 * K, Some(ms(least)), true, at + ms(120));
+    assert!(w.drain.is_none(), "drained at period {n}");
+}
+
 /// A session whose drain is doubted keeps its base, held, and offers
 /// that: the others take it too (within the floors), not the drain's
 /// least round trip, which it does not believe either. Otherwise the
@@ -156,43 +193,12 @@ fn windows_that_drain_together_share_the_least_base() {
 /// other session's took 61.4, and the other held 4-8 times its window.
 #[test]
 fn a_doubted_drain_offers_the_base_it_keeps() {
-    use super::super::tests::drain_boundary;
-    use super::super::{Congestion, DRAIN_PERIOD};
-    use std::sync::Arc;
-
-    const K: usize = 1024;
-    let t0 = drain_boundary();
-    let together = Arc::new(DrainsTogether::default());
-    // Over a 10 ms path, held back by a queue of 40 ms, then a drain at
-    // the `n`th DRAIN_PERIOD boundary whose least round trip is `least`.
-    let drain = |w: &mut Congestion, n: u32, least: u64| {
-        let at = t0 + DRAIN_PERIOD * n;
-        let seq = 10 * u64::from(n) + 2;
-        w.on_ack(seq, 8 * K, Some(ms(50)), true, at - ms(500));
-        w.on_ack(seq + 1, 8 * K, Some(ms(50)), true, at - ms(500));
-        w.on_ack(seq + 2, 8 * K, Some(ms(50)), true, at);
-        assert!(w.drain.is_some(), "draining at period {n}");
-        w.on_ack(seq + 3, 4 * K, Some(ms(least)), true, at + ms(120));
-        assert!(w.drain.is_none(), "drained at period {n}");
-    };
-    let session = || {
-        let mut w = Congestion::new();
-        w.drain_with(together.clone());
-        w.on_ack(1, 64 * K, Some(ms(10)), true, t0 - ms(600));
-        w
-    };
-    let (mut a, mut b) = (session(), session());
-    for n in 0..2 {
-        drain(&mut a, n, 10 + u64::from(n));
-        drain(&mut b, n, 10 + u64::from(n));
-    }
-    assert_eq!(a.delay().base(), Some(ms(11)));
-    assert_eq!(b.delay().base(), Some(ms(11)));
+    let (t0, mut a, mut b) = two_drained();
     // A's next drain measures 20 ms: doubted, it keeps 11. B's, 13 ms:
     // within the slack, trusted, but A's kept base is the least.
-    drain(&mut a, 2, 20);
+    drain(t0, &mut a, 2, 20);
     assert_eq!(a.delay().base(), Some(ms(11)), "doubted");
-    drain(&mut b, 2, 13);
+    drain(t0, &mut b, 2, 13);
     assert_eq!(b.delay().base(), Some(ms(11)), "the base A kept");
 }
 
@@ -201,44 +207,17 @@ fn a_doubted_drain_offers_the_base_it_keeps() {
 /// against the base its own drain left, not against the one the others'
 /// drains lowered it to. Doubted against the lowered one, each session's
 /// trusted drain was lowered by the other's doubted one, which doubted
-/// the next, in turns for as long as both lived: both bases stayed the
-/// floors' time below the path.
+/// the next, in turns for as long as both lived: one base stayed at 11 ms
+/// on a 20 ms path.
 #[test]
 fn a_path_that_grows_is_taken_up_by_sessions_that_see_it_in_turns() {
-    use super::super::tests::drain_boundary;
-    use super::super::{Congestion, DRAIN_PERIOD};
-    use std::sync::Arc;
-
-    const K: usize = 1024;
-    let t0 = drain_boundary();
-    let together = Arc::new(DrainsTogether::default());
-    let drain = |w: &mut Congestion, n: u32, least: u64| {
-        let at = t0 + DRAIN_PERIOD * n;
-        let seq = 10 * u64::from(n) + 2;
-        w.on_ack(seq, 8 * K, Some(ms(50)), true, at - ms(500));
-        w.on_ack(seq + 1, 8 * K, Some(ms(50)), true, at - ms(500));
-        w.on_ack(seq + 2, 8 * K, Some(ms(50)), true, at);
-        assert!(w.drain.is_some(), "draining at period {n}");
-        w.on_ack(seq + 3, 4 * K, Some(ms(least)), true, at + ms(120));
-        assert!(w.drain.is_none(), "drained at period {n}");
-    };
-    let session = || {
-        let mut w = Congestion::new();
-        w.drain_with(together.clone());
-        w.on_ack(1, 64 * K, Some(ms(10)), true, t0 - ms(600));
-        w
-    };
-    let (mut a, mut b) = (session(), session());
-    for n in 0..2 {
-        drain(&mut a, n, 10 + u64::from(n));
-        drain(&mut b, n, 10 + u64::from(n));
-    }
+    let (t0, mut a, mut b) = two_drained();
     // The path grows from 11 to 20 ms between A's drain and B's.
-    drain(&mut a, 2, 11);
-    drain(&mut b, 2, 20);
+    drain(t0, &mut a, 2, 11);
+    drain(t0, &mut b, 2, 20);
     for n in 3..6 {
-        drain(&mut a, n, 20);
-        drain(&mut b, n, 20);
+        drain(t0, &mut a, n, 20);
+        drain(t0, &mut b, n, 20);
     }
     assert_eq!(a.delay().base(), Some(ms(20)));
     assert_eq!(b.delay().base(), Some(ms(20)));
