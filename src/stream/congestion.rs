@@ -245,7 +245,8 @@ pub struct Congestion {
     /// The drains of the other sessions of this broker connection.
     together: Option<Arc<DrainsTogether>>,
     /// The epoch the last drain began in, and the base the session had
-    /// after it, for [`DrainsTogether::base`].
+    /// after it, for [`DrainsTogether::base`] and for doubting the next
+    /// drain ([`DOUBT_SLACK`]).
     drained_at: Option<(u64, Duration)>,
     /// The target has its own terms ([`OWN_QUEUE`], [`FAR_OWN_QUEUE`]);
     /// the window's rules are tested without them.
