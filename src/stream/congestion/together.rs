@@ -58,13 +58,13 @@ struct Together {
 
 impl DrainsTogether {
     /// A session's drain begun in `epoch`, at `rate` bytes/s before it,
-    /// left it with the base `least`.
-    pub(super) fn offer(&self, epoch: u64, least: Duration, rate: f64) {
+    /// left it with `base`.
+    pub(super) fn offer(&self, epoch: u64, base: Duration, rate: f64) {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *t = Some(match *t {
             Some(t) if t.epoch == epoch => Together {
                 epoch,
-                least: t.least.min(least),
+                least: t.least.min(base),
                 sessions: t.sessions.saturating_add(1),
                 rate: t.rate + rate,
             },
@@ -73,7 +73,7 @@ impl DrainsTogether {
             Some(t) if t.epoch > epoch => t,
             _ => Together {
                 epoch,
-                least,
+                least: base,
                 sessions: 1,
                 rate,
             },

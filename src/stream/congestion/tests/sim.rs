@@ -422,9 +422,9 @@ fn two_fast_copies_share_a_link_through_noise() {
 /// slower gets at least 0.8 of what the faster got in all but one start.
 /// The two sessions' floors take 12 ms of the link there, under the
 /// target, and until the drains were shared at every rate
-/// ([`DrainsTogether`]) 5 of these 32 split (0.59 to just under 0.80): each drain's
-/// least round trip is its own few samples, noisy by more than the own
-/// share of the target evens out. Shared, one (0.62).
+/// ([`DrainsTogether`]) 5 of these 32 split (0.59 to just under 0.80):
+/// each drain's least round trip is its own few samples, noisy by more
+/// than the own share of the target evens out. Shared, one (0.62).
 #[test]
 fn two_downloads_share_a_far_link_through_noise() {
     let rate = KIB * KIB;
