@@ -4,10 +4,12 @@
 //! `docs/protocol.md` describes the same thing for humans.
 //!
 //! Parts: `limits` (sizes), `frames` (frame layout, encode/decode, QoS,
-//! PAD), `refuse` (REFUSE payloads), `topics` (topic layout), `ids` (node
-//! and client ids, prefixes, random ids), `presence` (the retained
-//! presence message). Everything is used through the re-exports below.
+//! PAD), `drains` (drains shared in PADs), `refuse` (REFUSE payloads),
+//! `topics` (topic layout), `ids` (node and client ids, prefixes, random
+//! ids), `presence` (the retained presence message). Everything is used
+//! through the re-exports below.
 
+mod drains;
 mod frames;
 mod ids;
 mod limits;
@@ -15,6 +17,7 @@ mod presence;
 mod refuse;
 mod topics;
 
+pub use drains::{may_report_drain, may_share_drains, DrainReport, DrainsShared};
 pub use frames::{
     delivery, foreign_version, may_ask_for_pads, pad, pad_ask, recv_limit_packet, recv_limit_units,
     refuse_v1, DecodeError, Delivery, Fragment, Frame, Kind, FLAG_ACK_REQ, FLAG_FIN, FLAG_FRAG,

@@ -47,6 +47,7 @@ mod autotune;
 mod config;
 pub mod congestion;
 mod direction;
+mod drains;
 mod error;
 mod framing;
 mod liveness;
@@ -66,6 +67,8 @@ pub use autotune::MAX_RECV_WINDOW;
 pub use config::{Config, DEFAULT_RECV_WINDOW};
 use direction::Direction;
 pub use direction::RECEIVER_RATIO;
+use drains::Gathering;
+pub use drains::REPORT_EPOCHS;
 pub use error::StreamError;
 use liveness::Liveness;
 pub use liveness::{Notice, PAUSE_SLACK, STALL_NOTICE};
@@ -120,6 +123,8 @@ pub struct Stream {
     direction: Direction,
     /// Pads the peer asked for, and our asking ([`Stream::pads_asked`]).
     pad_asks: PadAsks,
+    /// The drains the peer reports, if we gather them ([`Stream::gather_drains`]).
+    gathering: Gathering,
     /// Our frames' last segments on the broker's connection to the peer
     /// ([`Stream::broker_holds`]).
     nagle: BrokerNagle,
@@ -170,6 +175,7 @@ impl Stream {
             pads: 0,
             direction: Direction::new(now),
             pad_asks: PadAsks::default(),
+            gathering: Gathering::default(),
             nagle: BrokerNagle::default(),
             pad_credit: 0,
             last_bulk: None,
@@ -190,7 +196,7 @@ impl Stream {
     /// Share drains with the other sessions of the broker connection
     /// (the agent's: [`congestion::DrainsTogether`]).
     pub fn drain_with(&mut self, together: Arc<congestion::DrainsTogether>) {
-        self.send.drain_with(together);
+        self.send.cwnd_mut().drain_with(together);
     }
 
     pub fn sid(&self) -> u64 {
@@ -380,9 +386,13 @@ impl Stream {
         match f.kind {
             Kind::Data | Kind::Ack => {}
             Kind::Pad => {
-                // Opened, so it is the peer's: only an ask means anything.
+                // Opened, so it is the peer's: only an ask or drains
+                // mean anything.
                 if f.payload[..] == *protocol::PAD_ASK {
                     self.pad_asks.on_asked(now);
+                } else {
+                    self.on_drains_pad(&f.payload, now);
+                    self.drain_news();
                 }
                 return Ok(());
             }
@@ -437,6 +447,7 @@ impl Stream {
                 self.recv.grow(window);
             }
         }
+        self.drain_news();
         self.pump(now);
         Ok(())
     }

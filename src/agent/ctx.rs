@@ -25,6 +25,10 @@ pub(super) struct Ctx {
     /// The sessions' drains, shared: every download goes out through the
     /// one broker connection (`stream::congestion::DrainsTogether`).
     pub drains: std::sync::Arc<crate::stream::congestion::DrainsTogether>,
+    /// The drains of the sessions' uploads, as their clients report them:
+    /// every upload comes in through the one broker connection
+    /// (`Stream::gather_drains`).
+    pub uploads: std::sync::Arc<crate::stream::congestion::DrainsTogether>,
 }
 
 /// Frames dropped by the dispatcher (malformed, unknown session, queue full).

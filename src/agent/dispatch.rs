@@ -94,8 +94,9 @@ impl Dispatcher {
         }
         let frame = match Frame::decode(p.payload) {
             // Padding has done its work by arriving (unopened: it carries
-            // nothing, so there is nothing to forge).
-            Ok(f) if f.kind == Kind::Pad => return,
+            // nothing, so there is nothing to forge); a drain report goes
+            // to the session, which opens it.
+            Ok(f) if f.kind == Kind::Pad && !protocol::may_report_drain(&f) => return,
             Ok(f) => f,
             Err(e) => return drop_msg(&p.topic, &e),
         };

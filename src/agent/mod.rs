@@ -113,6 +113,7 @@ pub async fn run(cfg: AgentConfig) -> Result<()> {
         access,
         bulk: Arc::default(),
         drains: Arc::default(),
+        uploads: Arc::default(),
     });
     let mut state = mqtt.state.clone();
     // The last state seen was Up: a Down that follows replaces a connection.

@@ -111,6 +111,7 @@ pub(super) async fn session(
         tokio::time::Instant::now(),
     );
     stream.drain_with(ctx.drains.clone());
+    stream.gather_drains(ctx.uploads.clone());
     stream.received_in_open(early);
     let opened = async {
         use crate::tunnel::FrameSink;

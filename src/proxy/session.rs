@@ -21,7 +21,7 @@ use super::PREFIX;
 use crate::handshake::SessionKeys;
 use crate::mqtt::{self, Client, LinkState, Message, Mqtt, QoS, Remembered};
 use crate::protocol::{
-    may_ask_for_pads, random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST,
+    may_ask_for_pads, may_share_drains, random_u64, Frame, Kind, Presence, Topics, FLAG_PEER_LOST,
 };
 use crate::stream::{Notice, Stream, StreamError, STALL_NOTICE};
 use crate::tunnel::{self, FrameSink, MqttSink, TunnelError};
@@ -165,6 +165,7 @@ where
     let result = async {
         let mut stdin = stdin;
         let mut stream = Stream::new(sid, cfg.stream, EARLY_WINDOW, Instant::now());
+        stream.report_drains();
         let request = Request {
             node: cfg.node.clone(),
             broker: cfg.broker.addr.to_string(),
@@ -231,8 +232,12 @@ fn route(
             } else if p.topic == down {
                 match Frame::decode(p.payload) {
                     // Padding has done its work by arriving; an ask for
-                    // pads goes to the session, which opens it.
-                    Ok(f) if f.kind == Kind::Pad && !may_ask_for_pads(&f) => {}
+                    // pads or the agent's drains go to the session, which
+                    // opens them.
+                    Ok(f)
+                        if f.kind == Kind::Pad
+                            && !may_ask_for_pads(&f)
+                            && !may_share_drains(&f) => {}
                     Ok(f) if f.sid == sid => {
                         if frames_tx.try_send(f).is_err() {
                             // Full or closed: the agent retransmits.

@@ -30,7 +30,8 @@ mod drain;
 mod stall;
 mod together;
 pub use delay::{DelayFilter, BASE_PERIOD};
-use drain::{doubt_slack, epoch, Drain, EPOCHS_PER_PERIOD};
+pub use drain::epoch;
+use drain::{doubt_slack, Drain, EPOCHS_PER_PERIOD};
 pub use drain::{DOUBT_SHARE, DOUBT_SLACK, DRAIN_PERIOD, DRAIN_ROUND_TRIPS, FIRST_DRAIN_PERIOD};
 use stall::Stalls;
 pub use stall::STALL_MEMORY;
@@ -248,6 +249,8 @@ pub struct Congestion {
     /// after it, for [`DrainsTogether::base`] and for doubting the next
     /// drain ([`DOUBT_SLACK`]).
     drained_at: Option<(u64, Duration)>,
+    /// Drains to tell the peer of (`together::Reports`).
+    reports: Option<together::Reports>,
     /// The target has its own terms ([`OWN_QUEUE`], [`FAR_OWN_QUEUE`]);
     /// the window's rules are tested without them.
     own_terms: bool,
@@ -277,6 +280,7 @@ impl Congestion {
             stalls: Stalls::default(),
             together: None,
             drained_at: None,
+            reports: None,
             own_terms: true,
         }
     }
@@ -475,6 +479,9 @@ impl Congestion {
             if let (Some(t), Some(own)) = (&self.together, self.delay.base()) {
                 t.offer(d.epoch, own, d.window / before);
                 self.drained_at = Some((d.epoch, own));
+                if let Some(r) = &mut self.reports {
+                    r.drained(d.epoch, own, d.window / before);
+                }
                 self.delay.lower_base(t.base(d.epoch, own), now);
             }
             // (A round trip of zero before: a lying peer's; the floor.)

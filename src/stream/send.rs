@@ -198,10 +198,9 @@ impl SendHalf {
         (len + FRAME_OVERHEAD).min(self.segment.limit())
     }
 
-    /// Share drains with the other sessions of the broker connection
-    /// ([`super::congestion::DrainsTogether`]).
-    pub fn drain_with(&mut self, together: std::sync::Arc<super::congestion::DrainsTogether>) {
-        self.cwnd.drain_with(together);
+    /// The window, to share its drains (`super::congestion::DrainsTogether`).
+    pub fn cwnd_mut(&mut self) -> &mut Congestion {
+        &mut self.cwnd
     }
 
     /// The window is in a drain ([`Congestion::draining`]).

@@ -1,10 +1,11 @@
 //! Drains shared by the sessions of one broker connection: what the
 //! agent's downloads learn together ([`DrainsTogether`]).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{MIN_CHUNK, MIN_WINDOW};
+use super::{Congestion, MIN_CHUNK, MIN_WINDOW};
+use crate::protocol::{DrainReport, DrainsShared};
 
 /// The least base that the drains begun at one moment left, across the
 /// sessions of one broker connection: the agent's, since every
@@ -42,27 +43,15 @@ use super::{MIN_CHUNK, MIN_WINDOW};
 /// least round trip: a doubted drain (`drain::DOUBT_SLACK`) keeps its
 /// base, and the others take that too.
 #[derive(Debug, Default)]
-pub struct DrainsTogether(Mutex<Option<Together>>);
-
-/// The drains begun in one epoch (`drain::epoch`).
-#[derive(Debug, Clone, Copy)]
-struct Together {
-    epoch: u64,
-    /// The least base they left.
-    least: Duration,
-    /// How many sessions drained.
-    sessions: u32,
-    /// Their rates before the drain, summed (bytes/s).
-    rate: f64,
-}
+pub struct DrainsTogether(Mutex<Option<DrainsShared>>);
 
 impl DrainsTogether {
     /// A session's drain begun in `epoch`, at `rate` bytes/s before it,
     /// left it with `base`.
-    pub(super) fn offer(&self, epoch: u64, base: Duration, rate: f64) {
+    pub(crate) fn offer(&self, epoch: u64, base: Duration, rate: f64) {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *t = Some(match *t {
-            Some(t) if t.epoch == epoch => Together {
+            Some(t) if t.epoch == epoch => DrainsShared {
                 epoch,
                 least: t.least.min(base),
                 sessions: t.sessions.saturating_add(1),
@@ -71,13 +60,28 @@ impl DrainsTogether {
             // A later epoch's drains replace an earlier's; an earlier
             // epoch's (a drain that ended late) changes nothing.
             Some(t) if t.epoch > epoch => t,
-            _ => Together {
+            _ => DrainsShared {
                 epoch,
                 least: base,
                 sessions: 1,
                 rate,
             },
         });
+    }
+
+    /// The drains of the latest epoch offered, if any.
+    pub fn shared(&self) -> Option<DrainsShared> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The drains of `shared.epoch`, as another process gathered them
+    /// (the agent, of its uploads: `protocol::DrainsShared`), replace
+    /// what this one has of that epoch or an earlier one.
+    pub fn adopt(&self, shared: DrainsShared) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if t.is_none_or(|t| t.epoch <= shared.epoch) {
+            *t = Some(shared);
+        }
     }
 
     /// The base a session whose drain began in `epoch` left it with
@@ -98,6 +102,51 @@ impl DrainsTogether {
             Duration::ZERO
         };
         t.least.max(own.saturating_sub(slack)).min(own)
+    }
+}
+
+/// A session's drains that its peer is to hear of
+/// ([`Congestion::report_drains`]).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Reports {
+    /// The latest drain, not yet taken ([`Congestion::take_report`]).
+    pending: Option<DrainReport>,
+}
+
+impl Reports {
+    /// A drain begun in `epoch`, at `rate` bytes/s before it, left the
+    /// session with `base`.
+    pub(super) fn drained(&mut self, epoch: u64, base: Duration, rate: f64) {
+        self.pending = Some(DrainReport { epoch, base, rate });
+    }
+}
+
+impl Congestion {
+    /// Share drains with sessions of other processes, through the peer:
+    /// a client's upload, since every upload to a node comes in through
+    /// the agent's one broker connection, and so through the node's own
+    /// link when that is the bottleneck. Each drain is reported
+    /// ([`Congestion::take_report`]); what the peer gathered of the
+    /// drains of that moment comes back ([`Congestion::adopt`]) and is
+    /// shared as the drains of one process are ([`DrainsTogether`]).
+    pub fn report_drains(&mut self) {
+        self.together
+            .get_or_insert_with(|| Arc::new(DrainsTogether::default()));
+        self.reports.get_or_insert_with(Reports::default);
+    }
+
+    /// The latest drain the peer has not heard of, if drains are reported.
+    pub fn take_report(&mut self) -> Option<DrainReport> {
+        self.reports.as_mut()?.pending.take()
+    }
+
+    /// The drains of one moment as the peer gathered them (unless drains
+    /// are not reported): from the next round trip on, the base is
+    /// shared with them.
+    pub fn adopt(&mut self, shared: DrainsShared) {
+        if let (Some(_), Some(t)) = (&self.reports, &self.together) {
+            t.adopt(shared);
+        }
     }
 }
 

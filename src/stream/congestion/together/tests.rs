@@ -222,3 +222,52 @@ fn a_path_that_grows_is_taken_up_by_sessions_that_see_it_in_turns() {
     assert_eq!(a.delay().base(), Some(ms(20)));
     assert_eq!(b.delay().base(), Some(ms(20)));
 }
+
+/// Two sessions of two processes (two clients' uploads to one node)
+/// share their drains through the peer, as two of one process do: each
+/// reports the base its drain left, the peer gathers the reports of the
+/// moment, and the session that measured the longer round trip takes the
+/// other's from its next round trip on (within the floors).
+#[test]
+fn sessions_of_two_processes_share_drains_through_the_peer() {
+    let t0 = drain_boundary();
+    let session = || {
+        let mut w = Congestion::new();
+        w.report_drains();
+        w.on_ack(1, 64 * K, Some(ms(10)), true, t0 - ms(600));
+        w
+    };
+    let (mut a, mut b) = (session(), session());
+    for n in 0..2 {
+        drain(t0, &mut a, n, 10 + u64::from(n));
+        drain(t0, &mut b, n, 10 + u64::from(n));
+    }
+    drain(t0, &mut a, 2, 11);
+    drain(t0, &mut b, 2, 13);
+    assert_eq!(b.delay().base(), Some(ms(13)), "alone in its process");
+    // Each drain is reported once: the latest.
+    let (ra, rb) = (a.take_report().expect("a"), b.take_report().expect("b"));
+    assert_eq!((a.take_report(), b.take_report()), (None, None));
+    assert_eq!((ra.base, rb.base), (ms(11), ms(13)));
+    assert_eq!(ra.epoch, rb.epoch);
+    let peer = DrainsTogether::default();
+    peer.offer(ra.epoch, ra.base, ra.rate);
+    peer.offer(rb.epoch, rb.base, rb.rate);
+    let shared = peer.shared().expect("gathered");
+    assert_eq!((shared.sessions, shared.least), (2, ms(11)));
+    let at = t0 + DRAIN_PERIOD * 2 + ms(200);
+    for w in [&mut a, &mut b] {
+        w.adopt(shared);
+        w.on_ack(40, 4 * K, Some(ms(30)), true, at);
+        assert_eq!(w.delay().base(), Some(ms(11)));
+    }
+    // A session that does not report takes nothing from the peer.
+    let mut other = Congestion::new();
+    other.drain_with(Arc::new(DrainsTogether::default()));
+    other.adopt(shared);
+    assert_eq!(other.take_report(), None);
+    assert!(other
+        .together
+        .as_ref()
+        .is_some_and(|t| t.shared().is_none()));
+}
