@@ -370,3 +370,48 @@ fn a_keystroke_never_waits_behind_a_copy_on_a_slow_deep_buffered_link() {
     download(&s, &mut keys);
     keys.close(&s);
 }
+
+/// The proxies' log filter in [`two_uploads_share_their_drains_through_the_agent`]:
+/// what the agent tells them of the drains shows at debug.
+const DRAINS_LOG: &str = "info,mqtt_proxy::stream::drains=debug";
+
+/// Two uploads to one node come from two `mqtt-proxy` processes, which
+/// share their drains through the agent (`src/stream/drains.rs`): each
+/// reports its drains in a sealed PAD, and once both reported drains of
+/// one moment the agent tells each what they measured. Over the real
+/// broker and the paced link both proxies hear it, and both copies arrive
+/// whole. (How evenly the two share the link is the benchmark's:
+/// `FAIR=1 scripts/bench-interactive`.)
+#[test]
+fn two_uploads_share_their_drains_through_the_agent() {
+    let s = Setup::new("drains");
+    let copies: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let local = s.path(&format!("{name}.bin"));
+            let remote = s.path(&format!("{name}.remote"));
+            write_random_file(&local, COPY);
+            let source = File::open(&local).expect("open the upload's source");
+            let mut cmd = s
+                .ssh
+                .ssh(&format!("cat > {}", shell_quote(path_arg(&remote))));
+            cmd.env("RUST_LOG", DRAINS_LOG).stdin(source);
+            (local, remote, Background::start(&mut cmd))
+        })
+        .collect();
+    for (local, remote, copy) in copies {
+        let out = copy.finish(COPY_TIMEOUT);
+        if out.status.code() != Some(0) {
+            eprintln!("{}", s.logs());
+        }
+        assert_exit_code(&out, 0, "ssh node 'cat > REMOTE' < LOCAL");
+        assert_files_equal(&local, &remote);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            log.contains("the peer's drains"),
+            "the proxy heard of no drains from the agent:\n{}\n{}",
+            tail(&log, 20),
+            s.logs()
+        );
+    }
+}

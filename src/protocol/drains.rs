@@ -44,50 +44,64 @@ pub struct DrainsShared {
     pub rate: f64,
 }
 
-fn put_head(b: &mut BytesMut, first: u8, epoch: u64, rtt: Duration, rate: f64) {
+/// The fields both carry: the epoch, a round trip and a rate.
+type Head = (u64, Duration, f64);
+
+/// A payload of `len` bytes: `first`, then `head`'s fields.
+fn put_head(len: usize, first: u8, (epoch, rtt, rate): Head) -> BytesMut {
+    let mut b = BytesMut::with_capacity(len);
     b.put_u8(first);
     b.put_u64(epoch);
     b.put_u32(u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX));
     // (A rate past 4 GB/s, or a lying peer's infinite one, saturates.)
     b.put_u32(rate as u32);
+    b
+}
+
+/// `payload`'s head and what follows it, if it has `len` bytes and
+/// begins with `first`.
+fn get_head(payload: &[u8], len: usize, first: u8) -> Option<(Head, &[u8])> {
+    let mut p = payload;
+    (p.len() == len && p.get_u8() == first).then(|| {
+        let head = (
+            p.get_u64(),
+            Duration::from_micros(p.get_u32().into()),
+            p.get_u32().into(),
+        );
+        (head, p)
+    })
 }
 
 impl DrainReport {
     /// A PAD frame for session `sid` carrying this (to be sealed).
     pub fn frame(&self, sid: u64) -> Frame {
-        let mut b = BytesMut::with_capacity(REPORT_LEN);
-        put_head(&mut b, REPORT, self.epoch, self.base, self.rate);
+        let b = put_head(REPORT_LEN, REPORT, (self.epoch, self.base, self.rate));
         Frame::control(Kind::Pad, sid, b.freeze())
     }
 
     /// From an opened PAD's payload, if it is one.
     pub fn decode(payload: &Bytes) -> Option<DrainReport> {
-        let mut p = &payload[..];
-        (p.len() == REPORT_LEN && p.get_u8() == REPORT).then(|| DrainReport {
-            epoch: p.get_u64(),
-            base: Duration::from_micros(p.get_u32().into()),
-            rate: p.get_u32().into(),
-        })
+        let ((epoch, base, rate), _) = get_head(payload, REPORT_LEN, REPORT)?;
+        Some(DrainReport { epoch, base, rate })
     }
 }
 
 impl DrainsShared {
     /// A PAD frame for session `sid` carrying this (to be sealed).
     pub fn frame(&self, sid: u64) -> Frame {
-        let mut b = BytesMut::with_capacity(SHARED_LEN);
-        put_head(&mut b, SHARED, self.epoch, self.least, self.rate);
+        let mut b = put_head(SHARED_LEN, SHARED, (self.epoch, self.least, self.rate));
         b.put_u32(self.sessions);
         Frame::control(Kind::Pad, sid, b.freeze())
     }
 
     /// From an opened PAD's payload, if it is one.
     pub fn decode(payload: &Bytes) -> Option<DrainsShared> {
-        let mut p = &payload[..];
-        (p.len() == SHARED_LEN && p.get_u8() == SHARED).then(|| DrainsShared {
-            epoch: p.get_u64(),
-            least: Duration::from_micros(p.get_u32().into()),
-            rate: p.get_u32().into(),
-            sessions: p.get_u32(),
+        let ((epoch, least, rate), mut rest) = get_head(payload, SHARED_LEN, SHARED)?;
+        Some(DrainsShared {
+            epoch,
+            least,
+            sessions: rest.get_u32(),
+            rate,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Drains shared by the sessions of one broker connection: what the
-//! agent's downloads learn together ([`DrainsTogether`]).
+//! agent's downloads learn together ([`DrainsTogether`]), and what clients'
+//! uploads learn through the agent ([`Congestion::report_drains`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
