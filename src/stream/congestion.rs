@@ -32,7 +32,9 @@ mod together;
 pub use delay::{DelayFilter, BASE_PERIOD};
 pub use drain::epoch;
 use drain::{doubt_slack, Drain, EPOCHS_PER_PERIOD};
-pub use drain::{DOUBT_SHARE, DOUBT_SLACK, DRAIN_PERIOD, DRAIN_ROUND_TRIPS, FIRST_DRAIN_PERIOD};
+pub use drain::{
+    DOUBT_SHARE, DOUBT_SLACK, DRAIN_PERIOD, DRAIN_ROUND_TRIPS, EARLY_DRAINS, FIRST_DRAIN_PERIOD,
+};
 use stall::Stalls;
 pub use stall::STALL_MEMORY;
 pub use together::DrainsTogether;
@@ -229,8 +231,9 @@ pub struct Congestion {
     /// The [`FIRST_DRAIN_PERIOD`] of the wall clock the latest sampled ack
     /// came in.
     epoch: Option<u64>,
-    /// A drain has begun (the next waits for a [`DRAIN_PERIOD`]).
-    drained: bool,
+    /// Drains begun (since the last reconnect; from [`EARLY_DRAINS`] on,
+    /// the next waits for a [`DRAIN_PERIOD`]).
+    drains: u8,
     /// The queue held the window back since the last drain.
     held_back: bool,
     drain: Option<Drain>,
@@ -272,7 +275,7 @@ impl Congestion {
             delay: DelayFilter::default(),
             unsampled: 0,
             epoch: None,
-            drained: false,
+            drains: 0,
             held_back: false,
             drain: None,
             drain_failed: false,
@@ -425,9 +428,11 @@ impl Congestion {
         let off = self.off(queue);
         let epoch = epoch(now);
         // A drain may start here: a new DRAIN_PERIOD, or for a session
-        // that never drained, a new FIRST_DRAIN_PERIOD.
+        // that drained less than EARLY_DRAINS times, a new
+        // FIRST_DRAIN_PERIOD.
+        let early = self.drains < EARLY_DRAINS;
         let boundary = self.epoch.replace(epoch).is_some_and(|e| {
-            e / EPOCHS_PER_PERIOD != epoch / EPOCHS_PER_PERIOD || (!self.drained && e != epoch)
+            e / EPOCHS_PER_PERIOD != epoch / EPOCHS_PER_PERIOD || (early && e != epoch)
         });
         if let Some(d) = &mut self.drain {
             d.least = d.least.min(rtt);
@@ -492,8 +497,10 @@ impl Congestion {
         }
         if self.held_back && boundary {
             self.held_back = false;
+            let regular = self.drains > 0;
+            self.drains = self.drains.saturating_add(1);
             self.drain = Some(Drain {
-                regular: std::mem::replace(&mut self.drained, true),
+                regular,
                 until: now + rtt * DRAIN_ROUND_TRIPS,
                 window: self.cwnd,
                 before: self.delay.latest().unwrap_or(rtt),
@@ -566,7 +573,7 @@ impl Congestion {
         self.delay.reset();
         self.stalls = Stalls::default();
         self.drained_at = None;
-        self.drained = false;
+        self.drains = 0;
         self.regular_base = false;
     }
 }

@@ -25,19 +25,31 @@ use tokio::time::Instant;
 /// [`FIRST_DRAIN_PERIOD`] for its first drain.
 pub const DRAIN_PERIOD: Duration = Duration::from_secs(6);
 
-/// A session that has not drained yet drains at every multiple of this
-/// period instead (when the queue holds it back): a third of
+/// A session that has not drained yet (nor [`EARLY_DRAINS`] times) drains
+/// at every multiple of this period instead (when the queue holds it back): a third of
 /// [`DRAIN_PERIOD`], so every regular drain is one of these too. Two
 /// copies started together measure their bases apart: the first alone,
 /// the second behind the first's queue, and the first then sits at the
 /// floor until a drain gives both one base (two downloads over a relay
 /// paced to 1 MiB/s, traced: the first at the floor for 1.7-5.5 s while
-/// the second held 21 KiB). Only the first drain comes early, so a lone
-/// copy pays one or two drains more, once. With this and the held base
+/// the second held 21 KiB). Only the first drains come early
+/// ([`EARLY_DRAINS`]), so a lone copy pays two or three drains more, once. With this and the held base
 /// (`DelayFilter::held_until`), two downloads over that relay split
 /// under 0.8 of each other in none of 14 runs (0.88-1.00), against 6 of
 /// 29 before (0.39-0.75), the same hours.
 pub const FIRST_DRAIN_PERIOD: Duration = Duration::from_secs(DRAIN_PERIOD.as_secs() / 3);
+
+/// How many of a session's drains come at a [`FIRST_DRAIN_PERIOD`]: the
+/// first two. Two copies started together measure their first drains
+/// apart as often as not: one is held back before a boundary, the other,
+/// still in slow start, only before the next, and each first drain
+/// measures the other's queue (two uploads over the 40 ms relay path
+/// paced to 1 MiB/s, traced: bases of 100.7 and 82.1 ms on a path of 52,
+/// and the session with the higher held 14 times the other's window
+/// until the next regular drain, 6 s later). A second drain 2 s after
+/// the first meets the other's first or second. A lone copy pays one
+/// drain more, once.
+pub const EARLY_DRAINS: u8 = 2;
 
 /// A regular drain (not a session's first) whose least round trip is more
 /// than this above the base the regular drain before it measured is
@@ -54,7 +66,8 @@ pub const FIRST_DRAIN_PERIOD: Duration = Duration::from_secs(DRAIN_PERIOD.as_sec
 ///
 /// A session's first drain is not in step with the others' (it comes at
 /// a [`FIRST_DRAIN_PERIOD`], perhaps before another session started), so
-/// the drain after it is not doubted: two downloads over a relay paced to
+/// the drain after it is not doubted (though it is regular, and perhaps
+/// early too: [`EARLY_DRAINS`]): two downloads over a relay paced to
 /// 1 MiB/s, where the sessions' floors are the queue a drain measures,
 /// traced a first drain of 7.4 ms alone and 16.3 ms at the next drain
 /// with both, the other session's level.
@@ -76,7 +89,8 @@ pub const DRAIN_ROUND_TRIPS: u32 = 2;
 /// A drain under way (see [`DRAIN_PERIOD`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Drain {
-    /// Not the session's first: at a [`DRAIN_PERIOD`] boundary, with every
+    /// Not the session's first: at a [`DRAIN_PERIOD`] boundary (or the
+    /// second, at a [`FIRST_DRAIN_PERIOD`]: [`EARLY_DRAINS`]), with every
     /// session through the bottleneck that has drained before.
     pub(super) regular: bool,
     pub(super) until: Instant,

@@ -301,19 +301,19 @@ fn a_drain_well_above_a_regular_drains_base_waits_for_the_next() {
 }
 
 #[test]
-fn the_first_drain_comes_early() {
+fn the_first_drains_come_early() {
     let t0 = drain_boundary();
     // Held back in a period's first FIRST_DRAIN_PERIOD.
     let held = |w: &mut Congestion, seq: u64, at: Instant| {
         held(w, seq, at);
-        assert!(w.window() > MIN_WINDOW, "not draining");
+        assert!(w.drain.is_none(), "not draining");
     };
     let mut w = Congestion::new();
     w.on_ack(1, 64 * K, Some(ms(10)), true, t0);
     held(&mut w, 2, t0 + ms(100));
     // Not drained yet: the next FIRST_DRAIN_PERIOD drains.
     w.on_ack(4, 8 * K, Some(ms(50)), true, t0 + FIRST_DRAIN_PERIOD);
-    assert_eq!(w.window(), MIN_WINDOW, "the first drain, early");
+    assert!(w.drain.is_some(), "the first drain, early");
     w.on_ack(
         5,
         4 * K,
@@ -321,13 +321,25 @@ fn the_first_drain_comes_early() {
         true,
         t0 + FIRST_DRAIN_PERIOD + ms(200),
     );
-    assert!(w.window() > MIN_WINDOW, "drained");
-    // Drained once: the next FIRST_DRAIN_PERIOD does not drain, the next
-    // DRAIN_PERIOD does.
+    assert!(w.drain.is_none(), "drained");
+    // Drained once: the next FIRST_DRAIN_PERIOD drains again (EARLY_DRAINS).
+    assert_eq!(EARLY_DRAINS, 2);
     held(&mut w, 6, t0 + FIRST_DRAIN_PERIOD + ms(300));
-    held(&mut w, 8, t0 + FIRST_DRAIN_PERIOD * 2 + ms(1));
-    w.on_ack(10, 8 * K, Some(ms(50)), true, t0 + DRAIN_PERIOD);
-    assert_eq!(w.window(), MIN_WINDOW, "a regular drain");
+    w.on_ack(8, 8 * K, Some(ms(50)), true, t0 + FIRST_DRAIN_PERIOD * 2);
+    assert!(w.drain.is_some(), "the second drain, early");
+    let after = t0 + FIRST_DRAIN_PERIOD * 2 + ms(200);
+    w.on_ack(9, 4 * K, Some(ms(20)), true, after);
+    assert!(w.drain.is_none(), "drained");
+    // The next DRAIN_PERIOD drains (a regular drain)...
+    held(&mut w, 10, after + ms(100));
+    w.on_ack(12, 8 * K, Some(ms(50)), true, t0 + DRAIN_PERIOD);
+    assert!(w.drain.is_some(), "a regular drain");
+    let after = t0 + DRAIN_PERIOD + ms(200);
+    w.on_ack(13, 4 * K, Some(ms(20)), true, after);
+    assert!(w.drain.is_none(), "drained");
+    // ...and from then on, no FIRST_DRAIN_PERIOD does.
+    held(&mut w, 14, after + ms(100));
+    held(&mut w, 16, t0 + DRAIN_PERIOD + FIRST_DRAIN_PERIOD);
 }
 
 #[test]

@@ -24,7 +24,7 @@ use crate::protocol::{DrainReport, DrainsShared};
 /// window until the next drain, and about one run in ten split under 0.8
 /// of each other. So each session takes the least base of all the
 /// drains begun in the same epoch, though not lower than its own less the
-/// others' floors at the rate all of them had before the drain: sessions
+/// floors at the rate all of them had before the drain: sessions
 /// whose proxies' paths differ by more than that keep their own bases.
 /// Over that relay, in turns, 32 runs each: 2 under 0.8 with each
 /// session's own drains (0.65-1.00), none with them shared (0.90-1.00).
@@ -37,8 +37,16 @@ use crate::protocol::{DrainReport, DrainsShared};
 /// and two sessions' drains of one moment measured 0-16 ms apart
 /// (traced: 50.4 against 66.8 ms), more than the own share of the target
 /// ([`super::OWN_SHARE`]) evens out; two downloads split under 0.8 in 7
-/// of 11 runs. The floors at 1 MiB/s bound the move to 12 ms; at a
-/// loopback broker's rates to a fraction of a millisecond.
+/// of 11 runs.
+///
+/// The bound is every session's floor at the rate of all, its own too,
+/// since 2026-12-07 (the others' until then): 23 ms for two sessions at
+/// 1 MiB/s, a fraction of a millisecond at a loopback broker's rates. At
+/// the floor a session's own chunks queue behind each other, and each
+/// may wait for the broker's Nagle behind the other's (two uploads over
+/// that path, traced: chunks sent together came back 25-30 ms apart); one
+/// moment's two drains measured 54.7 and 78.7 ms, and the session lowered
+/// to 66.8 held 8 times the other's window until the next drain.
 ///
 /// Each session offers the base it keeps after its drain, not the drain's
 /// least round trip: a doubted drain (`drain::DOUBT_SLACK`) keeps its
@@ -87,14 +95,14 @@ impl DrainsTogether {
 
     /// The base a session whose drain began in `epoch` left it with
     /// (`own`) becomes, after the drains of that epoch: the least of
-    /// them, at least `own` less the others' floors at the rate of all
+    /// them, at least `own` less all sessions' floors at the rate of all
     /// ([`DrainsTogether`]); `own` where no other session drained then.
     pub(super) fn base(&self, epoch: u64, own: Duration) -> Duration {
         let t = *self.0.lock().unwrap_or_else(|e| e.into_inner());
         let Some(t) = t.filter(|t| t.epoch == epoch && t.sessions > 1) else {
             return own;
         };
-        let floors = f64::from(t.sessions - 1) * (MIN_WINDOW + MIN_CHUNK as f64);
+        let floors = f64::from(t.sessions) * (MIN_WINDOW + MIN_CHUNK as f64);
         // (An infinite rate, or none: a lying peer's round trips of zero.
         // Nothing to share then.)
         let slack = if t.rate > 0.0 && t.rate.is_finite() {

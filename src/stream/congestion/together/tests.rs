@@ -10,12 +10,13 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// Two sessions at 128 KiB/s each (a link paced to 256 KiB/s): the
-/// other's floor and the chunk past it take 46 ms at their rate together.
+/// Two sessions at 128 KiB/s each (a link paced to 256 KiB/s): their
+/// floors and the chunks past them take 92 ms at their rate together.
 const HALF: f64 = 128.0 * 1024.0;
 
+/// How far two sessions' floors move a base at `rate`.
 fn slack(rate: f64) -> Duration {
-    Duration::from_secs_f64((MIN_WINDOW + MIN_CHUNK as f64) / rate)
+    Duration::from_secs_f64(2.0 * (MIN_WINDOW + MIN_CHUNK as f64) / rate)
 }
 
 #[test]
@@ -30,10 +31,10 @@ fn sessions_that_drained_together_take_the_least_base() {
     assert_eq!(t.base(7, ms(36)), ms(36));
     // A base lower than the drains' stays.
     assert_eq!(t.base(7, ms(20)), ms(20));
-    // But no lower than its own less the other's floor at the rate of
-    // both: a proxy that far away has a longer path.
-    assert_eq!(slack(2.0 * HALF).as_millis(), 46);
-    assert_eq!(t.base(7, ms(100)), ms(100) - slack(2.0 * HALF));
+    // But no lower than its own less the floors at the rate of both: a
+    // proxy that far away has a longer path.
+    assert_eq!(slack(2.0 * HALF).as_millis(), 92);
+    assert_eq!(t.base(7, ms(200)), ms(200) - slack(2.0 * HALF));
     // Drains of another moment: its own.
     assert_eq!(t.base(8, ms(64)), ms(64));
     assert_eq!(t.base(6, ms(64)), ms(64));
@@ -48,22 +49,22 @@ fn sessions_that_drained_together_take_the_least_base() {
     assert_eq!(t.base(8, ms(64)), ms(40));
 }
 
-/// At any rate, but no further than the others' floors take at the rate
-/// of all: two sessions sharing a 1 MiB/s link, 11.5 ms; two sharing a
-/// loopback broker at 100 MB/s, a tenth of a millisecond, so that a near
-/// path's base hardly moves.
+/// At any rate, but no further than the floors take at the rate of all:
+/// two sessions sharing a 1 MiB/s link, 23 ms; two sharing a loopback
+/// broker at 100 MB/s, a quarter of a millisecond, so that a near path's
+/// base hardly moves.
 #[test]
 fn faster_sessions_move_their_bases_no_further_than_the_floors() {
     let t = DrainsTogether::default();
     t.offer(7, ms(20), 4.0 * HALF);
     t.offer(7, ms(12), 4.0 * HALF);
-    assert_eq!(slack(8.0 * HALF).as_micros(), 11_535);
+    assert_eq!(slack(8.0 * HALF).as_micros(), 23_071);
     assert_eq!(t.base(7, ms(20)), ms(12));
     let t = DrainsTogether::default();
     t.offer(7, ms(20), 4.0 * HALF);
     t.offer(7, ms(5), 4.0 * HALF);
-    assert_eq!(t.base(7, ms(20)), ms(20) - slack(8.0 * HALF));
-    // Three sessions at 128 KiB/s each: two others' floors, 62 ms.
+    assert_eq!(t.base(7, ms(40)), ms(40) - slack(8.0 * HALF));
+    // Three sessions at 128 KiB/s each: three floors, 92 ms.
     let t = DrainsTogether::default();
     for least in [80, 40, 70] {
         t.offer(7, ms(least), HALF);
@@ -73,13 +74,13 @@ fn faster_sessions_move_their_bases_no_further_than_the_floors() {
     let t = DrainsTogether::default();
     t.offer(7, ms(2), 50e6);
     t.offer(7, Duration::from_micros(500), 50e6);
-    assert_eq!(slack(100e6).as_micros(), 120);
+    assert_eq!(slack(100e6).as_micros(), 241);
     assert_eq!(t.base(7, ms(2)), ms(2) - slack(100e6));
 }
 
 /// Bad input: a lying peer's drain (a round trip of zero, a rate of
 /// zero or none) moves another session's base no further than the
-/// others' floors take at the honest session's own rate, and a peer whose
+/// floors take at the honest session's own rate, and a peer whose
 /// every round trip is zero (an infinite rate) not at all.
 #[test]
 fn a_lying_peers_drain_moves_the_others_no_further_than_the_floors() {
