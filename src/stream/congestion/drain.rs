@@ -25,15 +25,17 @@ use tokio::time::Instant;
 /// [`FIRST_DRAIN_PERIOD`] for its first drain.
 pub const DRAIN_PERIOD: Duration = Duration::from_secs(6);
 
-/// A session that has not drained yet (nor [`EARLY_DRAINS`] times) drains
-/// at every multiple of this period instead (when the queue holds it back): a third of
-/// [`DRAIN_PERIOD`], so every regular drain is one of these too. Two
+/// A session that has drained less than [`EARLY_DRAINS`] times drains at
+/// every multiple of this period instead (when the queue holds it back):
+/// a third of [`DRAIN_PERIOD`], so every regular drain is one of these
+/// too. Two
 /// copies started together measure their bases apart: the first alone,
 /// the second behind the first's queue, and the first then sits at the
 /// floor until a drain gives both one base (two downloads over a relay
 /// paced to 1 MiB/s, traced: the first at the floor for 1.7-5.5 s while
 /// the second held 21 KiB). Only the first drains come early
-/// ([`EARLY_DRAINS`]), so a lone copy pays two or three drains more, once. With this and the held base
+/// ([`EARLY_DRAINS`]), so a lone copy pays two or three drains more,
+/// once. With this (the first drain alone early) and the held base
 /// (`DelayFilter::held_until`), two downloads over that relay split
 /// under 0.8 of each other in none of 14 runs (0.88-1.00), against 6 of
 /// 29 before (0.39-0.75), the same hours.
@@ -48,7 +50,7 @@ pub const FIRST_DRAIN_PERIOD: Duration = Duration::from_secs(DRAIN_PERIOD.as_sec
 /// and the session with the higher held 14 times the other's window
 /// until the next regular drain, 6 s later). A second drain 2 s after
 /// the first meets the other's first or second. A lone copy pays one
-/// drain more, once.
+/// drain more than with only the first early, once.
 pub const EARLY_DRAINS: u8 = 2;
 
 /// A regular drain (not a session's first) whose least round trip is more
