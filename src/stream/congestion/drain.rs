@@ -108,7 +108,7 @@ pub(super) struct Drain {
 }
 
 /// Which [`FIRST_DRAIN_PERIOD`] of the wall clock `now` falls in (a
-/// [`DRAIN_PERIOD`] is [`EPOCHS_PER_PERIOD`] of them).
+/// [`DRAIN_PERIOD`] is `EPOCHS_PER_PERIOD` of them).
 pub fn epoch(now: Instant) -> u64 {
     static ANCHOR: OnceLock<(Instant, Duration)> = OnceLock::new();
     let (at, wall) = *ANCHOR.get_or_init(|| {
