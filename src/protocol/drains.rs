@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::frames::{Frame, Kind};
-use super::limits::TAG_LEN;
+use super::frames::{sealed_pad_of, Frame, Kind};
 
 /// First byte of a [`DrainReport`]'s payload.
 const REPORT: u8 = 2;
@@ -109,13 +108,13 @@ impl DrainsShared {
 /// Whether `f`, a PAD as it came from the broker (sealed), may carry a
 /// [`DrainReport`]: the agent opens those and drops other PADs unopened.
 pub fn may_report_drain(f: &Frame) -> bool {
-    f.kind == Kind::Pad && f.payload.len() == REPORT_LEN + TAG_LEN
+    sealed_pad_of(f, REPORT_LEN)
 }
 
 /// Whether `f`, a PAD as it came from the broker (sealed), may carry a
 /// [`DrainsShared`].
 pub fn may_share_drains(f: &Frame) -> bool {
-    f.kind == Kind::Pad && f.payload.len() == SHARED_LEN + TAG_LEN
+    sealed_pad_of(f, SHARED_LEN)
 }
 
 #[cfg(test)]

@@ -114,7 +114,15 @@ pub fn pad_ask(sid: u64) -> Bytes {
 /// Whether `f`, a PAD as it came from the broker (sealed), may be a
 /// [`PAD_ASK`]: only those are worth opening; padding is dropped unopened.
 pub fn may_ask_for_pads(f: &Frame) -> bool {
-    f.kind == Kind::Pad && f.payload.len() == PAD_ASK.len() + crate::protocol::TAG_LEN
+    sealed_pad_of(f, PAD_ASK.len())
+}
+
+/// Whether `f`, as it came from the broker, is a PAD whose payload has
+/// `len` bytes in the clear: the PADs that carry something are told from
+/// padding, and from each other, by their length alone, so that padding
+/// is dropped unopened.
+pub(super) fn sealed_pad_of(f: &Frame, len: usize) -> bool {
+    f.kind == Kind::Pad && f.payload.len() == len + TAG_LEN
 }
 
 /// Frame kinds.

@@ -482,10 +482,11 @@ impl Congestion {
             }
             let before = d.before.as_secs_f64().max(f64::MIN_POSITIVE);
             if let (Some(t), Some(own)) = (&self.together, self.delay.base()) {
-                t.offer(d.epoch, own, d.window / before);
+                let rate = d.window / before;
+                t.offer(d.epoch, own, rate);
                 self.drained_at = Some((d.epoch, own));
                 if let Some(r) = &mut self.reports {
-                    r.drained(d.epoch, own, d.window / before);
+                    r.drained(d.epoch, own, rate);
                 }
                 self.delay.lower_base(t.base(d.epoch, own), now);
             }

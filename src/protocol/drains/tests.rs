@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocol::TAG_LEN;
 
 #[test]
 fn reports_and_shares_round_trip() {
