@@ -394,8 +394,9 @@ fn two_downloads_share_a_slow_link_through_noise() {
 /// other's floor; cut by the rate (`rate::cut`), those floors held 3 ms
 /// and more of the link, and the bases came out 1-3 ms apart: 6 and 57
 /// of these 64 starts split. Over the far path a few still do (11 of 64,
-/// at 0.71-0.79): the first copy's head start takes many drains to even
-/// out at windows this large.
+/// at 0.71-0.79; 14, at 0.66-0.80, since the second drain comes early
+/// too, `EARLY_DRAINS`): the first copy's head start takes many drains
+/// to even out at windows this large.
 #[test]
 fn two_fast_copies_share_a_link_through_noise() {
     let rate = 4096.0 * KIB;
@@ -420,11 +421,12 @@ fn two_fast_copies_share_a_link_through_noise() {
 /// way (the 40 ms path), with 3 ms of noise on every
 /// acknowledgement on average, at 32 moments of the drain period: the
 /// slower gets at least 0.8 of what the faster got in all but one start.
-/// The two sessions' floors take 12 ms of the link there, under the
+/// Each session's floor takes 12 ms of the link there, both under the
 /// target, and until the drains were shared at every rate
 /// ([`DrainsTogether`]) 5 of these 32 split (0.59 to just under 0.80):
 /// each drain's least round trip is its own few samples, noisy by more
-/// than the own share of the target evens out. Shared, one (0.62).
+/// than the own share of the target evens out. Shared, one (0.62); with
+/// the second drain early too (`EARLY_DRAINS`), none.
 #[test]
 fn two_downloads_share_a_far_link_through_noise() {
     let rate = KIB * KIB;
