@@ -21,6 +21,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::common::pace::PaceRelay;
+use crate::common::relay::Relay;
 use crate::common::*;
 use tempfile::TempDir;
 
@@ -70,6 +71,7 @@ struct Setup {
     // Dropped in declaration order: the agent goes before what it talks to.
     agent: Agent,
     _relay: PaceRelay,
+    _far: Option<Relay>,
     sshd: Sshd,
     broker: Broker,
     ssh: Ssh,
@@ -78,10 +80,22 @@ struct Setup {
 
 impl Setup {
     fn new(test: &str) -> Setup {
+        Setup::with(test, None)
+    }
+
+    /// With `far` more each way between the paced link and the broker:
+    /// the agent's link is a far one then.
+    fn with(test: &str, far: Option<Duration>) -> Setup {
         let broker = Broker::start("");
         let sshd = Sshd::start();
         let names = names(test);
-        let relay = PaceRelay::start(broker.port(), RATE, BUFFER_SECS);
+        let far = far.map(|latency| {
+            let relay = Relay::start(broker.port());
+            relay.set_latency(latency);
+            relay
+        });
+        let upstream = far.as_ref().map_or(broker.port(), Relay::port);
+        let relay = PaceRelay::start(upstream, RATE, BUFFER_SECS);
         let agent = Agent::start_at(
             relay.port(),
             &sshd.target(),
@@ -93,6 +107,7 @@ impl Setup {
         Setup {
             agent,
             _relay: relay,
+            _far: far,
             sshd,
             broker,
             ssh,
@@ -143,8 +158,13 @@ struct Keys {
 
 impl Keys {
     fn open(s: &Setup) -> Keys {
+        Keys::open_logging(s, "info")
+    }
+
+    /// [`Keys::open`], its `mqtt-proxy` logging with the filter `log`.
+    fn open_logging(s: &Setup, log: &str) -> Keys {
         let mut cmd = s.ssh.ssh("cat");
-        cmd.stdin(Stdio::piped());
+        cmd.env("RUST_LOG", log).stdin(Stdio::piped());
         let mut session = Background::start_streaming(&mut cmd);
         let stdin = session.take_stdin();
         let mut stdout = session.take_stdout();
@@ -194,8 +214,9 @@ impl Keys {
     }
 
     /// End the session: `cat` sees EOF, ssh exits 0, and every echo was
-    /// the keystroke sent, in order, nothing more.
-    fn close(self, s: &Setup) {
+    /// the keystroke sent, in order, nothing more. Its stderr: `mqtt-proxy`'s
+    /// log.
+    fn close(self, s: &Setup) -> String {
         drop(self.stdin);
         let out = self.session.finish(ECHO_TIMEOUT);
         if out.status.code() != Some(0) {
@@ -209,6 +230,7 @@ impl Keys {
             String::from_utf8_lossy(&self.sent),
             "the echoes are not the keystrokes in order"
         );
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
@@ -414,4 +436,48 @@ fn two_uploads_share_their_drains_through_the_agent() {
             s.logs()
         );
     }
+}
+
+/// How much farther the agent is from the broker in
+/// [`the_agent_asks_the_keystrokes_for_pads_during_a_download`], each way:
+/// a far link, as a host behind a cellular uplink has.
+const FAR: Duration = Duration::from_millis(10);
+
+/// The keystrokes' `mqtt-proxy` log filter there: its peer's asks show at
+/// debug, and the session's count of PADs at its end.
+const PADS_LOG: &str = "info,mqtt_proxy::stream::pad_ask=debug";
+
+/// While a download goes out over the agent's far link, the agent's acks
+/// to the broker wait behind the copy's chunks there, and the broker's
+/// Nagle holds each keystroke behind them. So the agent asks the sessions
+/// that send it small frames (the keystrokes') to pad theirs
+/// (`src/stream/pad_ask.rs`), and their `mqtt-proxy` pads while the asks
+/// hold (`tunnel::pad_after`). Over the real broker: the keystrokes' proxy
+/// hears the ask (a sealed PAD its router must let through), it sent
+/// PADs by the session's end, and the keystrokes still come first. Which
+/// rule padded which frame is the unit tests' (`src/tunnel/tests/pads.rs`):
+/// the proxy also pads a keystroke the broker would hold anyway.
+#[test]
+fn the_agent_asks_the_keystrokes_for_pads_during_a_download() {
+    let s = Setup::with("pads", Some(FAR));
+    let mut keys = Keys::open_logging(&s, PADS_LOG);
+    download(&s, &mut keys);
+    let log = keys.close(&s);
+    assert!(
+        log.contains("the peer asks us to pad"),
+        "the keystrokes' proxy heard no ask for pads:\n{}\n{}",
+        tail(&log, 20),
+        s.logs()
+    );
+    let pads = log
+        .lines()
+        .filter(|l| l.contains("session closed"))
+        .find_map(|l| l.split("pads=").nth(1))
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        pads.is_some_and(|n| n > 0),
+        "the keystrokes' proxy sent no PADs ({pads:?}):\n{}",
+        tail(&log, 20)
+    );
 }

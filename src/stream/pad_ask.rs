@@ -35,6 +35,9 @@ pub struct PadAsks {
 impl PadAsks {
     /// The peer asked for pads (an authenticated `PAD_ASK`).
     pub fn on_asked(&mut self, now: Instant) {
+        if !self.asked(now) {
+            tracing::debug!("the peer asks us to pad our small frames");
+        }
         self.asked_until = Some(now + ASKED_FOR);
     }
 
