@@ -14,7 +14,7 @@
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{ChildStdin, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
@@ -158,13 +158,18 @@ struct Keys {
 
 impl Keys {
     fn open(s: &Setup) -> Keys {
-        Keys::open_logging(s, "info")
+        Keys::start(s.ssh.ssh("cat"))
     }
 
     /// [`Keys::open`], its `mqtt-proxy` logging with the filter `log`.
     fn open_logging(s: &Setup, log: &str) -> Keys {
         let mut cmd = s.ssh.ssh("cat");
-        cmd.env("RUST_LOG", log).stdin(Stdio::piped());
+        cmd.env("RUST_LOG", log);
+        Keys::start(cmd)
+    }
+
+    fn start(mut cmd: Command) -> Keys {
+        cmd.stdin(Stdio::piped());
         let mut session = Background::start_streaming(&mut cmd);
         let stdin = session.take_stdin();
         let mut stdout = session.take_stdout();
