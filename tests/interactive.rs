@@ -474,15 +474,10 @@ fn the_agent_asks_the_keystrokes_for_pads_during_a_download() {
         tail(&log, 20),
         s.logs()
     );
-    let pads = log
-        .lines()
-        .filter(|l| l.contains("session closed"))
-        .find_map(|l| l.split("pads=").nth(1))
-        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse::<u64>().ok());
+    let (sessions, pads) = session_counts(&log, "pads");
     assert!(
-        pads.is_some_and(|n| n > 0),
-        "the keystrokes' proxy sent no PADs ({pads:?}):\n{}",
+        sessions == 1 && pads > 0,
+        "the keystrokes' proxy sent no PADs ({sessions} sessions closed, {pads} PADs):\n{}",
         tail(&log, 20)
     );
 }

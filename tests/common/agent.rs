@@ -16,7 +16,7 @@ use super::process::{append_log, read_lossy, wait_until, Killed};
 pub const AGENT_ONLINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The text the agent logs once it is connected to the broker.
 pub const AGENT_ONLINE_TEXT: &str = "agent is online";
-/// The line the agent (info) and the proxy (debug) log for every ended
+/// The line the agent and the proxy log (info) for every ended
 /// session, with its counters as `name=N`.
 pub const SESSION_CLOSED: &str = "session closed";
 
