@@ -94,6 +94,16 @@ fn window_follows_delay_losses_and_timeouts() {
             ],
         },
         Case {
+            name: "a queue at three quarters of the target ends slow start with the window not full",
+            steps: &[
+                (Ack(1, 8 * K, Some(40), true), W0 + 8192.0, MAX_WINDOW, false),
+                (Ack(2, 8 * K, Some(64), true), W0 + 8192.0, MAX_WINDOW, false),
+                // 24 ms of queue, the window not full: no growth, and no
+                // more slow start.
+                (Ack(3, 8 * K, Some(64), false), W0 + 8192.0, W0 + 8192.0, false),
+            ],
+        },
+        Case {
             name: "a queue above the target shrinks the window in proportion",
             steps: &[
                 (Ack(1, 8 * K, Some(40), true), W0 + 8192.0, MAX_WINDOW, false),
