@@ -511,6 +511,14 @@ impl Congestion {
             self.cwnd = MIN_WINDOW;
             return;
         }
+        if off < 0.25 && self.cwnd < self.ssthresh {
+            // Slow start ends at three quarters of the target, on any
+            // sample: one taken while the window was not full still shows
+            // that the path takes no more (a download's start at 1 MiB/s
+            // over 40 ms doubled past such samples to a queue of 195 ms
+            // once the window was full again).
+            self.ssthresh = self.cwnd;
+        }
         if off < 0.0 {
             // Above the target: shrink in proportion to the excess, at most
             // by MAX_DECREASE of the window per window acknowledged; and
@@ -520,13 +528,7 @@ impl Congestion {
             self.ssthresh = self.ssthresh.min(self.cwnd);
         } else if !limited {
             // Something else held the sending back: no evidence the path
-            // takes more. But a queue at three quarters of the target is
-            // evidence it takes no more: slow start ends (a download's
-            // start at 1 MiB/s over 40 ms doubled past such samples to a
-            // queue of 195 ms once the window was full again).
-            if self.cwnd < self.ssthresh && off < 0.25 {
-                self.ssthresh = self.cwnd;
-            }
+            // takes more.
         } else if self.cwnd < self.ssthresh && off >= 0.25 {
             // Slow start, up to the threshold (one ack may cover a whole
             // window: it would double past it). It ends on the smaller of
@@ -540,10 +542,6 @@ impl Congestion {
                 self.cwnd = (self.cwnd + acked).min(self.ssthresh);
             }
         } else {
-            if self.cwnd < self.ssthresh {
-                // Slow start ends at three quarters of the target.
-                self.ssthresh = self.cwnd;
-            }
             let additive = INCREASE * off.max(LEAST_GAIN) * acked / self.cwnd;
             self.cwnd += if off >= 0.75 {
                 additive.max(ROOM_GROWTH * acked)
