@@ -52,6 +52,7 @@ mod error;
 mod framing;
 mod liveness;
 mod nagle;
+mod pace;
 mod pad_ask;
 mod pads;
 pub mod rate;
@@ -272,6 +273,13 @@ impl Stream {
         self.error.is_none() && self.send.can_send()
     }
 
+    /// [`Stream::can_send`], and the pace lets a chunk go at `now`: chunks
+    /// are spaced at twice the window's rate (`pace`), so that a burst
+    /// from the local side waits here and not in the bottleneck's queue.
+    pub fn may_read(&self, now: Instant) -> bool {
+        self.can_send() && self.send.pace_allows(now)
+    }
+
     /// The largest message (encoded frame) the connection lets through now:
     /// the broker's announced limit, `--max-message-size`, or what the
     /// connection discovered. The stream's own discovery may go lower.
@@ -297,7 +305,8 @@ impl Stream {
     /// 7 KB chunks spent the publish budget first (copies at 0.62-0.72 of
     /// the byte cap, 0.91 with the caps' own size), and the pacer's
     /// scheduler puts keystrokes first there anyway. The tunnel turns it
-    /// off under caps.
+    /// off under caps. Chunks are paced (`pace`) only where they follow
+    /// the rate: under caps they wait in that pacer.
     pub fn set_chunks_follow_rate(&mut self, on: bool) {
         self.send.set_chunks_follow_rate(on);
     }
@@ -526,6 +535,7 @@ impl Stream {
             self.send.retransmit_deadline(),
             self.recv.ack_deadline(),
             self.send.probe_deadline(),
+            self.send.pace_deadline(),
             Some(self.last_sent + self.keepalive()),
             Some(self.liveness.last_heard() + self.silence_limit()),
             self.liveness.probe_deadline(self.send.outstanding()),
@@ -546,6 +556,7 @@ impl Stream {
             self.error = Some(StreamError::PeerTimeout(self.silence_limit()));
             return;
         }
+        self.send.on_pace_timer(now);
         if self.send.on_rto(now) {
             // Everything outstanding is presumed lost; restart from one chunk.
             self.ack_req = true;

@@ -382,7 +382,7 @@ where
         if stop_deadline.is_some_and(|d| d <= now) {
             return Err(abort(stream, sink, &keys.tx, TunnelError::Stopped).await);
         }
-        let can_read = reading && stream.can_send();
+        let can_read = reading && stream.may_read(now);
         let chunk = stream.max_chunk();
         if can_read && (rbuf.len() != HEADER_LEN || rbuf.capacity() != HEADER_LEN + chunk + TAG_LEN)
         {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::congestion::Congestion;
+use super::pace::{self, Pacer};
 use super::rate::{self, DeliveryRate, SendSnapshot};
 use super::recv::ACK_EVERY;
 use super::rtt::RttEstimator;
@@ -97,6 +98,9 @@ pub struct SendHalf {
     /// How large a message may be.
     segment: Segmenter,
     rate: DeliveryRate,
+    /// When the next chunk may go: at twice the window's rate, where
+    /// chunks follow the rate.
+    pace: Pacer,
     /// Chunks are cut to the window and the delivery rate
     /// ([`SendHalf::max_chunk`]).
     rate_chunks: bool,
@@ -121,6 +125,7 @@ impl SendHalf {
             rtt: RttEstimator::new(),
             segment: Segmenter::new(),
             rate: DeliveryRate::default(),
+            pace: Pacer::default(),
             rate_chunks: true,
             probe_at: None,
             bytes_sent: 0,
@@ -263,6 +268,27 @@ impl SendHalf {
     /// See [`crate::stream::Stream::set_chunks_follow_rate`].
     pub fn set_chunks_follow_rate(&mut self, on: bool) {
         self.rate_chunks = on;
+        if !on {
+            self.pace = Pacer::default();
+        }
+    }
+
+    /// Whether the pace lets a new chunk go at `now` ([`Pacer`]): always
+    /// with nothing in flight, when the link may be idle (a traced upload
+    /// over the 40 ms path at 256 KiB/s held a chunk 23 ms with nothing in
+    /// flight).
+    pub fn pace_allows(&self, now: Instant) -> bool {
+        self.pipe() == 0 || self.pace.ready(now)
+    }
+
+    /// When a chunk held back by the pace may go.
+    pub fn pace_deadline(&self) -> Option<Instant> {
+        self.pace.deadline()
+    }
+
+    /// A timer fired at `now`.
+    pub fn on_pace_timer(&mut self, now: Instant) {
+        self.pace.on_timeout(now);
     }
 
     /// Whether a chunk of `len` bytes, sent now, asks for an ack at once,
@@ -340,6 +366,10 @@ impl SendHalf {
         self.unacked_bytes += data.len();
         let message = self.message_len(data.len());
         let snap = self.rate.on_send(self.pipe() == 0, now);
+        if self.rate_chunks {
+            let rate = pace::rate(self.cwnd.window(), self.rtt.srtt());
+            self.pace.on_send(data.len(), rate, now);
+        }
         self.unacked.push_back(Sent {
             seq,
             data: data.clone(),
@@ -509,6 +539,7 @@ impl SendHalf {
         self.rtt.reset_backoff();
         self.cwnd.on_reconnect();
         self.rate.reset();
+        self.pace = Pacer::default();
     }
 
     /// When the oldest chunk in flight times out.
