@@ -22,7 +22,7 @@ const BIG: u64 = 64 << 20;
 const BIG_TIMEOUT: Duration = Duration::from_secs(300);
 /// `scp -l` (Kbit/s) for the interrupted transfers: 100 Mbit/s, so 64 MiB
 /// take at least ~5.4 s and a restart reliably lands in the middle, whatever
-/// the machine's tunnel throughput (as in resilience.rs).
+/// the machine's tunnel throughput (as in resilience/outages.rs).
 const SCP_LIMIT_KBIT: &str = "100000";
 /// How much of the file must have arrived before the broker is killed: past
 /// connection setup, well before the end.
