@@ -2,8 +2,9 @@
 //! clap definitions so that they cannot drift from `--help`.
 //!
 //! Shared by `examples/gen_docs` (run by `scripts/package`) and
-//! `tests/ops_files.rs` (which packages the binaries `cargo test` built, and
-//! so needs these files without running cargo again).
+//! `tests/ops_files.rs` (whose `ops_files/package.rs` packages the binaries
+//! `cargo test` built, and so needs these files without running cargo
+//! again).
 
 use std::fs;
 use std::io;

@@ -143,7 +143,7 @@ fn agent_password_admits_the_secret_only_and_refuses_replays() {
 /// Garbage messages of the flood, random bytes of 0 to this many bytes:
 /// as big as they come while still below the binaries' MQTT packet limit
 /// ([`MAX_PACKET`]). A bigger one makes the agent drop its broker connection
-/// (see `oversized_publish_costs_the_agent_a_reconnect_not_its_sessions`),
+/// (see `oversized_publish_costs_a_3_1_1_agent_a_reconnect_not_its_sessions`),
 /// after which it would miss most of the flood instead of having to handle it.
 const FLOOD_GARBAGE: usize = 10_000;
 const FLOOD_MAX_SIZE: u64 = (MAX_PACKET - 1024) as u64;
