@@ -313,6 +313,13 @@ impl Congestion {
         self.ssthresh
     }
 
+    /// The first slow start has ended (on a queue, a loss or a timeout):
+    /// the delivery rate is then the path's, not one that lags a window
+    /// doubling each round trip ([`super::rate::LONGEST_CHUNK`]).
+    pub fn slow_start_ended(&self) -> bool {
+        self.ssthresh < MAX_WINDOW
+    }
+
     /// Recovering from a loss (a further loss will not shrink the window).
     pub fn in_recovery(&self) -> bool {
         self.recovery_until.is_some()

@@ -47,6 +47,26 @@ use super::two_periods::TwoPeriods;
 /// at 4 MiB/s, full-size chunks from about 10 MB/s.
 pub const CHUNK_TIME: Duration = Duration::from_millis(4);
 
+/// The longest a chunk cut to the window may hold the bottleneck, at the
+/// fastest delivery rate measured ([`DeliveryRate::longest`]): what
+/// [`MIN_CHUNK`] takes at 256 KiB/s. A keystroke that reaches the
+/// bottleneck behind a chunk waits for the rest of it, and a quarter of
+/// the window was 20-31 ms of the link over the 40 ms paths paced to
+/// 1 MiB/s and 256 KiB/s (traced: 5-7 KiB at 256 KiB/s up, 20-31 KiB at
+/// 1 MiB/s down), where the issue leaves a keystroke 100 ms in all. It
+/// cuts chunks only where the window holds more than four of these times
+/// of the link: on slow links. At rates where
+/// [`MAX_CHUNK`](crate::protocol::MAX_CHUNK) takes less (4 MB/s and up)
+/// it changes nothing, and a path that delivers whole windows at once (a
+/// bridge's stalls) measures a rate that asks for full chunks anyway.
+///
+/// Not in the first slow start: there the rate lags a window that doubles
+/// each round trip, and over a far path the cap cut the chunks of the
+/// whole ramp (64 MiB uploads over 200 ms with TCP end to end,
+/// `scripts/bench-wan`: 0.93 and 0.89 of direct scp, against 0.98 and
+/// 0.96 without the cap, same run).
+pub const LONGEST_CHUNK: Duration = Duration::from_millis(16);
+
 /// How long the fastest delivery is remembered: the estimate is the
 /// largest sample of this period and the last.
 pub const RATE_PERIOD: Duration = Duration::from_secs(10);
@@ -144,6 +164,15 @@ impl DeliveryRate {
             .max(MIN_CHUNK)
     }
 
+    /// The largest chunk the window may ask for: [`LONGEST_CHUNK`] of
+    /// [`DeliveryRate::max`], at least [`MIN_CHUNK`]; no limit until a rate
+    /// is measured (the window is small then).
+    pub fn longest(&self) -> usize {
+        self.max().map_or(usize::MAX, |r| {
+            ((r * LONGEST_CHUNK.as_secs_f64()) as usize).max(MIN_CHUNK)
+        })
+    }
+
     /// The connection came back, perhaps over another network.
     pub fn reset(&mut self) {
         *self = DeliveryRate::default();
@@ -151,11 +180,12 @@ impl DeliveryRate {
 }
 
 /// The chunk a session cuts (before the message size limits): the larger
-/// of a quarter of its window ([`Congestion::chunk`]) and what its delivery
-/// rate asks for ([`DeliveryRate::chunk`]). On a byte-limited link the
-/// window's quarter is the larger; where the window is held small by round
-/// trips that do not grow with what we send (a bridge's stalls), the rate
-/// is.
+/// of a quarter of its window ([`Congestion::chunk`]), at most
+/// [`LONGEST_CHUNK`] of the link once the first slow start has ended
+/// ([`DeliveryRate::longest`]), and what its delivery rate asks for
+/// ([`DeliveryRate::chunk`]). On a byte-limited link the window's quarter
+/// is the larger; where the window is held small by round trips that do
+/// not grow with what we send (a bridge's stalls), the rate is.
 ///
 /// During a drain, [`MIN_CHUNK`]: the drain measures the path's round trip
 /// with the session's floor, and every session of the link drains at the
@@ -178,7 +208,12 @@ pub fn cut(window: &Congestion, rate: &DeliveryRate) -> usize {
     if window.draining() {
         return MIN_CHUNK;
     }
-    window.chunk().max(rate.chunk())
+    let quarter = if window.slow_start_ended() {
+        window.chunk().min(rate.longest())
+    } else {
+        window.chunk()
+    };
+    quarter.max(rate.chunk())
 }
 
 #[cfg(test)]

@@ -160,3 +160,55 @@ fn a_lone_chunk_through_a_burst_is_no_rate() {
     assert_eq!(r.chunk(), before);
     assert!(r.max().expect("measured") <= rate * 1.001);
 }
+
+/// The largest chunk the window may ask for is LONGEST_CHUNK of the
+/// link's rate (a keystroke behind one waits at most that long), at least
+/// MIN_CHUNK, and unlimited until a rate is measured.
+#[test]
+fn the_longest_chunk_is_longest_chunk_of_the_rate() {
+    assert_eq!(DeliveryRate::default().longest(), usize::MAX);
+    for (rate, want) in [
+        (128.0 * 1024.0, MIN_CHUNK),
+        (256.0 * 1024.0, 4194),
+        (1024.0 * 1024.0, 16_777),
+        (16.0 * 1024.0 * 1024.0, 268_435),
+    ] {
+        let longest = byte_limited(rate, MIN_CHUNK, 8, 200).longest();
+        assert!(
+            longest.abs_diff(want) <= want / 50,
+            "{rate}: longest {longest}, want {want}"
+        );
+    }
+}
+
+/// Once the first slow start has ended, a quarter of a large window over
+/// a slow link is cut to LONGEST_CHUNK of the link: the window's 18 KiB
+/// would hold a 1 MiB/s link 18 ms, and 256 KiB/s 70 ms. Over a link fast
+/// enough to carry the quarter in LONGEST_CHUNK (4 MiB/s), or before any
+/// rate is measured, the quarter stands; and in the first slow start,
+/// where the rate lags the window, it stands too.
+#[test]
+fn a_slow_link_cuts_a_large_window_to_the_longest_chunk() {
+    let mut cc = Congestion::new();
+    let now = Instant::now();
+    for seq in 1..=8 {
+        cc.on_ack(seq, 16 * 1024, Some(ms(40)), true, now);
+    }
+    assert_eq!(cc.chunk(), 36 * 1024, "the window grew in slow start");
+    let slow = [256.0 * 1024.0, 1024.0 * 1024.0].map(|r| byte_limited(r, MIN_CHUNK, 8, 200));
+    for r in &slow {
+        assert!(!cc.slow_start_ended());
+        assert_eq!(cut(&cc, r), 36 * 1024, "in slow start");
+    }
+    cc.on_loss(100);
+    assert!(cc.slow_start_ended());
+    let quarter = cc.chunk();
+    assert_eq!(quarter, 18 * 1024, "halved by the loss");
+    for r in &slow {
+        assert_eq!(cut(&cc, r), r.longest());
+        assert!(cut(&cc, r) < quarter);
+    }
+    let fast = byte_limited(4.0 * 1024.0 * 1024.0, MIN_CHUNK, 8, 200);
+    assert_eq!(cut(&cc, &fast), quarter);
+    assert_eq!(cut(&cc, &DeliveryRate::default()), quarter);
+}
