@@ -159,18 +159,21 @@ impl DeliveryRate {
     /// starting on a slow link does not put a large chunk ahead of a
     /// keystroke. (The message size limits apply on top.)
     pub fn chunk(&self) -> usize {
-        self.max()
-            .map_or(MIN_CHUNK, |r| (r * CHUNK_TIME.as_secs_f64()) as usize)
-            .max(MIN_CHUNK)
+        self.carries(CHUNK_TIME).unwrap_or(MIN_CHUNK)
     }
 
     /// The largest chunk the window may ask for: [`LONGEST_CHUNK`] of
     /// [`DeliveryRate::max`], at least [`MIN_CHUNK`]; no limit until a rate
     /// is measured (the window is small then).
     pub fn longest(&self) -> usize {
-        self.max().map_or(usize::MAX, |r| {
-            ((r * LONGEST_CHUNK.as_secs_f64()) as usize).max(MIN_CHUNK)
-        })
+        self.carries(LONGEST_CHUNK).unwrap_or(usize::MAX)
+    }
+
+    /// What `time` of [`DeliveryRate::max`] carries, at least
+    /// [`MIN_CHUNK`], if a rate was measured.
+    fn carries(&self, time: Duration) -> Option<usize> {
+        self.max()
+            .map(|r| ((r * time.as_secs_f64()) as usize).max(MIN_CHUNK))
     }
 
     /// The connection came back, perhaps over another network.
