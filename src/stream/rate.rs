@@ -36,6 +36,7 @@ use tokio::time::Instant;
 
 use super::congestion::{Congestion, MIN_CHUNK};
 use super::two_periods::TwoPeriods;
+use crate::protocol::MAX_INFLIGHT_CHUNKS;
 
 /// How long one chunk may hold the bottleneck where the rate, not the
 /// window, cuts it. Short beside the queue target: on a byte-limited link
@@ -185,7 +186,8 @@ impl DeliveryRate {
 /// The chunk a session cuts (before the message size limits): the larger
 /// of a quarter of its window ([`Congestion::chunk`]), at most
 /// [`LONGEST_CHUNK`] of the link once the first slow start has ended
-/// ([`DeliveryRate::longest`]), and what its delivery rate asks for
+/// ([`DeliveryRate::longest`]; but enough to fill the window within
+/// [`MAX_INFLIGHT_CHUNKS`] chunks), and what its delivery rate asks for
 /// ([`DeliveryRate::chunk`]). On a byte-limited link the window's quarter
 /// is the larger; where the window is held small by round trips that do
 /// not grow with what we send (a bridge's stalls), the rate is.
@@ -212,11 +214,21 @@ pub fn cut(window: &Congestion, rate: &DeliveryRate) -> usize {
         return MIN_CHUNK;
     }
     let quarter = if window.slow_start_ended() {
-        window.chunk().min(rate.longest())
+        window.chunk().min(rate.longest().max(fills(window)))
     } else {
         window.chunk()
     };
     quarter.max(rate.chunk())
+}
+
+/// The smallest chunk that lets the window be full within
+/// [`MAX_INFLIGHT_CHUNKS`] chunks in flight. [`LONGEST_CHUNK`] of the rate
+/// is less where the window holds more than 64 of those, 1.024 s of the
+/// link (a round trip over a second): cut that small, the chunk count,
+/// not the link, would hold the copy back, and the rate it measured would
+/// shrink the chunks further.
+fn fills(window: &Congestion) -> usize {
+    (window.window() / MAX_INFLIGHT_CHUNKS as f64).ceil() as usize
 }
 
 #[cfg(test)]

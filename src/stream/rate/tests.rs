@@ -212,3 +212,30 @@ fn a_slow_link_cuts_a_large_window_to_the_longest_chunk() {
     assert_eq!(cut(&cc, &fast), quarter);
     assert_eq!(cut(&cc, &DeliveryRate::default()), quarter);
 }
+
+/// A window that holds more than MAX_INFLIGHT_CHUNKS chunks of
+/// LONGEST_CHUNK (over a second of the link: a round trip that long) is
+/// cut in chunks that fill it within the chunk count, not in chunks of
+/// LONGEST_CHUNK that it could never fill.
+#[test]
+fn a_window_over_a_second_of_the_link_is_cut_to_fill_it() {
+    let mut cc = Congestion::new();
+    let now = Instant::now();
+    for seq in 1..=64 {
+        cc.on_ack(seq, 32 * 1024, Some(ms(1500)), true, now);
+    }
+    cc.on_loss(1000);
+    assert!(cc.slow_start_ended());
+    let window = cc.window();
+    let slow = byte_limited(256.0 * 1024.0, MIN_CHUNK, 8, 200);
+    assert!(
+        window / MAX_INFLIGHT_CHUNKS as f64 > slow.longest() as f64,
+        "the window, {window}, holds more than 64 of the longest chunks"
+    );
+    let chunk = cut(&cc, &slow);
+    assert!(chunk < cc.chunk(), "still under the quarter");
+    assert!(
+        chunk as f64 * MAX_INFLIGHT_CHUNKS as f64 >= window,
+        "64 chunks of {chunk} fill the window of {window}"
+    );
+}
