@@ -181,6 +181,17 @@ fn the_longest_chunk_is_longest_chunk_of_the_rate() {
     }
 }
 
+/// A window grown in slow start by `acks` acks of `bytes` each, every one
+/// with a round trip of `rtt` (no queue: the path's own).
+fn grown(acks: u64, bytes: usize, rtt: Duration) -> Congestion {
+    let mut cc = Congestion::new();
+    let now = Instant::now();
+    for seq in 1..=acks {
+        cc.on_ack(seq, bytes, Some(rtt), true, now);
+    }
+    cc
+}
+
 /// Once the first slow start has ended, a quarter of a large window over
 /// a slow link is cut to LONGEST_CHUNK of the link: the window's 18 KiB
 /// would hold a 1 MiB/s link 18 ms, and 256 KiB/s 70 ms. Over a link fast
@@ -189,11 +200,7 @@ fn the_longest_chunk_is_longest_chunk_of_the_rate() {
 /// where the rate lags the window, it stands too.
 #[test]
 fn a_slow_link_cuts_a_large_window_to_the_longest_chunk() {
-    let mut cc = Congestion::new();
-    let now = Instant::now();
-    for seq in 1..=8 {
-        cc.on_ack(seq, 16 * 1024, Some(ms(40)), true, now);
-    }
+    let mut cc = grown(8, 16 * 1024, ms(40));
     assert_eq!(cc.chunk(), 36 * 1024, "the window grew in slow start");
     let slow = [256.0 * 1024.0, 1024.0 * 1024.0].map(|r| byte_limited(r, MIN_CHUNK, 8, 200));
     for r in &slow {
@@ -219,11 +226,7 @@ fn a_slow_link_cuts_a_large_window_to_the_longest_chunk() {
 /// LONGEST_CHUNK that it could never fill.
 #[test]
 fn a_window_over_a_second_of_the_link_is_cut_to_fill_it() {
-    let mut cc = Congestion::new();
-    let now = Instant::now();
-    for seq in 1..=64 {
-        cc.on_ack(seq, 32 * 1024, Some(ms(1500)), true, now);
-    }
+    let mut cc = grown(64, 32 * 1024, ms(1500));
     cc.on_loss(1000);
     assert!(cc.slow_start_ended());
     let window = cc.window();
