@@ -545,7 +545,7 @@ impl Congestion {
             // window into the queue (a download's start at 256 KiB/s over
             // 40 ms put 300 ms of queue in front of the keystrokes).
             let this_sample = self.delay.base().map(|b| rtt.saturating_sub(b));
-            if self.ssthresh < MAX_WINDOW || self.off(this_sample) >= 0.25 {
+            if self.slow_start_ended() || self.off(this_sample) >= 0.25 {
                 self.cwnd = (self.cwnd + acked).min(self.ssthresh);
             }
         } else {
