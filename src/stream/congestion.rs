@@ -442,7 +442,7 @@ impl Congestion {
             e / EPOCHS_PER_PERIOD != epoch / EPOCHS_PER_PERIOD || (early && e != epoch)
         });
         if let Some(d) = &mut self.drain {
-            d.on_sample(rtt, now);
+            d.least = d.least.min(rtt);
             if now < d.until {
                 return;
             }
@@ -476,12 +476,11 @@ impl Congestion {
             // against that, sessions that saw a longer path at different
             // periods lowered each other's trusted drains in turns, for
             // as long as both lived.
-            let least = d.measured();
-            let emptied = least <= d.before;
+            let emptied = d.least <= d.before;
             let left = self.drained_at.map(|(_, b)| b).or(self.delay.base());
-            let doubted = self.regular_base && left.is_some_and(|b| least > b + doubt_slack(b));
+            let doubted = self.regular_base && left.is_some_and(|b| d.least > b + doubt_slack(b));
             if (emptied && !doubted) || self.drain_failed {
-                self.delay.restart_base(least, now);
+                self.delay.restart_base(d.least, now);
                 self.regular_base = d.regular;
                 self.drain_failed = false;
             } else {
@@ -499,7 +498,7 @@ impl Congestion {
                 self.delay.lower_base(t.base(d.epoch, own), now);
             }
             // (A round trip of zero before: a lying peer's; the floor.)
-            let unqueued = d.window * least.as_secs_f64() / before;
+            let unqueued = d.window * d.least.as_secs_f64() / before;
             self.cwnd = unqueued.clamp(self.cwnd, d.window);
             self.ssthresh = self.cwnd;
             return;
@@ -513,9 +512,7 @@ impl Congestion {
                 until: now + rtt * DRAIN_ROUND_TRIPS,
                 window: self.cwnd,
                 before: self.delay.latest().unwrap_or(rtt),
-                began: now,
                 least: Duration::MAX,
-                any: Duration::MAX,
                 epoch,
             });
             self.cwnd = MIN_WINDOW;

@@ -18,24 +18,7 @@ pub const BASE_PERIOD: Duration = Duration::from_secs(60);
 /// samples (only samples the peer answered at once: see `send.rs`).
 #[derive(Debug, Clone)]
 pub struct DelayFilter {
-    /// The smallest of this [`BASE_PERIOD`]'s samples and the last's,
-    /// each sample taken with the one before it: the larger of the two.
-    /// One round trip alone can be a lucky moment of a busy machine. With
-    /// two processes spinning on a 2-core machine, a copy's round trips
-    /// through a loopback broker at the window's floor were 30-50 ms, and
-    /// now and then 2-5 ms, when every process on the path happened to be
-    /// awake (traced). Taken for the path's, such a sample read the
-    /// machine's own delay as a queue of 30-40 ms, over the target, and
-    /// the window stayed at its floor, where the round trip stays long:
-    /// shrinking the window does not shorten a delay that is not its
-    /// doing. A path whose queue empties shows its round trip twice in a
-    /// row. (The same for drains: `drain::Drain::measured`.)
-    ///
-    /// `scp_upload_survives_cut_of_the_agent_connection` (a 64 MiB upload
-    /// across a cut of the agent's connection, which drops the window to
-    /// its floor) beside two `yes` processes: over 65 s in 6 of 23 runs
-    /// before (65-79 s; the others 13-30 s), 1 of 23 with this and the
-    /// drains' rule (72 s; the others 11-25 s).
+    /// The smallest sample of this [`BASE_PERIOD`] and the last.
     base: TwoPeriods<Duration>,
     /// The two latest samples: the queue is read off the smaller, so one
     /// sample delayed by a busy moment elsewhere does not shrink the window.
@@ -65,17 +48,16 @@ impl Default for DelayFilter {
 impl DelayFilter {
     /// A round trip of `rtt` measured at `now`.
     pub fn on_sample(&mut self, rtt: Duration, now: Instant) {
-        let pair = self.recent[0].map_or(rtt, |before| before.max(rtt));
         self.recent = [Some(rtt), self.recent[0]];
         let floor = match (self.held_until, self.base.get()) {
             (Some(until), Some(base)) if now < until => base,
             _ => Duration::ZERO,
         };
-        self.base.on_sample(pair.max(floor), now);
+        self.base.on_sample(rtt.max(floor), now);
     }
 
-    /// The path's own round trip: the smallest of this period's and the
-    /// last's samples, each taken with the one before it (see `base`).
+    /// The path's own round trip: the smallest sample of this period and
+    /// the last.
     pub fn base(&self) -> Option<Duration> {
         self.base.get()
     }

@@ -226,44 +226,6 @@ fn a_drain_empties_the_queue_and_resumes_without_it() {
     assert_eq!(w.delay().base(), Some(ms(950)));
 }
 
-/// A drain measures the path by the chunks sent during it, at the floor:
-/// on a busy machine a chunk sent before it, while the window was larger,
-/// can come back sooner than the path's round trip at the floor (every
-/// process on the path was awake), and taken for the base it reads the
-/// machine's delay as a queue that holds the window at its floor.
-#[test]
-fn a_drain_measures_the_chunks_sent_during_it() {
-    let t0 = drain_boundary();
-    let before = t0 - ms(500);
-    let mut w = Congestion::new();
-    // A base of 3 ms (two samples in a row), then round trips of 40 ms
-    // hold the window back.
-    w.on_ack(1, 16 * K, Some(ms(3)), true, before);
-    w.on_ack(2, 16 * K, Some(ms(3)), true, before + ms(3));
-    for seq in 3..8 {
-        w.on_ack(seq, 4 * K, Some(ms(40)), true, before + ms(40 * seq));
-    }
-    assert_eq!(w.delay().base(), Some(ms(3)));
-    let held = w.window();
-    // A drain from t0, for two round trips of 40 ms. The first sample is
-    // a chunk sent 2 ms before it, back in 3 ms; the rest were sent
-    // during it.
-    w.on_ack(8, 4 * K, Some(ms(40)), true, t0);
-    assert!(w.draining());
-    w.on_ack(9, 4 * K, Some(ms(3)), true, t0 + ms(1));
-    w.on_ack(10, 4 * K, Some(ms(42)), true, t0 + ms(45));
-    w.on_ack(11, 4 * K, Some(ms(39)), true, t0 + ms(85));
-    assert!(!w.draining());
-    assert_eq!(w.delay().base(), Some(ms(39)));
-    // Next to no queue was the window's: it is back nearly whole (39 of
-    // the 40 ms before the drain).
-    assert!(
-        (w.window() - held * 39.0 / 40.0).abs() < 1e-6,
-        "{}",
-        w.window()
-    );
-}
-
 /// A drain cuts the smallest chunks, whatever the delivery rate asks for
 /// (`rate::cut`): every session drains at once, and each sample of a drain
 /// holds the others' floors ahead of it. Before and after the drain, the
@@ -415,18 +377,12 @@ fn base_delay_is_the_least_of_two_periods() {
     let mut d = DelayFilter::default();
     assert_eq!((d.base(), d.queue()), (None, None));
     d.on_sample(ms(40), t0);
-    assert_eq!(d.base(), Some(ms(40)), "the first sample");
-    // One short round trip alone is not the path's (a busy machine's lucky
-    // moment); twice in a row, it is.
     d.on_sample(ms(30), t0 + ms(10));
-    assert_eq!(d.base(), Some(ms(40)), "one short sample");
-    d.on_sample(ms(30), t0 + ms(20));
-    assert_eq!(d.base(), Some(ms(30)), "two in a row");
-    d.on_sample(ms(70), t0 + ms(30));
+    d.on_sample(ms(70), t0 + ms(20));
     assert_eq!(d.base(), Some(ms(30)));
     // The smaller of the two latest samples: one late sample is not a queue.
     assert_eq!(d.queue(), Some(ms(0)));
-    d.on_sample(ms(50), t0 + ms(40));
+    d.on_sample(ms(50), t0 + ms(30));
     assert_eq!(d.queue(), Some(ms(20)));
     // The path got longer (another network): the old base is kept one
     // period more, then forgotten.
@@ -435,7 +391,7 @@ fn base_delay_is_the_least_of_two_periods() {
     d.on_sample(ms(210), t0 + BASE_PERIOD * 2);
     assert_eq!(d.base(), Some(ms(200)));
     d.on_sample(ms(205), t0 + BASE_PERIOD * 3);
-    assert_eq!(d.base(), Some(ms(210)), "205 follows 210");
+    assert_eq!(d.base(), Some(ms(205)));
     assert_eq!(d.queue(), Some(ms(0)));
     d.reset();
     assert_eq!(d.base(), None);
