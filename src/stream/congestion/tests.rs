@@ -226,6 +226,74 @@ fn a_drain_empties_the_queue_and_resumes_without_it() {
     assert_eq!(w.delay().base(), Some(ms(950)));
 }
 
+/// A drain measures the path by the chunks sent during it, at the floor:
+/// on a busy machine a chunk sent before it, while the window was larger,
+/// can come back sooner than the path's round trip at the floor (every
+/// process on the path was awake), and taken for the base it reads the
+/// machine's delay as a queue that holds the window at its floor.
+#[test]
+fn a_drain_measures_the_chunks_sent_during_it() {
+    let t0 = drain_boundary();
+    let before = t0 - ms(500);
+    let mut w = Congestion::new();
+    // A base of 3 ms (two samples in a row), then round trips of 40 ms
+    // hold the window back.
+    w.on_ack(1, 16 * K, Some(ms(3)), true, before);
+    w.on_ack(2, 16 * K, Some(ms(3)), true, before + ms(3));
+    for seq in 3..8 {
+        w.on_ack(seq, 4 * K, Some(ms(40)), true, before + ms(40 * seq));
+    }
+    assert_eq!(w.delay().base(), Some(ms(3)));
+    let held = w.window();
+    // A drain from t0, for two round trips of 40 ms. The first sample is
+    // a chunk sent 2 ms before it, back in 3 ms; the rest were sent
+    // during it.
+    w.on_ack(8, 4 * K, Some(ms(40)), true, t0);
+    assert!(w.draining());
+    w.on_ack(9, 4 * K, Some(ms(3)), true, t0 + ms(1));
+    w.on_ack(10, 4 * K, Some(ms(42)), true, t0 + ms(45));
+    w.on_ack(11, 4 * K, Some(ms(39)), true, t0 + ms(85));
+    assert!(!w.draining());
+    assert_eq!(w.delay().base(), Some(ms(39)));
+    // Next to no queue was the window's: it is back nearly whole (39 of
+    // the 40 ms before the drain).
+    assert!(
+        (w.window() - held * 39.0 / 40.0).abs() < 1e-6,
+        "{}",
+        w.window()
+    );
+}
+
+/// After a timeout, the next drain counts, whatever it measured: the base
+/// from before may read the floor's round trips as a queue. On a busy
+/// machine they are the longest (every process on the path waits for a
+/// core), and the window stayed at the floor.
+#[test]
+fn a_drain_after_a_timeout_counts() {
+    let t0 = drain_boundary();
+    let before = t0 - ms(500);
+    let mut w = Congestion::new();
+    w.on_ack(1, 16 * K, Some(ms(3)), true, before);
+    // A timeout, then round trips of 40 ms against a base of 3 ms hold
+    // the window at the floor.
+    w.on_timeout(16 * K);
+    for seq in 2..6 {
+        w.on_ack(seq, 4 * K, Some(ms(40)), true, before + ms(40 * seq));
+    }
+    assert_eq!(w.window(), MIN_WINDOW);
+    assert_eq!(w.delay().base(), Some(ms(3)));
+    // A drain longer than the round trip before it (not emptied) counts,
+    // and the window grows again.
+    w.on_ack(6, 4 * K, Some(ms(40)), true, t0);
+    assert!(w.draining());
+    w.on_ack(7, 4 * K, Some(ms(42)), true, t0 + ms(45));
+    w.on_ack(8, 4 * K, Some(ms(41)), true, t0 + ms(85));
+    assert!(!w.draining());
+    assert_eq!(w.delay().base(), Some(ms(41)));
+    w.on_ack(9, 4 * K, Some(ms(40)), true, t0 + ms(130));
+    assert!(w.window() > MIN_WINDOW, "{}", w.window());
+}
+
 /// A drain cuts the smallest chunks, whatever the delivery rate asks for
 /// (`rate::cut`): every session drains at once, and each sample of a drain
 /// holds the others' floors ahead of it. Before and after the drain, the
