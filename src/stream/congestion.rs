@@ -237,11 +237,10 @@ pub struct Congestion {
     /// The queue held the window back since the last drain.
     held_back: bool,
     drain: Option<Drain>,
-    /// The next drain is trusted, whatever it measures: the last drain was
-    /// not trusted and kept the base it had (it measured a longer round
-    /// trip than before it, or was doubted: [`DOUBT_SLACK`]), or the
-    /// retransmission timeout fired since.
-    trust_next_drain: bool,
+    /// The last drain was not trusted and kept the base it had: it
+    /// measured a longer round trip than before it, or was doubted
+    /// ([`DOUBT_SLACK`]). The next drain is trusted.
+    drain_failed: bool,
     /// A regular drain ([`Drain::regular`]) measured the base (since the
     /// last reconnect).
     regular_base: bool,
@@ -279,7 +278,7 @@ impl Congestion {
             drains: 0,
             held_back: false,
             drain: None,
-            trust_next_drain: false,
+            drain_failed: false,
             regular_base: false,
             stalls: Stalls::default(),
             together: None,
@@ -443,7 +442,7 @@ impl Congestion {
             e / EPOCHS_PER_PERIOD != epoch / EPOCHS_PER_PERIOD || (early && e != epoch)
         });
         if let Some(d) = &mut self.drain {
-            d.on_sample(rtt, now);
+            d.least = d.least.min(rtt);
             if now < d.until {
                 return;
             }
@@ -477,16 +476,15 @@ impl Congestion {
             // against that, sessions that saw a longer path at different
             // periods lowered each other's trusted drains in turns, for
             // as long as both lived.
-            let least = d.measured();
-            let emptied = least <= d.before;
+            let emptied = d.least <= d.before;
             let left = self.drained_at.map(|(_, b)| b).or(self.delay.base());
-            let doubted = self.regular_base && left.is_some_and(|b| least > b + doubt_slack(b));
-            if (emptied && !doubted) || self.trust_next_drain {
-                self.delay.restart_base(least, now);
+            let doubted = self.regular_base && left.is_some_and(|b| d.least > b + doubt_slack(b));
+            if (emptied && !doubted) || self.drain_failed {
+                self.delay.restart_base(d.least, now);
                 self.regular_base = d.regular;
-                self.trust_next_drain = false;
+                self.drain_failed = false;
             } else {
-                self.trust_next_drain = true;
+                self.drain_failed = true;
                 self.delay.hold_base(now);
             }
             let before = d.before.as_secs_f64().max(f64::MIN_POSITIVE);
@@ -500,7 +498,7 @@ impl Congestion {
                 self.delay.lower_base(t.base(d.epoch, own), now);
             }
             // (A round trip of zero before: a lying peer's; the floor.)
-            let unqueued = d.window * least.as_secs_f64() / before;
+            let unqueued = d.window * d.least.as_secs_f64() / before;
             self.cwnd = unqueued.clamp(self.cwnd, d.window);
             self.ssthresh = self.cwnd;
             return;
@@ -514,9 +512,7 @@ impl Congestion {
                 until: now + rtt * DRAIN_ROUND_TRIPS,
                 window: self.cwnd,
                 before: self.delay.latest().unwrap_or(rtt),
-                began: now,
                 least: Duration::MAX,
-                any: Duration::MAX,
                 epoch,
             });
             self.cwnd = MIN_WINDOW;
@@ -577,26 +573,10 @@ impl Congestion {
 
     /// The retransmission timeout fired with `in_flight` bytes outstanding:
     /// the threshold becomes half of them (at least [`MIN_WINDOW`]) and
-    /// the window [`MIN_WINDOW`]; the next drain counts whatever it
-    /// measures. Recovery, if any, carries on.
+    /// the window [`MIN_WINDOW`]. Recovery, if any, carries on.
     pub fn on_timeout(&mut self, in_flight: usize) {
         self.ssthresh = (in_flight as f64 / 2.0).max(MIN_WINDOW);
         self.cwnd = MIN_WINDOW;
-        // The path was out, perhaps changed: the next drain measures it
-        // afresh. A base from before the timeout can read the floor's
-        // round trips as a queue, and then nothing else lets the window
-        // grow. On a busy machine it did: with two processes spinning on
-        // two cores, a copy's round trips through a loopback broker were
-        // 30-50 ms at the floor and 3-10 ms at a window of a megabyte
-        // (every process on the path awake), the base 2-5 ms. A drain from
-        // the floor measures no less than the samples before it, so it was
-        // not trusted (not emptied, or doubted against a regular drain's
-        // base), and the window stayed at the floor until two drains in a
-        // row had failed, or longer where the trusted one measured a lucky
-        // sample (traced). A 64 MiB upload across a 3 s cut of the agent's
-        // connection took 54-76 s in 4 of 10 runs (the others 13-19 s);
-        // 13-23 s in all 10 with this and `Drain::measured`.
-        self.trust_next_drain = true;
     }
 
     /// The broker connection came back, perhaps over another network: the

@@ -100,42 +100,11 @@ pub(super) struct Drain {
     pub(super) window: f64,
     /// The round trip before it (the smaller of the two latest samples).
     pub(super) before: Duration,
-    /// When it began.
-    pub(super) began: Instant,
-    /// The smallest round trip of a chunk sent since it began.
+    /// The smallest round trip during it (a drain ends on a sample, so
+    /// there is at least one).
     pub(super) least: Duration,
-    /// The smallest round trip of any sample during it (a drain ends on a
-    /// sample, so there is at least one).
-    pub(super) any: Duration,
     /// The epoch ([`epoch`]) it began in.
     pub(super) epoch: u64,
-}
-
-impl Drain {
-    /// A round trip `rtt` measured at `now`, during the drain.
-    pub(super) fn on_sample(&mut self, rtt: Duration, now: Instant) {
-        self.any = self.any.min(rtt);
-        if now.checked_sub(rtt).is_some_and(|sent| sent >= self.began) {
-            self.least = self.least.min(rtt);
-        }
-    }
-
-    /// The path's round trip as the drain measured it: the least round
-    /// trip of the chunks sent during it, at the floor (or, with none of
-    /// them sampled, of any). A chunk sent before it carries the queue
-    /// the drain empties, so wherever the queue is the window's doing its
-    /// round trip is no shorter. On a busy machine it can be shorter, sent
-    /// while the window was larger and every process on the path awake
-    /// (see `super::Congestion::on_timeout`): drains through a loopback
-    /// broker beside two spinning processes, traced, measured 1.9 then
-    /// 45.6 / 47.9 / 43.2 ms, and 4.9 then 47.0 / 48.0 ms.
-    pub(super) fn measured(&self) -> Duration {
-        if self.least == Duration::MAX {
-            self.any
-        } else {
-            self.least
-        }
-    }
 }
 
 /// Which [`FIRST_DRAIN_PERIOD`] of the wall clock `now` falls in (a
