@@ -199,9 +199,10 @@ impl Keys {
 
     /// Write one keystroke, wait for its echo; the copy's progress at the
     /// write and at the echo.
-    fn type_one(&mut self, copy: &Progress) -> (u64, u64) {
+    fn type_one(&mut self, copy: &Progress) -> Move {
         let key = b'a' + (self.sent.len() % 26) as u8;
         let before = copy.bytes();
+        let written = Instant::now();
         self.stdin
             .write_all(&[key])
             .and_then(|()| self.stdin.flush())
@@ -215,7 +216,11 @@ impl Keys {
         });
         let after = copy.bytes();
         self.echoed.push(echo);
-        (before, after)
+        Move {
+            before,
+            after,
+            echo: written.elapsed(),
+        }
     }
 
     /// End the session: `cat` sees EOF, ssh exits 0, and every echo was
@@ -239,9 +244,26 @@ impl Keys {
     }
 }
 
+/// One keystroke typed during a copy: the copy's progress (bytes the
+/// receiving end counted) at the keystroke's write and at its echo, and
+/// how long the echo took (for the failure message: a wait that long, or
+/// bytes counted in a burst).
+#[derive(Debug, Clone, Copy)]
+struct Move {
+    before: u64,
+    after: u64,
+    echo: Duration,
+}
+
+impl Move {
+    fn moved(&self) -> u64 {
+        self.after - self.before
+    }
+}
+
 /// Type while the copy runs; the copy's progress at each keystroke's write
 /// and echo.
-fn type_during(keys: &mut Keys, copy: &Progress, size: u64) -> Vec<(u64, u64)> {
+fn type_during(keys: &mut Keys, copy: &Progress, size: u64) -> Vec<Move> {
     let deadline = Instant::now() + COPY_TIMEOUT;
     let mut moves = Vec::new();
     while !copy.ended() && copy.bytes() < size {
@@ -259,11 +281,11 @@ fn type_during(keys: &mut Keys, copy: &Progress, size: u64) -> Vec<(u64, u64)> {
 /// The order assertion: no keystroke's echo came after the copy moved more
 /// than [`BOUND`] bytes past its write, and enough keystrokes fell inside
 /// the copy for that to mean something.
-fn assert_keys_first(what: &str, moves: &[(u64, u64)], size: u64, s: &Setup) {
+fn assert_keys_first(what: &str, moves: &[Move], size: u64, s: &Setup) {
     let during: Vec<u64> = moves
         .iter()
-        .filter(|(before, _)| (1..size).contains(before))
-        .map(|(before, after)| after - before)
+        .filter(|m| (1..size).contains(&m.before))
+        .map(Move::moved)
         .collect();
     let mut sorted = during.clone();
     sorted.sort_unstable();
@@ -273,11 +295,11 @@ fn assert_keys_first(what: &str, moves: &[(u64, u64)], size: u64, s: &Setup) {
         during.len(),
         sorted.get(sorted.len() / 2).copied().unwrap_or(0),
     );
-    let late: Vec<(usize, u64)> = moves
+    let late: Vec<(usize, u64, Duration)> = moves
         .iter()
-        .map(|(before, after)| after - before)
         .enumerate()
-        .filter(|(_, moved)| *moved > BOUND)
+        .filter(|(_, m)| m.moved() > BOUND)
+        .map(|(i, m)| (i, m.moved(), m.echo))
         .collect();
     if !late.is_empty() || during.len() < MIN_DURING {
         eprintln!("{}", s.logs());
@@ -285,7 +307,7 @@ fn assert_keys_first(what: &str, moves: &[(u64, u64)], size: u64, s: &Setup) {
     assert!(
         late.is_empty(),
         "{what}: {} of {} keystrokes waited while the copy moved more than {BOUND} bytes \
-         (keystroke, bytes moved): {late:?}",
+         (keystroke, bytes moved, echo): {late:?}",
         late.len(),
         moves.len()
     );
@@ -310,9 +332,10 @@ fn watch<T: Send + 'static>(
 }
 
 /// The upload's receiving end: writes stdin to the file named by its
-/// argument and prints the running total after every read. Builtins only,
-/// so Debian's essential perl-base runs it.
-const COUNT_TO_FILE: &str = r#"open(my $f, ">", $ARGV[0]) or die "$ARGV[0]: $!"; $| = 1; my ($n, $t) = (0, 0); while (($n = sysread(STDIN, my $b, 65536)) > 0) { print $f $b or die "write: $!"; $t += $n; print "$t\n" } defined $n or die "read: $!"; close $f or die "close: $!""#;
+/// argument and prints the running total, 0 once it is ready to read and
+/// then after every read. Builtins only, so Debian's essential perl-base
+/// runs it.
+const COUNT_TO_FILE: &str = r#"open(my $f, ">", $ARGV[0]) or die "$ARGV[0]: $!"; $| = 1; my ($n, $t) = (0, 0); print "0\n"; while (($n = sysread(STDIN, my $b, 65536)) > 0) { print $f $b or die "write: $!"; $t += $n; print "$t\n" } defined $n or die "read: $!"; close $f or die "close: $!""#;
 
 /// `ssh node 'perl COUNT_TO_FILE REMOTE' < LOCAL` with keystrokes beside it.
 fn upload(s: &Setup, keys: &mut Keys) {
@@ -329,7 +352,15 @@ fn upload(s: &Setup, keys: &mut Keys) {
     let mut stdin = copy.take_stdin();
     let stdout = copy.take_stdout();
     let source = local.clone();
+    // The copy starts once the receiving end counts: bytes sent before
+    // it ran would wait unread at the node and be counted in one burst
+    // when it started (a keystroke then saw the copy "move" 768 KiB while
+    // the machine was busy compiling).
+    let (ready, counting) = mpsc::channel();
     let feeder = thread::spawn(move || {
+        if counting.recv().is_err() {
+            return; // The receiving end never started: a short copy.
+        }
         let mut file = File::open(&source).expect("open the upload's source");
         // An error shows as a short copy, which the assertions below name.
         let _ = std::io::copy(&mut file, &mut stdin);
@@ -340,6 +371,7 @@ fn upload(s: &Setup, keys: &mut Keys) {
             let Ok(line) = line else { break };
             let total = line.parse().expect("the remote counter prints totals");
             p.bytes.store(total, Ordering::SeqCst);
+            let _ = ready.send(());
         }
     });
     let moves = type_during(keys, &progress, COPY);
