@@ -68,6 +68,28 @@ pub const QUEUE_TARGET: Duration = Duration::from_millis(25);
 /// 200 ms.
 pub const BASE_SHARE: f64 = 0.75;
 
+/// The far target ([`Congestion::target`]) is a share of the base less
+/// the time one of the smallest chunks takes at the link's rate, and this
+/// share of the base at most. The base is the least round trip of a
+/// chunk, and a drain's chunks are the smallest ([`MIN_CHUNK`]): on a
+/// slow link their own time at the bottleneck is a large part of it (16
+/// ms of 4 KiB at 256 KiB/s), and no part of the path the broker's TCP
+/// must keep busy. A download at 256 KiB/s over a 40 ms path (traced,
+/// `D=10 scripts/bench-interactive 262144`) had a base of 71 ms where a
+/// keystroke's idle echo took 54, a far target of 61.5 ms, and the
+/// keystrokes' p99 grew by 81.8-108.4 ms (the issue allows 100). At
+/// `scripts/bench-wan`'s rates the chunk's time is a fraction of a
+/// millisecond.
+///
+/// The link's rate is what all the sessions that drained at one moment
+/// had before it, summed ([`DrainsTogether`]): the same for all of them.
+/// At the session's own rate (the window over the latest round trip) the
+/// slower session aimed lower and lost more of the link: in the model,
+/// two downloads over 40 ms at 1 MiB/s split under 0.8 from 9 of 32
+/// starts, two fast copies from 47 of 64. Half the base at most, whatever
+/// a peer's lies make of the rate.
+pub const CHUNK_TIME_SHARE: f64 = 0.5;
+
 /// Over a near path (a round trip under this: one host, a LAN) the
 /// target shrinks in proportion to the round trip ([`Congestion::target`]),
 /// down to [`NEAR_TARGET`]. There is no slow link to keep busy there:
@@ -254,8 +276,8 @@ pub struct Congestion {
     drained_at: Option<(u64, Duration)>,
     /// Drains to tell the peer of (`together::Reports`).
     reports: Option<together::Reports>,
-    /// The target has its own terms ([`OWN_QUEUE`], [`FAR_OWN_QUEUE`]);
-    /// the window's rules are tested without them.
+    /// The target has its own terms ([`OWN_QUEUE`], [`FAR_OWN_QUEUE`],
+    /// [`CHUNK_TIME_SHARE`]); the window's rules are tested without them.
     own_terms: bool,
 }
 
@@ -353,7 +375,8 @@ impl Congestion {
     /// it is for a session of a slow rate, and a fast session aims lower.
     /// A far target is not split (the broker's TCP needs it whole at high
     /// rates): the time [`FAR_OWN_QUEUE`] bytes take comes on top, at most
-    /// the same cap.
+    /// the same cap. And it is a share of the path's round trip less the
+    /// time of the chunk that measured it ([`CHUNK_TIME_SHARE`]).
     pub fn target(&self) -> Duration {
         let Some(base) = self.delay.base() else {
             return QUEUE_TARGET;
@@ -374,9 +397,32 @@ impl Congestion {
         };
         let cap = near * OWN_SHARE;
         let near = near - cap + (OWN_QUEUE * per_byte).min(cap);
-        let far = base.as_secs_f64() * BASE_SHARE;
-        let far = far + (FAR_OWN_QUEUE * per_byte).min(cap);
+        let base = base.as_secs_f64();
+        let own = (FAR_OWN_QUEUE * per_byte).min(cap);
+        // The base is a chunk's round trip, so it holds the chunk's own
+        // time at the bottleneck: the far target keeps the path busy, not
+        // the chunk (CHUNK_TIME_SHARE). Only where the far target is the
+        // larger (the drains' rate is behind a lock).
+        let far = if base * BASE_SHARE + own <= near || !self.own_terms {
+            base * BASE_SHARE + own
+        } else {
+            let chunk = self.link_rate().map_or(0.0, |r| MIN_CHUNK as f64 / r);
+            (base - chunk.min(base * CHUNK_TIME_SHARE)) * BASE_SHARE + own
+        };
         Duration::from_secs_f64(near.max(far)).max(NEAR_TARGET)
+    }
+
+    /// The link's rate (bytes/s) as the drains of the session's latest
+    /// drain's epoch saw it: the rates of all the sessions that drained
+    /// then, summed ([`DrainsTogether`]). The same for every session of
+    /// the link, so the far target it shortens ([`CHUNK_TIME_SHARE`]) does
+    /// not favour the session with the larger share. None before a drain,
+    /// and where drains are not shared.
+    fn link_rate(&self) -> Option<f64> {
+        let (Some(t), Some((epoch, _))) = (&self.together, self.drained_at) else {
+            return None;
+        };
+        t.rate(epoch)
     }
 
     /// How far below the target `queue` is, as a share of the target

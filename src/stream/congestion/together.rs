@@ -93,6 +93,14 @@ impl DrainsTogether {
         }
     }
 
+    /// The rate of all the sessions that drained in `epoch` (bytes/s),
+    /// if those are the latest drains offered; none for a rate of zero or
+    /// an infinite one (a lying peer's round trips of zero).
+    pub(super) fn rate(&self, epoch: u64) -> Option<f64> {
+        let t = (*self.0.lock().unwrap_or_else(|e| e.into_inner()))?;
+        (t.epoch == epoch && t.rate > 0.0 && t.rate.is_finite()).then_some(t.rate)
+    }
+
     /// The base a session whose drain began in `epoch` left it with
     /// (`own`) becomes, after the drains of that epoch: the least of
     /// them, at least `own` less all sessions' floors at the rate of all

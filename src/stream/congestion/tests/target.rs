@@ -169,3 +169,61 @@ fn lies_about_the_round_trip_keep_the_target_bounded() {
         }
     }
 }
+
+/// Over a far path the target leaves out the drain's own chunk: three
+/// quarters of the base less the time `MIN_CHUNK` takes at the link's
+/// rate, the rate of all the sessions that drained at that moment
+/// (`CHUNK_TIME_SHARE`). Two sessions with different shares of a 256 KiB/s
+/// link take the same 15.4 ms off their bases. Without shared drains, or
+/// of another moment, nothing; a rate a lie made tiny takes half the base
+/// at most, one of zero or an infinite one nothing; and where the near
+/// target is the larger it stays.
+#[test]
+fn a_far_target_leaves_out_the_drains_chunk() {
+    let us = |n: f64| Duration::from_secs_f64(n * 1e-6);
+    let link = 256.0 * K as f64;
+    let base = ms(71);
+    let chunk = MIN_CHUNK as f64 / link;
+    let shared = |rates: &[f64], epoch: u64, cwnd: f64| {
+        let t = Arc::new(DrainsTogether::default());
+        for rate in rates {
+            t.offer(7, base, *rate);
+        }
+        let mut c = measured(base, SLOW, cwnd);
+        c.drain_with(t);
+        c.drained_at = Some((epoch, base));
+        c
+    };
+    // The whole link, two sessions of it: the same chunk's time off.
+    for (rates, cwnd) in [
+        (vec![link], MIN_WINDOW),
+        (vec![link / 4.0, link * 3.0 / 4.0], MIN_WINDOW),
+        (vec![link / 4.0, link * 3.0 / 4.0], 4.0 * MIN_WINDOW),
+    ] {
+        let whole = measured(base, SLOW, cwnd).target();
+        let got = shared(&rates, 7, cwnd).target();
+        let want = whole - Duration::from_secs_f64(chunk * BASE_SHARE);
+        assert!(
+            got.abs_diff(want) <= us(1.0),
+            "{rates:?}: {got:?}, want {want:?}"
+        );
+    }
+    // The drains of another moment: none off.
+    let whole = measured(base, SLOW, MIN_WINDOW).target();
+    assert_eq!(shared(&[link], 8, MIN_WINDOW).target(), whole);
+    // Lies: a tiny rate takes half the base, none or an infinite one nothing.
+    let half = whole - base.mul_f64(CHUNK_TIME_SHARE * BASE_SHARE);
+    let got = shared(&[1.0], 7, MIN_WINDOW).target();
+    assert!(got.abs_diff(half) <= us(1.0), "{got:?}, want {half:?}");
+    for rate in [0.0, f64::INFINITY] {
+        assert_eq!(shared(&[rate], 7, MIN_WINDOW).target(), whole);
+    }
+    // A base of 10 ms: the near target, whatever the rate.
+    let near = measured(ms(10), SLOW, MIN_WINDOW).target();
+    let t = Arc::new(DrainsTogether::default());
+    t.offer(7, ms(10), 1.0);
+    let mut c = measured(ms(10), SLOW, MIN_WINDOW);
+    c.drain_with(t);
+    c.drained_at = Some((7, ms(10)));
+    assert_eq!(c.target(), near);
+}
