@@ -188,12 +188,11 @@ impl Congestion {
         // time at the bottleneck: the far target keeps the path busy, not
         // the chunk (CHUNK_TIME_SHARE). Only where the far target is the
         // larger (the drains' rate is behind a lock).
-        let far = if base * BASE_SHARE + own <= near || !self.own_terms {
-            base * BASE_SHARE + own
-        } else {
+        let mut far = base * BASE_SHARE + own;
+        if far > near && self.own_terms {
             let chunk = self.link_rate().map_or(0.0, |r| MIN_CHUNK as f64 / r);
-            (base - chunk.min(base * CHUNK_TIME_SHARE)) * BASE_SHARE + own
-        };
+            far -= chunk.min(base * CHUNK_TIME_SHARE) * BASE_SHARE;
+        }
         Duration::from_secs_f64(near.max(far)).max(NEAR_TARGET)
     }
 

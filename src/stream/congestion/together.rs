@@ -98,7 +98,7 @@ impl DrainsTogether {
     /// an infinite one (a lying peer's round trips of zero).
     pub(super) fn rate(&self, epoch: u64) -> Option<f64> {
         let t = (*self.0.lock().unwrap_or_else(|e| e.into_inner()))?;
-        (t.epoch == epoch && t.rate > 0.0 && t.rate.is_finite()).then_some(t.rate)
+        usable(t.rate).filter(|_| t.epoch == epoch)
     }
 
     /// The base a session whose drain began in `epoch` left it with
@@ -113,13 +113,17 @@ impl DrainsTogether {
         let floors = f64::from(t.sessions) * (MIN_WINDOW + MIN_CHUNK as f64);
         // (An infinite rate, or none: a lying peer's round trips of zero.
         // Nothing to share then.)
-        let slack = if t.rate > 0.0 && t.rate.is_finite() {
-            Duration::try_from_secs_f64(floors / t.rate).unwrap_or(Duration::ZERO)
-        } else {
-            Duration::ZERO
-        };
+        let slack = usable(t.rate)
+            .and_then(|rate| Duration::try_from_secs_f64(floors / rate).ok())
+            .unwrap_or(Duration::ZERO);
         t.least.max(own.saturating_sub(slack)).min(own)
     }
+}
+
+/// A rate the drains offered (bytes/s), unless it is zero or infinite: a
+/// lying peer's round trips of zero.
+fn usable(rate: f64) -> Option<f64> {
+    (rate > 0.0 && rate.is_finite()).then_some(rate)
 }
 
 /// A session's drains that its peer is to hear of

@@ -184,7 +184,8 @@ fn a_far_target_leaves_out_the_drains_chunk() {
     let link = 256.0 * K as f64;
     let base = ms(71);
     let chunk = MIN_CHUNK as f64 / link;
-    let shared = |rates: &[f64], epoch: u64, cwnd: f64| {
+    // Drained in `epoch`; the drains of epoch 7 at `rates`.
+    let shared = |base: Duration, rates: &[f64], epoch: u64, cwnd: f64| {
         let t = Arc::new(DrainsTogether::default());
         for rate in rates {
             t.offer(7, base, *rate);
@@ -201,7 +202,7 @@ fn a_far_target_leaves_out_the_drains_chunk() {
         (vec![link / 4.0, link * 3.0 / 4.0], 4.0 * MIN_WINDOW),
     ] {
         let whole = measured(base, SLOW, cwnd).target();
-        let got = shared(&rates, 7, cwnd).target();
+        let got = shared(base, &rates, 7, cwnd).target();
         let want = whole - Duration::from_secs_f64(chunk * BASE_SHARE);
         assert!(
             got.abs_diff(want) <= us(1.0),
@@ -210,20 +211,15 @@ fn a_far_target_leaves_out_the_drains_chunk() {
     }
     // The drains of another moment: none off.
     let whole = measured(base, SLOW, MIN_WINDOW).target();
-    assert_eq!(shared(&[link], 8, MIN_WINDOW).target(), whole);
+    assert_eq!(shared(base, &[link], 8, MIN_WINDOW).target(), whole);
     // Lies: a tiny rate takes half the base, none or an infinite one nothing.
     let half = whole - base.mul_f64(CHUNK_TIME_SHARE * BASE_SHARE);
-    let got = shared(&[1.0], 7, MIN_WINDOW).target();
+    let got = shared(base, &[1.0], 7, MIN_WINDOW).target();
     assert!(got.abs_diff(half) <= us(1.0), "{got:?}, want {half:?}");
     for rate in [0.0, f64::INFINITY] {
-        assert_eq!(shared(&[rate], 7, MIN_WINDOW).target(), whole);
+        assert_eq!(shared(base, &[rate], 7, MIN_WINDOW).target(), whole);
     }
     // A base of 10 ms: the near target, whatever the rate.
     let near = measured(ms(10), SLOW, MIN_WINDOW).target();
-    let t = Arc::new(DrainsTogether::default());
-    t.offer(7, ms(10), 1.0);
-    let mut c = measured(ms(10), SLOW, MIN_WINDOW);
-    c.drain_with(t);
-    c.drained_at = Some((7, ms(10)));
-    assert_eq!(c.target(), near);
+    assert_eq!(shared(ms(10), &[1.0], 7, MIN_WINDOW).target(), near);
 }
